@@ -1,0 +1,151 @@
+"""Channel definitions: the YAML file an operator writes, validated by pydantic.
+
+A broken file is refused as a whole, with an error that names the file, the channel and the
+field, so that nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+DEFAULT_CHANNELS_FILE = Path(__file__).with_name("channels.yaml")
+
+NonEmptyText = Annotated[str, Field(min_length=1, max_length=400)]
+
+
+class StageBackends(BaseModel):
+    """Which implementation serves each model family for a channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_writer: Literal["rule-based"] = "rule-based"
+    text_to_video: Literal["procedural"] = "procedural"
+    upscaler: Literal["ffmpeg-lanczos"] = "ffmpeg-lanczos"
+    interpolator: Literal["ffmpeg-minterpolate"] = "ffmpeg-minterpolate"
+    music: Literal["procedural"] = "procedural"
+
+
+class Channel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slug: str = Field(pattern=SLUG_PATTERN, max_length=40)
+    title: NonEmptyText
+    theme: NonEmptyText
+    style: NonEmptyText
+    recurring_details: list[NonEmptyText] = Field(
+        default_factory=list,
+        description="Details repeated verbatim in every prompt so that shots stay consistent.",
+    )
+    subjects: list[NonEmptyText] = Field(
+        default_factory=list,
+        description="Who or what the shots show; empty means the theme itself is the subject.",
+    )
+    actions: list[NonEmptyText] = Field(
+        default_factory=list, description="What the subject does; empty means built-in actions."
+    )
+    settings: list[NonEmptyText] = Field(
+        default_factory=list, description="Where shots happen; empty means built-in settings."
+    )
+    music_mood: NonEmptyText = "uplifting"
+    clip_seconds: float = Field(default=8.0, gt=0, le=32)
+    take_frames: int = Field(default=24, ge=8, le=48, description="Frames per raw take.")
+    take_fps: int = Field(default=8, ge=4, le=30)
+    ahead_seconds: float = Field(
+        default=120.0, ge=0, description="Seconds of unaired content to keep ready."
+    )
+    seed: int = Field(default=0, ge=0, lt=2**31, description="Base seed of the channel.")
+    backends: StageBackends = Field(default_factory=StageBackends)
+
+    @field_validator("clip_seconds")
+    @classmethod
+    def _clip_length_joins_without_gaps(cls, seconds: float) -> float:
+        # Only lengths whose video frames and AAC frames end together join gaplessly by copy.
+        unit = BROADCAST_PROFILE.aligned_clip_seconds
+        units = seconds / unit
+        if abs(units - round(units)) > 1e-3 or round(units) < 1:
+            lower = max(1, math.floor(units)) * unit
+            upper = max(1, math.ceil(units)) * unit
+            raise ValueError(
+                f"{seconds} s does not join gaplessly: a clip must last a multiple of "
+                f"{unit:.4f} s (64 frames at 24 fps = 125 AAC frames at 48 kHz); "
+                f"nearest lengths are {lower:.4f} and {upper:.4f}"
+            )
+        return round(units) * unit
+
+    @property
+    def clip_frames(self) -> int:
+        return round(self.clip_seconds * BROADCAST_PROFILE.fps)
+
+    @property
+    def forbidden_terms(self) -> list[str]:
+        """Words a video model would paint into the picture as text for this channel."""
+        return [self.title, self.slug]
+
+
+class ChannelsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[Channel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _slugs_are_unique(self) -> ChannelsFile:
+        seen: set[str] = set()
+        for channel in self.channels:
+            if channel.slug in seen:
+                raise ValueError(f"channel slug {channel.slug!r} is used twice")
+            seen.add(channel.slug)
+        return self
+
+
+class ChannelConfigError(ValueError):
+    """A channels file that cannot be used, with every problem named."""
+
+
+def _describe_location(raw: object, loc: tuple[int | str, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "channels" and isinstance(loc[1], int):
+        index = loc[1]
+        slug = None
+        if isinstance(raw, dict) and isinstance(raw.get("channels"), list):
+            entries = raw["channels"]
+            if index < len(entries) and isinstance(entries[index], dict):
+                slug = entries[index].get("slug")
+        who = f"channel {slug!r}" if slug else f"channel #{index + 1}"
+        field = ".".join(str(part) for part in loc[2:]) or "(the whole entry)"
+        return f"{who}, field {field!r}"
+    return "field " + repr(".".join(str(part) for part in loc) or "(top level)")
+
+
+def load_channels(path: Path | str) -> ChannelsFile:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ChannelConfigError(f"{path}: channels file not found") from error
+    except yaml.YAMLError as error:
+        raise ChannelConfigError(f"{path}: not valid YAML: {error}") from error
+    try:
+        return ChannelsFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [
+            f"  - {_describe_location(raw, tuple(issue['loc']))}: {issue['msg']}"
+            for issue in error.errors()
+        ]
+        raise ChannelConfigError(
+            f"{path}: {len(problems)} problem(s) in the channels file:\n" + "\n".join(problems)
+        ) from None
+
+
+def find_channel(channels: ChannelsFile, slug: str) -> Channel:
+    for channel in channels.channels:
+        if channel.slug == slug:
+            return channel
+    known = ", ".join(channel.slug for channel in channels.channels)
+    raise KeyError(f"no channel {slug!r} in the channels file (known: {known})")

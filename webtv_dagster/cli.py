@@ -1,0 +1,127 @@
+"""`webtv`: run the channel stack, add clips, check a channels file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from webtv_dagster.channels import ChannelConfigError, load_channels
+from webtv_dagster.embedded_s3 import start_embedded_s3
+from webtv_dagster.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
+
+
+def _check_channels(settings: Settings) -> None:
+    try:
+        channels = load_channels(settings.channels_file)
+    except ChannelConfigError as error:
+        sys.exit(f"webtv: {error}")
+    slugs = ", ".join(channel.slug for channel in channels.channels)
+    print(f"webtv: channels from {settings.channels_file}: {slugs}")
+
+
+def _embedded_s3_port(settings: Settings) -> int | None:
+    """The port to serve S3 on when the endpoint is loopback and embedding is not turned off."""
+    if os.environ.get("WEBTV_EMBEDDED_S3", "1") == "0":
+        return None
+    endpoint = urlparse(settings.s3_endpoint_url)
+    if endpoint.hostname in {"127.0.0.1", "localhost"}:
+        return endpoint.port or 80
+    return None
+
+
+def _dagster_home(settings: Settings) -> Path:
+    home = (settings.data_dir / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    return home
+
+
+def command_up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    _check_channels(settings)
+    for variable, value in EMBEDDED_KEYS.items():
+        os.environ.setdefault(variable, value)
+    embedded = None
+    port = _embedded_s3_port(settings)
+    if port is not None:
+        embedded = start_embedded_s3(
+            (settings.data_dir / "seaweedfs").resolve(),
+            port,
+            settings.s3_bucket,
+            os.environ["AWS_ACCESS_KEY_ID"],
+            os.environ["AWS_SECRET_ACCESS_KEY"],
+        )
+        print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
+    os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
+    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    dagster = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+         "-h", args.host, "-p", str(args.port)],
+        cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGINT))
+    try:
+        return dagster.wait()
+    except KeyboardInterrupt:
+        return dagster.wait()
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def command_add_clips(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from webtv_dagster.channels import find_channel
+    from webtv_dagster.clips import next_clip_ids
+    from webtv_dagster.defs.partitions import clip_partitions
+
+    settings = Settings.from_env()
+    channel = find_channel(load_channels(settings.channels_file), args.channel)
+    os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
+    with dg.DagsterInstance.get() as instance:
+        existing = instance.get_dynamic_partitions(clip_partitions.name)
+        keys = [clip.key for clip in next_clip_ids(existing, channel.slug, args.count)]
+        instance.add_dynamic_partitions(clip_partitions.name, keys)
+    print(f"webtv: added {keys[0]} .. {keys[-1]}; clip_production_sensor requests their runs")
+    return 0
+
+
+def command_check(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.file:
+        settings = settings.model_copy(update={"channels_file": Path(args.file)})
+    _check_channels(settings)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="webtv", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start SeaweedFS and the Dagster UI + daemon")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=3000)
+    up.set_defaults(run=command_up)
+    add = commands.add_parser("add-clips", help="add new clips to a channel")
+    add.add_argument("channel")
+    add.add_argument("count", type=int)
+    add.set_defaults(run=command_add_clips)
+    check = commands.add_parser("check", help="validate a channels file")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(run=command_check)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Clip identity and where each clip's objects live in the bucket.
+
+A clip id is `<channel slug>-<number>`, e.g. `llama-jobs-000042`: it is the Dagster partition
+key, so every partition is a real clip of one channel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from webtv_dagster.channels import Channel
+
+CLIP_KEY_PATTERN = re.compile(r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6})$")
+
+# Object names of one clip, in pipeline order.
+PROMPT = "prompt.json"
+RAW_TAKE = "raw.mp4"
+UPSCALED_TAKE = "upscaled.mp4"
+INTERPOLATED_CLIP = "interpolated.mp4"
+MUSIC_TRACK = "music.flac"
+BROADCAST_CLIP = "broadcast.mp4"
+BROADCAST_RECORD = "broadcast.json"
+
+
+class ClipId(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    number: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}-{self.number:06d}"
+
+    @classmethod
+    def parse(cls, key: str) -> ClipId:
+        match = CLIP_KEY_PATTERN.match(key)
+        if not match:
+            raise ValueError(f"{key!r} is not a clip id (expected <channel slug>-<6 digits>)")
+        return cls(channel=match["slug"], number=int(match["number"]))
+
+    def object_key(self, name: str) -> str:
+        return f"{channel_prefix(self.channel)}clips/{self.key}/{name}"
+
+    def seed(self, channel: Channel) -> int:
+        """The clip's default seed: fixed by channel seed and clip number, so reruns reproduce."""
+        return (channel.seed * 1_000_003 + self.number * 7_919) % 2**31
+
+
+def channel_prefix(slug: str) -> str:
+    return f"channels/{slug}/"
+
+
+def clips_of_channel(keys: Iterable[str], slug: str) -> list[ClipId]:
+    clips = []
+    for key in keys:
+        match = CLIP_KEY_PATTERN.match(key)
+        if match and match["slug"] == slug:
+            clips.append(ClipId(channel=slug, number=int(match["number"])))
+    return sorted(clips, key=lambda clip: clip.number)
+
+
+def next_clip_ids(existing_keys: Iterable[str], slug: str, count: int) -> list[ClipId]:
+    """`count` new clip ids that follow the channel's highest existing clip number."""
+    existing = clips_of_channel(existing_keys, slug)
+    start = existing[-1].number + 1 if existing else 1
+    return [ClipId(channel=slug, number=start + offset) for offset in range(count)]

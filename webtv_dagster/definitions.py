@@ -1,0 +1,7 @@
+"""The code location: everything under webtv_dagster/defs, loaded as one Definitions."""
+
+from pathlib import Path
+
+import dagster as dg
+
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -1,0 +1,23 @@
+import dagster as dg
+
+from webtv_dagster.defs.assets.prompts import OWNERS, shot_prompt
+from webtv_dagster.defs.clip_batches import materialize_clips
+from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.production import ClipProduction
+
+
+@dg.asset(
+    deps=[shot_prompt],
+    partitions_def=clip_partitions,
+    backfill_policy=clip_backfill_policy,
+    group_name="music",
+    kinds={"audio", "s3"},
+    owners=OWNERS,
+)
+def music_track(
+    context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
+) -> None:
+    """The clip's score (music.flac, stereo 48 kHz, as long as the clip), from the shot and
+    the channel's music mood."""
+    materialize_clips(context, studio, media_storage, ClipProduction.compose_music)

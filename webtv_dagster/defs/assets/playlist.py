@@ -1,0 +1,38 @@
+import dagster as dg
+
+from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.defs.assets.prompts import OWNERS
+from webtv_dagster.defs.partitions import channel_partitions
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.playlist import build_playlist, publish_playlist
+
+GUIDE_ROWS = 20
+
+
+@dg.asset(
+    deps=[dg.AssetDep(broadcast_clip, partition_mapping=dg.AllPartitionMapping())],
+    partitions_def=channel_partitions,
+    group_name="air",
+    kinds={"s3"},
+    owners=OWNERS,
+)
+def playlist(
+    context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
+) -> dg.MaterializeResult:
+    """The channel's airable clips in clip order (playlist.json and playlist.ffconcat)."""
+    store = media_storage.store()
+    channel_playlist = build_playlist(store, studio.channel(context.partition_key))
+    as_json, as_ffconcat = publish_playlist(store, channel_playlist)
+    guide = ["| clip | seconds | prompt |", "|---|---|---|"] + [
+        f"| {entry.clip_id} | {entry.duration_seconds:.2f} | {entry.prompt} |"
+        for entry in channel_playlist.entries[-GUIDE_ROWS:]
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "clips": len(channel_playlist.entries),
+            "total_seconds": round(channel_playlist.total_seconds, 3),
+            "dagster/uri": dg.MetadataValue.path(as_json.uri),
+            "ffconcat_uri": dg.MetadataValue.path(as_ffconcat.uri),
+            "latest_clips": dg.MetadataValue.md("\n".join(guide)),
+        }
+    )

@@ -1,0 +1,25 @@
+import dagster as dg
+
+from webtv_dagster.defs.clip_batches import materialize_clips
+from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.production import ClipProduction
+
+OWNERS = ["team:webtv"]
+
+
+@dg.asset(
+    partitions_def=clip_partitions,
+    backfill_policy=clip_backfill_policy,
+    group_name="prompts",
+    kinds={"python", "s3"},
+    owners=OWNERS,
+)
+def shot_prompt(
+    context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
+) -> None:
+    """The clip's video-shot prompt and seed (prompt.json), written from the channel's theme,
+    style and recurring details, unlike the channel's recent prompts."""
+    materialize_clips(
+        context, studio, media_storage, ClipProduction.write_shot_prompt, in_clip_order=True
+    )

@@ -1,0 +1,35 @@
+import dagster as dg
+
+from webtv_dagster.defs.assets.prompts import OWNERS, shot_prompt
+from webtv_dagster.defs.clip_batches import materialize_clips
+from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.production import ClipProduction
+
+
+@dg.asset(
+    deps=[shot_prompt],
+    partitions_def=clip_partitions,
+    backfill_policy=clip_backfill_policy,
+    group_name="takes",
+    kinds={"video", "s3"},
+    owners=OWNERS,
+)
+def raw_take(context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage):
+    """The text-to-video take of the prompt (raw.mp4, 576x320, a few seconds at 8 fps)."""
+    materialize_clips(context, studio, media_storage, ClipProduction.render_raw_take)
+
+
+@dg.asset(
+    deps=[raw_take],
+    partitions_def=clip_partitions,
+    backfill_policy=clip_backfill_policy,
+    group_name="takes",
+    kinds={"video", "s3"},
+    owners=OWNERS,
+)
+def upscaled_take(
+    context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
+) -> None:
+    """The raw take upscaled to 1024x576 with the same prompt (upscaled.mp4)."""
+    materialize_clips(context, studio, media_storage, ClipProduction.upscale_take)

@@ -1,0 +1,82 @@
+"""Resources: the media store and the studio (channels + model backends), from the environment."""
+
+
+import os
+from functools import cached_property
+
+import dagster as dg
+
+from webtv_dagster.backends.registry import OfflineSettings, build_backends
+from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_channels
+from webtv_dagster.production import ClipProduction
+from webtv_dagster.settings import Settings
+from webtv_dagster.storage import MediaStore
+
+
+class S3MediaStorage(dg.ConfigurableResource):
+    """The bucket that holds every clip's media (SeaweedFS, MinIO or AWS S3)."""
+
+    endpoint_url: str = ""
+    bucket: str = "media"
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+    def store(self) -> MediaStore:
+        return MediaStore(
+            bucket=self.bucket,
+            endpoint_url=self.endpoint_url or None,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+        )
+
+
+class Studio(dg.ConfigurableResource):
+    """The channels file and how clips are made on this machine."""
+
+    channels_file: str
+    parallel_clips: int = 2
+    motion_height: int = 320
+
+    @cached_property
+    def channels(self) -> ChannelsFile:
+        return load_channels(self.channels_file)
+
+    def channel(self, slug: str) -> Channel:
+        return find_channel(self.channels, slug)
+
+    def production(self, store: MediaStore, slug: str) -> ClipProduction:
+        channel = self.channel(slug)
+        backends = build_backends(channel.backends, OfflineSettings(self.motion_height))
+        return ClipProduction(store, channel, backends)
+
+
+def _secret(variable: str) -> dg.EnvVar | None:
+    # Unset keys fall back to boto3's own chain (instance roles, ~/.aws); set ones stay
+    # EnvVars, so their values never show in the UI.
+    return dg.EnvVar(variable) if os.environ.get(variable) else None
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    settings = Settings.from_env()
+    return dg.Definitions(
+        resources={
+            "media_storage": S3MediaStorage(
+                endpoint_url=settings.s3_endpoint_url,
+                bucket=settings.s3_bucket,
+                region=settings.s3_region,
+                access_key_id=_secret("AWS_ACCESS_KEY_ID"),
+                secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
+            ),
+            "studio": Studio(
+                channels_file=str(settings.channels_file),
+                parallel_clips=settings.parallel_clips,
+                motion_height=settings.motion_height,
+            ),
+        },
+        # Clip runs parallelize across clips inside each step; a process per step only adds
+        # start-up time.
+        executor=dg.in_process_executor,
+    )

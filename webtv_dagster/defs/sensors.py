@@ -1,0 +1,95 @@
+"""Sensors: keep every channel's buffer of unaired clips full, and playlists current."""
+
+
+import json
+
+import dagster as dg
+
+from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
+from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.defs.jobs import clip_job, playlist_job
+from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
+from webtv_dagster.planning import clips_needed, run_batches
+from webtv_dagster.settings import Settings
+from webtv_dagster.channels import load_channels
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def clip_run_request(batch: list[ClipId]) -> dg.RunRequest:
+    first, last = batch[0].key, batch[-1].key
+    return dg.RunRequest(
+        run_key=f"clips:{first}..{last}",
+        job_name=clip_job.name,
+        tags={RANGE_START: first, RANGE_END: last},
+    )
+
+
+@dg.sensor(
+    job=clip_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
+    run for every clip partition added since the last tick (by this sensor, the add_clips job
+    or the UI), in batches of WEBTV_CLIPS_PER_RUN. Until playout reports what has aired,
+    every planned clip counts as unaired."""
+    settings = Settings.from_env()
+    requested: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    existing = context.instance.get_dynamic_partitions(clip_partitions.name)
+    made = context.instance.get_materialized_partitions(broadcast_clip.key)
+    new_keys: list[str] = []
+    run_requests: list[dg.RunRequest] = []
+    for channel in load_channels(settings.channels_file).channels:
+        planned = clips_of_channel(existing, channel.slug)
+        if channel.slug not in requested:
+            # First sight of the channel: clips already made were requested before.
+            made_numbers = [clip.number for clip in clips_of_channel(made, channel.slug)]
+            requested[channel.slug] = max(made_numbers, default=0)
+        added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(planned)))
+        new_keys += [clip.key for clip in added]
+        unrequested = [c for c in planned + added if c.number > requested[channel.slug]]
+        for batch in run_batches(unrequested, settings.clips_per_run):
+            run_requests.append(clip_run_request(batch))
+            requested[channel.slug] = batch[-1].number
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[clip_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
+        cursor=json.dumps(requested, sort_keys=True),
+    )
+
+
+@dg.sensor(
+    job=playlist_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def playlist_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Rebuilds a channel's playlist after new broadcast clips of that channel materialize."""
+    after = int(context.cursor) if context.cursor else None
+    result = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=broadcast_clip.key, after_storage_id=after),
+        limit=1000,
+        ascending=True,
+    )
+    if not result.records:
+        return dg.SensorResult(skip_reason="no new broadcast clips")
+    latest: dict[str, int] = {}
+    for record in result.records:
+        key = record.partition_key
+        if key:
+            latest[ClipId.parse(key).channel] = record.storage_id
+    known = set(channel_partitions.get_partition_keys())
+    run_requests = [
+        dg.RunRequest(run_key=f"playlist:{slug}@{storage_id}", partition_key=slug)
+        for slug, storage_id in sorted(latest.items())
+        if slug in known
+    ]
+    return dg.SensorResult(
+        run_requests=run_requests, cursor=str(result.records[-1].storage_id)
+    )
+

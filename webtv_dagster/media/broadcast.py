@@ -1,0 +1,56 @@
+"""Normalizing a finished clip to the broadcast profile.
+
+Every aired clip has the same resolution, frame rate, pixel format, keyframe interval, audio
+rate, channel layout and loudness, and its audio is exactly as long as its video, so that clips
+can be joined by stream copy without a gap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from webtv_dagster.broadcast_profile import BroadcastProfile
+from webtv_dagster.media.inspection import Loudness, measure_loudness
+from webtv_dagster.media.ffmpeg import run_ffmpeg
+
+
+def loudnorm_filter(profile: BroadcastProfile, measured: Loudness) -> str:
+    """Second, linear loudnorm pass: one gain for the whole clip, no pumping."""
+    return (
+        f"loudnorm=I={profile.loudness_lufs}:TP={profile.true_peak_db}:LRA={profile.loudness_range}"
+        f":measured_I={measured.integrated_lufs}:measured_TP={measured.true_peak_db}"
+        f":measured_LRA={measured.loudness_range}:measured_thresh={measured.threshold}"
+        f":offset={measured.target_offset}:linear=true"
+    )
+
+
+def normalize_clip(
+    video: Path, music: Path, frames: int, output: Path, profile: BroadcastProfile
+) -> None:
+    """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`."""
+    samples = frames * profile.samples_per_frame
+    w, h = profile.width, profile.height
+    video_chain = (
+        f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={profile.fps},"
+        f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},format={profile.pix_fmt}"
+    )
+    audio_chain = (
+        f"{loudnorm_filter(profile, measure_loudness(music))},"
+        f"aresample={profile.sample_rate},"
+        f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
+        f"apad=whole_len={samples},atrim=end_sample={samples},asetpts=N/SR/TB"
+    )
+    gop = str(profile.keyframe_interval)
+    run_ffmpeg(
+        [
+            "-i", str(video), "-i", str(music),
+            "-filter_complex", f"[0:v]{video_chain}[v];[1:a]{audio_chain}[a]",
+            "-map", "[v]", "-map", "[a]",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-profile:v", "high",
+            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.sample_rate),
+            "-ac", str(profile.channels), "-movflags", "+faststart", str(output),
+        ],
+        f"normalizing {video.name} + {music.name} to the broadcast profile",
+    )  # fmt: skip

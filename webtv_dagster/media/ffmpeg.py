@@ -1,0 +1,150 @@
+"""Running FFmpeg and ffprobe, with errors that say what was being done and why it failed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+import ffmpeg  # ffmpeg-python: builds filter graphs; we run the commands ourselves.
+import numpy as np
+
+
+class MediaToolError(RuntimeError):
+    """FFmpeg or ffprobe failed; the message carries the tail of its log."""
+
+
+def _stderr_tail(stderr: bytes, lines: int = 8) -> str:
+    text = stderr.decode("utf-8", errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def run_ffmpeg(args: Sequence[str], purpose: str, *, stdin: bytes | None = None) -> bytes:
+    """Runs ffmpeg with `args` (without the program name); returns its stdout."""
+    command = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    if stdin is not None:
+        command.remove("-nostdin")
+    try:
+        completed = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    except FileNotFoundError as error:
+        raise MediaToolError(
+            "ffmpeg is not installed or not on PATH (Debian/Ubuntu: apt-get install ffmpeg)"
+        ) from error
+    if completed.returncode != 0:
+        raise MediaToolError(
+            f"ffmpeg failed while {purpose} (exit {completed.returncode}):\n"
+            f"{_stderr_tail(completed.stderr)}"
+        )
+    return completed.stdout
+
+
+def run_ffmpeg_stream(stream: ffmpeg.nodes.OutputStream, purpose: str) -> bytes:
+    """Runs an ffmpeg-python graph, with the same error handling as `run_ffmpeg`."""
+    return run_ffmpeg(stream.overwrite_output().get_args(), purpose)
+
+
+class VideoStreamInfo(BaseModel):
+    codec: str
+    width: int
+    height: int
+    fps: float
+    pix_fmt: str
+    frames: int | None
+    duration: float
+
+
+class AudioStreamInfo(BaseModel):
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float
+
+
+class MediaInfo(BaseModel):
+    """The parts of ffprobe's report an operator uses to judge a file."""
+
+    format: str
+    duration: float
+    size_bytes: int
+    bit_rate: int | None
+    video: VideoStreamInfo | None = None
+    audio: AudioStreamInfo | None = None
+
+    def summary(self) -> dict[str, object]:
+        return self.model_dump(exclude_none=True)
+
+
+def _rate(text: str) -> float:
+    numerator, _, denominator = text.partition("/")
+    return float(numerator) / float(denominator or 1) if float(denominator or 1) else 0.0
+
+
+def probe(path: Path) -> MediaInfo:
+    """ffprobe summary of a media file; a file ffprobe cannot read is a MediaToolError."""
+    try:
+        report = ffmpeg.probe(str(path), count_packets=None)
+    except ffmpeg.Error as error:
+        raise MediaToolError(
+            f"ffprobe cannot read {path.name}: {_stderr_tail(error.stderr or b'')}"
+        ) from error
+    except FileNotFoundError as error:
+        raise MediaToolError("ffprobe is not installed or not on PATH") from error
+    fmt = report["format"]
+    info = MediaInfo(
+        format=fmt.get("format_name", "?"),
+        duration=float(fmt.get("duration", 0.0)),
+        size_bytes=int(fmt.get("size", path.stat().st_size)),
+        bit_rate=int(fmt["bit_rate"]) if fmt.get("bit_rate") else None,
+    )
+    for stream in report.get("streams", []):
+        duration = float(stream.get("duration", info.duration))
+        if stream.get("codec_type") == "video" and info.video is None:
+            info.video = VideoStreamInfo(
+                codec=stream.get("codec_name", "?"),
+                width=int(stream["width"]),
+                height=int(stream["height"]),
+                fps=round(_rate(stream.get("avg_frame_rate", "0/1")), 3),
+                pix_fmt=stream.get("pix_fmt", "?"),
+                frames=int(stream["nb_read_packets"]) if "nb_read_packets" in stream else None,
+                duration=duration,
+            )
+        elif stream.get("codec_type") == "audio" and info.audio is None:
+            info.audio = AudioStreamInfo(
+                codec=stream.get("codec_name", "?"),
+                sample_rate=int(stream.get("sample_rate", 0)),
+                channels=int(stream.get("channels", 0)),
+                duration=duration,
+            )
+    return info
+
+
+def probe_json(path: Path) -> str:
+    return json.dumps(probe(path).summary(), sort_keys=True)
+
+
+def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) -> None:
+    """Encodes uint8 RGB frames (count, height, width, 3) as near-lossless H.264."""
+    count, height, width, _ = frames.shape
+    run_ffmpeg(
+        [
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
+            "-i", "pipe:0", "-frames:v", str(count),
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "14", "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart", str(output),
+        ],
+        purpose,
+        stdin=np.ascontiguousarray(frames, dtype=np.uint8).tobytes(),
+    )  # fmt: skip
+
+
+def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
+    """Decodes every frame of a video to uint8 RGB, scaled to width x height."""
+    raw = run_ffmpeg(
+        ["-i", str(path), "-vf", f"scale={width}:{height}", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "pipe:1"],
+        f"decoding {path.name}",
+    )  # fmt: skip
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)

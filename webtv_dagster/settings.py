@@ -1,0 +1,33 @@
+"""Settings read from the environment, each with a documented default (see README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from webtv_dagster.channels import DEFAULT_CHANNELS_FILE
+
+
+class Settings(BaseModel):
+    channels_file: Path = Field(DEFAULT_CHANNELS_FILE, description="WEBTV_CHANNELS_FILE")
+    data_dir: Path = Field(Path("data"), description="WEBTV_DATA_DIR")
+    s3_endpoint_url: str = Field("http://127.0.0.1:8333", description="WEBTV_S3_ENDPOINT_URL")
+    s3_bucket: str = Field("media", description="WEBTV_S3_BUCKET")
+    s3_region: str = Field("us-east-1", description="WEBTV_S3_REGION")
+    clips_per_run: int = Field(5, ge=1, le=100, description="WEBTV_CLIPS_PER_RUN")
+    parallel_clips: int = Field(
+        default_factory=lambda: os.cpu_count() or 2, ge=1, description="WEBTV_PARALLEL_CLIPS"
+    )
+    motion_height: int = Field(320, ge=0, description="WEBTV_MOTION_HEIGHT")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        values = {}
+        for name, field in cls.model_fields.items():
+            variable = field.description
+            if variable and variable in environ:
+                values[name] = environ[variable]
+        return cls.model_validate(values)

@@ -1,0 +1,169 @@
+"""Media storage in S3 (SeaweedFS, MinIO, AWS) through boto3.
+
+Objects are uploaded from disk in parts (never whole files in memory). S3 makes an object
+visible under its key only once its upload completes, so a failed or interrupted upload never
+leaves a half-written object behind, and a rerun replaces an object in one step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from pydantic import BaseModel
+
+MULTIPART = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20)
+CREDENTIAL_ERRORS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+}
+
+
+class StorageError(RuntimeError):
+    """S3 refused or could not be reached; the message says which endpoint and what to check."""
+
+
+class StoredObject(BaseModel):
+    key: str
+    uri: str
+    size_bytes: int
+
+
+class MediaStore:
+    """One bucket of media, addressed by key."""
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None,
+        region: str,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+    ):
+        self.bucket = bucket
+        self.endpoint = endpoint_url or f"AWS S3 ({region})"
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+            config=Config(
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _error(self, action: str, key: str | None, error: Exception) -> StorageError:
+        where = f"{self.uri(key)}" if key else f"bucket {self.bucket!r}"
+        if isinstance(error, EndpointConnectionError):
+            return StorageError(
+                f"cannot reach S3 at {self.endpoint} while {action} {where}: is the server "
+                "running and WEBTV_S3_ENDPOINT_URL right? (`webtv up` starts the embedded one)"
+            )
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code", "?")
+            if code in CREDENTIAL_ERRORS:
+                return StorageError(
+                    f"S3 at {self.endpoint} refused the credentials ({code}) while {action} "
+                    f"{where}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                )
+            if code in {"NoSuchBucket"}:
+                return StorageError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint}: create it or "
+                    "set WEBTV_S3_BUCKET"
+                )
+            return StorageError(f"S3 at {self.endpoint} answered {code} while {action} {where}")
+        return StorageError(f"S3 at {self.endpoint} failed while {action} {where}: {error}")
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket"}:
+                raise self._error("checking", None, error) from None
+            try:
+                self._client.create_bucket(Bucket=self.bucket)
+            except (ClientError, BotoCoreError) as create_error:
+                raise self._error("creating", None, create_error) from None
+        except BotoCoreError as error:
+            raise self._error("checking", None, error) from None
+
+    def upload_file(self, path: Path, key: str, content_type: str) -> StoredObject:
+        try:
+            self._client.upload_file(
+                str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
+                Config=MULTIPART,
+            )  # fmt: skip
+        except (ClientError, BotoCoreError) as error:
+            raise self._error("uploading", key, error) from None
+        return StoredObject(key=key, uri=self.uri(key), size_bytes=path.stat().st_size)
+
+    def download_file(self, key: str, path: Path) -> Path:
+        try:
+            self._client.download_file(self.bucket, key, str(path), Config=MULTIPART)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(
+                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
+                ) from None
+            raise self._error("downloading", key, error) from None
+        except BotoCoreError as error:
+            raise self._error("downloading", key, error) from None
+        return path
+
+    def put_json(self, key: str, document: Any) -> StoredObject:
+        body = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise self._error("writing", key, error) from None
+        return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
+
+    def put_text(self, key: str, text: str, content_type: str) -> StoredObject:
+        body = text.encode("utf-8")
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (ClientError, BotoCoreError) as error:
+            raise self._error("writing", key, error) from None
+        return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
+
+    def get_json(self, key: str) -> Any:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(
+                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
+                ) from None
+            raise self._error("reading", key, error) from None
+        except BotoCoreError as error:
+            raise self._error("reading", key, error) from None
+        return json.loads(response["Body"].read())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as error:
+            raise self._error("listing", prefix, error) from None
+        return keys
