@@ -99,7 +99,7 @@ def forbidden_terms(channel: Channel) -> list[str]:
 
 
 def _contains_term(text: str, term: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text, re.I) is not None
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.I) is not None
 
 
 def prompt_problems(prompt: str, channel: Channel) -> list[str]:

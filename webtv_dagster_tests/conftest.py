@@ -1,0 +1,75 @@
+import os
+import random
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+TEST_CHANNELS = Path(__file__).with_name("channels.yaml")
+# Definitions read the channels file when imported: point them at the test channels first.
+os.environ["WEBTV_CHANNELS_FILE"] = str(TEST_CHANNELS)
+os.environ.setdefault("WEBTV_PARALLEL_CLIPS", "2")
+
+from webtv_dagster.channels import load_channels  # noqa: E402
+from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3  # noqa: E402
+from webtv_dagster.storage import MediaStore  # noqa: E402
+
+ACCESS_KEY = "test-access-key"
+SECRET_KEY = "test-secret-key-do-not-log"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """A port whose next `size` ports are all free too."""
+    for _ in range(200):
+        base = random.randint(20_000, 40_000)
+        if all(_free(base + offset) for offset in range(size)):
+            return base
+    raise RuntimeError("no block of free loopback ports found")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is required: run scripts/setup")
+    port = free_port_block(max(PORT_OFFSETS.values()) + 1)
+    server = start_embedded_s3(
+        tmp_path_factory.mktemp("seaweedfs"), port, "media", ACCESS_KEY, SECRET_KEY
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def media_store(seaweedfs) -> MediaStore:
+    """A fresh bucket on the session's SeaweedFS, so tests never see each other's objects."""
+    store = MediaStore(
+        bucket=f"test-{uuid.uuid4().hex[:12]}",
+        endpoint_url=seaweedfs.endpoint_url,
+        region="us-east-1",
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+    )
+    store.ensure_bucket()
+    return store
+
+
+@pytest.fixture(scope="session")
+def channels():
+    return load_channels(TEST_CHANNELS)
+
+
+@pytest.fixture(scope="session")
+def llama_channel(channels):
+    return channels.channels[0]
