@@ -1,0 +1,113 @@
+import json
+
+import dagster as dg
+import pytest
+
+from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.defs.jobs import add_clips_job
+from webtv_dagster.defs.resources import Studio
+from webtv_dagster.defs.sensors import clip_production_sensor, playlist_refresh_sensor
+from webtv_dagster.definitions import defs
+
+from .conftest import TEST_CHANNELS
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def apply_partition_requests(instance, result):
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def ranges(result):
+    return [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in result.run_requests]
+
+
+def test_definitions_load():
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "clip_job",
+        "playlist_job",
+        "add_clips_job",
+    }
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
+        "shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
+        "broadcast_clip", "playlist",
+    }  # fmt: skip
+    assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
+
+
+def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkeypatch):
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "4")
+    context = dg.build_sensor_context(instance=instance)
+    result = clip_production_sensor(context)
+    # test-llamas wants 16 s ahead at 2.667 s a clip: 6 clips; test-ocean wants nothing.
+    added = [key for r in result.dynamic_partitions_requests for key in r.partition_keys]
+    assert added == [f"test-llamas-{n:06d}" for n in range(1, 7)]
+    assert ranges(result) == [
+        ("test-llamas-000001", "test-llamas-000004"),
+        ("test-llamas-000005", "test-llamas-000006"),
+    ]
+    assert all(r.job_name == "clip_job" for r in result.run_requests)
+    apply_partition_requests(instance, result)
+
+    # Next tick: the buffer is full and every clip was requested once.
+    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    assert again.run_requests == [] and again.dynamic_partitions_requests == []
+
+    # An operator adds clips (job or UI): the sensor requests exactly those.
+    add_clips_job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"add_clip_partitions": {"config": {"channel": "test-ocean", "count": 3}}}},
+        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+    )
+    manual = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+    assert ranges(manual) == [("test-ocean-000001", "test-ocean-000003")]
+    assert json.loads(manual.cursor) == {"test-llamas": 6, "test-ocean": 3}
+
+
+def test_clips_already_made_are_not_requested_again(instance):
+    keys = [f"test-llamas-{n:06d}" for n in range(1, 4)]
+    instance.add_dynamic_partitions("clips", keys)
+    for key in keys[:2]:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=broadcast_clip.key, partition=key)
+        )
+    result = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    requested = {key for start, end in ranges(result) for key in (start, end)}
+    assert "test-llamas-000001" not in requested and "test-llamas-000002" not in requested
+    assert ranges(result)[0][0] == "test-llamas-000003"
+
+
+def test_add_clips_job_refuses_unknown_channel(instance):
+    result = add_clips_job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nope", "count": 1}}}},
+        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "no channel 'nope'" in str(result.get_step_failure_events()[0].step_failure_data.error)
+
+
+def test_playlist_sensor_refreshes_channels_with_new_clips(instance):
+    empty = playlist_refresh_sensor(dg.build_sensor_context(instance=instance))
+    assert empty.run_requests == [] or empty.run_requests is None
+    instance.add_dynamic_partitions("clips", ["test-llamas-000001", "test-ocean-000001"])
+    for key in ["test-llamas-000001", "test-ocean-000001"]:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=broadcast_clip.key, partition=key)
+        )
+    result = playlist_refresh_sensor(dg.build_sensor_context(instance=instance))
+    assert sorted(r.partition_key for r in result.run_requests) == ["test-llamas", "test-ocean"]
+    quiet = playlist_refresh_sensor(
+        dg.build_sensor_context(instance=instance, cursor=result.cursor)
+    )
+    assert not quiet.run_requests
