@@ -64,10 +64,11 @@ def command_up(args: argparse.Namespace) -> int:
         print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
     os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
     print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    # Run from DAGSTER_HOME so that the instance there is the only dagster.yaml in sight.
     dagster = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
-         "-h", args.host, "-p", str(args.port)],
-        cwd=PROJECT_ROOT,
+        [str(Path(sys.executable).with_name("dagster")), "dev",
+         "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
+        cwd=os.environ["DAGSTER_HOME"],
     )  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGINT))
     try:

@@ -125,10 +125,10 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
 
 
 def test_a_run_of_several_clips_reports_each_clip(instance, resources, media_store):
-    keys = ["test-ocean-000001", "test-ocean-000002"]
+    keys = ["test-llamas-000001", "test-llamas-000002"]
     instance.add_dynamic_partitions("clips", keys)
     result = dg.materialize(
-        [shot_prompt, music_track],
+        CLIP_ASSETS,
         instance=instance,
         resources=resources,
         tags={
@@ -139,8 +139,11 @@ def test_a_run_of_several_clips_reports_each_clip(instance, resources, media_sto
     assert result.success
     prompts = [latest_metadata(instance, shot_prompt, key)["prompt"].value for key in keys]
     assert prompts[0] != prompts[1]
-    seeds = {latest_metadata(instance, music_track, key)["seed"].value for key in keys}
-    assert len(seeds) == 2
+    for key in keys:
+        metadata = latest_metadata(instance, broadcast_clip, key)
+        assert metadata["clip"].value == key
+        assert metadata["prompt"].value == prompts[keys.index(key)]
+        assert media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
 
 
 def test_a_failing_clip_fails_the_run_and_names_the_clip(instance, resources):

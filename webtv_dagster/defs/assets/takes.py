@@ -15,7 +15,9 @@ from webtv_dagster.production import ClipProduction
     kinds={"video", "s3"},
     owners=OWNERS,
 )
-def raw_take(context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage):
+def raw_take(
+    context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
+) -> None:
     """The text-to-video take of the prompt (raw.mp4, 576x320, a few seconds at 8 fps)."""
     materialize_clips(context, studio, media_storage, ClipProduction.render_raw_take)
 
