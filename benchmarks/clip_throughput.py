@@ -105,6 +105,7 @@ def main() -> None:
         wall = time.time() - started
 
         spans = []
+        stage_seconds: dict[str, list[float]] = {stage: [] for stage in STAGES}
         with dg.DagsterInstance.get() as instance:
             for stage in STAGES:
                 records = instance.fetch_materializations(
@@ -112,9 +113,9 @@ def main() -> None:
                 ).records
                 for record in records:
                     metadata = record.asset_materialization.metadata
-                    spans.append(
-                        (metadata["stage_started_at"].value, metadata["stage_finished_at"].value)
-                    )
+                    span = (metadata["stage_started_at"].value, metadata["stage_finished_at"].value)
+                    spans.append(span)
+                    stage_seconds[stage].append(span[1] - span[0])
         assert len(spans) == len(STAGES) * len(clips), "some stages left no materialization"
         media = union_seconds(spans)
         air = len(clips) * channel.clip_seconds
@@ -125,6 +126,9 @@ def main() -> None:
         print(f"(a) air-seconds per wall-second: {air / wall:.2f}")
         print(f"(b) share of wall time outside media work: {1 - media / wall:.1%} "
               f"({wall - media:.1f} s)")  # fmt: skip
+        print("mean wall seconds per clip and stage (stages of concurrent clips overlap):")
+        for stage, seconds in stage_seconds.items():
+            print(f"  {stage:18s} {sum(seconds) / len(seconds):6.2f}")
     finally:
         s3.stop()
 

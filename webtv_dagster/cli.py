@@ -70,10 +70,11 @@ def command_up(args: argparse.Namespace) -> int:
          "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
         cwd=os.environ["DAGSTER_HOME"],
     )  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGINT))
+    # dagster dev shuts its webserver, daemon and code servers down on SIGINT: forward both
+    # SIGINT and SIGTERM to it, then stop SeaweedFS once it has exited.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: dagster.send_signal(signal.SIGINT))
     try:
-        return dagster.wait()
-    except KeyboardInterrupt:
         return dagster.wait()
     finally:
         if embedded:

@@ -104,14 +104,21 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) 
 
 def _sample(layer: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Bilinear lookup of layer (H, W, C) at float coordinates (h, w)."""
-    height, width = layer.shape[:2]
+    height, width, channels = layer.shape
     xs = np.clip(xs, 0, width - 1.001)
     ys = np.clip(ys, 0, height - 1.001)
     x0, y0 = xs.astype(np.int32), ys.astype(np.int32)
     fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
-    top = layer[y0, x0] * (1 - fx) + layer[y0, x0 + 1] * fx
-    bottom = layer[y0 + 1, x0] * (1 - fx) + layer[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
+    # One flat take per corner is several times faster than 2-D fancy indexing.
+    flat = layer.reshape(-1, channels)
+    corner = y0 * width + x0
+
+    top_left, top_right, bottom_left, bottom_right = (
+        np.take(flat, corner + offset, axis=0) for offset in (0, 1, width, width + 1)
+    )
+    top = top_left + (top_right - top_left) * fx
+    bottom = bottom_left + (bottom_right - bottom_left) * fx
+    return top + (bottom - top) * fy
 
 
 class ProceduralScene:

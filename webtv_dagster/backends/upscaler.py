@@ -23,7 +23,8 @@ class Upscaler(Protocol):
     def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> None: ...
 
 
-INTERMEDIATE_X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "14", "-pix_fmt", "yuv420p"]
+# Intermediates are re-encoded downstream: spend bits, not CPU, to keep them near-lossless.
+INTERMEDIATE_X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-pix_fmt", "yuv420p"]
 
 
 class LanczosUpscaler:
