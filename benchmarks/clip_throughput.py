@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--channel", default="llama-jobs")
     args = parser.parse_args()
 
-    channels_file = Path(os.environ.get("WEBTV_CHANNELS_FILE", ROOT / "webtv_dagster/channels.yaml"))
+    channels_file = Path(
+        os.environ.get("WEBTV_CHANNELS_FILE", ROOT / "webtv_dagster/channels.yaml")
+    )
     channel = next(c for c in load_channels(channels_file).channels if c.slug == args.channel)
     work = Path(tempfile.mkdtemp(prefix="webtv-bench-"))
     keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}

@@ -62,13 +62,16 @@ def command_up(args: argparse.Namespace) -> int:
             os.environ["AWS_SECRET_ACCESS_KEY"],
         )
         print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
-    os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
-    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    home = _dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(home)
+    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
     # Run from DAGSTER_HOME so that the instance there is the only dagster.yaml in sight.
     dagster = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev",
          "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
-        cwd=os.environ["DAGSTER_HOME"],
+        cwd=home,
+        # A shell starts background jobs with SIGINT ignored; dagster dev needs it to stop.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     # dagster dev shuts its webserver, daemon and code servers down on SIGINT: forward both
     # SIGINT and SIGTERM to it, then stop SeaweedFS once it has exited.

@@ -70,7 +70,8 @@ DEFAULT_SETTINGS = (
 )
 
 CAMERA_PATTERN = re.compile(
-    r"\b(pan|pans|panning|tilt|tilts|dolly|tracking|zoom|orbit|crane|push(?:es)? in|pull(?:s)? back)\b",
+    r"\b(pan|pans|panning|tilt|tilts|dolly|tracking|zoom|orbit|crane|"
+    r"push(?:es)? in|pull(?:s)? back)\b",
     re.I,
 )
 DIRECTION_PATTERN = re.compile(

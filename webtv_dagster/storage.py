@@ -138,7 +138,9 @@ class MediaStore:
     def put_text(self, key: str, text: str, content_type: str) -> StoredObject:
         body = text.encode("utf-8")
         try:
-            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
+            )
         except (ClientError, BotoCoreError) as error:
             raise self._error("writing", key, error) from None
         return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))

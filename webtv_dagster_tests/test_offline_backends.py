@@ -110,6 +110,7 @@ def test_mood_changes_the_music():
     generator = ProceduralMusicGenerator()
     lively = generator.render(MusicRequest(prompt="x", mood="playful", seed=1, seconds=4))
     calm = generator.render(MusicRequest(prompt="x", mood="calm", seed=1, seconds=4))
+
     # Drums make lively music punchier: a higher crest of short-window energy.
     def onset_strength(samples):
         energy = (samples[:, 0] ** 2).reshape(-1, 480).mean(axis=1)

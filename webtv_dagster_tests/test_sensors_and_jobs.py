@@ -3,11 +3,12 @@ import json
 import dagster as dg
 import pytest
 
-from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.definitions import defs
+from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
+from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.jobs import add_clips_job
 from webtv_dagster.defs.resources import Studio
 from webtv_dagster.defs.sensors import clip_production_sensor, playlist_refresh_sensor
-from webtv_dagster.definitions import defs
 
 from .conftest import TEST_CHANNELS
 
@@ -65,7 +66,9 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     # An operator adds clips (job or UI): the sensor requests exactly those.
     add_clips_job.execute_in_process(
         instance=instance,
-        run_config={"ops": {"add_clip_partitions": {"config": {"channel": "test-ocean", "count": 3}}}},
+        run_config={
+            "ops": {"add_clip_partitions": {"config": {"channel": "test-ocean", "count": 3}}}
+        },
         resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
     )
     manual = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
@@ -111,3 +114,22 @@ def test_playlist_sensor_refreshes_channels_with_new_clips(instance):
         dg.build_sensor_context(instance=instance, cursor=result.cursor)
     )
     assert not quiet.run_requests
+
+
+def test_failed_clips_are_replaced_in_the_buffer(instance):
+    first = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    apply_partition_requests(instance, first)
+    # The first clip's run fails (no media storage here), so broadcast_clip is never made.
+    failed = dg.materialize(
+        [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
+        partition_key="test-llamas-000001",
+        instance=instance,
+        resources={"studio": Studio(channels_file=str(TEST_CHANNELS)),
+                   "media_storage": dg.ResourceDefinition.none_resource()},
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not failed.success
+    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
+    assert added == ["test-llamas-000007"]
+    assert ranges(again) == [("test-llamas-000007", "test-llamas-000007")]

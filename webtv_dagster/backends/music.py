@@ -180,5 +180,5 @@ class ProceduralMusicGenerator:
             wave_ = np.diff(noise, prepend=0.0) if timbre == "hat" else noise
             envelope = np.exp(-t * (60 if timbre == "hat" else 18))
         signal = wave_ * envelope * level
-        mix[begin : begin + count, 0] += signal * (1 - pan) / 2 * 2 ** 0.5
-        mix[begin : begin + count, 1] += signal * (1 + pan) / 2 * 2 ** 0.5
+        mix[begin : begin + count, 0] += signal * (1 - pan) / 2 * 2**0.5
+        mix[begin : begin + count, 1] += signal * (1 + pan) / 2 * 2**0.5

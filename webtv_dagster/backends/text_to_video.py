@@ -67,7 +67,9 @@ def camera_path_for(prompt: str, width: int) -> CameraPath:
     path = CameraPath()
     if re.search(r"pans? slowly from left to right|following the subject from left to right", text):
         path.pan = travel
-    elif re.search(r"pans? slowly from right to left|following the subject from right to left", text):
+    elif re.search(
+        r"pans? slowly from right to left|following the subject from right to left", text
+    ):
         path.pan = -travel
     if "tracking shot" in text:
         path.subject_dx = path.pan  # the camera keeps pace with the subject
@@ -167,10 +169,11 @@ class ProceduralScene:
         xs = np.arange(width, dtype=np.float32)
         # Two ranges of hills, each a sum of sines with seeded wavelengths.
         for depth, shade in ((0.45, 0.75), (0.58, 0.55)):
-            ridge = depth * height + sum(
-                self.rng.uniform(8, 30) * np.sin(xs / self.rng.uniform(40, 160) + self.rng.uniform(0, 6))
-                for _ in range(3)
-            )  # fmt: skip
+            amplitudes = self.rng.uniform(8, 30, size=3)
+            wavelengths = self.rng.uniform(40, 160, size=3)
+            phases = self.rng.uniform(0, 6, size=3)
+            waves = amplitudes[:, None] * np.sin(xs / wavelengths[:, None] + phases[:, None])
+            ridge = depth * height + waves.sum(axis=0)
             below = np.arange(height, dtype=np.float32)[:, None] > ridge[None, :]
             hill = ground * shade + horizon * (1 - shade) * 0.5
             layer = np.where(below[..., None], hill, layer)

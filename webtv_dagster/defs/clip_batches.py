@@ -1,6 +1,5 @@
 """Runs one production stage for every clip partition of a run, reporting each clip apart."""
 
-
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +15,17 @@ Stage = Callable[[ClipProduction, ClipId], StageReport]
 
 
 def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "clip": report.clip_id,
-        "prompt": report.prompt,
+    metadata: dict[str, Any] = {"clip": report.clip_id, "prompt": report.prompt}
+    if report.preview_markdown:
+        metadata["preview"] = dg.MetadataValue.md(report.preview_markdown)
+    metadata |= {
         "seed": report.seed,
         "backend": report.backend,
         "endpoint": report.endpoint,
         "work_seconds": round(report.work_seconds, 3),
         # Wall-clock span of the stage, S3 transfers included: benchmarks sum these.
-        "stage_started_at": span[0],
-        "stage_finished_at": span[1],
+        "stage_started_at": dg.MetadataValue.timestamp(span[0]),
+        "stage_finished_at": dg.MetadataValue.timestamp(span[1]),
         "size_bytes": report.size_bytes,
         "dagster/uri": dg.MetadataValue.path(report.uri),
     }
@@ -39,8 +39,6 @@ def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str,
         if report.media.audio is not None:
             metadata["sample_rate"] = report.media.audio.sample_rate
         metadata["ffprobe"] = dg.MetadataValue.json(report.media.summary())
-    if report.preview_markdown:
-        metadata["preview"] = dg.MetadataValue.md(report.preview_markdown)
     metadata.update(report.extra)
     return metadata
 

@@ -1,6 +1,5 @@
 """Jobs: make clips, refresh playlists, and add new clips to a channel."""
 
-
 import dagster as dg
 
 from webtv_dagster.clips import next_clip_ids
@@ -14,7 +13,14 @@ from webtv_dagster.defs.resources import Studio
 
 clip_job = dg.define_asset_job(
     "clip_job",
-    selection=[shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip],
+    selection=[
+        shot_prompt,
+        raw_take,
+        upscaled_take,
+        interpolated_clip,
+        music_track,
+        broadcast_clip,
+    ],
     partitions_def=clip_partitions,
     description="Makes clips from prompt to broadcast clip.",
 )

@@ -1,6 +1,5 @@
 """Partitions: one per clip (dynamic, keys `<channel>-<number>`) and one per channel."""
 
-
 import dagster as dg
 
 from webtv_dagster.channels import load_channels

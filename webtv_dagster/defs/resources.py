@@ -1,6 +1,5 @@
 """Resources: the media store and the studio (channels + model backends), from the environment."""
 
-
 import os
 from functools import cached_property
 

@@ -1,17 +1,16 @@
 """Sensors: keep every channel's buffer of unaired clips full, and playlists current."""
 
-
 import json
 
 import dagster as dg
 
+from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.jobs import clip_job, playlist_job
 from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.planning import clips_needed, run_batches
 from webtv_dagster.settings import Settings
-from webtv_dagster.channels import load_channels
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -26,6 +25,12 @@ def clip_run_request(batch: list[ClipId]) -> dg.RunRequest:
     )
 
 
+def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    """Clips whose broadcast clip failed (or was never made because a stage before it failed)."""
+    statuses = instance.get_status_by_partition(broadcast_clip.key, keys, clip_partitions) or {}
+    return {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
+
+
 @dg.sensor(
     job=clip_job,
     minimum_interval_seconds=15,
@@ -35,11 +40,13 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
     run for every clip partition added since the last tick (by this sensor, the add_clips job
     or the UI), in batches of WEBTV_CLIPS_PER_RUN. Until playout reports what has aired,
-    every planned clip counts as unaired."""
+    every planned clip that has not failed counts as unaired; failed clips stay for an
+    operator to rerun and are replaced in the buffer by new ones."""
     settings = Settings.from_env()
     requested: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     existing = context.instance.get_dynamic_partitions(clip_partitions.name)
     made = context.instance.get_materialized_partitions(broadcast_clip.key)
+    failed = failed_clip_keys(context.instance, list(existing))
     new_keys: list[str] = []
     run_requests: list[dg.RunRequest] = []
     for channel in load_channels(settings.channels_file).channels:
@@ -48,7 +55,8 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
             # First sight of the channel: clips already made were requested before.
             made_numbers = [clip.number for clip in clips_of_channel(made, channel.slug)]
             requested[channel.slug] = max(made_numbers, default=0)
-        added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(planned)))
+        unaired = [clip for clip in planned if clip.key not in failed]
+        added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(unaired)))
         new_keys += [clip.key for clip in added]
         unrequested = [c for c in planned + added if c.number > requested[channel.slug]]
         for batch in run_batches(unrequested, settings.clips_per_run):
@@ -89,7 +97,4 @@ def playlist_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
         for slug, storage_id in sorted(latest.items())
         if slug in known
     ]
-    return dg.SensorResult(
-        run_requests=run_requests, cursor=str(result.records[-1].storage_id)
-    )
-
+    return dg.SensorResult(run_requests=run_requests, cursor=str(result.records[-1].storage_id))

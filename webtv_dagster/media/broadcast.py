@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.media.inspection import Loudness, measure_loudness
 from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media.inspection import Loudness, measure_loudness
 
 
 def loudnorm_filter(profile: BroadcastProfile, measured: Loudness) -> str:

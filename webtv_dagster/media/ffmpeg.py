@@ -7,10 +7,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
-
 import ffmpeg  # ffmpeg-python: builds filter graphs; we run the commands ourselves.
 import numpy as np
+from pydantic import BaseModel
 
 
 class MediaToolError(RuntimeError):
