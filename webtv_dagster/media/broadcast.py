@@ -7,10 +7,11 @@ can be joined by stream copy without a gap.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
 from webtv_dagster.media.inspection import Loudness, measure_loudness
 
 
@@ -29,6 +30,12 @@ def normalize_clip(
 ) -> None:
     """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`."""
     samples = frames * profile.samples_per_frame
+    loudness = measure_loudness(music)
+    if not math.isfinite(loudness.integrated_lufs):
+        raise MediaToolError(
+            f"{music.name} is silent, so it cannot be normalized to "
+            f"{profile.loudness_lufs} LUFS: rerun the music stage of this clip"
+        )
     w, h = profile.width, profile.height
     video_chain = (
         f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
@@ -36,7 +43,7 @@ def normalize_clip(
         f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},format={profile.pix_fmt}"
     )
     audio_chain = (
-        f"{loudnorm_filter(profile, measure_loudness(music))},"
+        f"{loudnorm_filter(profile, loudness)},"
         f"aresample={profile.sample_rate},"
         f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
         f"apad=whole_len={samples},atrim=end_sample={samples},asetpts=N/SR/TB"
