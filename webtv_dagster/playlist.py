@@ -77,5 +77,7 @@ def publish_playlist(store: MediaStore, playlist: Playlist) -> tuple[StoredObjec
         prefix + PLAYLIST_JSON,
         {**playlist.model_dump(), "total_seconds": playlist.total_seconds},
     )
-    as_ffconcat = store.put_text(prefix + PLAYLIST_FFCONCAT, playlist.ffconcat(), "text/plain")
+    as_ffconcat = store.put_bytes(
+        prefix + PLAYLIST_FFCONCAT, playlist.ffconcat().encode("utf-8"), "text/plain"
+    )
     return as_json, as_ffconcat

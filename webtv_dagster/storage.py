@@ -8,6 +8,8 @@ leaves a half-written object behind, and a rerun replaces an object in one step.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,83 +91,68 @@ class MediaStore:
             return StorageError(f"S3 at {self.endpoint} answered {code} while {action} {where}")
         return StorageError(f"S3 at {self.endpoint} failed while {action} {where}: {error}")
 
+    @contextmanager
+    def _s3_call(self, action: str, key: str | None) -> Iterator[None]:
+        """Turns boto3 failures into FileNotFoundError (missing key) or StorageError."""
+        try:
+            yield
+        except ClientError as error:
+            if key and error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(
+                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
+                ) from None
+            raise self._error(action, key, error) from None
+        except BotoCoreError as error:
+            raise self._error(action, key, error) from None
+
     def ensure_bucket(self) -> None:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket"}:
                 raise self._error("checking", None, error) from None
-            try:
+            with self._s3_call("creating", None):
                 self._client.create_bucket(Bucket=self.bucket)
-            except (ClientError, BotoCoreError) as create_error:
-                raise self._error("creating", None, create_error) from None
         except BotoCoreError as error:
             raise self._error("checking", None, error) from None
 
     def upload_file(self, path: Path, key: str, content_type: str) -> StoredObject:
-        try:
+        with self._s3_call("uploading", key):
             self._client.upload_file(
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
                 Config=MULTIPART,
             )  # fmt: skip
-        except (ClientError, BotoCoreError) as error:
-            raise self._error("uploading", key, error) from None
         return StoredObject(key=key, uri=self.uri(key), size_bytes=path.stat().st_size)
 
     def download_file(self, key: str, path: Path) -> Path:
-        try:
+        with self._s3_call("downloading", key):
             self._client.download_file(self.bucket, key, str(path), Config=MULTIPART)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-                raise FileNotFoundError(
-                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
-                ) from None
-            raise self._error("downloading", key, error) from None
-        except BotoCoreError as error:
-            raise self._error("downloading", key, error) from None
         return path
 
-    def put_json(self, key: str, document: Any) -> StoredObject:
-        body = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
-        try:
-            self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise self._error("writing", key, error) from None
-        return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
-
-    def put_text(self, key: str, text: str, content_type: str) -> StoredObject:
-        body = text.encode("utf-8")
-        try:
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> StoredObject:
+        with self._s3_call("writing", key):
             self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
             )
-        except (ClientError, BotoCoreError) as error:
-            raise self._error("writing", key, error) from None
         return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
 
+    def put_json(self, key: str, document: Any) -> StoredObject:
+        body = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
+        return self.put_bytes(key, body, "application/json")
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._s3_call("reading", key):
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
     def get_json(self, key: str) -> Any:
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-                raise FileNotFoundError(
-                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
-                ) from None
-            raise self._error("reading", key, error) from None
-        except BotoCoreError as error:
-            raise self._error("reading", key, error) from None
-        return json.loads(response["Body"].read())
+        return json.loads(self.get_bytes(key))
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
-        try:
+        with self._s3_call("listing", prefix):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
             for page in pages:
                 keys.extend(item["Key"] for item in page.get("Contents", []))
-        except (ClientError, BotoCoreError) as error:
-            raise self._error("listing", prefix, error) from None
         return keys

@@ -115,13 +115,7 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     assert listing.success
     playlist_json = media_store.get_json("channels/test-llamas/playlist.json")
     assert [entry["clip_id"] for entry in playlist_json["entries"]] == [key]
-    ffconcat = (
-        media_store._client.get_object(
-            Bucket=media_store.bucket, Key="channels/test-llamas/playlist.ffconcat"
-        )["Body"]
-        .read()
-        .decode()
-    )
+    ffconcat = media_store.get_bytes("channels/test-llamas/playlist.ffconcat").decode()
     assert ffconcat.splitlines()[:2] == [
         "ffconcat version 1.0",
         f"file 'clips/{key}/broadcast.mp4'",

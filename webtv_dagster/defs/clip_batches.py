@@ -1,17 +1,31 @@
 """Runs one production stage for every clip partition of a run, reporting each clip apart."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
 
 from webtv_dagster.clips import ClipId
+from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction, StageReport
 
 Stage = Callable[[ClipProduction, ClipId], StageReport]
+OWNERS = ["team:webtv"]
+
+
+def clip_asset(*, group_name: str, kinds: set[str], deps: Sequence[Any] = ()) -> Any:
+    """`@dg.asset` for a per-clip stage: clip partitions, batched backfills, owners."""
+    return dg.asset(
+        deps=list(deps),
+        partitions_def=clip_partitions,
+        backfill_policy=clip_backfill_policy,
+        group_name=group_name,
+        kinds=kinds,
+        owners=OWNERS,
+    )
 
 
 def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str, Any]:

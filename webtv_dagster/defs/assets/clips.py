@@ -1,22 +1,13 @@
 import dagster as dg
 
 from webtv_dagster.defs.assets.music import music_track
-from webtv_dagster.defs.assets.prompts import OWNERS
 from webtv_dagster.defs.assets.takes import upscaled_take
-from webtv_dagster.defs.clip_batches import materialize_clips
-from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.clip_batches import clip_asset, materialize_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@dg.asset(
-    deps=[upscaled_take],
-    partitions_def=clip_partitions,
-    backfill_policy=clip_backfill_policy,
-    group_name="clips",
-    kinds={"video", "s3"},
-    owners=OWNERS,
-)
+@clip_asset(group_name="clips", kinds={"video", "s3"}, deps=[upscaled_take])
 def interpolated_clip(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:
@@ -25,14 +16,7 @@ def interpolated_clip(
     materialize_clips(context, studio, media_storage, ClipProduction.interpolate_clip)
 
 
-@dg.asset(
-    deps=[interpolated_clip, music_track],
-    partitions_def=clip_partitions,
-    backfill_policy=clip_backfill_policy,
-    group_name="clips",
-    kinds={"video", "s3"},
-    owners=OWNERS,
-)
+@clip_asset(group_name="clips", kinds={"video", "s3"}, deps=[interpolated_clip, music_track])
 def broadcast_clip(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:

@@ -1,20 +1,12 @@
 import dagster as dg
 
-from webtv_dagster.defs.assets.prompts import OWNERS, shot_prompt
-from webtv_dagster.defs.clip_batches import materialize_clips
-from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.assets.prompts import shot_prompt
+from webtv_dagster.defs.clip_batches import clip_asset, materialize_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@dg.asset(
-    deps=[shot_prompt],
-    partitions_def=clip_partitions,
-    backfill_policy=clip_backfill_policy,
-    group_name="music",
-    kinds={"audio", "s3"},
-    owners=OWNERS,
-)
+@clip_asset(group_name="music", kinds={"audio", "s3"}, deps=[shot_prompt])
 def music_track(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:

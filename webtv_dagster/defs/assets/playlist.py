@@ -1,7 +1,7 @@
 import dagster as dg
 
 from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.assets.prompts import OWNERS
+from webtv_dagster.defs.clip_batches import OWNERS
 from webtv_dagster.defs.partitions import channel_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.playlist import build_playlist, publish_playlist

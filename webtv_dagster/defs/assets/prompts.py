@@ -1,20 +1,11 @@
 import dagster as dg
 
-from webtv_dagster.defs.clip_batches import materialize_clips
-from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
+from webtv_dagster.defs.clip_batches import clip_asset, materialize_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
-OWNERS = ["team:webtv"]
 
-
-@dg.asset(
-    partitions_def=clip_partitions,
-    backfill_policy=clip_backfill_policy,
-    group_name="prompts",
-    kinds={"python", "s3"},
-    owners=OWNERS,
-)
+@clip_asset(group_name="prompts", kinds={"python", "s3"})
 def shot_prompt(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:
