@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,39 +104,42 @@ class ClipProduction:
             extra={"words": len(record.prompt.split())},
         )
 
-    def _video_stage(
+    def _media_stage(
         self,
         clip: ClipId,
-        source_name: str | None,
+        inputs: Sequence[str],
         output_name: str,
-        backend: Any,
-        make: Callable[[Path | None, ShotPromptRecord, Path], None],
+        producer: tuple[str, str],
+        make: Callable[[list[Path], ShotPromptRecord, Path], None],
     ) -> StageReport:
+        """Downloads `inputs`, runs `make` into `output_name`, probes, previews and uploads it.
+
+        `producer` is the (backend, endpoint) that made the object, for the record."""
         record = self._record(clip)
         with tempfile.TemporaryDirectory(prefix=f"webtv-{clip.key}-") as scratch:
             folder = Path(scratch)
-            source = None
-            if source_name:
-                source = self.store.download_file(
-                    clip.object_key(source_name), folder / f"in-{source_name}"
-                )
+            sources = [
+                self.store.download_file(clip.object_key(name), folder / f"in-{name}")
+                for name in inputs
+            ]
             output = folder / output_name
             started = time.monotonic()
-            make(source, record, output)
+            make(sources, record, output)
             work_seconds = time.monotonic() - started
             media = probe(output)
-            if output.suffix == ".flac":
+            if media.video is None:
                 preview = markdown_image(waveform_png(output), "image/png", "waveform")
+                content_type = "audio/flac"
             else:
                 preview = markdown_image(contact_sheet_jpeg(output), "image/jpeg", "frames")
-            content_type = "audio/flac" if output.suffix == ".flac" else "video/mp4"
+                content_type = "video/mp4"
             stored = self.store.upload_file(output, clip.object_key(output_name), content_type)
         return StageReport(
             clip_id=clip.key,
             uri=stored.uri,
             size_bytes=stored.size_bytes,
-            backend=backend.name,
-            endpoint=backend.endpoint,
+            backend=producer[0],
+            endpoint=producer[1],
             prompt=record.prompt,
             seed=record.seed,
             work_seconds=work_seconds,
@@ -147,7 +150,7 @@ class ClipProduction:
     def render_raw_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.text_to_video
 
-        def make(_: Path | None, record: ShotPromptRecord, output: Path) -> None:
+        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> None:
             request = TakeRequest(
                 prompt=record.prompt,
                 seed=record.seed,
@@ -156,31 +159,34 @@ class ClipProduction:
             )
             backend.render(request, output)
 
-        return self._video_stage(clip, None, clips.RAW_TAKE, backend, make)
+        producer = (backend.name, backend.endpoint)
+        return self._media_stage(clip, [], clips.RAW_TAKE, producer, make)
 
     def upscale_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.upscaler
 
-        def make(source: Path | None, record: ShotPromptRecord, output: Path) -> None:
-            assert source is not None
-            backend.upscale(source, UpscaleRequest(prompt=record.prompt), output)
+        def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> None:
+            backend.upscale(sources[0], UpscaleRequest(prompt=record.prompt), output)
 
-        return self._video_stage(clip, clips.RAW_TAKE, clips.UPSCALED_TAKE, backend, make)
+        producer = (backend.name, backend.endpoint)
+        return self._media_stage(clip, [clips.RAW_TAKE], clips.UPSCALED_TAKE, producer, make)
 
     def interpolate_clip(self, clip: ClipId) -> StageReport:
         backend = self.backends.interpolator
         request = InterpolationRequest(fps=BROADCAST_PROFILE.fps, frames=self.channel.clip_frames)
 
-        def make(source: Path | None, _: ShotPromptRecord, output: Path) -> None:
-            assert source is not None
-            backend.interpolate(source, request, output)
+        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> None:
+            backend.interpolate(sources[0], request, output)
 
-        return self._video_stage(clip, clips.UPSCALED_TAKE, clips.INTERPOLATED_CLIP, backend, make)
+        producer = (backend.name, backend.endpoint)
+        return self._media_stage(
+            clip, [clips.UPSCALED_TAKE], clips.INTERPOLATED_CLIP, producer, make
+        )
 
     def compose_music(self, clip: ClipId) -> StageReport:
         backend = self.backends.music
 
-        def make(_: Path | None, record: ShotPromptRecord, output: Path) -> None:
+        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> None:
             request = MusicRequest(
                 prompt=music_prompt(record.prompt, self.channel.music_mood),
                 mood=self.channel.music_mood,
@@ -190,47 +196,31 @@ class ClipProduction:
             )
             backend.compose(request, output)
 
-        report = self._video_stage(clip, None, clips.MUSIC_TRACK, backend, make)
+        report = self._media_stage(
+            clip, [], clips.MUSIC_TRACK, (backend.name, backend.endpoint), make
+        )
         report.extra["music_prompt"] = music_prompt(report.prompt, self.channel.music_mood)
         return report
 
     def assemble_broadcast_clip(self, clip: ClipId) -> StageReport:
-        record = self._record(clip)
-        with tempfile.TemporaryDirectory(prefix=f"webtv-{clip.key}-") as scratch:
-            folder = Path(scratch)
-            video = self.store.download_file(
-                clip.object_key(clips.INTERPOLATED_CLIP), folder / clips.INTERPOLATED_CLIP
-            )
-            music = self.store.download_file(
-                clip.object_key(clips.MUSIC_TRACK), folder / clips.MUSIC_TRACK
-            )
-            output = folder / clips.BROADCAST_CLIP
-            started = time.monotonic()
+        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> None:
+            video, music = sources
             normalize_clip(video, music, self.channel.clip_frames, output, BROADCAST_PROFILE)
-            work_seconds = time.monotonic() - started
-            media = probe(output)
-            preview = markdown_image(contact_sheet_jpeg(output), "image/jpeg", "frames")
-            stored = self.store.upload_file(
-                output, clip.object_key(clips.BROADCAST_CLIP), "video/mp4"
-            )
+
+        report = self._media_stage(
+            clip,
+            [clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK],
+            clips.BROADCAST_CLIP,
+            ("ffmpeg-broadcast-profile", "offline"),
+            make,
+        )
         # The record is written last: its presence is what makes the clip airable.
         airable = {
-            **record.model_dump(),
-            "uri": stored.uri,
-            "key": stored.key,
-            "duration_seconds": media.duration,
+            **self._record(clip).model_dump(),
+            "uri": report.uri,
+            "key": clip.object_key(clips.BROADCAST_CLIP),
+            "duration_seconds": report.media.duration if report.media else 0.0,
             "frames": self.channel.clip_frames,
         }
         self.store.put_json(clip.object_key(clips.BROADCAST_RECORD), airable)
-        return StageReport(
-            clip_id=clip.key,
-            uri=stored.uri,
-            size_bytes=stored.size_bytes,
-            backend="ffmpeg-broadcast-profile",
-            endpoint="offline",
-            prompt=record.prompt,
-            seed=record.seed,
-            work_seconds=work_seconds,
-            media=media,
-            preview_markdown=preview,
-        )
+        return report
