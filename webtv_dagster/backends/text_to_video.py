@@ -142,6 +142,9 @@ class ProceduralScene:
         self.far = self._far_layer(world_h, world_w)
         self.near = self._near_layer(world_h, world_w)
         self.subject = self._subject()
+        self.pixel_y, self.pixel_x = np.mgrid[0 : request.height, 0 : request.width].astype(
+            np.float32
+        )
 
     def _palette(self) -> np.ndarray:
         text = self.request.prompt.lower()
@@ -217,9 +220,8 @@ class ProceduralScene:
         zoom = path.zoom_start + (path.zoom_end - path.zoom_start) * t
         cx = world_w / 2 + path.pan * (t - 0.5)
         cy = world_h / 2 + path.tilt * (t - 0.5)
-        us = (np.arange(r.width, dtype=np.float32) - r.width / 2) / zoom
-        vs = (np.arange(r.height, dtype=np.float32) - r.height / 2) / zoom
-        grid_x, grid_y = np.meshgrid(us, vs)
+        grid_x = (self.pixel_x - r.width / 2) / zoom
+        grid_y = (self.pixel_y - r.height / 2) / zoom
         # Parallax: far things move half as much as near ones; an orbit moves them opposite.
         far_shift = -0.5 if path.orbit else 0.5
         far = _sample(self.far, grid_x + world_w / 2 + (cx - world_w / 2) * far_shift, grid_y + cy)
@@ -236,7 +238,7 @@ class ProceduralScene:
         x = r.width / 2 + (x - r.width / 2) * zoom
         y = r.height / 2 + (y - r.height / 2) * zoom
         size = s["size"] * zoom
-        yy, xx = np.mgrid[0 : r.height, 0 : r.width].astype(np.float32)
+        yy, xx = self.pixel_y, self.pixel_x
         body = ((xx - x) / (0.75 * size)) ** 2 + ((yy - y) / size) ** 2 < 1
         head_x, head_y = x + 0.35 * size, y - 1.1 * size
         head = ((xx - head_x) / (0.4 * size)) ** 2 + ((yy - head_y) / (0.5 * size)) ** 2 < 1

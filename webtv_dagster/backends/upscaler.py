@@ -24,7 +24,10 @@ class Upscaler(Protocol):
 
 
 # Intermediates are re-encoded downstream: spend bits, not CPU, to keep them near-lossless.
-INTERMEDIATE_X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-pix_fmt", "yuv420p"]
+# A keyframe every 2 s at 24 fps lets previews decode only keyframes.
+INTERMEDIATE_X264 = [
+    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-g", "48", "-pix_fmt", "yuv420p",
+]  # fmt: skip
 
 
 class LanczosUpscaler:
