@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.model_endpoints import OFFLINE_BACKENDS, ModelEndpoint
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 DEFAULT_CHANNELS_FILE = Path(__file__).with_name("channels.yaml")
@@ -22,15 +23,16 @@ NonEmptyText = Annotated[str, Field(min_length=1, max_length=400)]
 
 
 class StageBackends(BaseModel):
-    """Which implementation serves each model family for a channel."""
+    """Which implementation serves each model family for a channel: the offline one by its
+    name, or a remote model by its name under the file's `models`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt_writer: Literal["rule-based"] = "rule-based"
-    text_to_video: Literal["procedural"] = "procedural"
-    upscaler: Literal["ffmpeg-lanczos"] = "ffmpeg-lanczos"
-    interpolator: Literal["ffmpeg-minterpolate"] = "ffmpeg-minterpolate"
-    music: Literal["procedural"] = "procedural"
+    prompt_writer: str = OFFLINE_BACKENDS["prompt_writer"]
+    text_to_video: str = OFFLINE_BACKENDS["text_to_video"]
+    upscaler: str = OFFLINE_BACKENDS["upscaler"]
+    interpolator: str = OFFLINE_BACKENDS["interpolator"]
+    music: str = OFFLINE_BACKENDS["music"]
 
 
 class Channel(BaseModel):
@@ -93,6 +95,9 @@ class Channel(BaseModel):
 class ChannelsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    models: dict[Annotated[str, Field(pattern=SLUG_PATTERN)], ModelEndpoint] = Field(
+        default_factory=dict
+    )
     channels: list[Channel] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -102,6 +107,25 @@ class ChannelsFile(BaseModel):
             if channel.slug in seen:
                 raise ValueError(f"channel slug {channel.slug!r} is used twice")
             seen.add(channel.slug)
+        return self
+
+    @model_validator(mode="after")
+    def _backends_exist(self) -> ChannelsFile:
+        problems = []
+        for channel in self.channels:
+            for family, name in channel.backends.model_dump().items():
+                offline = OFFLINE_BACKENDS[family]
+                model = self.models.get(name)
+                if name == offline or (model is not None and model.family == family):
+                    continue
+                fitting = [key for key, m in self.models.items() if m.family == family]
+                problems.append(
+                    f"channel {channel.slug!r}, field 'backends.{family}': no {family} "
+                    f"backend {name!r} (choose {offline!r}"
+                    + (f" or one of models {fitting})" if fitting else ")")
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -134,10 +158,13 @@ def load_channels(path: Path | str) -> ChannelsFile:
     try:
         return ChannelsFile.model_validate(raw)
     except ValidationError as error:
-        problems = [
-            f"  - {_describe_location(raw, tuple(issue['loc']))}: {issue['msg']}"
-            for issue in error.errors()
-        ]
+        problems = []
+        for issue in error.errors():
+            message = issue["msg"].removeprefix("Value error, ")
+            if issue["loc"]:
+                problems.append(f"  - {_describe_location(raw, tuple(issue['loc']))}: {message}")
+            else:  # whole-file checks name their channel and field themselves
+                problems += [f"  - {line}" for line in message.splitlines()]
         raise ChannelConfigError(
             f"{path}: {len(problems)} problem(s) in the channels file:\n" + "\n".join(problems)
         ) from None

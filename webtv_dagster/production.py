@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from webtv_dagster import clips
 from webtv_dagster.backends.interpolator import InterpolationRequest
+from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.music import MusicRequest, music_prompt
 from webtv_dagster.backends.registry import ModelBackends
 from webtv_dagster.backends.text_to_video import TakeRequest
@@ -49,6 +50,7 @@ class StageReport(BaseModel):
     size_bytes: int
     backend: str
     endpoint: str
+    attempts: int = 1
     prompt: str
     seed: int
     work_seconds: float
@@ -98,6 +100,7 @@ class ClipProduction:
             size_bytes=stored.size_bytes,
             backend=record.backend,
             endpoint=record.endpoint,
+            attempts=written.attempts,
             prompt=record.prompt,
             seed=seed,
             work_seconds=time.monotonic() - started,
@@ -109,12 +112,9 @@ class ClipProduction:
         clip: ClipId,
         inputs: Sequence[str],
         output_name: str,
-        producer: tuple[str, str],
-        make: Callable[[list[Path], ShotPromptRecord, Path], None],
+        make: Callable[[list[Path], ShotPromptRecord, Path], ModelCall],
     ) -> StageReport:
-        """Downloads `inputs`, runs `make` into `output_name`, probes, previews and uploads it.
-
-        `producer` is the (backend, endpoint) that made the object, for the record."""
+        """Downloads `inputs`, runs `make` into `output_name`, probes, previews and uploads it."""
         record = self._record(clip)
         with tempfile.TemporaryDirectory(prefix=f"webtv-{clip.key}-") as scratch:
             folder = Path(scratch)
@@ -124,7 +124,7 @@ class ClipProduction:
             ]
             output = folder / output_name
             started = time.monotonic()
-            make(sources, record, output)
+            call = make(sources, record, output)
             work_seconds = time.monotonic() - started
             media = probe(output)
             if media.video is None:
@@ -138,8 +138,9 @@ class ClipProduction:
             clip_id=clip.key,
             uri=stored.uri,
             size_bytes=stored.size_bytes,
-            backend=producer[0],
-            endpoint=producer[1],
+            backend=call.backend,
+            endpoint=call.endpoint,
+            attempts=call.attempts,
             prompt=record.prompt,
             seed=record.seed,
             work_seconds=work_seconds,
@@ -150,43 +151,38 @@ class ClipProduction:
     def render_raw_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.text_to_video
 
-        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> None:
+        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
             request = TakeRequest(
                 prompt=record.prompt,
                 seed=record.seed,
                 frames=self.channel.take_frames,
                 fps=self.channel.take_fps,
             )
-            backend.render(request, output)
+            return backend.render(request, output)
 
-        producer = (backend.name, backend.endpoint)
-        return self._media_stage(clip, [], clips.RAW_TAKE, producer, make)
+        return self._media_stage(clip, [], clips.RAW_TAKE, make)
 
     def upscale_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.upscaler
 
-        def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> None:
-            backend.upscale(sources[0], UpscaleRequest(prompt=record.prompt), output)
+        def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
+            return backend.upscale(sources[0], UpscaleRequest(prompt=record.prompt), output)
 
-        producer = (backend.name, backend.endpoint)
-        return self._media_stage(clip, [clips.RAW_TAKE], clips.UPSCALED_TAKE, producer, make)
+        return self._media_stage(clip, [clips.RAW_TAKE], clips.UPSCALED_TAKE, make)
 
     def interpolate_clip(self, clip: ClipId) -> StageReport:
         backend = self.backends.interpolator
         request = InterpolationRequest(fps=BROADCAST_PROFILE.fps, frames=self.channel.clip_frames)
 
-        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> None:
-            backend.interpolate(sources[0], request, output)
+        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> ModelCall:
+            return backend.interpolate(sources[0], request, output)
 
-        producer = (backend.name, backend.endpoint)
-        return self._media_stage(
-            clip, [clips.UPSCALED_TAKE], clips.INTERPOLATED_CLIP, producer, make
-        )
+        return self._media_stage(clip, [clips.UPSCALED_TAKE], clips.INTERPOLATED_CLIP, make)
 
     def compose_music(self, clip: ClipId) -> StageReport:
         backend = self.backends.music
 
-        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> None:
+        def make(_: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
             request = MusicRequest(
                 prompt=music_prompt(record.prompt, self.channel.music_mood),
                 mood=self.channel.music_mood,
@@ -194,25 +190,20 @@ class ClipProduction:
                 seconds=self.channel.clip_seconds,
                 sample_rate=BROADCAST_PROFILE.sample_rate,
             )
-            backend.compose(request, output)
+            return backend.compose(request, output)
 
-        report = self._media_stage(
-            clip, [], clips.MUSIC_TRACK, (backend.name, backend.endpoint), make
-        )
+        report = self._media_stage(clip, [], clips.MUSIC_TRACK, make)
         report.extra["music_prompt"] = music_prompt(report.prompt, self.channel.music_mood)
         return report
 
     def assemble_broadcast_clip(self, clip: ClipId) -> StageReport:
-        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> None:
+        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> ModelCall:
             video, music = sources
             normalize_clip(video, music, self.channel.clip_frames, output, BROADCAST_PROFILE)
+            return ModelCall(backend="ffmpeg-broadcast-profile", endpoint="offline")
 
         report = self._media_stage(
-            clip,
-            [clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK],
-            clips.BROADCAST_CLIP,
-            ("ffmpeg-broadcast-profile", "offline"),
-            make,
+            clip, [clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK], clips.BROADCAST_CLIP, make
         )
         # The record is written last: its presence is what makes the clip airable.
         airable = {

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.upscaler import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
@@ -24,7 +25,9 @@ class Interpolator(Protocol):
     name: str
     endpoint: str
 
-    def interpolate(self, source: Path, request: InterpolationRequest, output: Path) -> None: ...
+    def interpolate(
+        self, source: Path, request: InterpolationRequest, output: Path
+    ) -> ModelCall: ...
 
 
 class MotionInterpolator:
@@ -41,7 +44,7 @@ class MotionInterpolator:
     def __init__(self, motion_height: int = 320):
         self.motion_height = motion_height
 
-    def interpolate(self, source: Path, request: InterpolationRequest, output: Path) -> None:
+    def interpolate(self, source: Path, request: InterpolationRequest, output: Path) -> ModelCall:
         video = probe(source).video
         if video is None or not video.frames:
             raise ValueError(f"{source.name} has no video frames to interpolate")
@@ -68,3 +71,4 @@ class MotionInterpolator:
              "-r", str(request.fps), *INTERMEDIATE_X264, "-an", str(output)],
             f"interpolating {source.name} to {request.frames} frames at {request.fps} fps",
         )  # fmt: skip
+        return ModelCall(backend=self.name, endpoint=self.endpoint)

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.text_to_video import stable_hash
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 
@@ -25,7 +26,7 @@ class MusicGenerator(Protocol):
     name: str
     endpoint: str
 
-    def compose(self, request: MusicRequest, output: Path) -> None:
+    def compose(self, request: MusicRequest, output: Path) -> ModelCall:
         """Writes the track (FLAC, stereo) to `output`."""
         ...
 
@@ -83,7 +84,7 @@ class ProceduralMusicGenerator:
     name = "procedural"
     endpoint = "offline"
 
-    def compose(self, request: MusicRequest, output: Path) -> None:
+    def compose(self, request: MusicRequest, output: Path) -> ModelCall:
         audio = self.render(request)
         wav = output.with_suffix(".wav")
         with wave.open(str(wav), "wb") as handle:
@@ -95,6 +96,7 @@ class ProceduralMusicGenerator:
             run_ffmpeg(["-i", str(wav), "-c:a", "flac", str(output)], "encoding the music as FLAC")
         finally:
             wav.unlink(missing_ok=True)
+        return ModelCall(backend=self.name, endpoint=self.endpoint)
 
     def render(self, request: MusicRequest) -> np.ndarray:
         """The track as float samples in -1..1, shape (samples, 2)."""

@@ -24,6 +24,7 @@ class WrittenPrompt(BaseModel):
     prompt: str
     backend: str
     endpoint: str
+    attempts: int = 1
 
 
 class PromptWriter(Protocol):

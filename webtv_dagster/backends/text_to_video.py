@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.media.ffmpeg import encode_rgb_frames
 
 
@@ -26,7 +27,7 @@ class TextToVideo(Protocol):
     name: str
     endpoint: str
 
-    def render(self, request: TakeRequest, output: Path) -> None:
+    def render(self, request: TakeRequest, output: Path) -> ModelCall:
         """Writes the take for `request` to `output` (MP4)."""
         ...
 
@@ -261,7 +262,7 @@ class ProceduralTextToVideo:
     name = "procedural"
     endpoint = "offline"
 
-    def render(self, request: TakeRequest, output: Path) -> None:
+    def render(self, request: TakeRequest, output: Path) -> ModelCall:
         scene = ProceduralScene(request)
         grain_rng = np.random.default_rng(request.seed)
         frames = np.empty((request.frames, request.height, request.width, 3), dtype=np.uint8)
@@ -270,3 +271,4 @@ class ProceduralTextToVideo:
             grain = grain_rng.normal(0, 0.012, size=image.shape[:2])[..., None]
             frames[index] = np.clip((image + grain) * 255, 0, 255).astype(np.uint8)
         encode_rgb_frames(frames, request.fps, output, f"encoding the take of {request.prompt!r}")
+        return ModelCall(backend=self.name, endpoint=self.endpoint)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 
 
@@ -20,7 +21,7 @@ class Upscaler(Protocol):
     name: str
     endpoint: str
 
-    def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> None: ...
+    def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall: ...
 
 
 # Intermediates are re-encoded downstream: spend bits, not CPU, to keep them near-lossless.
@@ -36,10 +37,11 @@ class LanczosUpscaler:
     name = "ffmpeg-lanczos"
     endpoint = "offline"
 
-    def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> None:
+    def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall:
         run_ffmpeg(
             ["-i", str(source), "-vf",
              f"scale={request.width}:{request.height}:flags=lanczos,setsar=1",
              *INTERMEDIATE_X264, "-an", str(output)],
             f"upscaling {source.name} to {request.width}x{request.height}",
         )  # fmt: skip
+        return ModelCall(backend=self.name, endpoint=self.endpoint)

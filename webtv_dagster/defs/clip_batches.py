@@ -36,6 +36,7 @@ def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str,
         "seed": report.seed,
         "backend": report.backend,
         "endpoint": report.endpoint,
+        "attempts": report.attempts,
         "work_seconds": round(report.work_seconds, 3),
         # Wall-clock span of the stage, S3 transfers included: benchmarks sum these.
         "stage_started_at": dg.MetadataValue.timestamp(span[0]),

@@ -1,0 +1,11 @@
+"""What a backend reports about the call that made an object."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ModelCall(BaseModel):
+    backend: str
+    endpoint: str  # "offline", or the Space / API that answered
+    attempts: int = 1

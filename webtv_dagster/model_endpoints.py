@@ -1,0 +1,103 @@
+"""Remote models a channels file can name: OpenAI-compatible LLMs and pools of Gradio Spaces.
+
+In the channels file:
+
+    models:
+      writer-llm: {kind: openai, base_url: http://127.0.0.1:8000/v1, model: llama-3.1-8b}
+      zeroscope: {kind: gradio, family: text_to_video, spaces: [me/zeroscope-v2, me/zeroscope-v2-b]}
+    channels:
+      - slug: ...
+        backends: {prompt_writer: writer-llm, text_to_video: zeroscope}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Family = Literal["prompt_writer", "text_to_video", "upscaler", "interpolator", "music"]
+SpaceFamily = Literal["text_to_video", "upscaler", "interpolator", "music"]
+
+OFFLINE_BACKENDS: dict[str, str] = {
+    "prompt_writer": "rule-based",
+    "text_to_video": "procedural",
+    "upscaler": "ffmpeg-lanczos",
+    "interpolator": "ffmpeg-minterpolate",
+    "music": "procedural",
+}
+
+
+class OpenAIEndpoint(BaseModel):
+    """Any OpenAI-compatible chat API: OpenAI, vLLM, Ollama, llama.cpp server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["openai"]
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
+    batch_size: int = Field(4, ge=1, le=20, description="prompts asked for per request")
+    temperature: float = Field(0.9, ge=0, le=2)
+    timeout_seconds: float = Field(60, gt=0)
+    rate_limit_retries: int = Field(5, ge=0, le=20, description="on 429, 5xx and timeouts")
+    max_attempts: int = Field(3, ge=1, le=10, description="requests before invalid output fails")
+
+    @property
+    def family(self) -> str:
+        return "prompt_writer"
+
+
+class SpaceCall(BaseModel):
+    """How one Space is called: endpoint and its inputs, with {placeholders} for our values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_name: str | None = None
+    fn_index: int | None = None
+    inputs: list[Any]
+
+
+# The calls the original AI WebTV made (see shared/FACTS.md); a Space that differs overrides them.
+DEFAULT_SPACE_CALLS: dict[str, SpaceCall] = {
+    "text_to_video": SpaceCall(api_name="/run", inputs=["{prompt}", "{seed}", "{frames}", 35]),
+    "upscaler": SpaceCall(api_name="/predict", inputs=["{prompt}", "{video}"]),
+    "interpolator": SpaceCall(fn_index=1, inputs=["{video}", "{interpolation_steps}", "{fps}"]),
+    "music": SpaceCall(api_name="/predict", inputs=["{prompt}", "{seconds}"]),
+}
+
+
+class GradioSpacePool(BaseModel):
+    """Duplicated Gradio Spaces serving one model family; calls fail over between them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["gradio"]
+    family: SpaceFamily
+    spaces: list[str] = Field(min_length=1, description="Space ids (owner/name) or URLs")
+    api_name: str | None = None
+    fn_index: int | None = None
+    inputs: list[Any] | None = None
+    token_env: str = Field("HF_TOKEN", description="variable holding a Hugging Face token")
+    timeout_seconds: float = Field(600, gt=0, description="per call")
+    rounds: int = Field(3, ge=1, le=10, description="passes over the pool before giving up")
+    backoff_seconds: float = Field(2.0, ge=0, description="first wait between passes")
+    max_concurrent_calls: int = Field(2, ge=1, description="per pool and process")
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> GradioSpacePool:
+        if self.api_name is not None and self.fn_index is not None:
+            raise ValueError("give api_name or fn_index, not both")
+        return self
+
+    @property
+    def call(self) -> SpaceCall:
+        default = DEFAULT_SPACE_CALLS[self.family]
+        if self.api_name is None and self.fn_index is None:
+            api_name, fn_index = default.api_name, default.fn_index
+        else:
+            api_name, fn_index = self.api_name, self.fn_index
+        return SpaceCall(api_name=api_name, fn_index=fn_index, inputs=self.inputs or default.inputs)
+
+
+ModelEndpoint = Annotated[OpenAIEndpoint | GradioSpacePool, Field(discriminator="kind")]
