@@ -6,13 +6,15 @@ channel's clip length, which frame interpolation makes smooth (the seed article'
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
-from webtv_dagster.backends.upscaler import INTERMEDIATE_X264
+from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
 
@@ -72,3 +74,34 @@ class MotionInterpolator:
             f"interpolating {source.name} to {request.frames} frames at {request.fps} fps",
         )  # fmt: skip
         return ModelCall(backend=self.name, endpoint=self.endpoint)
+
+
+def film_steps(source_frames: int, target_frames: int) -> int:
+    """FILM interpolation steps (each doubles the frames) that reach `target_frames`, 1..4."""
+    needed = (target_frames - 1) / max(1, source_frames - 1)
+    return int(min(4, max(1, math.ceil(math.log2(max(needed, 1.0))))))
+
+
+class SpaceInterpolator:
+    """Interpolation on a pool of FILM-style Gradio Spaces (video, steps, fps by default);
+    the answer is then timed to exactly the clip's frames."""
+
+    def __init__(self, pool: SpacePool):
+        self.pool = pool
+        self.name = pool.name
+
+    def interpolate(self, source: Path, request: InterpolationRequest, output: Path) -> ModelCall:
+        video = probe(source).video
+        if video is None or not video.frames:
+            raise ValueError(f"{source.name} has no video frames to interpolate")
+        values = {"video": source, "fps": str(request.fps),
+                  "interpolation_steps": film_steps(video.frames, request.frames)}  # fmt: skip
+        answer, call = self.pool.call(values)
+        try:
+            conform_video(
+                answer, output, width=video.width, height=video.height, fps=request.fps,
+                frames=request.frames,
+            )  # fmt: skip
+        finally:
+            answer.unlink(missing_ok=True)
+        return call

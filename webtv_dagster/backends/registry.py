@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from webtv_dagster.backends.interpolator import Interpolator, MotionInterpolator
-from webtv_dagster.backends.music import MusicGenerator, ProceduralMusicGenerator
-from webtv_dagster.backends.prompt_writer import PromptWriter, RuleBasedPromptWriter
-from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TextToVideo
-from webtv_dagster.backends.upscaler import LanczosUpscaler, Upscaler
+from webtv_dagster.backends.interpolator import Interpolator, MotionInterpolator, SpaceInterpolator
+from webtv_dagster.backends.music import (
+    MusicGenerator,
+    ProceduralMusicGenerator,
+    SpaceMusicGenerator,
+)
+from webtv_dagster.backends.prompt_writer import (
+    OpenAIPromptWriter,
+    PromptWriter,
+    RuleBasedPromptWriter,
+)
+from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.text_to_video import (
+    ProceduralTextToVideo,
+    SpaceTextToVideo,
+    TextToVideo,
+)
+from webtv_dagster.backends.upscaler import LanczosUpscaler, SpaceUpscaler, Upscaler
 from webtv_dagster.channels import StageBackends
+from webtv_dagster.model_endpoints import GradioSpacePool, ModelEndpoint, OpenAIEndpoint
 
 
 @dataclass(frozen=True)
@@ -28,16 +44,35 @@ class OfflineSettings:
     motion_height: int = 320
 
 
-def build_backends(choice: StageBackends, settings: OfflineSettings) -> ModelBackends:
-    prompt_writers = {"rule-based": RuleBasedPromptWriter}
-    text_to_video = {"procedural": ProceduralTextToVideo}
-    upscalers = {"ffmpeg-lanczos": LanczosUpscaler}
-    interpolators = {"ffmpeg-minterpolate": lambda: MotionInterpolator(settings.motion_height)}
-    music = {"procedural": ProceduralMusicGenerator}
+OFFLINE = {
+    "prompt_writer": RuleBasedPromptWriter,
+    "text_to_video": ProceduralTextToVideo,
+    "upscaler": LanczosUpscaler,
+    "music": ProceduralMusicGenerator,
+}
+ON_SPACES = {
+    "text_to_video": SpaceTextToVideo,
+    "upscaler": SpaceUpscaler,
+    "interpolator": SpaceInterpolator,
+    "music": SpaceMusicGenerator,
+}
+
+
+def _build(family: str, name: str, models: Mapping[str, ModelEndpoint], offline: OfflineSettings):
+    model = models.get(name)
+    if isinstance(model, OpenAIEndpoint):
+        return OpenAIPromptWriter(model, os.environ.get(model.api_key_env))
+    if isinstance(model, GradioSpacePool):
+        return ON_SPACES[family](SpacePool(name, model, os.environ.get(model.token_env)))
+    if family == "interpolator":
+        return MotionInterpolator(offline.motion_height)
+    return OFFLINE[family]()
+
+
+def build_backends(
+    choice: StageBackends, models: Mapping[str, ModelEndpoint], offline: OfflineSettings
+) -> ModelBackends:
+    """The backends a channel chose (validated against `models` when the file was loaded)."""
     return ModelBackends(
-        prompt_writer=prompt_writers[choice.prompt_writer](),
-        text_to_video=text_to_video[choice.text_to_video](),
-        upscaler=upscalers[choice.upscaler](),
-        interpolator=interpolators[choice.interpolator](),
-        music=music[choice.music](),
+        **{family: _build(family, name, models, offline) for family, name in choice}
     )

@@ -11,6 +11,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
+from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.media.conform import conform_video
 from webtv_dagster.media.ffmpeg import encode_rgb_frames
 
 
@@ -272,3 +274,22 @@ class ProceduralTextToVideo:
             frames[index] = np.clip((image + grain) * 255, 0, 255).astype(np.uint8)
         encode_rgb_frames(frames, request.fps, output, f"encoding the take of {request.prompt!r}")
         return ModelCall(backend=self.name, endpoint=self.endpoint)
+
+
+class SpaceTextToVideo:
+    """Text-to-video on a pool of Zeroscope-style Gradio Spaces (`/run`: prompt, seed,
+    frames, steps by default)."""
+
+    def __init__(self, pool: SpacePool):
+        self.pool = pool
+        self.name = pool.name
+
+    def render(self, request: TakeRequest, output: Path) -> ModelCall:
+        values = {"prompt": request.prompt, "seed": request.seed, "frames": request.frames,
+                  "fps": request.fps}  # fmt: skip
+        answer, call = self.pool.call(values)
+        try:
+            conform_video(answer, output, width=request.width, height=request.height)
+        finally:
+            answer.unlink(missing_ok=True)
+        return call

@@ -8,6 +8,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from webtv_dagster.backends.model_call import ModelCall
+from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 
 
@@ -24,13 +26,6 @@ class Upscaler(Protocol):
     def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall: ...
 
 
-# Intermediates are re-encoded downstream: spend bits, not CPU, to keep them near-lossless.
-# A keyframe every 2 s at 24 fps lets previews decode only keyframes.
-INTERMEDIATE_X264 = [
-    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-g", "48", "-pix_fmt", "yuv420p",
-]  # fmt: skip
-
-
 class LanczosUpscaler:
     """Offline upscaling with FFmpeg's Lanczos scaler: sharper than bilinear, invents no detail."""
 
@@ -45,3 +40,19 @@ class LanczosUpscaler:
             f"upscaling {source.name} to {request.width}x{request.height}",
         )  # fmt: skip
         return ModelCall(backend=self.name, endpoint=self.endpoint)
+
+
+class SpaceUpscaler:
+    """Upscaling on a pool of Zeroscope XL-style Gradio Spaces (prompt, video by default)."""
+
+    def __init__(self, pool: SpacePool):
+        self.pool = pool
+        self.name = pool.name
+
+    def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall:
+        answer, call = self.pool.call({"prompt": request.prompt, "video": source})
+        try:
+            conform_video(answer, output, width=request.width, height=request.height)
+        finally:
+            answer.unlink(missing_ok=True)
+        return call

@@ -47,7 +47,9 @@ class Studio(dg.ConfigurableResource):
 
     def production(self, store: MediaStore, slug: str) -> ClipProduction:
         channel = self.channel(slug)
-        backends = build_backends(channel.backends, OfflineSettings(self.motion_height))
+        backends = build_backends(
+            channel.backends, self.channels.models, OfflineSettings(self.motion_height)
+        )
         return ClipProduction(store, channel, backends)
 
 
