@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -102,6 +103,30 @@ def command_add_clips(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_spaces(args: argparse.Namespace) -> int:
+    from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
+
+    behaviour = Behaviour(delay_seconds=args.delay)
+    workshop = Workshop()
+    port = args.base_port
+    lines = ["models:"]
+    for family in FAMILIES:
+        urls = []
+        for _ in range(args.replicas):
+            urls.append(launch(family, port, behaviour, workshop).url)
+            port += 1
+        lines += [f"  local-{family.replace('_', '-')}:", "    kind: gradio",
+                  f"    family: {family}", f"    spaces: [{', '.join(urls)}]"]  # fmt: skip
+    print("webtv: local Spaces are up; add this to your channels file and name the models in")
+    print("a channel's backends (see README, 'Real models'). Ctrl-C stops them.\n")
+    print("\n".join(lines), flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    return 0
+
+
 def command_check(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.file:
@@ -121,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("channel")
     add.add_argument("count", type=int)
     add.set_defaults(run=command_add_clips)
+    spaces = commands.add_parser("spaces", help="serve local Gradio Spaces for every family")
+    spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
+    spaces.add_argument("--base-port", type=int, default=7860)
+    spaces.add_argument("--delay", type=float, default=0.0, help="seconds added to each call")
+    spaces.set_defaults(run=command_spaces)
     check = commands.add_parser("check", help="validate a channels file")
     check.add_argument("file", nargs="?")
     check.set_defaults(run=command_check)

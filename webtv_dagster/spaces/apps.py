@@ -1,0 +1,147 @@
+"""The local Spaces: Zeroscope V2 576w, Zeroscope XL, FILM and MusicGen look-alikes.
+
+Each answers like its real counterpart (endpoint name or index and parameter list, see
+model_endpoints.DEFAULT_SPACE_CALLS) but computes with the offline backend. A behaviour makes a
+replica slow (standing in for GPU time), failing or hanging, for failover tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator  # noqa: E402
+from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator  # noqa: E402
+from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest  # noqa: E402
+from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest  # noqa: E402
+from webtv_dagster.media.ffmpeg import probe  # noqa: E402
+
+FAMILIES = ("text_to_video", "upscaler", "interpolator", "music")
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    delay_seconds: float = 0.0  # added to every call: stands in for inference time on a GPU
+    fail: bool = False
+    hang_seconds: float = 0.0  # a replica that answers only after this long
+
+
+@dataclass
+class Workshop:
+    """Scratch space for one process's local Spaces."""
+
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="webtv-spaces-")))
+
+    def new_file(self, name: str) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.folder)) / name
+
+
+def _behave(behaviour: Behaviour) -> None:
+    time.sleep(behaviour.hang_seconds)
+    if behaviour.fail:
+        raise gr.Error("this replica is out of order")
+    time.sleep(behaviour.delay_seconds)
+
+
+def zeroscope(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
+    def run(prompt: str, seed: float, nb_frames: float, nb_steps: float) -> str:
+        _behave(behaviour)
+        output = workshop.new_file("take.mp4")
+        request = TakeRequest(prompt=prompt, seed=int(seed), frames=int(nb_frames))
+        ProceduralTextToVideo().render(request, output)
+        return str(output)
+
+    return gr.Interface(
+        run,
+        [gr.Textbox(label="prompt"), gr.Number(label="seed", precision=0),
+         gr.Number(label="nb_frames", value=24, precision=0),
+         gr.Number(label="nb_steps", value=35, precision=0)],
+        gr.Video(label="take"),
+        api_name="run",
+        title="Zeroscope V2 576w (local: procedural)",
+    )  # fmt: skip
+
+
+def zeroscope_xl(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
+    def predict(prompt: str, video: str) -> str:
+        _behave(behaviour)
+        output = workshop.new_file("xl_result.mp4")
+        LanczosUpscaler().upscale(Path(video), UpscaleRequest(prompt=prompt), output)
+        return str(output)
+
+    return gr.Interface(
+        predict,
+        [gr.Textbox(label="prompt"), gr.Video(label="video")],
+        gr.Video(label="upscaled"),
+        api_name="predict",
+        title="Zeroscope XL (local: Lanczos)",
+    )
+
+
+def film(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
+    def interpolate(video: str, steps: float, fps: str) -> str:
+        _behave(behaviour)
+        frames = probe(Path(video)).video.frames or 2
+        output = workshop.new_file("film.mp4")
+        # FILM inserts 2**steps - 1 frames between each pair and plays them at `fps`.
+        request = InterpolationRequest(fps=int(fps), frames=(frames - 1) * 2 ** int(steps) + 1)
+        MotionInterpolator(motion_height=0).interpolate(Path(video), request, output)
+        return str(output)
+
+    with gr.Blocks(title="FILM (local: minterpolate)") as app:
+        video = gr.Video(label="video")
+        steps = gr.Slider(1, 4, value=1, step=1, label="interpolation steps")
+        fps = gr.Textbox(value="24", label="fps output")
+        result = gr.Video(label="interpolated")
+        # The real Space's interpolation is its second event: fn_index=1.
+        gr.Button("clear").click(lambda: None, None, result, api_name=False)
+        gr.Button("interpolate").click(
+            interpolate, [video, steps, fps], result, api_name="interpolate"
+        )
+    return app
+
+
+def musicgen(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
+    def predict(text: str, duration: float) -> str:
+        _behave(behaviour)
+        output = workshop.new_file("music.flac")
+        request = MusicRequest(prompt=text, mood=text, seed=0, seconds=float(duration))
+        ProceduralMusicGenerator().compose(request, output)
+        return str(output)
+
+    return gr.Interface(
+        predict,
+        [gr.Textbox(label="text"), gr.Number(label="duration", value=8)],
+        gr.Audio(label="music", type="filepath"),
+        api_name="predict",
+        title="MusicGen (local: procedural)",
+    )
+
+
+APPS = {"text_to_video": zeroscope, "upscaler": zeroscope_xl, "interpolator": film,
+        "music": musicgen}  # fmt: skip
+
+
+@dataclass
+class LocalSpace:
+    family: str
+    url: str
+    app: gr.Blocks
+
+
+def launch(family: str, port: int, behaviour: Behaviour, workshop: Workshop) -> LocalSpace:
+    """Serves one replica on 127.0.0.1:`port` in this process, in the background."""
+    app = APPS[family](behaviour, workshop)
+    app.queue(default_concurrency_limit=1)  # one request at a time, like one GPU
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        show_error=True,
+    )  # fmt: skip
+    return LocalSpace(family=family, url=f"http://127.0.0.1:{port}", app=app)
