@@ -1,0 +1,189 @@
+"""The remote path against real local Gradio servers: full clip, failover, all replicas down."""
+
+import json
+import textwrap
+
+import dagster as dg
+import pytest
+
+from webtv_dagster import clips
+from webtv_dagster.backends import space_pool
+from webtv_dagster.backends.space_pool import SpacePool, SpacesUnavailable
+from webtv_dagster.clips import ClipId
+from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
+from webtv_dagster.defs.assets.music import music_track
+from webtv_dagster.defs.assets.prompts import shot_prompt
+from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.media.ffmpeg import probe
+from webtv_dagster.model_endpoints import GradioSpacePool
+from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
+
+from .conftest import ACCESS_KEY, SECRET_KEY, free_port_block
+from .fake_llm import FakeLLM
+from .test_llm_prompt_writer import GOOD
+
+CLIP_ASSETS = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
+
+
+@pytest.fixture(scope="module")
+def local_spaces():
+    """One good replica per family, plus a failing and a hanging text-to-video replica."""
+    workshop = Workshop()
+    port = free_port_block(8)
+    launched = {}
+    for offset, (name, family, behaviour) in enumerate(
+        [(family, family, Behaviour()) for family in FAMILIES]
+        + [("failing", "text_to_video", Behaviour(fail=True)),
+           ("hanging", "text_to_video", Behaviour(hang_seconds=8))]
+    ):  # fmt: skip
+        launched[name] = launch(family, port + offset, behaviour, workshop)
+    yield {name: space.url for name, space in launched.items()}
+    for space in launched.values():
+        space.app.close()
+
+
+@pytest.fixture
+def llm():
+    server = FakeLLM(json.dumps({"prompts": GOOD}))
+    yield server
+    server.close()
+
+
+def pool(spaces, **settings):
+    config = GradioSpacePool(kind="gradio", family="text_to_video", spaces=spaces, **settings)
+    return SpacePool("t2v", config, token=None)
+
+
+VALUES = {"prompt": GOOD[0], "seed": 3, "frames": 16, "fps": 8}
+
+
+def test_a_call_fails_over_past_failing_and_hanging_replicas(local_spaces, monkeypatch):
+    monkeypatch.setattr(space_pool.random, "randrange", lambda n: 0)  # start at the first
+    spaces = [local_spaces["failing"], local_spaces["hanging"], local_spaces["text_to_video"]]
+    path, call = pool(spaces, timeout_seconds=3, rounds=1).call(VALUES)
+    assert (call.endpoint, call.attempts) == (local_spaces["text_to_video"], 3)
+    assert probe(path).video.frames == 16
+
+
+def test_all_replicas_down_is_a_clear_error_after_backoff(local_spaces):
+    dead = f"http://127.0.0.1:{free_port_block(1)}"
+    waits = []
+    config = GradioSpacePool(
+        kind="gradio", family="text_to_video", spaces=[dead, local_spaces["failing"]],
+        rounds=2, backoff_seconds=0.5,
+    )  # fmt: skip
+    with pytest.raises(SpacesUnavailable) as error:
+        SpacePool("t2v", config, token=None, sleep=waits.append).call(VALUES)
+    message = str(error.value)
+    assert "pool 't2v': every Space failed 2 time(s) (4 attempts)" in message
+    assert dead in message and local_spaces["failing"] in message
+    assert "out of order" in message
+    assert len(waits) == 1 and 0.5 <= waits[0] <= 0.75
+
+
+def channels_file(tmp_path, llm, local_spaces, upscaler_spaces=None):
+    path = tmp_path / "channels.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            models:
+              writer: {{kind: openai, base_url: "{llm.base_url}", model: fake, batch_size: 3}}
+              zeroscope:
+                kind: gradio
+                family: text_to_video
+                spaces: ["{local_spaces["failing"]}", "{local_spaces["text_to_video"]}"]
+              zeroscope-xl:
+                kind: gradio
+                family: upscaler
+                spaces: {json.dumps(upscaler_spaces or [local_spaces["upscaler"]])}
+                rounds: 2
+                backoff_seconds: 0.1
+              film: {{kind: gradio, family: interpolator, spaces: ["{local_spaces["interpolator"]}"]}}
+              musicgen: {{kind: gradio, family: music, spaces: ["{local_spaces["music"]}"]}}
+            channels:
+              - slug: test-remote
+                title: Remote Test
+                theme: llamas doing human jobs
+                style: Pixar style 3D animation
+                recurring_details: [a fluffy cream-coloured llama with a red knitted scarf]
+                clip_seconds: 2.6666667
+                backends:
+                  prompt_writer: writer
+                  text_to_video: zeroscope
+                  upscaler: zeroscope-xl
+                  interpolator: film
+                  music: musicgen
+            """
+        )
+    )
+    return path
+
+
+def resources_for(seaweedfs, media_store, path):
+    return {
+        "media_storage": S3MediaStorage(
+            endpoint_url=seaweedfs.endpoint_url, bucket=media_store.bucket,
+            access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY,
+        ),  # fmt: skip
+        "studio": Studio(channels_file=str(path)),
+    }
+
+
+def latest_metadata(instance, asset, key):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset.key, asset_partitions=[key]), limit=1
+    ).records
+    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
+
+
+def test_a_clip_through_the_llm_and_all_four_spaces(
+    tmp_path, llm, local_spaces, seaweedfs, media_store
+):
+    key = "test-remote-000001"
+    path = channels_file(tmp_path, llm, local_spaces)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("clips", [key])
+        result = dg.materialize(
+            CLIP_ASSETS, partition_key=key, instance=instance,
+            resources=resources_for(seaweedfs, media_store, path),
+        )  # fmt: skip
+        assert result.success
+        prompt = latest_metadata(instance, shot_prompt, key)
+        assert (prompt["backend"], prompt["endpoint"]) == ("openai", f"{llm.base_url} (fake)")
+        take = latest_metadata(instance, raw_take, key)
+        assert (take["backend"], take["endpoint"]) == ("zeroscope", local_spaces["text_to_video"])
+        assert take["attempts"] in (1, 2)
+        assert take["resolution"] == "576x320"
+        assert latest_metadata(instance, upscaled_take, key)["endpoint"] == local_spaces["upscaler"]
+        interpolated = latest_metadata(instance, interpolated_clip, key)
+        assert interpolated["endpoint"] == local_spaces["interpolator"]
+        assert (interpolated["frames"], interpolated["fps"]) == (64, 24)
+        assert latest_metadata(instance, music_track, key)["endpoint"] == local_spaces["music"]
+    final = media_store.download_file(
+        ClipId.parse(key).object_key(clips.BROADCAST_CLIP), tmp_path / "final.mp4"
+    )
+    info = probe(final)
+    assert (info.video.width, info.video.height, info.video.frames) == (1024, 576, 64)
+    assert info.audio.duration == pytest.approx(64 / 24, abs=1e-3)
+
+
+def test_all_upscalers_down_fails_the_clip_and_keeps_its_take(
+    tmp_path, llm, local_spaces, seaweedfs, media_store
+):
+    key = "test-remote-000002"
+    dead = [f"http://127.0.0.1:{free_port_block(1)}"]
+    path = channels_file(tmp_path, llm, local_spaces, upscaler_spaces=dead)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("clips", [key])
+        result = dg.materialize(
+            CLIP_ASSETS, partition_key=key, instance=instance, raise_on_error=False,
+            resources=resources_for(seaweedfs, media_store, path),
+        )  # fmt: skip
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "upscaled_take"
+    description = failure.step_failure_data.user_failure_data.description
+    assert key in description and "upscaler pool 'zeroscope-xl': every Space failed" in description
+    raw = media_store.download_file(ClipId.parse(key).object_key(clips.RAW_TAKE), tmp_path / "r")
+    assert probe(raw).video.frames == 24
