@@ -99,7 +99,8 @@ def channels_file(tmp_path, llm, local_spaces, upscaler_spaces=None):
                 spaces: {json.dumps(upscaler_spaces or [local_spaces["upscaler"]])}
                 rounds: 2
                 backoff_seconds: 0.1
-              film: {{kind: gradio, family: interpolator, spaces: ["{local_spaces["interpolator"]}"]}}
+              film:
+                {{kind: gradio, family: interpolator, spaces: ["{local_spaces["interpolator"]}"]}}
               musicgen: {{kind: gradio, family: music, spaces: ["{local_spaces["music"]}"]}}
             channels:
               - slug: test-remote
