@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import yaml
+
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import start_embedded_s3
 from webtv_dagster.settings import Settings
@@ -52,6 +54,12 @@ def command_up(args: argparse.Namespace) -> int:
     _check_channels(settings)
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
+    if args.local_spaces:
+        models = _launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
+        routed = _channels_on_local_spaces(settings, models)
+        os.environ["WEBTV_CHANNELS_FILE"] = str(routed)
+        urls = ", ".join(url for model in models.values() for url in model["spaces"])
+        print(f"webtv: local Spaces on {urls}; channels routed through them in {routed}")
     embedded = None
     port = _embedded_s3_port(settings)
     if port is not None:
@@ -103,23 +111,44 @@ def command_add_clips(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_spaces(args: argparse.Namespace) -> int:
+def _launch_local_spaces(replicas: int, base_port: int, delay: float) -> dict[str, dict]:
+    """Serves `replicas` local Spaces per family in this process; returns their `models`."""
     from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 
-    behaviour = Behaviour(delay_seconds=args.delay)
-    workshop = Workshop()
-    port = args.base_port
-    lines = ["models:"]
+    behaviour, workshop = Behaviour(delay_seconds=delay), Workshop()
+    models: dict[str, dict] = {}
+    port = base_port
     for family in FAMILIES:
-        urls = []
-        for _ in range(args.replicas):
-            urls.append(launch(family, port, behaviour, workshop).url)
-            port += 1
-        lines += [f"  local-{family.replace('_', '-')}:", "    kind: gradio",
-                  f"    family: {family}", f"    spaces: [{', '.join(urls)}]"]  # fmt: skip
-    print("webtv: local Spaces are up; add this to your channels file and name the models in")
-    print("a channel's backends (see README, 'Real models'). Ctrl-C stops them.\n")
-    print("\n".join(lines), flush=True)
+        urls = [launch(family, port + i, behaviour, workshop).url for i in range(replicas)]
+        port += replicas
+        models[f"local-{family.replace('_', '-')}"] = {
+            "kind": "gradio", "family": family, "spaces": urls,
+            "max_concurrent_calls": replicas,
+        }  # fmt: skip
+    return models
+
+
+def _channels_on_local_spaces(settings: Settings, models: dict[str, dict]) -> Path:
+    """A copy of the channels file whose channels call the local Spaces for every video and
+    music stage (the prompt writer stays as configured: there is no local LLM)."""
+    document = yaml.safe_load(settings.channels_file.read_text(encoding="utf-8"))
+    document.setdefault("models", {}).update(models)
+    for channel in document["channels"]:
+        channel.setdefault("backends", {}).update(
+            {model["family"]: name for name, model in models.items()}
+        )
+    routed = (settings.data_dir / "channels.local-spaces.yaml").resolve()
+    routed.parent.mkdir(parents=True, exist_ok=True)
+    routed.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    load_channels(routed)
+    return routed
+
+
+def command_spaces(args: argparse.Namespace) -> int:
+    models = _launch_local_spaces(args.replicas, args.base_port, args.delay)
+    print("webtv: local Spaces are up; add these models to a channels file and name them in")
+    print("its channels' backends (README: 'Real models'). Ctrl-C stops them.\n")
+    print(yaml.safe_dump({"models": models}, sort_keys=False), flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -141,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start SeaweedFS and the Dagster UI + daemon")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
+    up.add_argument(
+        "--local-spaces", type=int, default=0, metavar="REPLICAS",
+        help="serve REPLICAS local Spaces per model family and route every channel through them",
+    )  # fmt: skip
+    up.add_argument("--spaces-port", type=int, default=7860, help="first local Space's port")
+    up.add_argument("--spaces-delay", type=float, default=0.0, help="seconds added per call")
     up.set_defaults(run=command_up)
     add = commands.add_parser("add-clips", help="add new clips to a channel")
     add.add_argument("channel")

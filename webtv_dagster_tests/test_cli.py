@@ -23,3 +23,35 @@ def test_settings_come_from_the_environment():
     assert Settings.from_env({}).s3_endpoint_url == "http://127.0.0.1:8333"
     with pytest.raises(ValueError, match="clips_per_run"):
         Settings.from_env({"WEBTV_CLIPS_PER_RUN": "0"})
+
+
+def test_channels_can_be_routed_through_local_spaces(tmp_path):
+    from webtv_dagster.channels import load_channels
+    from webtv_dagster.cli import _channels_on_local_spaces
+
+    models = {
+        f"local-{family.replace('_', '-')}": {
+            "kind": "gradio", "family": family, "spaces": ["http://127.0.0.1:7860"]
+        }
+        for family in ("text_to_video", "upscaler", "interpolator", "music")
+    }  # fmt: skip
+    settings = Settings.from_env({"WEBTV_DATA_DIR": str(tmp_path)})
+    routed = load_channels(_channels_on_local_spaces(settings, models))
+    for channel in routed.channels:
+        assert channel.backends.text_to_video == "local-text-to-video"
+        assert channel.backends.music == "local-music"
+        assert channel.backends.prompt_writer == "rule-based"
+    assert set(routed.models) == set(models)
+
+
+def test_the_project_instance_config_is_valid():
+    from pathlib import Path
+
+    import dagster as dg
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides=config) as instance:
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.pool_config.default_pool_limit == 2
+        assert concurrency.run_queue_config.max_concurrent_runs == 2

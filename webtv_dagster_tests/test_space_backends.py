@@ -124,8 +124,10 @@ def channels_file(tmp_path, llm, local_spaces, upscaler_spaces=None):
 def resources_for(seaweedfs, media_store, path):
     return {
         "media_storage": S3MediaStorage(
-            endpoint_url=seaweedfs.endpoint_url, bucket=media_store.bucket,
-            access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY,
+            endpoint_url=seaweedfs.endpoint_url,
+            bucket=media_store.bucket,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
         ),  # fmt: skip
         "studio": Studio(channels_file=str(path)),
     }

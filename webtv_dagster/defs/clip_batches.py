@@ -16,10 +16,14 @@ Stage = Callable[[ClipProduction, ClipId], StageReport]
 OWNERS = ["team:webtv"]
 
 
-def clip_asset(*, group_name: str, kinds: set[str], deps: Sequence[Any] = ()) -> Any:
-    """`@dg.asset` for a per-clip stage: clip partitions, batched backfills, owners."""
+def clip_asset(
+    *, group_name: str, kinds: set[str], pool: str | None = None, deps: Sequence[Any] = ()
+) -> Any:
+    """`@dg.asset` for a per-clip stage: clip partitions, batched backfills, owners, and the
+    Dagster pool (named after the model family) that bounds how many runs call it at once."""
     return dg.asset(
         deps=list(deps),
+        pool=pool,
         partitions_def=clip_partitions,
         backfill_policy=clip_backfill_policy,
         group_name=group_name,

@@ -92,7 +92,7 @@ def film(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         output = workshop.new_file("film.mp4")
         # FILM inserts 2**steps - 1 frames between each pair and plays them at `fps`.
         request = InterpolationRequest(fps=int(fps), frames=(frames - 1) * 2 ** int(steps) + 1)
-        MotionInterpolator(motion_height=0).interpolate(Path(video), request, output)
+        MotionInterpolator().interpolate(Path(video), request, output)
         return str(output)
 
     with gr.Blocks(title="FILM (local: minterpolate)") as app:

@@ -7,7 +7,7 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@clip_asset(group_name="clips", kinds={"video", "s3"}, deps=[upscaled_take])
+@clip_asset(group_name="clips", kinds={"video", "s3"}, pool="interpolator", deps=[upscaled_take])
 def interpolated_clip(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:

@@ -6,7 +6,7 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@clip_asset(group_name="music", kinds={"audio", "s3"}, deps=[shot_prompt])
+@clip_asset(group_name="music", kinds={"audio", "s3"}, pool="music", deps=[shot_prompt])
 def music_track(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:

@@ -5,7 +5,7 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@clip_asset(group_name="prompts", kinds={"python", "s3"})
+@clip_asset(group_name="prompts", kinds={"python", "s3"}, pool="prompt_writer")
 def shot_prompt(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:

@@ -6,7 +6,7 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 
 
-@clip_asset(group_name="takes", kinds={"video", "s3"}, deps=[shot_prompt])
+@clip_asset(group_name="takes", kinds={"video", "s3"}, pool="text_to_video", deps=[shot_prompt])
 def raw_take(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:
@@ -14,7 +14,7 @@ def raw_take(
     materialize_clips(context, studio, media_storage, ClipProduction.render_raw_take)
 
 
-@clip_asset(group_name="takes", kinds={"video", "s3"}, deps=[raw_take])
+@clip_asset(group_name="takes", kinds={"video", "s3"}, pool="upscaler", deps=[raw_take])
 def upscaled_take(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:
