@@ -1,0 +1,106 @@
+"""Clips per minute through the local Spaces with 1, 2 and 4 replicas per model family.
+
+Each local Space answers one call at a time (like one GPU) and adds --delay seconds per call,
+standing in for inference time, so that the figures measure our orchestration (failover pools,
+bounded concurrency, clips in flight) rather than these cores. Clips are made with the plain
+production code (no Dagster), 4 x replicas clips in flight, on a throwaway SeaweedFS.
+
+Usage: .venv/bin/python benchmarks/space_scaling.py [--clips 8] [--delay 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from webtv_dagster.backends.registry import OfflineSettings, build_backends
+from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, StageBackends, load_channels
+from webtv_dagster.clips import ClipId
+from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
+from webtv_dagster.model_endpoints import GradioSpacePool
+from webtv_dagster.production import ClipProduction
+from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
+from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.conftest import free_port_block
+
+STAGES = ["write_shot_prompt", "render_raw_take", "compose_music", "upscale_take",
+          "interpolate_clip", "assemble_broadcast_clip"]  # fmt: skip
+
+
+def make_clip(production: ClipProduction, clip: ClipId) -> None:
+    for stage in STAGES:
+        getattr(production, stage)(clip)
+
+
+def measure(replicas: int, clips: int, delay: float, store: MediaStore, workshop: Workshop):
+    port = free_port_block(4 * replicas)
+    spaces = []
+    models = {}
+    for index, family in enumerate(FAMILIES):
+        urls = []
+        for replica in range(replicas):
+            space = launch(family, port + index * replicas + replica, Behaviour(delay), workshop)
+            spaces.append(space)
+            urls.append(space.url)
+        models[f"bench-{replicas}-{family}"] = GradioSpacePool(
+            kind="gradio", family=family, spaces=urls, max_concurrent_calls=replicas
+        )
+    demo = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
+    choice = StageBackends(**{family: f"bench-{replicas}-{family}" for family in FAMILIES})
+    channel = demo.model_copy(
+        update={"slug": f"bench-{replicas}", "clip_seconds": 64 / 24, "backends": choice}
+    )
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=4 * replicas) as pool:
+            jobs = [
+                pool.submit(
+                    make_clip,
+                    ClipProduction(
+                        store, channel, build_backends(choice, models, OfflineSettings())
+                    ),
+                    ClipId(channel=channel.slug, number=number),
+                )
+                for number in range(1, clips + 1)
+            ]
+            for job in jobs:
+                job.result()
+        return time.monotonic() - started
+    finally:
+        for space in spaces:
+            space.app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--delay", type=float, default=15.0)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="webtv-bench-spaces-"))
+    s3 = start_embedded_s3(
+        work / "s3", free_port_block(max(PORT_OFFSETS.values()) + 1), "media", "bench", "secret"
+    )
+    store = MediaStore("media", s3.endpoint_url, "us-east-1", "bench", "secret")
+    workshop = Workshop()
+    try:
+        print(f"{args.clips} clips of 2.667 s, {args.delay:g} s delay per Space call")
+        baseline = None
+        for replicas in args.replicas:
+            wall = measure(replicas, args.clips, args.delay, store, workshop)
+            per_minute = args.clips / wall * 60
+            baseline = baseline or per_minute
+            print(
+                f"  {replicas} replica(s) per family: {wall:6.1f} s, "
+                f"{per_minute:5.2f} clips/min, x{per_minute / baseline:.2f}",
+                flush=True,
+            )
+    finally:
+        s3.stop()
+
+
+if __name__ == "__main__":
+    main()
