@@ -73,3 +73,15 @@ def channels():
 @pytest.fixture(scope="session")
 def llama_channel(channels):
     return channels.channels[0]
+
+
+def latest_metadata(instance, asset, partition: str) -> dict:
+    """The metadata values of the asset partition's latest materialization."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset.key, asset_partitions=[partition]), limit=1
+    ).records
+    assert records, f"{asset.key.to_user_string()}[{partition}] was not materialized"
+    metadata = records[0].asset_materialization.metadata
+    return {name: entry.value for name, entry in metadata.items()}

@@ -18,7 +18,7 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.media.inspection import black_spans, frozen_spans, measure_loudness, silent_spans
 
-from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, latest_metadata
 
 CLIP_ASSETS = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
 
@@ -40,14 +40,6 @@ def resources(seaweedfs, media_store):
 def instance():
     with dg.instance_for_test() as test_instance:
         yield test_instance
-
-
-def latest_metadata(instance, asset, partition):
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset.key, asset_partitions=[partition]), limit=1
-    ).records
-    assert records, f"{asset.key.to_user_string()}[{partition}] was not materialized"
-    return records[0].asset_materialization.metadata
 
 
 def key_frame_indices(path):
@@ -97,16 +89,16 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     assert measure_loudness(final_path).integrated_lufs == pytest.approx(-16, abs=1.5)
 
     metadata = latest_metadata(instance, broadcast_clip, key)
-    assert metadata["prompt"].value == prompt["prompt"]
-    assert metadata["seed"].value == prompt["seed"]
-    assert metadata["resolution"].value == "1024x576"
-    assert metadata["dagster/uri"].value == media_store.uri(clip.object_key(clips.BROADCAST_CLIP))
-    assert metadata["preview"].value.startswith("![frames](data:image/jpeg;base64,")
-    assert json.loads(json.dumps(metadata["ffprobe"].value))["video"]["frames"] == 64
+    assert metadata["prompt"] == prompt["prompt"]
+    assert metadata["seed"] == prompt["seed"]
+    assert metadata["resolution"] == "1024x576"
+    assert metadata["dagster/uri"] == media_store.uri(clip.object_key(clips.BROADCAST_CLIP))
+    assert metadata["preview"].startswith("![frames](data:image/jpeg;base64,")
+    assert json.loads(json.dumps(metadata["ffprobe"]))["video"]["frames"] == 64
     take_metadata = latest_metadata(instance, raw_take, key)
-    assert take_metadata["backend"].value == "procedural"
-    assert take_metadata["endpoint"].value == "offline"
-    assert latest_metadata(instance, music_track, key)["preview"].value.startswith(
+    assert take_metadata["backend"] == "procedural"
+    assert take_metadata["endpoint"] == "offline"
+    assert latest_metadata(instance, music_track, key)["preview"].startswith(
         "![waveform](data:image/png;base64,"
     )
 
@@ -135,12 +127,12 @@ def test_a_run_of_several_clips_reports_each_clip(instance, resources, media_sto
         },
     )
     assert result.success
-    prompts = [latest_metadata(instance, shot_prompt, key)["prompt"].value for key in keys]
+    prompts = [latest_metadata(instance, shot_prompt, key)["prompt"] for key in keys]
     assert prompts[0] != prompts[1]
     for key in keys:
         metadata = latest_metadata(instance, broadcast_clip, key)
-        assert metadata["clip"].value == key
-        assert metadata["prompt"].value == prompts[keys.index(key)]
+        assert metadata["clip"] == key
+        assert metadata["prompt"] == prompts[keys.index(key)]
         assert media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
 
 

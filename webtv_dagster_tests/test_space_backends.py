@@ -19,7 +19,7 @@ from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 
-from .conftest import ACCESS_KEY, SECRET_KEY, free_port_block
+from .conftest import ACCESS_KEY, SECRET_KEY, free_port_block, latest_metadata
 from .fake_llm import FakeLLM
 from .test_llm_prompt_writer import GOOD
 
@@ -133,13 +133,6 @@ def resources_for(seaweedfs, media_store, path):
     }
 
 
-def latest_metadata(instance, asset, key):
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset.key, asset_partitions=[key]), limit=1
-    ).records
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
-
-
 def test_a_clip_through_the_llm_and_all_four_spaces(
     tmp_path, llm, local_spaces, seaweedfs, media_store
 ):
@@ -190,3 +183,22 @@ def test_all_upscalers_down_fails_the_clip_and_keeps_its_take(
     assert key in description and "upscaler pool 'zeroscope-xl': every Space failed" in description
     raw = media_store.download_file(ClipId.parse(key).object_key(clips.RAW_TAKE), tmp_path / "r")
     assert probe(raw).video.frames == 24
+
+
+def test_concurrent_calls_spread_over_the_replicas(local_spaces, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(space_pool.random, "randrange", lambda n: 0)  # all start at the first
+    workshop = Workshop()
+    port = free_port_block(2)
+    slow = [launch("text_to_video", port + i, Behaviour(delay_seconds=2), workshop) for i in (0, 1)]
+    urls = [space.url for space in slow]
+    try:
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            calls = list(
+                threads.map(lambda _: pool(urls, max_concurrent_calls=2).call(VALUES)[1], [0, 1])
+            )
+    finally:
+        for space in slow:
+            space.app.close()
+    assert sorted(call.endpoint for call in calls) == sorted(urls)

@@ -13,7 +13,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
-from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
@@ -82,13 +82,9 @@ def film_steps(source_frames: int, target_frames: int) -> int:
     return int(min(4, max(1, math.ceil(math.log2(max(needed, 1.0))))))
 
 
-class SpaceInterpolator:
+class SpaceInterpolator(SpaceBackend):
     """Interpolation on a pool of FILM-style Gradio Spaces (video, steps, fps by default);
     the answer is then timed to exactly the clip's frames."""
-
-    def __init__(self, pool: SpacePool):
-        self.pool = pool
-        self.name = pool.name
 
     def interpolate(self, source: Path, request: InterpolationRequest, output: Path) -> ModelCall:
         video = probe(source).video
@@ -96,12 +92,14 @@ class SpaceInterpolator:
             raise ValueError(f"{source.name} has no video frames to interpolate")
         values = {"video": source, "fps": str(request.fps),
                   "interpolation_steps": film_steps(video.frames, request.frames)}  # fmt: skip
-        answer, call = self.pool.call(values)
-        try:
-            conform_video(
-                answer, output, width=video.width, height=video.height, fps=request.fps,
+        return self.pool.fetch(
+            values,
+            lambda answer: conform_video(
+                answer,
+                output,
+                width=video.width,
+                height=video.height,
+                fps=request.fps,
                 frames=request.frames,
-            )  # fmt: skip
-        finally:
-            answer.unlink(missing_ok=True)
-        return call
+            ),  # fmt: skip
+        )

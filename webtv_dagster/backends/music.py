@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
-from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.backends.text_to_video import stable_hash
 from webtv_dagster.media.conform import conform_audio
 from webtv_dagster.media.ffmpeg import run_ffmpeg
@@ -189,19 +189,15 @@ class ProceduralMusicGenerator:
         mix[begin : begin + count, 1] += signal * (1 + pan) / 2 * 2**0.5
 
 
-class SpaceMusicGenerator:
+class SpaceMusicGenerator(SpaceBackend):
     """Music on a pool of MusicGen-style Gradio Spaces (text, duration by default)."""
-
-    def __init__(self, pool: SpacePool):
-        self.pool = pool
-        self.name = pool.name
 
     def compose(self, request: MusicRequest, output: Path) -> ModelCall:
         values = {"prompt": request.prompt, "mood": request.mood, "seed": request.seed,
                   "seconds": math.ceil(request.seconds)}  # fmt: skip
-        answer, call = self.pool.call(values)
-        try:
-            conform_audio(answer, output, seconds=request.seconds, sample_rate=request.sample_rate)
-        finally:
-            answer.unlink(missing_ok=True)
-        return call
+        return self.pool.fetch(
+            values,
+            lambda answer: conform_audio(
+                answer, output, seconds=request.seconds, sample_rate=request.sample_rate
+            ),
+        )

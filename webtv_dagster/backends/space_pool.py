@@ -25,6 +25,7 @@ from webtv_dagster.model_endpoints import GradioSpacePool
 DOWNLOADS = Path(tempfile.gettempdir()) / "webtv-gradio-downloads"
 _semaphores: dict[str, threading.Semaphore] = {}
 _clients: dict[str, Client] = {}
+_in_flight: dict[str, int] = {}  # calls this process has running on each Space
 _lock = threading.Lock()
 
 
@@ -106,6 +107,16 @@ class SpacePool:
                 _clients[space] = client
         return client
 
+    @staticmethod
+    def _reserve_least_busy(candidates: list[str]) -> str:
+        """The candidate with the fewest calls running (earliest on ties), counted as busy.
+
+        A Space's queue takes work even while busy, so calls must be spread here."""
+        with _lock:
+            space = min(candidates, key=lambda candidate: _in_flight.get(candidate, 0))
+            _in_flight[space] = _in_flight.get(space, 0) + 1
+        return space
+
     def _call_space(self, space: str, inputs: list[Any]) -> Path:
         call = self.config.call
         try:
@@ -122,6 +133,15 @@ class SpacePool:
                 _clients.pop(space, None)
             raise
 
+    def fetch(self, values: Mapping[str, Any], receive: Callable[[Path], None]) -> ModelCall:
+        """Calls the pool and hands the answer's file to `receive`, then deletes the download."""
+        answer, call = self.call(values)
+        try:
+            receive(answer)
+        finally:
+            answer.unlink(missing_ok=True)
+        return call
+
     def call(self, values: Mapping[str, Any]) -> tuple[Path, ModelCall]:
         """Calls the pool's endpoint with the inputs filled from `values`; returns the file."""
         inputs = fill_inputs(self.config.call.inputs, values)
@@ -130,14 +150,20 @@ class SpacePool:
         attempts = 0
         for round_index in range(self.config.rounds):
             start = next(self._turn) % len(spaces)
-            for space in spaces[start:] + spaces[:start]:
+            untried = spaces[start:] + spaces[:start]
+            while untried:
                 attempts += 1
-                try:
-                    with self._semaphore:
+                with self._semaphore:
+                    space = self._reserve_least_busy(untried)
+                    untried.remove(space)
+                    try:
                         path = self._call_space(space, inputs)
-                    return path, ModelCall(backend=self.name, endpoint=space, attempts=attempts)
-                except Exception as error:  # any failure of one Space moves on to the next
-                    reasons[space] = _describe(error)
+                        return path, ModelCall(backend=self.name, endpoint=space, attempts=attempts)
+                    except Exception as error:  # any failure of one Space moves on to the next
+                        reasons[space] = _describe(error)
+                    finally:
+                        with _lock:
+                            _in_flight[space] -= 1
             if round_index + 1 < self.config.rounds:
                 delay = self.config.backoff_seconds * 2**round_index
                 self._sleep(delay * random.uniform(1.0, 1.5))
@@ -146,3 +172,11 @@ class SpacePool:
             f"{self.config.family} pool {self.name!r}: every Space failed "
             f"{self.config.rounds} time(s) ({attempts} attempts): {details}"
         )
+
+
+class SpaceBackend:
+    """Base of the backends that run on a pool of Spaces; `name` is the model's name."""
+
+    def __init__(self, pool: SpacePool):
+        self.pool = pool
+        self.name = pool.name

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
-from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import conform_video
 from webtv_dagster.media.ffmpeg import encode_rgb_frames
 
@@ -276,20 +276,16 @@ class ProceduralTextToVideo:
         return ModelCall(backend=self.name, endpoint=self.endpoint)
 
 
-class SpaceTextToVideo:
+class SpaceTextToVideo(SpaceBackend):
     """Text-to-video on a pool of Zeroscope-style Gradio Spaces (`/run`: prompt, seed,
     frames, steps by default)."""
-
-    def __init__(self, pool: SpacePool):
-        self.pool = pool
-        self.name = pool.name
 
     def render(self, request: TakeRequest, output: Path) -> ModelCall:
         values = {"prompt": request.prompt, "seed": request.seed, "frames": request.frames,
                   "fps": request.fps}  # fmt: skip
-        answer, call = self.pool.call(values)
-        try:
-            conform_video(answer, output, width=request.width, height=request.height)
-        finally:
-            answer.unlink(missing_ok=True)
-        return call
+        return self.pool.fetch(
+            values,
+            lambda answer: conform_video(
+                answer, output, width=request.width, height=request.height
+            ),
+        )

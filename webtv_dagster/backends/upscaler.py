@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from webtv_dagster.backends.model_call import ModelCall
-from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 
@@ -42,17 +42,13 @@ class LanczosUpscaler:
         return ModelCall(backend=self.name, endpoint=self.endpoint)
 
 
-class SpaceUpscaler:
+class SpaceUpscaler(SpaceBackend):
     """Upscaling on a pool of Zeroscope XL-style Gradio Spaces (prompt, video by default)."""
 
-    def __init__(self, pool: SpacePool):
-        self.pool = pool
-        self.name = pool.name
-
     def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall:
-        answer, call = self.pool.call({"prompt": request.prompt, "video": source})
-        try:
-            conform_video(answer, output, width=request.width, height=request.height)
-        finally:
-            answer.unlink(missing_ok=True)
-        return call
+        return self.pool.fetch(
+            {"prompt": request.prompt, "video": source},
+            lambda answer: conform_video(
+                answer, output, width=request.width, height=request.height
+            ),
+        )
