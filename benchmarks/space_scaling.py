@@ -2,10 +2,13 @@
 
 Each local Space answers one call at a time (like one GPU) and adds --delay seconds per call,
 standing in for inference time, so that the figures measure our orchestration (failover pools,
-bounded concurrency, clips in flight) rather than these cores. Clips are made with the plain
-production code (no Dagster), 4 x replicas clips in flight, on a throwaway SeaweedFS.
+load spreading, bounded concurrency, clips in flight) rather than these cores. Clips are made
+with the plain production code (no Dagster), 4 x replicas clips in flight, on a throwaway
+SeaweedFS. Each configuration makes --clips-per-replica x replicas clips, so that every
+configuration carries the same load per replica and the four-call pipeline's fill and drain
+weigh the same in each: the clips-per-minute ratio is then the throughput gained.
 
-Usage: .venv/bin/python benchmarks/space_scaling.py [--clips 8] [--delay 15]
+Usage: .venv/bin/python benchmarks/space_scaling.py [--clips-per-replica 4] [--delay 30]
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def measure(replicas: int, clips: int, delay: float, store: MediaStore, workshop
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--clips-per-replica", type=int, default=4)
     parser.add_argument("--delay", type=float, default=15.0)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
@@ -87,14 +90,18 @@ def main() -> None:
     store = MediaStore("media", s3.endpoint_url, "us-east-1", "bench", "secret")
     workshop = Workshop()
     try:
-        print(f"{args.clips} clips of 2.667 s, {args.delay:g} s delay per Space call")
+        print(
+            f"{args.clips_per_replica} clips of 2.667 s per replica, "
+            f"{args.delay:g} s delay per Space call"
+        )
         baseline = None
         for replicas in args.replicas:
-            wall = measure(replicas, args.clips, args.delay, store, workshop)
-            per_minute = args.clips / wall * 60
+            clips = args.clips_per_replica * replicas
+            wall = measure(replicas, clips, args.delay, store, workshop)
+            per_minute = clips / wall * 60
             baseline = baseline or per_minute
             print(
-                f"  {replicas} replica(s) per family: {wall:6.1f} s, "
+                f"  {replicas} replica(s) per family, {clips} clips: {wall:6.1f} s, "
                 f"{per_minute:5.2f} clips/min, x{per_minute / baseline:.2f}",
                 flush=True,
             )
