@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,19 +16,21 @@ import yaml
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import start_embedded_s3
+from webtv_dagster.rtmp_server import start_rtmp_server
 from webtv_dagster.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
 
-def _check_channels(settings: Settings) -> None:
+def _check_channels(settings: Settings) -> list[str]:
     try:
         channels = load_channels(settings.channels_file)
     except ChannelConfigError as error:
         sys.exit(f"webtv: {error}")
-    slugs = ", ".join(channel.slug for channel in channels.channels)
-    print(f"webtv: channels from {settings.channels_file}: {slugs}")
+    slugs = [channel.slug for channel in channels.channels]
+    print(f"webtv: channels from {settings.channels_file}: {', '.join(slugs)}")
+    return slugs
 
 
 def _embedded_s3_port(settings: Settings) -> int | None:
@@ -51,7 +54,7 @@ def _dagster_home(settings: Settings) -> Path:
 
 def command_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    _check_channels(settings)
+    slugs = _check_channels(settings)
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
     if args.local_spaces:
@@ -60,37 +63,40 @@ def command_up(args: argparse.Namespace) -> int:
         os.environ["WEBTV_CHANNELS_FILE"] = str(routed)
         urls = ", ".join(url for model in models.values() for url in model["spaces"])
         print(f"webtv: local Spaces on {urls}; channels routed through them in {routed}")
-    embedded = None
-    port = _embedded_s3_port(settings)
-    if port is not None:
-        embedded = start_embedded_s3(
-            (settings.data_dir / "seaweedfs").resolve(),
-            port,
-            settings.s3_bucket,
-            os.environ["AWS_ACCESS_KEY_ID"],
-            os.environ["AWS_SECRET_ACCESS_KEY"],
+    with contextlib.ExitStack() as running:  # whatever started is stopped, in reverse order
+        port = _embedded_s3_port(settings)
+        if port is not None:
+            embedded = start_embedded_s3(
+                (settings.data_dir / "seaweedfs").resolve(),
+                port,
+                settings.s3_bucket,
+                os.environ["AWS_ACCESS_KEY_ID"],
+                os.environ["AWS_SECRET_ACCESS_KEY"],
+            )
+            running.callback(embedded.stop)
+            print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
+        rtmp = start_rtmp_server(
+            settings.data_dir / "nginx", slugs, settings.rtmp_port, settings.hls_port
         )
-        print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
-    home = _dagster_home(settings)
-    os.environ["DAGSTER_HOME"] = str(home)
-    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
-    # Run from DAGSTER_HOME so that the instance there is the only dagster.yaml in sight.
-    dagster = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev",
-         "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
-        cwd=home,
-        # A shell starts background jobs with SIGINT ignored; dagster dev needs it to stop.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    # dagster dev shuts its webserver, daemon and code servers down on SIGINT: forward both
-    # SIGINT and SIGTERM to it, then stop SeaweedFS once it has exited.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: dagster.send_signal(signal.SIGINT))
-    try:
+        running.callback(rtmp.stop)
+        for slug in slugs:
+            print(f"webtv: {slug}: publish to {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
+        home = _dagster_home(settings)
+        os.environ["DAGSTER_HOME"] = str(home)
+        print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
+        # Run from DAGSTER_HOME so that the instance there is the only dagster.yaml in sight.
+        dagster = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "dev",
+             "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
+            cwd=home,
+            # A shell starts background jobs with SIGINT ignored; dagster dev needs it to stop.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        # dagster dev shuts its webserver, daemon and code servers down on SIGINT: forward
+        # SIGINT and SIGTERM to it, and stop the servers once it has exited.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: dagster.send_signal(signal.SIGINT))
         return dagster.wait()
-    finally:
-        if embedded:
-            embedded.stop()
 
 
 def command_add_clips(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ class Settings(BaseModel):
         default_factory=lambda: os.cpu_count() or 2, ge=1, description="WEBTV_PARALLEL_CLIPS"
     )
     motion_height: int = Field(320, ge=0, description="WEBTV_MOTION_HEIGHT")
+    rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
+    hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

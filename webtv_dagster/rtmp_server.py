@@ -1,0 +1,150 @@
+"""The project's RTMP server: nginx with libnginx-mod-rtmp, one application per channel,
+HLS for the web viewer. Its configuration is generated; it runs in the foreground under the
+process that started it, with everything it writes under one folder.
+
+Publish to rtmp://HOST:RTMP_PORT/<channel slug>/live; watch http://HOST:HTTP_PORT/hls/<slug>/live.m3u8.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+STREAM_NAME = "live"
+
+
+class RtmpServerError(RuntimeError):
+    """nginx or its RTMP module is missing, or the server did not come up."""
+
+
+def nginx_conf(root: Path, channels: Sequence[str], rtmp_port: int, http_port: int) -> str:
+    applications = "\n".join(
+        f"""
+        application {slug} {{
+            live on;
+            record off;
+            wait_key on;
+            wait_video on;
+            drop_idle_publisher 10s;
+            allow publish 127.0.0.1;
+            deny publish all;
+            allow play all;
+            hls on;
+            hls_path {root}/hls/{slug};
+            hls_fragment 2s;
+            hls_playlist_length 12s;
+            hls_continuous on;
+            hls_cleanup on;
+        }}"""
+        for slug in channels
+    )
+    # A root master would hand its workers to `nobody`, who cannot write the HLS folder.
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""load_module {RTMP_MODULE};
+daemon off;
+{user}
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 512; }}
+
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        chunk_size 4096;
+{applications}
+    }}
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    types {{
+        application/vnd.apple.mpegurl m3u8;
+        video/mp2t ts;
+    }}
+    server {{
+        listen 127.0.0.1:{http_port};
+        location /hls/ {{
+            alias {root}/hls/;
+            add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class RtmpServer:
+    process: subprocess.Popen
+    root: Path
+    rtmp_port: int
+    http_port: int
+
+    def publish_url(self, slug: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{slug}/{STREAM_NAME}"
+
+    def hls_url(self, slug: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/hls/{slug}/{STREAM_NAME}.m3u8"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_rtmp_server(
+    root: Path, channels: Sequence[str], rtmp_port: int, http_port: int, timeout: float = 10.0
+) -> RtmpServer:
+    """Writes the configuration under `root`, starts nginx and waits until both ports answer."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or not RTMP_MODULE.exists():
+        raise RtmpServerError(
+            "nginx with the RTMP module is missing: apt-get install nginx libnginx-mod-rtmp"
+        )
+    busy = [port for port in (rtmp_port, http_port) if _listening(port)]
+    if busy:
+        raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
+    root = root.resolve()
+    for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port))
+    log = (root / "nginx.out").open("ab")
+    process = subprocess.Popen(
+        [nginx, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = RtmpServer(process, root, rtmp_port, http_port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (root / "error.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise RtmpServerError("nginx exited at start-up: " + " | ".join(tail))
+        if _listening(rtmp_port) and _listening(http_port):
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise RtmpServerError(f"nginx did not listen within {timeout:.0f} s; see {root}/error.log")
