@@ -65,6 +65,17 @@ def media_store(seaweedfs) -> MediaStore:
     return store
 
 
+@pytest.fixture
+def rtmp_server(tmp_path):
+    """A real nginx-rtmp server on free loopback ports, with the test channels."""
+    from webtv_dagster.rtmp_server import start_rtmp_server
+
+    port = free_port_block(2)
+    server = start_rtmp_server(tmp_path / "nginx", ["test-llamas", "test-ocean"], port, port + 1)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def channels():
     return load_channels(TEST_CHANNELS)

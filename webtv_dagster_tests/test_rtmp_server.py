@@ -9,16 +9,6 @@ import pytest
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.rtmp_server import RtmpServerError, start_rtmp_server
 
-from .conftest import free_port_block
-
-
-@pytest.fixture
-def rtmp_server(tmp_path):
-    port = free_port_block(2)
-    server = start_rtmp_server(tmp_path / "nginx", ["test-llamas", "test-ocean"], port, port + 1)
-    yield server
-    server.stop()
-
 
 def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
     recording = tmp_path / "recorded.flv"

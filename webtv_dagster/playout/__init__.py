@@ -1,0 +1,1 @@
+"""Playout: airing a channel's broadcast clips over RTMP without ever reconnecting."""

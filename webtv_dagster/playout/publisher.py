@@ -1,0 +1,83 @@
+"""One long-lived FFmpeg publisher per channel, fed clip after clip by stream copy.
+
+Each clip is remuxed (no re-encoding) into MPEG-TS with its timestamps shifted to where the
+previous clip ended, and written into the publisher's input; the publisher paces the stream to
+real time (`-re`) and copies it to FLV over RTMP. Because every broadcast clip has exactly
+64-frame-aligned video and audio of the same length, the timeline stays continuous: video DTS
+steps by one frame and audio DTS never goes back at clip boundaries. Two details make that so:
+each clip's AAC priming packet (negative timestamp) is dropped, and the timeline starts at
+TIMELINE_START rather than 0 so that no clip's B-frame delay pushes a DTS below zero (the TS
+muxer would then shift that clip alone).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+from webtv_dagster.media.ffmpeg import MediaToolError, probe
+
+TIMELINE_START = 10.0
+
+
+def remux_to_ts(clip: Path, offset: float) -> list[str]:
+    """The ffmpeg command that writes `clip` as MPEG-TS to stdout, starting at `offset` s."""
+    return [
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(clip),
+        "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
+        "-bsf:v", "h264_mp4toannexb", "-bsf:a", r"noise=drop=lt(pts\,0)",
+        "-muxdelay", "0", "-muxpreload", "0", "-avoid_negative_ts", "disabled",
+        "-output_ts_offset", f"{offset:.6f}", "-mpegts_flags", "+initial_discontinuity",
+        "-f", "mpegts", "pipe:1",
+    ]  # fmt: skip
+
+
+class Publisher:
+    """An FFmpeg process that stays connected to `url` while clips are appended."""
+
+    def __init__(self, url: str, log_path: Path):
+        self.url = url
+        self.offset = TIMELINE_START
+        self.aired_seconds = 0.0
+        self._log = log_path.open("ab")
+        self._lock = threading.Lock()
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
+             "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", "flv", url],
+            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log,
+        )  # fmt: skip
+
+    def air(self, clip: Path) -> float:
+        """Appends `clip` to the stream; returns once it is queued (the pipe paces this to
+        real time). Returns the clip's duration."""
+        video = probe(clip).video
+        if video is None or not video.frames or not video.fps:
+            raise MediaToolError(f"{clip.name} has no video to air")
+        # Frames, not the container's rounded duration: the timeline must not drift.
+        duration = video.frames / video.fps
+        remux = subprocess.run(remux_to_ts(clip, self.offset), capture_output=True, check=False)
+        if remux.returncode != 0:
+            raise MediaToolError(
+                f"cannot remux {clip.name} for air: {remux.stderr.decode(errors='replace')[-300:]}"
+            )
+        with self._lock:
+            if self.process.poll() is not None:
+                # The last path segment of an RTMP URL is the stream key: never show it.
+                where = self.url.rsplit("/", 1)[0]
+                raise ConnectionError(f"the publisher to {where}/<stream key> exited")
+            self.process.stdin.write(remux.stdout)
+            self.process.stdin.flush()
+            self.offset += duration
+            self.aired_seconds += duration
+        return duration
+
+    def close(self) -> None:
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
