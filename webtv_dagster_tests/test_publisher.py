@@ -66,7 +66,7 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
          "-t", f"{seconds - 1.5:.3f}", str(recording)],
     )  # fmt: skip
     time.sleep(0.5)
-    publisher = Publisher(url, tmp_path / "publisher.log")
+    publisher = Publisher([url], tmp_path / "publisher.log")
     pid = publisher.process.pid
     for index in range(6):
         publisher.air(broadcast_clips[index % 2])

@@ -33,20 +33,34 @@ def remux_to_ts(clip: Path, offset: float) -> list[str]:
     ]  # fmt: skip
 
 
-class Publisher:
-    """An FFmpeg process that stays connected to `url` while clips are appended."""
+def flv_outputs(urls: list[str]) -> list[str]:
+    """FFmpeg output arguments: the first URL is the main output, the others mirrors whose
+    failure never stops the main one (tee with onfail=ignore)."""
+    if len(urls) == 1:
+        return ["-f", "flv", urls[0]]
+    targets = [f"[f=flv]{urls[0]}", *(f"[f=flv:onfail=ignore]{url}" for url in urls[1:])]
+    return ["-map", "0", "-f", "tee", "|".join(targets)]
 
-    def __init__(self, url: str, log_path: Path):
-        self.url = url
+
+class Publisher:
+    """An FFmpeg process that stays connected to its outputs while clips are appended."""
+
+    def __init__(self, urls: list[str], log_path: Path):
+        self.url = urls[0]
         self.offset = TIMELINE_START
         self.aired_seconds = 0.0
-        self._log = log_path.open("ab")
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
-             "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", "flv", url],
-            stdin=subprocess.PIPE, stdout=self._log, stderr=self._log,
+             "-f", "mpegts", "-i", "pipe:0", "-c", "copy", *flv_outputs(urls)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
+        # FFmpeg names its outputs in errors: the log gets its lines with stream keys masked.
+        keys = [url.rsplit("/", 1)[-1] for url in urls[1:]]  # mirrors carry stream keys
+        self._logger = threading.Thread(
+            target=_copy_masked, args=(self.process.stderr, log_path, keys), daemon=True
+        )
+        self._logger.start()
 
     def air(self, clip: Path) -> float:
         """Appends `clip` to the stream; returns once it is queued (the pipe paces this to
@@ -80,4 +94,14 @@ class Publisher:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self._log.close()
+        self._logger.join(timeout=5)
+
+
+def _copy_masked(stream, log_path: Path, secrets: list[str]) -> None:
+    with log_path.open("a", encoding="utf-8") as log:
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace")
+            for secret in secrets:
+                line = line.replace(secret, "<stream key>")
+            log.write(line)
+            log.flush()
