@@ -87,3 +87,104 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     assert min(audio_steps) > 0
     warnings = (tmp_path / "publisher.log").read_text()
     assert "Non-monotonous" not in warnings and "corrupt" not in warnings.lower()
+
+
+def upload_playlist(store, channel, clips_by_number):
+    from webtv_dagster.clips import ClipId
+    from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
+
+    entries = []
+    for number, path in clips_by_number.items():
+        clip = ClipId(channel=channel.slug, number=number)
+        stored = store.upload_file(path, clip.object_key("broadcast.mp4"), "video/mp4")
+        entries.append(
+            PlaylistEntry(
+                clip_id=clip.key,
+                prompt=f"prompt {number}",
+                seed=number,
+                duration_seconds=64 / 24,
+                uri=stored.uri,
+                path=f"clips/{clip.key}/broadcast.mp4",
+            )  # fmt: skip
+        )
+    publish_playlist(store, Playlist(channel=channel.slug, title=channel.title, entries=entries))
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_channel_airs_its_playlist_new_clips_and_replays_with_a_dead_mirror(
+    rtmp_server, broadcast_clips, media_store, llama_channel, tmp_path
+):
+    import threading
+
+    from webtv_dagster.playout.channel import ChannelPlayout, read_state
+
+    upload_playlist(media_store, llama_channel, {1: broadcast_clips[0], 2: broadcast_clips[1]})
+    url = rtmp_server.publish_url("test-llamas")
+    dead_mirror = f"rtmp://127.0.0.1:{rtmp_server.http_port}/app/secret-key-123"
+    recording = tmp_path / "air.flv"
+    subscriber = subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "12",
+         str(recording)],
+    )  # fmt: skip
+    playout = ChannelPlayout(
+        media_store, llama_channel, [url, dead_mirror], tmp_path / "data", cache_bytes=50 * 2**20
+    )
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        wait_for(lambda: (read_state(tmp_path / "data", "test-llamas") or 0) and True)
+        state = read_state(tmp_path / "data", "test-llamas")
+        assert state.schedule[0].clip_id == "test-llamas-000001"
+        # A clip added to the playlist while on air goes on air next.
+        upload_playlist(
+            media_store, llama_channel,
+            {1: broadcast_clips[0], 2: broadcast_clips[1], 3: broadcast_clips[2]},
+        )  # fmt: skip
+        wait_for(lambda: read_state(tmp_path / "data", "test-llamas").aired_through == 3)
+        # Then the playlist is dry: recent clips air again, never dead air.
+        wait_for(lambda: len(read_state(tmp_path / "data", "test-llamas").schedule) >= 5)
+        subscriber.wait(timeout=60)
+    finally:
+        playout.stop.set()
+        thread.join(timeout=60)
+    aired = [clip.clip_id for clip in read_state(tmp_path / "data", "test-llamas").schedule]
+    assert aired[:3] == ["test-llamas-000001", "test-llamas-000002", "test-llamas-000003"]
+    assert all(clip.startswith("test-llamas-00000") for clip in aired[3:])
+    video = packet_times(recording, "video")
+    steps = [b - a for a, b in zip(video, video[1:], strict=False)]
+    assert video[-1] - video[0] > 10 and max(steps) <= FRAME + 0.002
+    log = (tmp_path / "data" / "playout" / "test-llamas" / "publisher.log").read_text()
+    assert "secret-key-123" not in log
+
+
+def test_with_nothing_to_air_the_channel_shows_its_ident(
+    rtmp_server, media_store, llama_channel, tmp_path
+):
+    import threading
+
+    from webtv_dagster.media.ffmpeg import probe
+    from webtv_dagster.playout.channel import ChannelPlayout, read_state
+
+    url = rtmp_server.publish_url("test-llamas")
+    playout = ChannelPlayout(media_store, llama_channel, [url], tmp_path / "d", 2**20)
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        wait_for(lambda: read_state(tmp_path / "d", "test-llamas") is not None, timeout=120)
+    finally:
+        playout.stop.set()
+        thread.join(timeout=60)
+    state = read_state(tmp_path / "d", "test-llamas")
+    assert state.schedule[0].clip_id == "ident"
+    assert state.on_air(now=state.schedule[0].starts_at + 1).clip_id == "ident"
+    ident = probe(tmp_path / "d" / "playout" / "test-llamas" / "ident.mp4")
+    assert (ident.video.width, ident.video.frames) == (1024, 128)
+    assert ident.audio.duration == pytest.approx(128 / 24, abs=1e-3)

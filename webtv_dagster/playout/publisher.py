@@ -39,7 +39,9 @@ def flv_outputs(urls: list[str]) -> list[str]:
     if len(urls) == 1:
         return ["-f", "flv", urls[0]]
     targets = [f"[f=flv]{urls[0]}", *(f"[f=flv:onfail=ignore]{url}" for url in urls[1:])]
-    return ["-map", "0", "-f", "tee", "|".join(targets)]
+    # tee does not translate codec tags as a plain flv output does: give FLV's own
+    # (7: H.264, 10: AAC).
+    return ["-map", "0", "-tag:v", "7", "-tag:a", "10", "-f", "tee", "|".join(targets)]
 
 
 class Publisher:
