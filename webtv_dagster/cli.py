@@ -55,6 +55,9 @@ def _dagster_home(settings: Settings) -> Path:
 def command_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     slugs = _check_channels(settings)
+    # Children (code server, runs, playout) start elsewhere: give them absolute paths.
+    os.environ["WEBTV_DATA_DIR"] = str(settings.data_dir.resolve())
+    settings = Settings.from_env()
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
     if args.local_spaces:
@@ -80,7 +83,9 @@ def command_up(args: argparse.Namespace) -> int:
         )
         running.callback(rtmp.stop)
         for slug in slugs:
-            print(f"webtv: {slug}: publish to {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
+            print(f"webtv: {slug}: RTMP {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
+            on_air = subprocess.Popen([sys.executable, "-m", "webtv_dagster.cli", "playout", slug])
+            running.callback(_stop_process, on_air)
         home = _dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(home)
         print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
@@ -97,6 +102,48 @@ def command_up(args: argparse.Namespace) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: dagster.send_signal(signal.SIGINT))
         return dagster.wait()
+
+
+def mirror_urls(slug: str) -> list[str]:
+    """Extra RTMP outputs of a channel (Twitch, YouTube...), with their stream keys, from
+    WEBTV_MIRRORS_<SLUG> (comma-separated; SLUG upper-case with underscores)."""
+    variable = "WEBTV_MIRRORS_" + slug.upper().replace("-", "_")
+    return [url.strip() for url in os.environ.get(variable, "").split(",") if url.strip()]
+
+
+def command_playout(args: argparse.Namespace) -> int:
+    from webtv_dagster.channels import find_channel
+    from webtv_dagster.playout.channel import ChannelPlayout
+    from webtv_dagster.storage import MediaStore
+
+    settings = Settings.from_env()
+    channel = find_channel(load_channels(settings.channels_file), args.channel)
+    store = MediaStore(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    main_url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{channel.slug}/live"
+    mirrors = mirror_urls(channel.slug)
+    playout = ChannelPlayout(
+        store, channel, [main_url, *mirrors], settings.data_dir.resolve(),
+        cache_bytes=settings.playout_cache_mb * 2**20,
+    )  # fmt: skip
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: playout.stop.set())
+    print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)", flush=True)
+    playout.run()
+    return 0
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def command_add_clips(args: argparse.Namespace) -> int:
@@ -187,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("channel")
     add.add_argument("count", type=int)
     add.set_defaults(run=command_add_clips)
+    playout = commands.add_parser("playout", help="air a channel until stopped")
+    playout.add_argument("channel")
+    playout.set_defaults(run=command_playout)
     spaces = commands.add_parser("spaces", help="serve local Gradio Spaces for every family")
     spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
     spaces.add_argument("--base-port", type=int, default=7860)

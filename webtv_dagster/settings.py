@@ -23,6 +23,7 @@ class Settings(BaseModel):
     motion_height: int = Field(320, ge=0, description="WEBTV_MOTION_HEIGHT")
     rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
     hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
+    playout_cache_mb: int = Field(2048, ge=64, description="WEBTV_PLAYOUT_CACHE_MB")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -133,3 +133,23 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007"]
     assert ranges(again) == [("test-llamas-000007", "test-llamas-000007")]
+
+
+def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
+    from webtv_dagster.playout.channel import PlayoutState, state_path
+
+    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    first = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    apply_partition_requests(instance, first)
+    path = state_path(tmp_path, "test-llamas")
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        PlayoutState(
+            channel="test-llamas", title="t", publisher_started_at=0, updated_at=0,
+            aired_through=4, unplayed_seconds=0, schedule=[],
+        ).model_dump_json()
+    )  # fmt: skip
+    # Six clips planned, four aired: two are left, so four more keep 16 s ahead.
+    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
+    assert added == [f"test-llamas-{n:06d}" for n in range(7, 11)]

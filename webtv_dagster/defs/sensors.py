@@ -10,6 +10,7 @@ from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.jobs import clip_job, playlist_job
 from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.planning import clips_needed, run_batches
+from webtv_dagster.playout.channel import read_state
 from webtv_dagster.settings import Settings
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -39,9 +40,10 @@ def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
 def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
     run for every clip partition added since the last tick (by this sensor, the add_clips job
-    or the UI), in batches of WEBTV_CLIPS_PER_RUN. Until playout reports what has aired,
-    every planned clip that has not failed counts as unaired; failed clips stay for an
-    operator to rerun and are replaced in the buffer by new ones."""
+    or the UI), in batches of WEBTV_CLIPS_PER_RUN. Every planned clip that has neither aired
+    nor failed counts as unaired: what has aired comes from the channel's playout state
+    (`webtv playout`; without one, nothing has), and failed clips stay for an operator to
+    rerun while new ones take their place in the buffer."""
     settings = Settings.from_env()
     requested: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     existing = context.instance.get_dynamic_partitions(clip_partitions.name)
@@ -55,7 +57,9 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
             # First sight of the channel: clips already made were requested before.
             made_numbers = [clip.number for clip in clips_of_channel(made, channel.slug)]
             requested[channel.slug] = max(made_numbers, default=0)
-        unaired = [clip for clip in planned if clip.key not in failed]
+        state = read_state(settings.data_dir, channel.slug)
+        aired_through = state.aired_through if state else 0
+        unaired = [c for c in planned if c.key not in failed and c.number > aired_through]
         added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(unaired)))
         new_keys += [clip.key for clip in added]
         unrequested = [c for c in planned + added if c.number > requested[channel.slug]]
