@@ -187,12 +187,13 @@ class ChannelPlayout:
 
     def run(self) -> None:
         publisher = Publisher(self.urls, self.folder / "publisher.log")
-        started = time.time()
+        started: float | None = None  # when the first clip reached the publisher
         try:
             while not self.stop.is_set():
                 playlist = self._playlist()
                 entry, later = self._next(playlist)
                 path, clip_id, prompt = self._source(entry)
+                started = started or time.time()
                 starts_at = started + publisher.offset - TIMELINE_START
                 duration = publisher.air(path)
                 if clip_id != IDENT:
