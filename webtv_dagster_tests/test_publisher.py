@@ -69,9 +69,9 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     publisher = Publisher([url], tmp_path / "publisher.log")
     pid = publisher.process.pid
     for index in range(6):
-        publisher.air(broadcast_clips[index % 2])
+        publisher.air(broadcast_clips[index % 2], 64, 24)
     time.sleep(2)  # the stream is live; a new clip arrives only now
-    publisher.air(broadcast_clips[2])
+    publisher.air(broadcast_clips[2], 64, 24)
     subscriber.wait(timeout=60)
     publisher.close()
     assert publisher.process.pid == pid and publisher.aired_seconds == pytest.approx(seconds)

@@ -27,6 +27,7 @@ from webtv_dagster.playout.publisher import TIMELINE_START, Publisher
 from webtv_dagster.storage import MediaStore, StorageError
 
 IDENT = "ident"
+IDENT_FRAMES = 128  # 5.333 s: two gapless units
 SCHEDULE_LENGTH = 6  # aired and queued clips kept in the state file
 
 
@@ -109,7 +110,7 @@ def make_ident(channel: Channel, output: Path) -> Path:
         take = folder / "take.mp4"
         ProceduralTextToVideo().render(TakeRequest(prompt=prompt, seed=channel.seed), take)
         LanczosUpscaler().upscale(take, UpscaleRequest(prompt=prompt), folder / "u.mp4")
-        frames = 128  # 5.333 s: two gapless units
+        frames = IDENT_FRAMES
         MotionInterpolator().interpolate(
             folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
         )
@@ -173,17 +174,20 @@ class ChannelPlayout:
             return recent[self._replays % len(recent)], []
         return None, []
 
-    def _source(self, entry: PlaylistEntry | None) -> tuple[Path, str, str]:
+    def _source(self, entry: PlaylistEntry | None) -> tuple[Path, int, str, str]:
+        """The file to air, its frames, its clip id and its prompt."""
         if entry is not None:
             key = channel_prefix(self.channel.slug) + entry.path
+            frames = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
             try:
-                return self.cache.fetch(self.store, entry, key), entry.clip_id, entry.prompt
+                path = self.cache.fetch(self.store, entry, key)
+                return path, frames, entry.clip_id, entry.prompt
             except (StorageError, FileNotFoundError):
                 pass  # S3 away or the clip gone: air the ident instead
         ident = self.folder / f"{IDENT}.mp4"
         if not ident.exists():
             make_ident(self.channel, ident)
-        return ident, IDENT, f"{self.channel.title} ident"
+        return ident, IDENT_FRAMES, IDENT, f"{self.channel.title} ident"
 
     def run(self) -> None:
         publisher = Publisher(self.urls, self.folder / "publisher.log")
@@ -192,10 +196,10 @@ class ChannelPlayout:
             while not self.stop.is_set():
                 playlist = self._playlist()
                 entry, later = self._next(playlist)
-                path, clip_id, prompt = self._source(entry)
+                path, frames, clip_id, prompt = self._source(entry)
                 started = started or time.time()
                 starts_at = started + publisher.offset - TIMELINE_START
-                duration = publisher.air(path)
+                duration = publisher.air(path, frames, BROADCAST_PROFILE.fps)
                 if clip_id != IDENT:
                     self.aired_through = max(self.aired_through, ClipId.parse(clip_id).number)
                 self._schedule = [*self._schedule, ScheduledClip(

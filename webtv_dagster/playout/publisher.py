@@ -16,7 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from webtv_dagster.media.ffmpeg import MediaToolError, probe
+from webtv_dagster.media.ffmpeg import MediaToolError
 
 TIMELINE_START = 10.0
 
@@ -64,14 +64,13 @@ class Publisher:
         )
         self._logger.start()
 
-    def air(self, clip: Path) -> float:
-        """Appends `clip` to the stream; returns once it is queued (the pipe paces this to
-        real time). Returns the clip's duration."""
-        video = probe(clip).video
-        if video is None or not video.frames or not video.fps:
-            raise MediaToolError(f"{clip.name} has no video to air")
-        # Frames, not the container's rounded duration: the timeline must not drift.
-        duration = video.frames / video.fps
+    def air(self, clip: Path, frames: int, fps: int) -> float:
+        """Appends `clip` (`frames` frames at `fps`) to the stream; returns once it is queued
+        (the pipe paces this to real time), with the clip's duration.
+
+        The caller knows the length from the broadcast record: counting frames from the
+        container (rounded to the millisecond) would let the timeline drift."""
+        duration = frames / fps
         remux = subprocess.run(remux_to_ts(clip, self.offset), capture_output=True, check=False)
         if remux.returncode != 0:
             raise MediaToolError(
