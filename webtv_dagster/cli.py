@@ -16,6 +16,7 @@ import yaml
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import start_embedded_s3
+from webtv_dagster.processes import stop_process
 from webtv_dagster.rtmp_server import start_rtmp_server
 from webtv_dagster.settings import Settings
 
@@ -85,7 +86,7 @@ def command_up(args: argparse.Namespace) -> int:
         for slug in slugs:
             print(f"webtv: {slug}: RTMP {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
             on_air = subprocess.Popen([sys.executable, "-m", "webtv_dagster.cli", "playout", slug])
-            running.callback(_stop_process, on_air)
+            running.callback(stop_process, on_air, 30)
         home = _dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(home)
         print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
@@ -136,14 +137,6 @@ def command_playout(args: argparse.Namespace) -> int:
     print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)", flush=True)
     playout.run()
     return 0
-
-
-def _stop_process(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def command_add_clips(args: argparse.Namespace) -> int:

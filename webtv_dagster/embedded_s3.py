@@ -18,6 +18,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from webtv_dagster.processes import stop_process
+
 # Offsets from the S3 port for the other services weed mini runs.
 PORT_OFFSETS = {
     "master.port": 1, "master.port.grpc": 2, "volume.port": 3, "volume.port.grpc": 4,
@@ -46,13 +48,7 @@ class EmbeddedS3:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_embedded_s3(

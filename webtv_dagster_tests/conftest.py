@@ -76,6 +76,21 @@ def rtmp_server(tmp_path):
     server.stop()
 
 
+def clip_resources(seaweedfs, bucket: str, channels_file) -> dict:
+    """The resources the clip assets need, on the test SeaweedFS and a channels file."""
+    from webtv_dagster.defs.resources import S3MediaStorage, Studio
+
+    return {
+        "media_storage": S3MediaStorage(
+            endpoint_url=seaweedfs.endpoint_url,
+            bucket=bucket,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+        ),
+        "studio": Studio(channels_file=str(channels_file), parallel_clips=2),
+    }
+
+
 @pytest.fixture(scope="session")
 def channels():
     return load_channels(TEST_CHANNELS)

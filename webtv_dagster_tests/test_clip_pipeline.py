@@ -14,26 +14,17 @@ from webtv_dagster.defs.assets.music import music_track
 from webtv_dagster.defs.assets.playlist import playlist
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
-from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.media.inspection import black_spans, frozen_spans, measure_loudness, silent_spans
 
-from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, latest_metadata
+from .conftest import TEST_CHANNELS, clip_resources, latest_metadata
 
 CLIP_ASSETS = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
 
 
 @pytest.fixture
 def resources(seaweedfs, media_store):
-    return {
-        "media_storage": S3MediaStorage(
-            endpoint_url=seaweedfs.endpoint_url,
-            bucket=media_store.bucket,
-            access_key_id=ACCESS_KEY,
-            secret_access_key=SECRET_KEY,
-        ),
-        "studio": Studio(channels_file=str(TEST_CHANNELS), parallel_clips=2),
-    }
+    return clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS)
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
-from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 
-from .conftest import ACCESS_KEY, SECRET_KEY, free_port_block, latest_metadata
+from .conftest import clip_resources, free_port_block, latest_metadata
 from .fake_llm import FakeLLM
 from .test_llm_prompt_writer import GOOD
 
@@ -121,18 +120,6 @@ def channels_file(tmp_path, llm, local_spaces, upscaler_spaces=None):
     return path
 
 
-def resources_for(seaweedfs, media_store, path):
-    return {
-        "media_storage": S3MediaStorage(
-            endpoint_url=seaweedfs.endpoint_url,
-            bucket=media_store.bucket,
-            access_key_id=ACCESS_KEY,
-            secret_access_key=SECRET_KEY,
-        ),  # fmt: skip
-        "studio": Studio(channels_file=str(path)),
-    }
-
-
 def test_a_clip_through_the_llm_and_all_four_spaces(
     tmp_path, llm, local_spaces, seaweedfs, media_store
 ):
@@ -142,7 +129,7 @@ def test_a_clip_through_the_llm_and_all_four_spaces(
         instance.add_dynamic_partitions("clips", [key])
         result = dg.materialize(
             CLIP_ASSETS, partition_key=key, instance=instance,
-            resources=resources_for(seaweedfs, media_store, path),
+            resources=clip_resources(seaweedfs, media_store.bucket, path),
         )  # fmt: skip
         assert result.success
         prompt = latest_metadata(instance, shot_prompt, key)
@@ -174,7 +161,7 @@ def test_all_upscalers_down_fails_the_clip_and_keeps_its_take(
         instance.add_dynamic_partitions("clips", [key])
         result = dg.materialize(
             CLIP_ASSETS, partition_key=key, instance=instance, raise_on_error=False,
-            resources=resources_for(seaweedfs, media_store, path),
+            resources=clip_resources(seaweedfs, media_store.bucket, path),
         )  # fmt: skip
     assert not result.success
     failure = result.get_step_failure_events()[0]
