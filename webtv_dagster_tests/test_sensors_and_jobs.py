@@ -40,7 +40,7 @@ def test_definitions_load():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
-        "broadcast_clip", "playlist",
+        "broadcast_clip", "playlist", "on_air_stream",
     }  # fmt: skip
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
@@ -153,3 +153,33 @@ def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
     again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == [f"test-llamas-{n:06d}" for n in range(7, 11)]
+
+
+def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monkeypatch):
+    import time
+
+    from webtv_dagster.defs.stream import on_air_stream_sensor
+    from webtv_dagster.playout.channel import PlayoutState, ScheduledClip, state_path
+
+    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    assert on_air_stream_sensor(dg.build_sensor_context(instance=instance)).skip_reason
+    now = time.time()
+    path = state_path(tmp_path, "test-llamas")
+    path.parent.mkdir(parents=True)
+    clip = ScheduledClip(
+        clip_id="test-llamas-000003", prompt="a llama bakes", starts_at=now - 1,
+        duration_seconds=8,
+    )  # fmt: skip
+    path.write_text(
+        PlayoutState(
+            channel="test-llamas", title="t", publisher_started_at=now - 100, updated_at=now,
+            aired_through=3, unplayed_seconds=24, schedule=[clip],
+        ).model_dump_json()
+    )  # fmt: skip
+    result = on_air_stream_sensor(dg.build_sensor_context(instance=instance))
+    (observation,) = result.asset_events
+    assert observation.partition == "test-llamas"
+    assert observation.metadata["on_air"].value == "test-llamas-000003"
+    assert observation.metadata["prompt"].value == "a llama bakes"
+    assert observation.metadata["unplayed_seconds"].value == 24
+    assert observation.metadata["uptime_seconds"].value >= 100
