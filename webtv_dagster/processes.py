@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _can_bind(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """A loopback port whose next `size` ports are all free too (for tests and benchmarks)."""
+    for _ in range(200):
+        base = random.randint(20_000, 40_000)
+        if all(_can_bind(base + offset) for offset in range(size)):
+            return base
+    raise RuntimeError("no block of free loopback ports found")
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:

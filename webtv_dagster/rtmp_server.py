@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.processes import stop_process
+from webtv_dagster.processes import port_is_free, stop_process
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
@@ -105,11 +104,6 @@ class RtmpServer:
         stop_process(self.process)
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def start_rtmp_server(
     root: Path, channels: Sequence[str], rtmp_port: int, http_port: int, timeout: float = 10.0
 ) -> RtmpServer:
@@ -119,7 +113,7 @@ def start_rtmp_server(
         raise RtmpServerError(
             "nginx with the RTMP module is missing: apt-get install nginx libnginx-mod-rtmp"
         )
-    busy = [port for port in (rtmp_port, http_port) if _listening(port)]
+    busy = [port for port in (rtmp_port, http_port) if not port_is_free(port)]
     if busy:
         raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
     root = root.resolve()
@@ -139,7 +133,7 @@ def start_rtmp_server(
         if process.poll() is not None:
             tail = (root / "error.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RtmpServerError("nginx exited at start-up: " + " | ".join(tail))
-        if _listening(rtmp_port) and _listening(http_port):
+        if not port_is_free(rtmp_port) and not port_is_free(http_port):
             return server
         time.sleep(0.1)
     server.stop()

@@ -1,7 +1,5 @@
 import os
-import random
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
@@ -14,29 +12,11 @@ os.environ.setdefault("WEBTV_PARALLEL_CLIPS", "2")
 
 from webtv_dagster.channels import load_channels  # noqa: E402
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3  # noqa: E402
+from webtv_dagster.processes import free_port_block  # noqa: E402
 from webtv_dagster.storage import MediaStore  # noqa: E402
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-do-not-log"
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(size: int) -> int:
-    """A port whose next `size` ports are all free too."""
-    for _ in range(200):
-        base = random.randint(20_000, 40_000)
-        if all(_free(base + offset) for offset in range(size)):
-            return base
-    raise RuntimeError("no block of free loopback ports found")
 
 
 @pytest.fixture(scope="session")

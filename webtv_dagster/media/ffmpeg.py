@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,11 +37,6 @@ def run_ffmpeg(args: Sequence[str], purpose: str, *, stdin: bytes | None = None)
             f"{_stderr_tail(completed.stderr)}"
         )
     return completed.stdout
-
-
-def run_ffmpeg_stream(stream: ffmpeg.nodes.OutputStream, purpose: str) -> bytes:
-    """Runs an ffmpeg-python graph, with the same error handling as `run_ffmpeg`."""
-    return run_ffmpeg(stream.overwrite_output().get_args(), purpose)
 
 
 class VideoStreamInfo(BaseModel):
@@ -118,10 +112,6 @@ def probe(path: Path) -> MediaInfo:
                 duration=duration,
             )
     return info
-
-
-def probe_json(path: Path) -> str:
-    return json.dumps(probe(path).summary(), sort_keys=True)
 
 
 def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) -> None:
