@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +18,14 @@ import yaml
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import start_embedded_s3
-from webtv_dagster.processes import stop_process
+from webtv_dagster.playout.supervisor import (
+    PlayoutStartError,
+    ensure_playout,
+    launch_playout,
+    playout_status,
+    start_playout,
+    stop_playout,
+)
 from webtv_dagster.rtmp_server import start_rtmp_server
 from webtv_dagster.settings import Settings
 
@@ -85,8 +94,9 @@ def command_up(args: argparse.Namespace) -> int:
         running.callback(rtmp.stop)
         for slug in slugs:
             print(f"webtv: {slug}: RTMP {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
-            on_air = subprocess.Popen([sys.executable, "-m", "webtv_dagster.cli", "playout", slug])
-            running.callback(stop_process, on_air, 30)
+            if not playout_status(settings.data_dir, slug).running:
+                launch_playout(settings.data_dir, slug)
+            running.callback(stop_playout, settings.data_dir, slug)
         home = _dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(home)
         print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
@@ -114,11 +124,13 @@ def mirror_urls(slug: str) -> list[str]:
 
 def command_playout(args: argparse.Namespace) -> int:
     from webtv_dagster.channels import find_channel
-    from webtv_dagster.playout.channel import ChannelPlayout
+    from webtv_dagster.playout.channel import ChannelPlayout, playout_folder
+    from webtv_dagster.playout.supervisor import hold_playout_lock
     from webtv_dagster.storage import MediaStore
 
     settings = Settings.from_env()
     channel = find_channel(load_channels(settings.channels_file), args.channel)
+    data_dir = settings.data_dir.resolve()
     store = MediaStore(
         bucket=settings.s3_bucket,
         endpoint_url=settings.s3_endpoint_url or None,
@@ -128,14 +140,45 @@ def command_playout(args: argparse.Namespace) -> int:
     )
     main_url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{channel.slug}/live"
     mirrors = mirror_urls(channel.slug)
-    playout = ChannelPlayout(
-        store, channel, [main_url, *mirrors], settings.data_dir.resolve(),
-        cache_bytes=settings.playout_cache_mb * 2**20,
-    )  # fmt: skip
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: playout.stop.set())
-    print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)", flush=True)
-    playout.run()
+    try:
+        with hold_playout_lock(data_dir, channel.slug):
+            playout = ChannelPlayout(
+                store, channel, [main_url, *mirrors], data_dir,
+                cache_bytes=settings.playout_cache_mb * 2**20,
+            )  # fmt: skip
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: playout.stop.set())
+            print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)",
+                  flush=True)  # fmt: skip
+            playout.run()
+    except PlayoutStartError as error:
+        sys.exit(f"webtv: {error}")
+    except ConnectionError as error:  # the RTMP server went away or refused the stream
+        log = playout_folder(data_dir, channel.slug) / "publisher.log"
+        sys.exit(f"webtv: {channel.slug}: {error}; see {log}")
+    return 0
+
+
+def command_channel(args: argparse.Namespace) -> int:
+    """Operator control of one channel's playout: status, start, stop, restart."""
+    settings = Settings.from_env()
+    if args.channel not in _check_channels(settings):
+        sys.exit(f"webtv: no channel {args.channel!r} in {settings.channels_file}")
+    data_dir = settings.data_dir.resolve()
+    try:
+        if args.action in {"stop", "restart"}:
+            was_running = stop_playout(data_dir, args.channel)
+            print(f"webtv: {args.channel} {'stopped' if was_running else 'was not running'}")
+        if args.action == "restart":
+            pid = start_playout(data_dir, args.channel)
+            print(f"webtv: {args.channel} on air again, pid {pid}")
+        if args.action == "start":
+            done = ensure_playout(data_dir, args.channel, settings.playout_stale_seconds)
+            print(f"webtv: {args.channel} {done}")
+    except PlayoutStartError as error:
+        sys.exit(f"webtv: {error}")
+    status = playout_status(data_dir, args.channel)
+    print(json.dumps(dataclasses.asdict(status), indent=2))
     return 0
 
 
@@ -230,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     playout = commands.add_parser("playout", help="air a channel until stopped")
     playout.add_argument("channel")
     playout.set_defaults(run=command_playout)
+    control = commands.add_parser("channel", help="status, start, stop or restart a playout")
+    control.add_argument("action", choices=["status", "start", "stop", "restart"])
+    control.add_argument("channel")
+    control.set_defaults(run=command_channel)
     spaces = commands.add_parser("spaces", help="serve local Gradio Spaces for every family")
     spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
     spaces.add_argument("--base-port", type=int, default=7860)

@@ -1,5 +1,6 @@
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -91,3 +92,60 @@ def latest_metadata(instance, asset, partition: str) -> dict:
     assert records, f"{asset.key.to_user_string()}[{partition}] was not materialized"
     metadata = records[0].asset_materialization.metadata
     return {name: entry.value for name, entry in metadata.items()}
+
+
+CLIP_COLOURS = ["red", "lime", "blue", "yellow"]  # far apart in RGB, so frames say which clip
+
+
+@pytest.fixture(scope="session")
+def broadcast_clips(tmp_path_factory) -> list[Path]:
+    """Broadcast clips of 64 frames, each one solid colour of CLIP_COLOURS with its own tone."""
+    from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+    from webtv_dagster.media.broadcast import normalize_clip
+    from webtv_dagster.media.ffmpeg import run_ffmpeg
+
+    folder = tmp_path_factory.mktemp("clips")
+    made = []
+    for index, colour in enumerate(CLIP_COLOURS):
+        video, music = folder / f"v{index}.mp4", folder / f"m{index}.flac"
+        picture = f"color=c={colour}:s=1024x576:r=24"
+        run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", "64", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(video)], "test video")  # fmt: skip
+        run_ffmpeg(["-f", "lavfi", "-i", f"sine=f={440 + 110 * index}:r=48000", "-t", "2.6667",
+                    "-ac", "2", str(music)], "test tone")  # fmt: skip
+        clip = folder / f"clip{index}.mp4"
+        normalize_clip(video, music, 64, clip, BROADCAST_PROFILE)
+        made.append(clip)
+    return made
+
+
+def upload_playlist(store, channel, clips_by_number: dict[int, Path]) -> None:
+    """Stores the clips and publishes them as the channel's playlist (prompt "prompt N")."""
+    from webtv_dagster.clips import ClipId
+    from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
+
+    entries = []
+    for number, path in clips_by_number.items():
+        clip = ClipId(channel=channel.slug, number=number)
+        stored = store.upload_file(path, clip.object_key("broadcast.mp4"), "video/mp4")
+        entries.append(
+            PlaylistEntry(
+                clip_id=clip.key,
+                prompt=f"prompt {number}",
+                seed=number,
+                duration_seconds=64 / 24,
+                uri=stored.uri,
+                path=f"clips/{clip.key}/broadcast.mp4",
+            )  # fmt: skip
+        )
+    publish_playlist(store, Playlist(channel=channel.slug, title=channel.title, entries=entries))
+
+
+def wait_for(condition, timeout: float = 60, what: str = "condition"):
+    """Polls `condition` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {timeout} s")

@@ -7,43 +7,11 @@ import time
 import pytest
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
-from webtv_dagster.media.broadcast import normalize_clip
-from webtv_dagster.media.ffmpeg import run_ffmpeg
 from webtv_dagster.playout.publisher import Publisher
 
+from .conftest import upload_playlist, wait_for
+
 FRAME = 1 / BROADCAST_PROFILE.fps
-
-
-@pytest.fixture(scope="module")
-def broadcast_clips(tmp_path_factory):
-    """Three broadcast clips of 64 frames, each with its own picture and tone."""
-    folder = tmp_path_factory.mktemp("clips")
-    made = []
-    for index, (source, tone) in enumerate([("testsrc2", 440), ("smptebars", 660),
-                                            ("mandelbrot", 550)]):  # fmt: skip
-        video, music = folder / f"v{index}.mp4", folder / f"m{index}.flac"
-        run_ffmpeg(
-            [
-                "-f",
-                "lavfi",
-                "-i",
-                f"{source}=s=1024x576:r=24",
-                "-frames:v",
-                "64",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                str(video),
-            ],
-            "test video",
-        )
-        run_ffmpeg(["-f", "lavfi", "-i", f"sine=f={tone}:r=48000", "-t", "2.6667", "-ac", "2",
-                    str(music)], "test tone")  # fmt: skip
-        clip = folder / f"clip{index}.mp4"
-        normalize_clip(video, music, 64, clip, BROADCAST_PROFILE)
-        made.append(clip)
-    return made
 
 
 def packet_times(recording, kind):
@@ -87,36 +55,6 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     assert min(audio_steps) > 0
     warnings = (tmp_path / "publisher.log").read_text()
     assert "Non-monotonous" not in warnings and "corrupt" not in warnings.lower()
-
-
-def upload_playlist(store, channel, clips_by_number):
-    from webtv_dagster.clips import ClipId
-    from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
-
-    entries = []
-    for number, path in clips_by_number.items():
-        clip = ClipId(channel=channel.slug, number=number)
-        stored = store.upload_file(path, clip.object_key("broadcast.mp4"), "video/mp4")
-        entries.append(
-            PlaylistEntry(
-                clip_id=clip.key,
-                prompt=f"prompt {number}",
-                seed=number,
-                duration_seconds=64 / 24,
-                uri=stored.uri,
-                path=f"clips/{clip.key}/broadcast.mp4",
-            )  # fmt: skip
-        )
-    publish_playlist(store, Playlist(channel=channel.slug, title=channel.title, entries=entries))
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_channel_airs_its_playlist_new_clips_and_replays_with_a_dead_mirror(

@@ -146,7 +146,7 @@ def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
     path.write_text(
         PlayoutState(
             channel="test-llamas", title="t", publisher_started_at=0, updated_at=0,
-            aired_through=4, unplayed_seconds=0, schedule=[],
+            aired_through=4, unplayed_seconds=0, schedule=[], up_next=[],
         ).model_dump_json()
     )  # fmt: skip
     # Six clips planned, four aired: two are left, so four more keep 16 s ahead.
@@ -168,12 +168,12 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
     path.parent.mkdir(parents=True)
     clip = ScheduledClip(
         clip_id="test-llamas-000003", prompt="a llama bakes", starts_at=now - 1,
-        duration_seconds=8,
+        stream_seconds=99, duration_seconds=8,
     )  # fmt: skip
     path.write_text(
         PlayoutState(
             channel="test-llamas", title="t", publisher_started_at=now - 100, updated_at=now,
-            aired_through=3, unplayed_seconds=24, schedule=[clip],
+            aired_through=3, unplayed_seconds=24, schedule=[clip], up_next=[],
         ).model_dump_json()
     )  # fmt: skip
     result = on_air_stream_sensor(dg.build_sensor_context(instance=instance))

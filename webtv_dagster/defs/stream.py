@@ -1,13 +1,25 @@
 """Each channel's live stream, as an external asset that Dagster observes but does not make:
-the playout process (`webtv playout`) airs it; this sensor reports what it reports."""
+the playout process (`webtv playout`) airs it. One sensor reports what the playout reports;
+another requests the job that starts the playout again when it is down or stuck."""
 
 import time
 
 import dagster as dg
 
 from webtv_dagster.defs.partitions import channel_partitions
+from webtv_dagster.defs.resources import Studio
 from webtv_dagster.playout.channel import read_state
+from webtv_dagster.playout.supervisor import (
+    PlayoutStartError,
+    ensure_playout,
+    playout_status,
+    start_playout,
+    stop_playout,
+)
 from webtv_dagster.settings import Settings
+
+CHANNEL_TAG = "webtv/channel"
+PLAYOUT_CHECK_SECONDS = 15
 
 on_air_stream = dg.AssetSpec(
     "on_air_stream",
@@ -49,3 +61,94 @@ def on_air_stream_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     if not observations:
         return dg.SensorResult(skip_reason="no channel is on air yet")
     return dg.SensorResult(asset_events=observations)
+
+
+class PlayoutConfig(dg.Config):
+    channel: str
+    restart: bool = False
+
+
+@dg.op
+def ensure_channel_playout(
+    context: dg.OpExecutionContext, config: PlayoutConfig, studio: Studio
+) -> None:
+    """Makes sure the channel is on air: starts `webtv playout <channel>` if none runs, restarts
+    one that stopped queueing clips (or any, with `restart`). The playout reads the channel's
+    latest playlist before every clip, so a running one needs nothing more."""
+    slug = studio.channel(config.channel).slug
+    settings = Settings.from_env()
+    data_dir = settings.data_dir.resolve()
+    try:
+        if config.restart:
+            stop_playout(data_dir, slug)
+            start_playout(data_dir, slug)
+            action = "restarted"
+        else:
+            action = ensure_playout(data_dir, slug, settings.playout_stale_seconds)
+    except PlayoutStartError as error:
+        raise dg.Failure(str(error)) from None
+    status = playout_status(data_dir, slug)
+    context.log.info(f"{slug}: playout {action} (pid {status.pid})")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=on_air_stream.key,
+            partition=slug,
+            metadata={"playout": action, "pid": status.pid or 0},
+        )
+    )
+
+
+@dg.job(
+    description="Starts a channel's playout if it is down or stuck (config: channel, restart).",
+    tags={"dagster/priority": "10"},  # ahead of queued clip runs
+)
+def playout_job():
+    ensure_channel_playout()
+
+
+def restart_backoff_seconds(consecutive_failures: int) -> float:
+    return min(PLAYOUT_CHECK_SECONDS * 2**consecutive_failures, 600)
+
+
+def _waiting_for_earlier_run(instance: dg.DagsterInstance, slug: str, now: float) -> bool:
+    """Whether a playout_job run for the channel is still under way, or failed too recently to
+    try again (waits double with each failure in a row, up to ten minutes)."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=playout_job.name, tags={CHANNEL_TAG: slug}), limit=6
+    )
+    if any(not record.dagster_run.is_finished for record in records):
+        return True
+    failures = 0
+    for record in records:
+        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        failures += 1
+    if not failures:
+        return False
+    last_end = records[0].end_time or records[0].create_timestamp.timestamp()
+    return now - last_end < restart_backoff_seconds(failures)
+
+
+@dg.sensor(
+    job=playout_job,
+    minimum_interval_seconds=PLAYOUT_CHECK_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def playout_watchdog_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Requests a playout_job run for every channel whose playout is not running or has not
+    queued a clip for WEBTV_PLAYOUT_STALE_SECONDS; leaves alone the channels an operator
+    stopped (`webtv channel stop`), and backs off after failed restarts."""
+    settings = Settings.from_env()
+    now = time.time()
+    requests = []
+    for slug in channel_partitions.get_partition_keys():
+        status = playout_status(settings.data_dir, slug, now)
+        if not status.needs_start(settings.playout_stale_seconds):
+            continue
+        if _waiting_for_earlier_run(context.instance, slug, now):
+            continue
+        config = {"ops": {ensure_channel_playout.name: {"config": {"channel": slug}}}}
+        requests.append(dg.RunRequest(run_config=config, tags={CHANNEL_TAG: slug}))
+    if not requests:
+        return dg.SensorResult(skip_reason="every channel's playout is on air or stopped")
+    return dg.SensorResult(run_requests=requests)

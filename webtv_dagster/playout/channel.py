@@ -29,13 +29,21 @@ from webtv_dagster.storage import MediaStore, StorageError
 IDENT = "ident"
 IDENT_FRAMES = 128  # 5.333 s: two gapless units
 SCHEDULE_LENGTH = 6  # aired and queued clips kept in the state file
+GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
 
 
-class ScheduledClip(BaseModel):
+class GuideEntry(BaseModel):
     clip_id: str
     prompt: str
-    starts_at: float = Field(description="Unix time the clip starts on air")
     duration_seconds: float
+
+
+class ScheduledClip(GuideEntry):
+    starts_at: float = Field(description="Unix time the publisher sends the clip's first frame")
+    stream_seconds: float = Field(
+        description="where the clip starts on the stream's timeline (RTMP and HLS timestamps, "
+        "0 when the publisher started)"
+    )
 
 
 class PlayoutState(BaseModel):
@@ -47,7 +55,8 @@ class PlayoutState(BaseModel):
     updated_at: float
     aired_through: int = Field(0, description="highest clip number queued for air")
     unplayed_seconds: float = Field(description="playlist seconds not yet aired")
-    schedule: list[ScheduledClip]
+    schedule: list[ScheduledClip] = Field(description="clips aired and queued, oldest first")
+    up_next: list[GuideEntry] = Field(description="the playlist's next clips after the queue")
 
     def on_air(self, now: float | None = None) -> ScheduledClip | None:
         now = time.time() if now is None else now
@@ -55,8 +64,13 @@ class PlayoutState(BaseModel):
         return current[-1] if current else None
 
 
+def playout_folder(data_dir: Path, slug: str) -> Path:
+    """Where a channel's playout keeps its state, cache, ident, logs and lock."""
+    return data_dir / "playout" / slug
+
+
 def state_path(data_dir: Path, slug: str) -> Path:
-    return data_dir / "playout" / slug / "state.json"
+    return playout_folder(data_dir, slug) / "state.json"
 
 
 def read_state(data_dir: Path, slug: str) -> PlayoutState | None:
@@ -143,7 +157,7 @@ class ChannelPlayout:
     ):
         self.store = store
         self.channel = channel
-        self.folder = data_dir / "playout" / channel.slug
+        self.folder = playout_folder(data_dir, channel.slug)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.state_file = state_path(data_dir, channel.slug)
         self.cache = ClipCache(self.folder / "cache", cache_bytes)
@@ -198,27 +212,31 @@ class ChannelPlayout:
                 entry, later = self._next(playlist)
                 path, frames, clip_id, prompt = self._source(entry)
                 started = started or time.time()
-                starts_at = started + publisher.offset - TIMELINE_START
+                stream_seconds = publisher.offset - TIMELINE_START
                 duration = publisher.air(path, frames, BROADCAST_PROFILE.fps)
                 if clip_id != IDENT:
                     self.aired_through = max(self.aired_through, ClipId.parse(clip_id).number)
                 self._schedule = [*self._schedule, ScheduledClip(
-                    clip_id=clip_id, prompt=prompt, starts_at=starts_at,
-                    duration_seconds=duration,
+                    clip_id=clip_id, prompt=prompt, duration_seconds=duration,
+                    starts_at=started + stream_seconds, stream_seconds=stream_seconds,
                 )][-SCHEDULE_LENGTH:]  # fmt: skip
-                self._write_state(started, sum(e.duration_seconds for e in later))
+                self._write_state(started, later)
         finally:
             publisher.close()
 
-    def _write_state(self, started: float, unplayed: float) -> None:
+    def _write_state(self, started: float, later: list[PlaylistEntry]) -> None:
         state = PlayoutState(
             channel=self.channel.slug,
             title=self.channel.title,
             publisher_started_at=started,
             updated_at=time.time(),
             aired_through=self.aired_through,
-            unplayed_seconds=unplayed,
+            unplayed_seconds=sum(entry.duration_seconds for entry in later),
             schedule=self._schedule,
+            up_next=[
+                GuideEntry(clip_id=e.clip_id, prompt=e.prompt, duration_seconds=e.duration_seconds)
+                for e in later[:GUIDE_LENGTH]
+            ],
         )
         partial = self.state_file.with_suffix(".part")
         partial.write_text(json.dumps(state.model_dump(), indent=2))

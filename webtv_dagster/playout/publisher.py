@@ -12,6 +12,7 @@ muxer would then shift that clip alone).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 from pathlib import Path
@@ -49,6 +50,7 @@ class Publisher:
 
     def __init__(self, urls: list[str], log_path: Path):
         self.url = urls[0]
+        self.log_path = log_path
         self.offset = TIMELINE_START
         self.aired_seconds = 0.0
         self._lock = threading.Lock()
@@ -77,19 +79,29 @@ class Publisher:
                 f"cannot remux {clip.name} for air: {remux.stderr.decode(errors='replace')[-300:]}"
             )
         with self._lock:
-            if self.process.poll() is not None:
-                # The last path segment of an RTMP URL is the stream key: never show it.
-                where = self.url.rsplit("/", 1)[0]
-                raise ConnectionError(f"the publisher to {where}/<stream key> exited")
-            self.process.stdin.write(remux.stdout)
-            self.process.stdin.flush()
+            try:
+                if self.process.poll() is not None:
+                    raise BrokenPipeError
+                self.process.stdin.write(remux.stdout)
+                self.process.stdin.flush()
+            except BrokenPipeError:
+                raise ConnectionError(self._exit_reason()) from None
             self.offset += duration
             self.aired_seconds += duration
         return duration
 
+    def _exit_reason(self) -> str:
+        self.process.wait()
+        self._logger.join(timeout=5)
+        last = self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
+        # The last path segment of an RTMP URL is the stream key: never show it.
+        where = self.url.rsplit("/", 1)[0]
+        return f"the publisher to {where}/<stream key> exited ({' '.join(last) or 'no message'})"
+
     def close(self) -> None:
         if self.process.stdin and not self.process.stdin.closed:
-            self.process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # the publisher died with data unsent
+                self.process.stdin.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,182 @@
+"""Starting, watching and stopping each channel's playout process (`webtv playout <channel>`).
+
+A playout holds an exclusive lock on `playout.lock` in its folder for as long as it runs, so
+whether a channel is up is a question for the kernel, not for a pid file that may be stale: a
+process that dies, however it dies, drops its lock. The pid file beside it says whom to signal.
+Playouts run in their own session so that they outlive the `webtv up` or Dagster run that
+started them; `stop_playout` (and `webtv up` on exit) ends them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from webtv_dagster.playout.channel import playout_folder, read_state
+
+STOPPED_MARKER = "stopped"  # an operator stopped the channel: the watchdog leaves it off air
+
+
+class PlayoutStartError(RuntimeError):
+    """The playout process exited or did not go on air while starting."""
+
+
+@dataclass(frozen=True)
+class PlayoutStatus:
+    slug: str
+    running: bool
+    pid: int | None
+    seconds_since_update: float | None  # since the playout last queued a clip
+    stopped_by_operator: bool
+
+    def needs_start(self, stale_after: float) -> bool:
+        """Whether the watchdog should (re)start this channel."""
+        if self.stopped_by_operator:
+            return False
+        stale = self.seconds_since_update is None or self.seconds_since_update > stale_after
+        return not self.running or stale
+
+
+def _lock_path(data_dir: Path, slug: str) -> Path:
+    return playout_folder(data_dir, slug) / "playout.lock"
+
+
+def _pid_path(data_dir: Path, slug: str) -> Path:
+    return playout_folder(data_dir, slug) / "playout.pid"
+
+
+@contextmanager
+def hold_playout_lock(data_dir: Path, slug: str):
+    """Held by the playout process while it runs; refuses a second playout of the channel."""
+    path = _lock_path(data_dir, slug)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as lock:
+        deadline = time.monotonic() + 2  # a status check holds the lock for a moment
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pid = _read_pid(data_dir, slug)
+                    raise PlayoutStartError(f"{slug} is already on air (pid {pid})") from None
+                time.sleep(0.05)
+        _pid_path(data_dir, slug).write_text(json.dumps({"pid": os.getpid()}))
+        try:
+            yield
+        finally:
+            _pid_path(data_dir, slug).unlink(missing_ok=True)
+
+
+def _lock_is_held(data_dir: Path, slug: str) -> bool:
+    path = _lock_path(data_dir, slug)
+    if not path.exists():
+        return False
+    with path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
+def _read_pid(data_dir: Path, slug: str) -> int | None:
+    try:
+        return int(json.loads(_pid_path(data_dir, slug).read_text())["pid"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def playout_status(data_dir: Path, slug: str, now: float | None = None) -> PlayoutStatus:
+    now = time.time() if now is None else now
+    running = _lock_is_held(data_dir, slug)
+    state = read_state(data_dir, slug)
+    return PlayoutStatus(
+        slug=slug,
+        running=running,
+        pid=_read_pid(data_dir, slug) if running else None,
+        seconds_since_update=(now - state.updated_at) if state else None,
+        stopped_by_operator=(playout_folder(data_dir, slug) / STOPPED_MARKER).exists(),
+    )
+
+
+def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
+    """Starts `webtv playout <slug>` in its own session, its output in the channel's
+    playout.log; returns at once."""
+    folder = playout_folder(data_dir, slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STOPPED_MARKER).unlink(missing_ok=True)
+    with (folder / "playout.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "webtv_dagster.cli", "playout", slug],
+            env={**os.environ, "WEBTV_DATA_DIR": str(data_dir.resolve())},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def start_playout(data_dir: Path, slug: str, timeout: float = 120.0) -> int:
+    """Launches the channel's playout and waits until it has queued its first clip; returns
+    its pid. Raises PlayoutStartError with the end of its log if it exits first."""
+    started = time.time()
+    process = launch_playout(data_dir, slug)
+    log_path = playout_folder(data_dir, slug) / "playout.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-4:]
+            raise PlayoutStartError(
+                f"playout of {slug} exited with status {process.returncode}: " + " | ".join(tail)
+            )
+        state = read_state(data_dir, slug)
+        if state and state.updated_at >= started and _lock_is_held(data_dir, slug):
+            return process.pid
+        time.sleep(0.2)
+    process.kill()
+    raise PlayoutStartError(
+        f"playout of {slug} did not go on air in {timeout:.0f} s; see {log_path}"
+    )
+
+
+def stop_playout(data_dir: Path, slug: str, timeout: float = 30.0) -> bool:
+    """Stops the channel's playout (SIGTERM, then SIGKILL after `timeout`); returns whether one
+    was running. The marker it leaves keeps the watchdog from starting it again."""
+    folder = playout_folder(data_dir, slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STOPPED_MARKER).touch()
+    pid = _read_pid(data_dir, slug)
+    if pid is None or not _lock_is_held(data_dir, slug):
+        return False
+    for signum, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _lock_is_held(data_dir, slug):
+                return True
+            time.sleep(0.1)
+    return True
+
+
+def ensure_playout(data_dir: Path, slug: str, stale_after: float) -> str:
+    """Makes sure the channel is on air: starts its playout if none runs, restarts one that
+    stopped queueing clips. Returns what it did: "running", "started" or "restarted"."""
+    status = playout_status(data_dir, slug)
+    if status.running and not status.needs_start(stale_after):
+        return "running"
+    action = "restarted" if status.running else "started"
+    if status.running:
+        stop_playout(data_dir, slug)
+    start_playout(data_dir, slug)
+    return action

@@ -1,0 +1,135 @@
+"""The watchdog sensor and playout_job keep each channel's playout process on air."""
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from webtv_dagster.definitions import defs
+from webtv_dagster.defs.stream import CHANNEL_TAG, playout_watchdog_sensor
+from webtv_dagster.playout.channel import playout_folder, read_state
+from webtv_dagster.playout.supervisor import (
+    PlayoutStartError,
+    hold_playout_lock,
+    playout_status,
+    stop_playout,
+)
+
+from .conftest import ACCESS_KEY, SECRET_KEY, upload_playlist, wait_for
+
+SLUG = "test-llamas"
+
+
+@pytest.fixture
+def on_air_env(seaweedfs, media_store, rtmp_server, tmp_path, monkeypatch) -> Path:
+    """The environment `webtv up` gives its children, on the test servers; yields the data
+    folder and stops every playout started meanwhile."""
+    data_dir = tmp_path / "data"
+    for variable, value in {
+        "WEBTV_DATA_DIR": str(data_dir),
+        "WEBTV_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
+        "WEBTV_S3_BUCKET": media_store.bucket,
+        "WEBTV_RTMP_PORT": str(rtmp_server.rtmp_port),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    yield data_dir
+    for slug in ("test-llamas", "test-ocean"):
+        stop_playout(data_dir, slug)
+
+
+def watchdog_request(instance, slug: str) -> dg.RunRequest | None:
+    result = playout_watchdog_sensor(dg.build_sensor_context(instance=instance))
+    requests = [r for r in result.run_requests or [] if r.tags[CHANNEL_TAG] == slug]
+    return requests[0] if requests else None
+
+
+def run_playout_job(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def("playout_job")
+    return job.execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False
+    )
+
+
+def publisher_of(playout_pid: int) -> int:
+    """The pid of the playout's FFmpeg publisher (its child reading with -re)."""
+    out = subprocess.run(["pgrep", "-P", str(playout_pid), "-f", "ffmpeg .*-re "],
+                         capture_output=True, text=True, check=False).stdout  # fmt: skip
+    (pid,) = out.split()
+    return int(pid)
+
+
+def stream_has_frames(url: str) -> bool:
+    grab = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", url, "-frames:v", "12",
+                           "-f", "null", "-"], capture_output=True, timeout=30, check=False)  # fmt: skip
+    return grab.returncode == 0
+
+
+def test_a_killed_publisher_is_brought_back_by_the_watchdog(
+    on_air_env, media_store, llama_channel, broadcast_clips, rtmp_server
+):
+    clips = {number: broadcast_clips[number % 4] for number in range(1, 9)}
+    upload_playlist(media_store, llama_channel, clips)
+    with dg.instance_for_test() as instance:
+        # Nothing is on air: the watchdog asks for both channels; the job starts this one.
+        assert watchdog_request(instance, "test-ocean") is not None
+        request = watchdog_request(instance, SLUG)
+        assert run_playout_job(instance, request).success
+        first = playout_status(on_air_env, SLUG)
+        assert first.running and first.pid
+        assert stream_has_frames(rtmp_server.publish_url(SLUG))
+        assert watchdog_request(instance, SLUG) is None  # on air: nothing to do
+
+        os.kill(publisher_of(first.pid), signal.SIGKILL)
+        wait_for(lambda: not playout_status(on_air_env, SLUG).running, 60, "playout exit")
+        log = (playout_folder(on_air_env, SLUG) / "playout.log").read_text()
+        assert "the publisher to rtmp://" in log and "/<stream key> exited" in log
+        aired_before = read_state(on_air_env, SLUG).aired_through
+
+        request = watchdog_request(instance, SLUG)
+        assert run_playout_job(instance, request).success
+        second = playout_status(on_air_env, SLUG)
+        assert second.running and second.pid != first.pid
+        assert stream_has_frames(rtmp_server.publish_url(SLUG))
+        # The channel goes on after the clips it had aired, not from the top of the playlist.
+        resumed = read_state(on_air_env, SLUG).schedule[0].clip_id
+        assert int(resumed.rsplit("-", 1)[1]) == aired_before + 1
+
+        # The restart is recorded on the stream asset.
+        observations = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("on_air_stream")), limit=5
+        ).records
+        actions = [r.asset_observation.metadata["playout"].value for r in observations]
+        assert actions == ["started", "started"]
+
+
+def test_a_stopped_channel_stays_off_and_a_second_playout_is_refused(on_air_env):
+    with dg.instance_for_test() as instance:
+        stop_playout(on_air_env, SLUG)  # what `webtv channel stop` does
+        assert watchdog_request(instance, SLUG) is None
+        assert watchdog_request(instance, "test-ocean") is not None
+    with hold_playout_lock(on_air_env, SLUG):
+        with pytest.raises(PlayoutStartError, match="already on air"):
+            with hold_playout_lock(on_air_env, SLUG):
+                pass
+
+
+def test_a_dead_rtmp_server_fails_the_job_clearly_and_backs_off(
+    on_air_env, media_store, llama_channel, broadcast_clips, monkeypatch
+):
+    from webtv_dagster.processes import free_port_block
+
+    monkeypatch.setenv("WEBTV_RTMP_PORT", str(free_port_block(1)))  # nothing listens there
+    upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
+    with dg.instance_for_test() as instance:
+        result = run_playout_job(instance, watchdog_request(instance, SLUG))
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        message = failure.event_specific_data.error.message
+        assert "publisher to rtmp://127.0.0.1:" in message and "Connection refused" in message
+        # Right after a failed restart the watchdog waits before it tries again.
+        assert watchdog_request(instance, SLUG) is None
