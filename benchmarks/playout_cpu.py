@@ -95,7 +95,9 @@ def main() -> None:
     aired = [clips[i % len(clips)] for i in range(args.clips)]
     seconds = args.clips * CLIP_SECONDS
     port = free_port_block(2)
-    server = start_rtmp_server(work / "nginx", ["ours", "seed"], port, port + 1)
+    server = start_rtmp_server(
+        work / "nginx", {"ours": "ours", "seed": "seed"}, port, port + 1, work / "data"
+    )
     results = {}
     try:
         # Ours: one stream-copy publisher, clips appended one by one.

@@ -26,21 +26,22 @@ from webtv_dagster.playout.supervisor import (
     start_playout,
     stop_playout,
 )
-from webtv_dagster.rtmp_server import start_rtmp_server
+from webtv_dagster.rtmp_server import HLS_JS, start_rtmp_server
 from webtv_dagster.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
 
-def _check_channels(settings: Settings) -> list[str]:
+def _check_channels(settings: Settings) -> dict[str, str]:
+    """The channels of the settings' file, slug: title; exits with the file's problem."""
     try:
         channels = load_channels(settings.channels_file)
     except ChannelConfigError as error:
         sys.exit(f"webtv: {error}")
-    slugs = [channel.slug for channel in channels.channels]
-    print(f"webtv: channels from {settings.channels_file}: {', '.join(slugs)}")
-    return slugs
+    titles = {channel.slug: channel.title for channel in channels.channels}
+    print(f"webtv: channels from {settings.channels_file}: {', '.join(titles)}")
+    return titles
 
 
 def _embedded_s3_port(settings: Settings) -> int | None:
@@ -64,7 +65,7 @@ def _dagster_home(settings: Settings) -> Path:
 
 def command_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    slugs = _check_channels(settings)
+    titles = _check_channels(settings)
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
     os.environ["WEBTV_DATA_DIR"] = str(settings.data_dir.resolve())
     settings = Settings.from_env()
@@ -89,10 +90,15 @@ def command_up(args: argparse.Namespace) -> int:
             running.callback(embedded.stop)
             print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
         rtmp = start_rtmp_server(
-            settings.data_dir / "nginx", slugs, settings.rtmp_port, settings.hls_port
-        )
+            settings.data_dir / "nginx", titles, settings.rtmp_port, settings.hls_port,
+            settings.data_dir,
+        )  # fmt: skip
         running.callback(rtmp.stop)
-        for slug in slugs:
+        print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
+        if not HLS_JS.exists():
+            print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
+                  "plays in browsers with native HLS only")  # fmt: skip
+        for slug in titles:
             print(f"webtv: {slug}: RTMP {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
             if not playout_status(settings.data_dir, slug).running:
                 launch_playout(settings.data_dir, slug)

@@ -1,17 +1,20 @@
-"""The project's RTMP server: nginx with libnginx-mod-rtmp, one application per channel,
-HLS for the web viewer. Its configuration is generated; it runs in the foreground under the
-process that started it, with everything it writes under one folder.
+"""The project's media server: nginx with libnginx-mod-rtmp. RTMP in, one application per
+channel; out over HTTP: HLS for each channel, the web viewer, and each channel's playout state
+for the viewer's program guide. Its configuration is generated; it runs in the foreground under
+the process that started it, with everything it writes under one folder.
 
-Publish to rtmp://HOST:RTMP_PORT/<channel slug>/live; watch http://HOST:HTTP_PORT/hls/<slug>/live.m3u8.
+Publish to rtmp://HOST:RTMP_PORT/<channel slug>/live; watch http://HOST:HTTP_PORT/ (viewer) or
+http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +22,17 @@ from webtv_dagster.processes import port_is_free, stop_process
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
+VIEWER = Path(__file__).with_name("viewer")
+HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 
 
 class RtmpServerError(RuntimeError):
     """nginx or its RTMP module is missing, or the server did not come up."""
 
 
-def nginx_conf(root: Path, channels: Sequence[str], rtmp_port: int, http_port: int) -> str:
+def nginx_conf(
+    root: Path, channels: Mapping[str, str], rtmp_port: int, http_port: int, data_dir: Path
+) -> str:
     applications = "\n".join(
         f"""
         application {slug} {{
@@ -43,6 +50,9 @@ def nginx_conf(root: Path, channels: Sequence[str], rtmp_port: int, http_port: i
             hls_playlist_length 12s;
             hls_continuous on;
             hls_cleanup on;
+            # Fragments named by their stream timestamp (90 kHz): the viewer maps what it
+            # plays to the playout's schedule with it.
+            hls_fragment_naming timestamp;
         }}"""
         for slug in channels
     )
@@ -72,11 +82,33 @@ http {{
     uwsgi_temp_path {root}/tmp/uwsgi;
     scgi_temp_path {root}/tmp/scgi;
     types {{
+        text/html html;
+        text/css css;
+        application/javascript js;
+        application/json json;
         application/vnd.apple.mpegurl m3u8;
         video/mp2t ts;
     }}
     server {{
         listen 127.0.0.1:{http_port};
+        location = / {{
+            root {VIEWER};
+            try_files /index.html =404;
+        }}
+        location ~ ^/(viewer\\.js|viewer\\.css)$ {{
+            root {VIEWER};
+        }}
+        location = /vendor/hls.min.js {{
+            alias {HLS_JS};
+        }}
+        location = /channels.json {{
+            alias {root}/channels.json;
+            add_header Cache-Control no-cache;
+        }}
+        location ~ ^/state/([a-z0-9-]+)\\.json$ {{
+            alias {data_dir.resolve()}/playout/$1/state.json;
+            add_header Cache-Control no-cache;
+        }}
         location /hls/ {{
             alias {root}/hls/;
             add_header Cache-Control no-cache;
@@ -105,9 +137,15 @@ class RtmpServer:
 
 
 def start_rtmp_server(
-    root: Path, channels: Sequence[str], rtmp_port: int, http_port: int, timeout: float = 10.0
+    root: Path,
+    channels: Mapping[str, str],
+    rtmp_port: int,
+    http_port: int,
+    data_dir: Path,
+    timeout: float = 10.0,
 ) -> RtmpServer:
-    """Writes the configuration under `root`, starts nginx and waits until both ports answer."""
+    """Writes the configuration under `root` for `channels` (slug: title), starts nginx and
+    waits until both ports answer. Playout states are served from `data_dir`."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists() or not RTMP_MODULE.exists():
         raise RtmpServerError(
@@ -119,8 +157,10 @@ def start_rtmp_server(
     root = root.resolve()
     for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
         (root / folder).mkdir(parents=True, exist_ok=True)
+    guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
+    (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"
-    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port))
+    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port, data_dir))
     log = (root / "nginx.out").open("ab")
     process = subprocess.Popen(
         [nginx, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],

@@ -47,12 +47,14 @@ def media_store(seaweedfs) -> MediaStore:
 
 
 @pytest.fixture
-def rtmp_server(tmp_path):
-    """A real nginx-rtmp server on free loopback ports, with the test channels."""
+def rtmp_server(tmp_path, channels):
+    """A real nginx-rtmp server on free loopback ports, with the test channels; it serves the
+    playout states under tmp_path / "data"."""
     from webtv_dagster.rtmp_server import start_rtmp_server
 
     port = free_port_block(2)
-    server = start_rtmp_server(tmp_path / "nginx", ["test-llamas", "test-ocean"], port, port + 1)
+    titles = {channel.slug: channel.title for channel in channels.channels}
+    server = start_rtmp_server(tmp_path / "nginx", titles, port, port + 1, tmp_path / "data")
     yield server
     server.stop()
 

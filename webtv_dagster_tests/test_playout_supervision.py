@@ -64,8 +64,8 @@ def publisher_of(playout_pid: int) -> int:
 
 
 def stream_has_frames(url: str) -> bool:
-    grab = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", url, "-frames:v", "12",
-                           "-f", "null", "-"], capture_output=True, timeout=30, check=False)  # fmt: skip
+    command = ["ffmpeg", "-loglevel", "error", "-i", url, "-frames:v", "12", "-f", "null", "-"]
+    grab = subprocess.run(command, capture_output=True, timeout=30, check=False)
     return grab.returncode == 0
 
 

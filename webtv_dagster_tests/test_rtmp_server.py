@@ -37,4 +37,6 @@ def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
 
 def test_ports_in_use_are_refused_clearly(rtmp_server, tmp_path):
     with pytest.raises(RtmpServerError, match="ports .* are in use"):
-        start_rtmp_server(tmp_path / "again", ["x"], rtmp_server.rtmp_port, rtmp_server.http_port)
+        start_rtmp_server(
+            tmp_path / "again", {"x": "X"}, rtmp_server.rtmp_port, rtmp_server.http_port, tmp_path
+        )

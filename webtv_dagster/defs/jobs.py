@@ -23,6 +23,7 @@ clip_job = dg.define_asset_job(
     ],
     partitions_def=clip_partitions,
     description="Makes clips from prompt to broadcast clip.",
+    tags={"webtv/stage": "clips"},  # at most two at once (dagster.yaml)
 )
 
 playlist_job = dg.define_asset_job(

@@ -1,0 +1,131 @@
+"""The web viewer in headless Chromium (Debian's, driven by Playwright): it plays each channel
+live, and the prompt it shows belongs to the clip in the picture."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from webtv_dagster.playout.channel import ChannelPlayout, read_state
+
+from .conftest import CLIP_COLOURS, upload_playlist, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking"]  # fmt: skip
+RGB = {"red": (255, 0, 0), "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+SAMPLE = """() => {
+    const video = document.getElementById("video");
+    const canvas = document.createElement("canvas");
+    canvas.width = 16; canvas.height = 9;
+    const context = canvas.getContext("2d");
+    context.drawImage(video, 0, 0, 16, 9);
+    const prompt = document.getElementById("on-air-prompt");
+    return {
+        rgb: Array.from(context.getImageData(8, 4, 1, 1).data.slice(0, 3)),
+        position: window.webtvViewer.position(),
+        clipId: prompt.dataset.clipId || null,
+        prompt: prompt.textContent,
+        currentTime: video.currentTime,
+        player: window.webtvViewer.player,
+        title: document.getElementById("channel-title").textContent,
+        guide: Array.from(document.querySelectorAll("#guide li")).map((li) => li.dataset.clipId),
+    };
+}"""
+
+
+def colour_of(rgb) -> str:
+    return min(RGB, key=lambda name: sum((a - b) ** 2 for a, b in zip(RGB[name], rgb, strict=True)))
+
+
+@pytest.fixture
+def channels_on_air(rtmp_server, media_store, channels, broadcast_clips, tmp_path):
+    """Both test channels on air, clip N of each in colour CLIP_COLOURS[N % 4]."""
+    data_dir = tmp_path / "data"
+    playouts = []
+    for channel in channels.channels:
+        upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+        url = rtmp_server.publish_url(channel.slug)
+        playouts.append(ChannelPlayout(media_store, channel, [url], data_dir, 2**28))
+    threads = [threading.Thread(target=playout.run) for playout in playouts]
+    for thread in threads:
+        thread.start()
+    yield data_dir
+    for playout in playouts:
+        playout.stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is required for the viewer tests: run scripts/test")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def open_viewer(browser, rtmp_server, query: str, slug: str):
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{rtmp_server.http_port}/{query}#{slug}")
+    wait_for(lambda: page.evaluate(SAMPLE)["currentTime"] > 1, 90, "the video playing")
+    return page
+
+
+def clip_colour(clip_id: str) -> str:
+    return CLIP_COLOURS[int(clip_id.rsplit("-", 1)[1]) % 4]
+
+
+def samples(page, count: int) -> list[dict]:
+    taken = []
+    for _ in range(count):
+        taken.append(page.evaluate(SAMPLE))
+        time.sleep(0.4)
+    return taken
+
+
+def test_the_prompt_on_screen_belongs_to_the_clip_in_the_picture(
+    browser, rtmp_server, channels_on_air
+):
+    page = open_viewer(browser, rtmp_server, "", "test-llamas")
+    taken = samples(page, 25)
+    assert {s["player"] for s in taken} == {"hls.js"}
+    assert taken[-1]["currentTime"] - taken[0]["currentTime"] > 5  # live, not stalled
+    state = read_state(channels_on_air, "test-llamas")
+    scheduled = {clip.clip_id: clip for clip in state.schedule}
+    checked = 0
+    for sample in taken:
+        clip = scheduled.get(sample["clipId"])
+        assert clip is not None, f"the viewer shows {sample['clipId']}, not on the schedule"
+        assert sample["prompt"] == clip.prompt
+        into = sample["position"] - clip.stream_seconds
+        if 0.1 < into < clip.duration_seconds - 0.1:  # clear of a cut: the frame must agree
+            assert colour_of(sample["rgb"]) == clip_colour(clip.clip_id), sample
+            checked += 1
+    assert checked >= 15
+    # The guide lists what follows the clip on screen, in order.
+    guide = taken[-1]["guide"]
+    assert guide and guide == sorted(guide) and guide[0] > taken[-1]["clipId"]
+
+    page.click("text=Deep Blue Test")
+    wait_for(lambda: (page.evaluate(SAMPLE)["clipId"] or "").startswith("test-ocean"), 60,
+             "the ocean channel's prompt")  # fmt: skip
+    ocean = samples(page, 5)
+    assert {s["title"] for s in ocean} == {"Deep Blue Test"}
+    assert ocean[-1]["currentTime"] > ocean[0]["currentTime"]
+    assert page.url.endswith("#test-ocean")
+
+
+def test_native_hls_plays_and_shows_a_scheduled_prompt(browser, rtmp_server, channels_on_air):
+    page = open_viewer(browser, rtmp_server, "?player=native", "test-llamas")
+    first, *_, last = samples(page, 8)
+    assert first["player"] == last["player"] == "native"
+    assert last["currentTime"] - first["currentTime"] > 2
+    state = read_state(channels_on_air, "test-llamas")
+    prompts = {clip.clip_id: clip.prompt for clip in state.schedule}
+    assert last["clipId"] in prompts and last["prompt"] == prompts[last["clipId"]]
