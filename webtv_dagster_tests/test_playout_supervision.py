@@ -133,3 +133,33 @@ def test_a_dead_rtmp_server_fails_the_job_clearly_and_backs_off(
         assert "publisher to rtmp://127.0.0.1:" in message and "Connection refused" in message
         # Right after a failed restart the watchdog waits before it tries again.
         assert watchdog_request(instance, SLUG) is None
+
+
+def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, broadcast_clips):
+    import json
+    import sys
+    import time
+
+    from webtv_dagster.playout.channel import PlayoutState, state_path
+    from webtv_dagster.playout.supervisor import ensure_playout
+
+    upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
+    # A playout that holds its lock but has queued nothing for ten minutes.
+    stuck = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, sys, time; from webtv_dagster.playout.supervisor import hold_playout_lock"
+        f"\nwith hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}): time.sleep(600)"
+    )])  # fmt: skip
+    wait_for(lambda: playout_status(on_air_env, SLUG).running, 30, "the stuck playout's lock")
+    long_ago = time.time() - 600  # when it started and last queued a clip
+    pid_file = playout_folder(on_air_env, SLUG) / "playout.pid"
+    pid_file.write_text(json.dumps({"pid": stuck.pid, "started_at": long_ago}))
+    state_path(on_air_env, SLUG).write_text(
+        PlayoutState(
+            channel=SLUG, title="t", publisher_started_at=long_ago, updated_at=long_ago,
+            unplayed_seconds=0, schedule=[], up_next=[],
+        ).model_dump_json()
+    )  # fmt: skip
+    assert ensure_playout(on_air_env, SLUG, stale_after=60) == "restarted"
+    assert stuck.wait(timeout=30) is not None
+    assert playout_status(on_air_env, SLUG).pid not in (None, stuck.pid)
+    assert ensure_playout(on_air_env, SLUG, stale_after=60) == "running"

@@ -34,7 +34,7 @@ class PlayoutStatus:
     slug: str
     running: bool
     pid: int | None
-    seconds_since_update: float | None  # since the playout last queued a clip
+    seconds_since_update: float | None  # since the playout last queued a clip, or started
     stopped_by_operator: bool
 
     def needs_start(self, stale_after: float) -> bool:
@@ -69,7 +69,8 @@ def hold_playout_lock(data_dir: Path, slug: str):
                     pid = _read_pid(data_dir, slug)
                     raise PlayoutStartError(f"{slug} is already on air (pid {pid})") from None
                 time.sleep(0.05)
-        _pid_path(data_dir, slug).write_text(json.dumps({"pid": os.getpid()}))
+        record = {"pid": os.getpid(), "started_at": time.time()}
+        _pid_path(data_dir, slug).write_text(json.dumps(record))
         try:
             yield
         finally:
@@ -89,22 +90,31 @@ def _lock_is_held(data_dir: Path, slug: str) -> bool:
         return False
 
 
-def _read_pid(data_dir: Path, slug: str) -> int | None:
+def _read_pid_file(data_dir: Path, slug: str) -> dict:
     try:
-        return int(json.loads(_pid_path(data_dir, slug).read_text())["pid"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
+        return json.loads(_pid_path(data_dir, slug).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _read_pid(data_dir: Path, slug: str) -> int | None:
+    pid = _read_pid_file(data_dir, slug).get("pid")
+    return int(pid) if pid else None
 
 
 def playout_status(data_dir: Path, slug: str, now: float | None = None) -> PlayoutStatus:
     now = time.time() if now is None else now
     running = _lock_is_held(data_dir, slug)
     state = read_state(data_dir, slug)
+    process = _read_pid_file(data_dir, slug) if running else {}
+    # A playout just started (making its ident, say) has not written a state yet: it counts
+    # as fresh from its start.
+    last_sign_of_life = max(state.updated_at if state else 0, process.get("started_at", 0))
     return PlayoutStatus(
         slug=slug,
         running=running,
-        pid=_read_pid(data_dir, slug) if running else None,
-        seconds_since_update=(now - state.updated_at) if state else None,
+        pid=process.get("pid"),
+        seconds_since_update=(now - last_sign_of_life) if last_sign_of_life else None,
         stopped_by_operator=(playout_folder(data_dir, slug) / STOPPED_MARKER).exists(),
     )
 
@@ -124,13 +134,18 @@ def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def start_playout(data_dir: Path, slug: str, timeout: float = 120.0) -> int:
-    """Launches the channel's playout and waits until it has queued its first clip; returns
-    its pid. Raises PlayoutStartError with the end of its log if it exits first."""
+def start_playout(
+    data_dir: Path, slug: str, timeout: float = 120.0, settle_seconds: float = 2.0
+) -> int:
+    """Launches the channel's playout and waits until it has queued its first clip and is
+    still up `settle_seconds` later (a publisher refused by the RTMP server takes the playout
+    down with its next clip); returns its pid. Raises PlayoutStartError with the end of its
+    log if it exits."""
     started = time.time()
     process = launch_playout(data_dir, slug)
     log_path = playout_folder(data_dir, slug) / "playout.log"
     deadline = time.monotonic() + timeout
+    on_air_since = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-4:]
@@ -138,7 +153,9 @@ def start_playout(data_dir: Path, slug: str, timeout: float = 120.0) -> int:
                 f"playout of {slug} exited with status {process.returncode}: " + " | ".join(tail)
             )
         state = read_state(data_dir, slug)
-        if state and state.updated_at >= started and _lock_is_held(data_dir, slug):
+        if on_air_since is None and state and state.updated_at >= started:
+            on_air_since = time.monotonic()
+        if on_air_since and time.monotonic() - on_air_since >= settle_seconds:
             return process.pid
         time.sleep(0.2)
     process.kill()

@@ -23,6 +23,7 @@ const viewer = {
   hls: null,
   fragment: null, // {streamSeconds, mediaSeconds} of the fragment under the playhead (hls.js)
   state: null,
+  onAir: null, // the schedule entry whose prompt is on screen
   // The playhead's position on the stream's timeline, in seconds, or null before playback.
   position() {
     if (!this.state || video.readyState < 2) return null;
@@ -116,7 +117,9 @@ function showOnAir() {
   const current = viewer.state.schedule.find(
     (clip) => clip.stream_seconds <= position && position < clip.stream_seconds + clip.duration_seconds,
   );
-  if (current && promptBox.dataset.clipId !== current.clip_id) {
+  const changed = !viewer.onAir || viewer.onAir.stream_seconds !== current?.stream_seconds;
+  if (current && changed) {
+    viewer.onAir = current;
     promptBox.textContent = current.prompt;
     promptBox.dataset.clipId = current.clip_id;
     statusLine.textContent = "";
@@ -130,8 +133,7 @@ function showGuide() {
   const position = viewer.position();
   const schedule = state.schedule;
   const now = position === null ? schedule.length && schedule[0].stream_seconds : position;
-  const onAir = schedule.find((clip) => clip.clip_id === promptBox.dataset.clipId);
-  const after = onAir ? onAir.stream_seconds : now;
+  const after = viewer.onAir ? viewer.onAir.stream_seconds : now;
   const upcoming = schedule
     .filter((clip) => clip.stream_seconds > after)
     .map((clip) => ({ ...clip, startsIn: clip.stream_seconds - now }));
@@ -141,6 +143,7 @@ function showGuide() {
     upcoming.push({ ...clip, startsIn: next - now });
     next += clip.duration_seconds;
   }
+  document.getElementById("guide-empty").hidden = upcoming.length > 0;
   guide.replaceChildren(
     ...upcoming.map((clip) => {
       const item = document.createElement("li");
@@ -173,6 +176,7 @@ async function pollState() {
 function tuneTo(channel) {
   viewer.slug = channel.slug;
   viewer.state = null;
+  viewer.onAir = null;
   document.getElementById("channel-title").textContent = channel.title;
   document.title = `${channel.title} · AI WebTV`;
   for (const button of document.querySelectorAll("#channels button")) {
