@@ -54,4 +54,12 @@ def test_the_project_instance_config_is_valid():
     with dg.instance_for_test(overrides=config) as instance:
         concurrency = instance.get_concurrency_config()
         assert concurrency.pool_config.default_pool_limit == 2
-        assert concurrency.run_queue_config.max_concurrent_runs == 2
+        queue = concurrency.run_queue_config
+        assert queue.max_concurrent_runs == 4
+        # Clip runs take two of the slots at most; playout restarts never wait behind them.
+        assert queue.tag_concurrency_limits == [
+            {"key": "webtv/stage", "value": "clips", "limit": 2}
+        ]
+        from webtv_dagster.definitions import defs
+
+        assert defs.resolve_job_def("clip_job").tags["webtv/stage"] == "clips"
