@@ -22,6 +22,7 @@ UPSCALED_TAKE = "upscaled.mp4"
 INTERPOLATED_CLIP = "interpolated.mp4"
 MUSIC_TRACK = "music.flac"
 BROADCAST_CLIP = "broadcast.mp4"
+QUALITY_REPORT = "qc.json"
 BROADCAST_RECORD = "broadcast.json"
 
 

@@ -26,6 +26,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.preview import contact_sheet_jpeg, markdown_image, waveform_png
+from webtv_dagster.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.storage import MediaStore
 
 RECENT_PROMPTS = 8  # how many earlier prompts of the channel the writer must not repeat
@@ -55,6 +56,7 @@ class StageReport(BaseModel):
     seed: int
     work_seconds: float
     media: MediaInfo | None = None
+    quality: QualityReport | None = None
     preview_markdown: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -197,14 +199,29 @@ class ClipProduction:
         return report
 
     def assemble_broadcast_clip(self, clip: ClipId) -> StageReport:
+        """Normalizes the clip to the broadcast profile and checks its quality (qc.json). Only a
+        clip that passes gets its broadcast record, which is what makes it airable; one that
+        fails stays stored, with the report saying why, and loses any earlier record."""
+        quality: list[QualityReport] = []
+
         def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> ModelCall:
             video, music = sources
-            normalize_clip(video, music, self.channel.clip_frames, output, BROADCAST_PROFILE)
+            frames = self.channel.clip_frames
+            normalize_clip(video, music, frames, output, BROADCAST_PROFILE)
+            limits = QualityLimits()
+            quality.append(
+                inspect_broadcast_clip(output, clip.key, frames, BROADCAST_PROFILE, limits)
+            )
             return ModelCall(backend="ffmpeg-broadcast-profile", endpoint="offline")
 
         report = self._media_stage(
             clip, [clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK], clips.BROADCAST_CLIP, make
         )
+        report.quality = quality[0]
+        self.store.put_json(clip.object_key(clips.QUALITY_REPORT), report.quality.model_dump())
+        if not report.quality.passed:
+            self.store.delete(clip.object_key(clips.BROADCAST_RECORD))
+            return report
         # The record is written last: its presence is what makes the clip airable.
         airable = {
             **self._record(clip).model_dump(),

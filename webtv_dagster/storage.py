@@ -147,6 +147,11 @@ class MediaStore:
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
+    def delete(self, key: str) -> None:
+        """Removes the object; removing one that does not exist is not an error."""
+        with self._s3_call("deleting", key):
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
         with self._s3_call("listing", prefix):

@@ -11,6 +11,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction, StageReport
+from webtv_dagster.quality import CHECK_DESCRIPTIONS
 
 Stage = Callable[[ClipProduction, ClipId], StageReport]
 OWNERS = ["team:webtv"]
@@ -86,6 +87,7 @@ def materialize_clips(
 
     workers = 1 if in_clip_order else max(1, min(studio.parallel_clips, len(clips)))
     failures: dict[str, str] = {}
+    made: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [(clip, pool.submit(run, clip)) for clip in clips]
         for clip, future in futures:
@@ -95,11 +97,64 @@ def materialize_clips(
                 failures[clip.key] = f"{type(error).__name__}: {error}"
                 context.log.error(f"{clip.key}: {failures[clip.key]}")
                 continue
-            context.add_asset_metadata(report_metadata(report, span), partition_key=clip.key)
+            if report.quality is not None:
+                for evaluation in quality_evaluations(context.asset_key, report):
+                    context.log_event(evaluation)
+                if not report.quality.passed:
+                    failures[clip.key] = report.quality.summary()
+                    context.log.error(f"{clip.key}: {failures[clip.key]} ({report.uri})")
+                    continue
+            made[clip.key] = report_metadata(report, span)
             context.log.info(f"{clip.key}: {report.uri} ({report.work_seconds:.1f} s of work)")
     if failures:
+        # A failed step records no materialization for its partitions: record the clips
+        # that were made one by one, so only the failed ones show (and count) as failed.
+        for key, metadata in made.items():
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=context.asset_key, partition=key, metadata=metadata
+                )
+            )
         raise dg.Failure(
             description=f"{len(failures)} of {len(clips)} clip(s) failed: "
             + "; ".join(f"{key}: {why}" for key, why in failures.items()),
             metadata={"failed_clips": dg.MetadataValue.json(failures)},
         )
+    for key, metadata in made.items():
+        context.add_asset_metadata(metadata, partition_key=key)
+
+
+def quality_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    """One blocking check per quality check, evaluated for every clip partition."""
+    return [
+        dg.AssetCheckSpec(name, asset=asset, blocking=True, partitions_def=clip_partitions,
+                          description=description)
+        for name, description in CHECK_DESCRIPTIONS.items()
+    ]  # fmt: skip
+
+
+def quality_evaluations(
+    asset_key: dg.AssetKey, report: StageReport
+) -> list[dg.AssetCheckEvaluation]:
+    """The clip's quality report as one check evaluation per check, for its partition; a failed
+    check carries the clip's object and preview, so the operator sees what failed."""
+    evaluations = []
+    for check in report.quality.checks:
+        metadata: dict[str, Any] = {"reason": check.reason, **check.measured}
+        if not check.passed:
+            metadata["dagster/uri"] = dg.MetadataValue.path(report.uri)
+            if report.preview_markdown:
+                metadata["preview"] = dg.MetadataValue.md(report.preview_markdown)
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=check.name,
+                passed=check.passed,
+                partition=report.clip_id,
+                metadata=metadata,
+                severity=dg.AssetCheckSeverity.ERROR,
+                blocking=True,
+                description=check.reason,
+            )
+        )
+    return evaluations

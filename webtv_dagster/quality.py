@@ -1,0 +1,219 @@
+"""Quality checks a broadcast clip must pass before it may air.
+
+Each check measures the finished file with FFmpeg (ffprobe, blackdetect, freezedetect,
+silencedetect, loudnorm's EBU R128 analysis) and says why it failed in words an operator can
+act on. The Dagster asset checks of `broadcast_clip` report these, one per check and clip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from webtv_dagster.broadcast_profile import BroadcastProfile
+from webtv_dagster.media.ffmpeg import MediaInfo, MediaToolError, probe
+from webtv_dagster.media.inspection import (
+    black_spans,
+    frozen_spans,
+    measure_loudness,
+    silent_spans,
+)
+
+
+class QualityLimits(BaseModel):
+    """How far a clip may stray before it is kept off air."""
+
+    duration_tolerance_seconds: float = Field(0.05, description="vs the channel's clip length")
+    max_black_share: float = Field(0.5, description="share of the clip that may be black")
+    max_frozen_share: float = Field(0.5, description="share of the clip that may be still")
+    max_silent_share: float = Field(0.5, description="share of the clip that may be silent")
+    loudness_window_lu: float = Field(2.0, description="integrated loudness within target +- this")
+    max_true_peak_db: float = Field(-1.0, description="true peak at most this (dBTP)")
+
+
+class QualityCheck(BaseModel):
+    name: str
+    passed: bool
+    reason: str = Field(description="what was measured, and what was expected if it failed")
+    measured: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+class QualityReport(BaseModel):
+    """qc.json: every check's verdict for one broadcast clip."""
+
+    clip_id: str
+    passed: bool
+    checks: list[QualityCheck]
+
+    def failures(self) -> list[QualityCheck]:
+        return [check for check in self.checks if not check.passed]
+
+    def summary(self) -> str:
+        failed = self.failures()
+        if not failed:
+            return "passed every quality check"
+        return "failed quality checks: " + "; ".join(f"{c.name}: {c.reason}" for c in failed)
+
+
+# The checks, in the order they run (their names are also the Dagster asset check names).
+CHECK_DESCRIPTIONS = {
+    "decodes": "Every video and audio frame decodes without errors.",
+    "duration": "Video and audio last the channel's clip length.",
+    "broadcast_profile": "Resolution, fps, pixel format, codecs, audio rate and channels, and "
+    "the keyframe interval match the broadcast profile (what stream-copy playout needs).",
+    "not_black": "At most half the clip is black (blackdetect).",
+    "not_frozen": "At most half the clip is a still picture (freezedetect).",
+    "not_silent": "At most half the clip is silent (silencedetect).",
+    "loudness": "Integrated loudness within 2 LU of -16 LUFS, true peak at most -1 dBTP "
+    "(EBU R128, as loudnorm measures it).",
+}
+CHECK_NAMES = list(CHECK_DESCRIPTIONS)
+
+
+def _check_decodes(path: Path, frames: int, profile: BroadcastProfile):
+    """Every video and audio frame decodes, without errors: a damaged file can carry intact
+    headers (so ffprobe's durations look right) over missing or broken media."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+         "stream=codec_type,nb_read_frames", "-of", "json", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    counted = {
+        stream["codec_type"]: int(stream.get("nb_read_frames", 0))
+        for stream in json.loads(out.stdout or "{}").get("streams", [])
+    }
+    audio_frames = frames * profile.samples_per_frame // 1024  # AAC frames of 1024 samples
+    expected = {"video": frames, "audio": audio_frames}
+    errors = out.stderr.strip().splitlines()
+    problems = [
+        f"{kind}: {counted.get(kind, 0)} of {want} frames decode"
+        for kind, want in expected.items()
+        if counted.get(kind, 0) < want
+    ]
+    if errors:
+        problems.append(f"decoder errors: {' | '.join(errors[-3:])}")
+    reason = "; ".join(problems) or f"{frames} video and {audio_frames} audio frames decode"
+    return not problems, reason, {f"{kind}_frames": n for kind, n in counted.items()}
+
+
+def _keyframe_times(path: Path) -> list[float]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey",
+         "-show_entries", "frame=pts_time", "-of", "json", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise MediaToolError(f"ffprobe could not list the keyframes of {path.name}")
+    return [float(f["pts_time"]) for f in json.loads(out.stdout).get("frames", [])]
+
+
+def _check_duration(info: MediaInfo, expected_seconds: float, limits: QualityLimits):
+    video = info.video.duration if info.video else 0.0
+    audio = info.audio.duration if info.audio else 0.0
+    off = max(abs(video - expected_seconds), abs(audio - expected_seconds))
+    passed = off <= limits.duration_tolerance_seconds
+    reason = f"video {video:.3f} s, audio {audio:.3f} s"
+    if not passed:
+        reason += f"; expected {expected_seconds:.3f} s +- {limits.duration_tolerance_seconds} s"
+    return passed, reason, {"video_seconds": video, "audio_seconds": audio}
+
+
+def _check_profile(path: Path, info: MediaInfo, profile: BroadcastProfile):
+    problems = []
+    video, audio = info.video, info.audio
+    if video is None:
+        problems.append("no video stream")
+    else:
+        got = (video.codec, video.width, video.height, round(video.fps, 3), video.pix_fmt)
+        want = (profile.video_codec, profile.width, profile.height, profile.fps, profile.pix_fmt)
+        if got != want:
+            problems.append(f"video {got} is not {want}")
+        keyframes = [round(time, 3) for time in _keyframe_times(path)]
+        interval = profile.keyframe_interval / profile.fps
+        count = math.ceil(video.duration / interval - 1e-6)
+        wanted = [round(index * interval, 3) for index in range(count)]
+        if len(keyframes) != len(wanted) or any(
+            abs(got - want) > 0.002 for got, want in zip(keyframes, wanted, strict=False)
+        ):
+            problems.append(f"keyframes at {keyframes} s, not every {interval:g} s from 0")
+    if audio is None:
+        problems.append("no audio stream")
+    else:
+        got = (audio.codec, audio.sample_rate, audio.channels)
+        want = (profile.audio_codec, profile.sample_rate, profile.channels)
+        if got != want:
+            problems.append(f"audio {got} is not {want}")
+    reason = "; ".join(problems) or (
+        f"{profile.video_codec} {profile.width}x{profile.height} {profile.fps} fps "
+        f"{profile.pix_fmt}, keyframe every {profile.keyframe_interval} frames, "
+        f"{profile.audio_codec} {profile.sample_rate} Hz x{profile.channels}"
+    )
+    return not problems, reason, {}
+
+
+def _share_check(measure: Callable, path: Path, duration: float, limit: float, what: str):
+    spans = measure(path, duration)
+    share = spans.seconds / duration if duration > 0 else 1.0
+    passed = share <= limit
+    reason = f"{share:.0%} of the clip {what} ({spans.spans} span(s), {spans.seconds:.2f} s)"
+    if not passed:
+        reason += f"; at most {limit:.0%} allowed"
+    return passed, reason, {"seconds": spans.seconds, "share": round(share, 3)}
+
+
+def _check_loudness(path: Path, profile: BroadcastProfile, limits: QualityLimits):
+    loudness = measure_loudness(path)
+    off = abs(loudness.integrated_lufs - profile.loudness_lufs)
+    passed = off <= limits.loudness_window_lu and loudness.true_peak_db <= limits.max_true_peak_db
+    reason = f"{loudness.integrated_lufs:.1f} LUFS, true peak {loudness.true_peak_db:.1f} dBTP"
+    if not passed:
+        reason += (
+            f"; expected {profile.loudness_lufs:g} +- {limits.loudness_window_lu:g} LUFS and a "
+            f"peak at most {limits.max_true_peak_db:g} dBTP"
+        )
+    figures = {"integrated_lufs": loudness.integrated_lufs, "true_peak_db": loudness.true_peak_db}
+    # Silence measures -inf, which JSON cannot carry: the reason says it.
+    return passed, reason, {name: v for name, v in figures.items() if math.isfinite(v)}
+
+
+def inspect_broadcast_clip(
+    path: Path, clip_id: str, frames: int, profile: BroadcastProfile, limits: QualityLimits
+) -> QualityReport:
+    """Runs every check on the clip. A file FFmpeg cannot read fails every check with FFmpeg's
+    reason, rather than raising: the report is what the operator sees."""
+    expected = frames / profile.fps
+    try:
+        info = probe(path)
+    except MediaToolError as error:
+        failed = [QualityCheck(name=name, passed=False, reason=f"unreadable: {error}")
+                  for name in CHECK_NAMES]  # fmt: skip
+        return QualityReport(clip_id=clip_id, passed=False, checks=failed)
+    duration = info.video.duration if info.video else info.duration
+    measurements: dict[str, Callable] = {
+        "decodes": lambda: _check_decodes(path, frames, profile),
+        "duration": lambda: _check_duration(info, expected, limits),
+        "broadcast_profile": lambda: _check_profile(path, info, profile),
+        "not_black": lambda: _share_check(
+            black_spans, path, duration, limits.max_black_share, "is black"
+        ),
+        "not_frozen": lambda: _share_check(
+            frozen_spans, path, duration, limits.max_frozen_share, "is frozen"
+        ),
+        "not_silent": lambda: _share_check(
+            silent_spans, path, duration, limits.max_silent_share, "is silent"
+        ),
+        "loudness": lambda: _check_loudness(path, profile, limits),
+    }
+    checks = []
+    for name in CHECK_NAMES:
+        try:
+            passed, reason, measured = measurements[name]()
+        except MediaToolError as error:  # a stream missing, or damage that stops the decoder
+            passed, reason, measured = False, f"could not measure: {error}", {}
+        checks.append(QualityCheck(name=name, passed=passed, reason=reason, measured=measured))
+    return QualityReport(clip_id=clip_id, passed=all(c.passed for c in checks), checks=checks)
