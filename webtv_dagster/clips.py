@@ -46,9 +46,10 @@ class ClipId(BaseModel):
     def object_key(self, name: str) -> str:
         return f"{channel_prefix(self.channel)}clips/{self.key}/{name}"
 
-    def seed(self, channel: Channel) -> int:
-        """The clip's default seed: fixed by channel seed and clip number, so reruns reproduce."""
-        return (channel.seed * 1_000_003 + self.number * 7_919) % 2**31
+    def seed(self, channel: Channel, reroll: int = 0) -> int:
+        """The clip's seed: fixed by channel seed, clip number and reroll, so that a rerun
+        reproduces the clip and a rerun with another `reroll` makes a new one."""
+        return (channel.seed * 1_000_003 + self.number * 7_919 + reroll * 104_729) % 2**31
 
 
 def channel_prefix(slug: str) -> str:

@@ -82,19 +82,29 @@ class ClipProduction:
                 continue
         return recent
 
-    def write_shot_prompt(self, clip: ClipId) -> StageReport:
+    def write_shot_prompt(
+        self, clip: ClipId, reroll: int = 0, keep_prompt: bool = False
+    ) -> StageReport:
+        """Writes prompt.json. `reroll` picks another seed (0: the clip's default); with
+        `keep_prompt` the clip keeps the prompt it has and only its seed changes, so every
+        later stage makes a new take of the same shot."""
         started = time.monotonic()
-        seed = clip.seed(self.channel)
-        writer = self.backends.prompt_writer
-        written = writer.write(self.channel, seed, self._recent_prompts(clip))
-        record = ShotPromptRecord(
-            clip_id=clip.key,
-            channel=self.channel.slug,
-            prompt=written.prompt,
-            seed=seed,
-            backend=written.backend,
-            endpoint=written.endpoint,
-        )
+        seed = clip.seed(self.channel, reroll)
+        if keep_prompt:
+            record = self._record(clip).model_copy(update={"seed": seed})
+            attempts = 0
+        else:
+            writer = self.backends.prompt_writer
+            written = writer.write(self.channel, seed, self._recent_prompts(clip))
+            record = ShotPromptRecord(
+                clip_id=clip.key,
+                channel=self.channel.slug,
+                prompt=written.prompt,
+                seed=seed,
+                backend=written.backend,
+                endpoint=written.endpoint,
+            )
+            attempts = written.attempts
         stored = self.store.put_json(clip.object_key(clips.PROMPT), record.model_dump())
         return StageReport(
             clip_id=clip.key,
@@ -102,11 +112,11 @@ class ClipProduction:
             size_bytes=stored.size_bytes,
             backend=record.backend,
             endpoint=record.endpoint,
-            attempts=written.attempts,
+            attempts=attempts,
             prompt=record.prompt,
             seed=seed,
             work_seconds=time.monotonic() - started,
-            extra={"words": len(record.prompt.split())},
+            extra={"words": len(record.prompt.split()), "reroll": reroll},
         )
 
     def _media_stage(

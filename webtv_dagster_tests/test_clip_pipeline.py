@@ -138,3 +138,23 @@ def test_a_failing_clip_fails_the_run_and_names_the_clip(instance, resources):
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert key in failure.description
     assert "prompt.json does not exist" in failure.description
+
+
+def test_a_clip_is_rerun_with_a_new_seed_keeping_its_shot(instance, resources, media_store):
+    key = "test-llamas-000004"
+    clip = ClipId.parse(key)
+    instance.add_dynamic_partitions("clips", [key])
+    assert dg.materialize(CLIP_ASSETS, partition_key=key, instance=instance, resources=resources)
+    first = media_store.get_json(clip.object_key(clips.PROMPT))
+    first_take = media_store.get_bytes(clip.object_key(clips.RAW_TAKE))
+
+    reroll = {"ops": {"shot_prompt": {"config": {"reroll": 1, "keep_prompt": True}}}}
+    assert dg.materialize(CLIP_ASSETS, partition_key=key, instance=instance,
+                          resources=resources, run_config=reroll).success  # fmt: skip
+    second = media_store.get_json(clip.object_key(clips.PROMPT))
+    assert second["prompt"] == first["prompt"] and second["seed"] != first["seed"]
+    assert media_store.get_bytes(clip.object_key(clips.RAW_TAKE)) != first_take
+    assert latest_metadata(instance, shot_prompt, key)["reroll"] == 1
+    assert latest_metadata(instance, broadcast_clip, key)["seed"] == second["seed"]
+    # The airable record follows the new take.
+    assert media_store.get_json(clip.object_key(clips.BROADCAST_RECORD))["seed"] == second["seed"]
