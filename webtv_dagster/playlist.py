@@ -1,6 +1,7 @@
 """A channel's playlist: its airable clips in order, as JSON and as an ffconcat file.
 
-A clip is airable once its broadcast record exists (written after the broadcast clip itself).
+A clip is airable once its broadcast record exists (written after the broadcast clip itself,
+and only if it passed its quality checks), unless an operator took it down.
 The ffconcat file names clips relative to the channel's folder, so it plays from any copy of
 that folder (a local cache or a mount of the bucket).
 """
@@ -13,6 +14,7 @@ from webtv_dagster import clips
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import CLIP_KEY_PATTERN, channel_prefix
 from webtv_dagster.storage import MediaStore, StoredObject
+from webtv_dagster.takedowns import read_takedowns
 
 PLAYLIST_JSON = "playlist.json"
 PLAYLIST_FFCONCAT = "playlist.ffconcat"
@@ -55,8 +57,11 @@ def build_playlist(store: MediaStore, channel: Channel) -> Playlist:
         match = CLIP_KEY_PATTERN.match(key.split("/")[-2])
         return int(match["number"]) if match else -1
 
+    taken_down = read_takedowns(store, channel.slug).clips
     entries = []
     for key in sorted(records, key=clip_number):
+        if key.split("/")[-2] in taken_down:
+            continue
         record = store.get_json(key)
         entries.append(
             PlaylistEntry(

@@ -1,15 +1,16 @@
-"""Jobs: make clips, refresh playlists, and add new clips to a channel."""
+"""Jobs: make clips, refresh playlists, add new clips to a channel, take a clip off air."""
 
 import dagster as dg
 
-from webtv_dagster.clips import next_clip_ids
+from webtv_dagster.clips import ClipId, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
-from webtv_dagster.defs.assets.playlist import playlist
+from webtv_dagster.defs.assets.playlist import playlist, refresh_playlist
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.partitions import clip_partitions
-from webtv_dagster.defs.resources import Studio
+from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.takedowns import restore, take_down
 
 clip_job = dg.define_asset_job(
     "clip_job",
@@ -51,3 +52,46 @@ def add_clip_partitions(context: dg.OpExecutionContext, config: AddClipsConfig, 
 @dg.job(description="Adds new clips to a channel (config: channel, count); they are made next.")
 def add_clips_job():
     add_clip_partitions()
+
+
+class TakeDownConfig(dg.Config):
+    clip_id: str
+    reason: str = ""
+    restore: bool = False
+
+
+@dg.op
+def take_down_clip(
+    context: dg.OpExecutionContext,
+    config: TakeDownConfig,
+    studio: Studio,
+    media_storage: S3MediaStorage,
+):
+    """Pulls a clip off air, recording why (or puts it back, with `restore`), and rebuilds its
+    channel's playlist at once: the playout reads the playlist before every clip, so the clip
+    never airs again, replays included. The take-down is kept in the bucket
+    (channels/<slug>/takedowns.json) and survives restarts and playlist rebuilds."""
+    try:
+        clip = ClipId.parse(config.clip_id)
+        channel = studio.channel(clip.channel)
+        store = media_storage.store()
+        if config.restore:
+            if restore(store, clip) is None:
+                raise ValueError(f"{clip.key} was not taken down")
+            event = {"on_air": "restored"}
+        else:
+            event = {"on_air": "taken down", "reason": take_down(store, clip, config.reason).reason}
+    except (ValueError, KeyError) as error:
+        raise dg.Failure(str(error)) from None
+    metadata = refresh_playlist(store, channel)
+    context.log_event(
+        dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
+    )
+    context.log_event(dg.AssetObservation(broadcast_clip.key, partition=clip.key, metadata=event))
+    context.log.info(f"{clip.key}: {event['on_air']}; {channel.slug} playlist rebuilt")
+
+
+@dg.job(description="Takes a clip off air with a reason, or restores it (config: clip_id, "
+        "reason, restore).")  # fmt: skip
+def take_down_job():
+    take_down_clip()

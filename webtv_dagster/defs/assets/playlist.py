@@ -1,10 +1,15 @@
+from typing import Any
+
 import dagster as dg
 
+from webtv_dagster.channels import Channel
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.clip_batches import OWNERS
 from webtv_dagster.defs.partitions import channel_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.playlist import build_playlist, publish_playlist
+from webtv_dagster.storage import MediaStore
+from webtv_dagster.takedowns import read_takedowns
 
 GUIDE_ROWS = 20
 
@@ -19,20 +24,25 @@ GUIDE_ROWS = 20
 def playlist(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> dg.MaterializeResult:
-    """The channel's airable clips in clip order (playlist.json and playlist.ffconcat)."""
-    store = media_storage.store()
-    channel_playlist = build_playlist(store, studio.channel(context.partition_key))
+    """The channel's airable clips in clip order (playlist.json and playlist.ffconcat): those
+    that passed their quality checks and were not taken down."""
+    metadata = refresh_playlist(media_storage.store(), studio.channel(context.partition_key))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def refresh_playlist(store: MediaStore, channel: Channel) -> dict[str, Any]:
+    """Rebuilds and publishes the channel's playlist; returns its metadata."""
+    channel_playlist = build_playlist(store, channel)
     as_json, as_ffconcat = publish_playlist(store, channel_playlist)
     guide = ["| clip | seconds | prompt |", "|---|---|---|"] + [
         f"| {entry.clip_id} | {entry.duration_seconds:.2f} | {entry.prompt} |"
         for entry in channel_playlist.entries[-GUIDE_ROWS:]
     ]
-    return dg.MaterializeResult(
-        metadata={
-            "clips": len(channel_playlist.entries),
-            "total_seconds": round(channel_playlist.total_seconds, 3),
-            "dagster/uri": dg.MetadataValue.path(as_json.uri),
-            "ffconcat_uri": dg.MetadataValue.path(as_ffconcat.uri),
-            "latest_clips": dg.MetadataValue.md("\n".join(guide)),
-        }
-    )
+    return {
+        "clips": len(channel_playlist.entries),
+        "total_seconds": round(channel_playlist.total_seconds, 3),
+        "taken_down": len(read_takedowns(store, channel.slug).clips),
+        "dagster/uri": dg.MetadataValue.path(as_json.uri),
+        "ffconcat_uri": dg.MetadataValue.path(as_ffconcat.uri),
+        "latest_clips": dg.MetadataValue.md("\n".join(guide)),
+    }
