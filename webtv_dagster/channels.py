@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,6 +34,37 @@ class StageBackends(BaseModel):
     upscaler: str = OFFLINE_BACKENDS["upscaler"]
     interpolator: str = OFFLINE_BACKENDS["interpolator"]
     music: str = OFFLINE_BACKENDS["music"]
+
+
+class ClipSchedule(BaseModel):
+    """New clips on a timetable (a premiere every evening, a batch every hour)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description="When, as a cron expression, e.g. '0 * * * *'")
+    clips: int = Field(default=10, ge=1, le=500, description="Clips added each time")
+    timezone: str = Field(default="UTC", description="IANA time zone the cron reads in")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_is_valid(cls, cron: str) -> str:
+        # Dagster's own rule (5 fields, no impossible dates), so a file that loads schedules.
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(cron):
+            raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 * * * *')")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{timezone!r} is not an IANA time zone (e.g. 'Europe/Paris')"
+            ) from None
+        return timezone
 
 
 class Channel(BaseModel):
@@ -65,6 +97,9 @@ class Channel(BaseModel):
     )
     seed: int = Field(default=0, ge=0, lt=2**31, description="Base seed of the channel.")
     backends: StageBackends = Field(default_factory=StageBackends)
+    schedule: ClipSchedule | None = Field(
+        default=None, description="Batches of new clips made on a timetable, beside the buffer."
+    )
 
     @field_validator("clip_seconds")
     @classmethod

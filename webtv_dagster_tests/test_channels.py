@@ -103,3 +103,21 @@ def test_duplicate_slugs_are_refused(tmp_path):
 def test_empty_file_is_refused(tmp_path):
     with pytest.raises(ChannelConfigError, match="problem"):
         load_channels(write(tmp_path, ""))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("{cron: 'every hour'}", "'every hour' is not a cron expression"),
+        ("{cron: '0 20 * * *', timezone: Mars/Olympus}", "'Mars/Olympus' is not an IANA time zone"),
+        ("{cron: '0 20 * * *', clips: 0}", "greater than or equal to 1"),
+    ],
+)
+def test_a_bad_schedule_is_named(tmp_path, schedule, message):
+    path = write(tmp_path, f"""
+        channels:
+          - {{slug: c, title: C, theme: t, style: s, schedule: {schedule}}}
+        """)  # fmt: skip
+    with pytest.raises(ChannelConfigError, match="channel 'c', field 'schedule") as error:
+        load_channels(path)
+    assert message in str(error.value)

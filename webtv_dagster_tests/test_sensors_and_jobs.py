@@ -1,4 +1,5 @@
 import json
+from datetime import UTC
 
 import dagster as dg
 import pytest
@@ -45,22 +46,31 @@ def test_definitions_load():
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
 
+def tick(instance, previous=None):
+    """One evaluation of the buffer sensor after `previous`, its partitions applied."""
+    cursor = previous.cursor if previous else None
+    result = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    apply_partition_requests(instance, result)
+    return result
+
+
 def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkeypatch):
     monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "4")
-    context = dg.build_sensor_context(instance=instance)
-    result = clip_production_sensor(context)
+    result = tick(instance)
     # test-llamas wants 16 s ahead at 2.667 s a clip: 6 clips; test-ocean wants nothing.
     added = [key for r in result.dynamic_partitions_requests for key in r.partition_keys]
     assert added == [f"test-llamas-{n:06d}" for n in range(1, 7)]
-    assert ranges(result) == [
+    assert not result.run_requests  # new clips wait one tick, in case another booked them
+
+    booking = tick(instance, result)
+    assert ranges(booking) == [
         ("test-llamas-000001", "test-llamas-000004"),
         ("test-llamas-000005", "test-llamas-000006"),
     ]
-    assert all(r.job_name == "clip_job" for r in result.run_requests)
-    apply_partition_requests(instance, result)
+    assert all(r.job_name == "clip_job" for r in booking.run_requests)
 
     # Next tick: the buffer is full and every clip was requested once.
-    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    again = tick(instance, booking)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
     # An operator adds clips (job or UI): the sensor requests exactly those.
@@ -71,9 +81,39 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
         },
         resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
     )
-    manual = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+    seen = tick(instance, again)
+    assert not seen.run_requests
+    manual = tick(instance, seen)
     assert ranges(manual) == [("test-ocean-000001", "test-ocean-000003")]
-    assert json.loads(manual.cursor) == {"test-llamas": 6, "test-ocean": 3}
+    assert json.loads(manual.cursor) == {
+        "test-llamas": {"requested": 6, "seen": 6},
+        "test-ocean": {"requested": 3, "seen": 3},
+    }
+
+
+def test_scheduled_clips_are_booked_once(instance):
+    from datetime import datetime
+
+    from webtv_dagster.definitions import defs
+
+    first = tick(instance)  # the sensor plans test-llamas 1..6
+    schedule = defs.get_schedule_def("test_ocean_clip_schedule")
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
+    )
+    scheduled = schedule.evaluate_tick(context).run_requests
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in scheduled] == [
+        ("test-ocean-000001", "test-ocean-000003")
+    ]
+    # The daemon creates the scheduled run, which plans its clips.
+    clip_job = defs.resolve_job_def("clip_job")
+    for request in scheduled:
+        instance.create_run_for_job(job_def=clip_job, tags=request.tags)
+    second = tick(instance, first)
+    third = tick(instance, second)
+    booked = ranges(second) + ranges(third)
+    assert booked == [("test-llamas-000001", "test-llamas-000005"),
+                      ("test-llamas-000006", "test-llamas-000006")]  # fmt: skip
 
 
 def test_clips_already_made_are_not_requested_again(instance):
@@ -83,7 +123,7 @@ def test_clips_already_made_are_not_requested_again(instance):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=broadcast_clip.key, partition=key)
         )
-    result = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    result = tick(instance, tick(instance))
     requested = {key for start, end in ranges(result) for key in (start, end)}
     assert "test-llamas-000001" not in requested and "test-llamas-000002" not in requested
     assert ranges(result)[0][0] == "test-llamas-000003"
@@ -117,8 +157,7 @@ def test_playlist_sensor_refreshes_channels_with_new_clips(instance):
 
 
 def test_failed_clips_are_replaced_in_the_buffer(instance):
-    first = clip_production_sensor(dg.build_sensor_context(instance=instance))
-    apply_partition_requests(instance, first)
+    first = tick(instance)
     # The first clip's run fails (no media storage here), so broadcast_clip is never made.
     failed = dg.materialize(
         [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
@@ -129,10 +168,13 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
         raise_on_error=False,
     )  # fmt: skip
     assert not failed.success
-    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    again = tick(instance, first)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007"]
-    assert ranges(again) == [("test-llamas-000007", "test-llamas-000007")]
+    # The failed clip was booked (its run failed): only the others are requested, then the
+    # replacement.
+    assert ranges(again) == [("test-llamas-000002", "test-llamas-000006")]
+    assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000007")]
 
 
 def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):

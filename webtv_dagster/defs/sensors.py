@@ -1,8 +1,10 @@
 """Sensors: keep every channel's buffer of unaired clips full, and playlists current."""
 
 import json
+from typing import Any
 
 import dagster as dg
+from pydantic import BaseModel, Field
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
@@ -26,10 +28,22 @@ def clip_run_request(batch: list[ClipId]) -> dg.RunRequest:
     )
 
 
+def clip_statuses(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, Any]:
+    """Each clip's broadcast_clip status: in progress (a run is planned or running),
+    materialized or failed; clips no run ever targeted are absent."""
+    statuses = instance.get_status_by_partition(broadcast_clip.key, keys, clip_partitions) or {}
+    return {key: status for key, status in statuses.items() if status is not None}
+
+
 def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
     """Clips whose broadcast clip failed (or was never made because a stage before it failed)."""
-    statuses = instance.get_status_by_partition(broadcast_clip.key, keys, clip_partitions) or {}
+    statuses = clip_statuses(instance, keys)
     return {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
+
+
+class ChannelCursor(BaseModel):
+    requested: int = Field(0, description="every clip up to here was requested or booked")
+    seen: int = Field(0, description="every clip up to here existed at the last tick")
 
 
 @dg.sensor(
@@ -39,39 +53,51 @@ def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
 )
 def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
-    run for every clip partition added since the last tick (by this sensor, the add_clips job
-    or the UI), in batches of WEBTV_CLIPS_PER_RUN. Every planned clip that has neither aired
-    nor failed counts as unaired: what has aired comes from the channel's playout state
-    (`webtv playout`; without one, nothing has), and failed clips stay for an operator to
-    rerun while new ones take their place in the buffer."""
+    run for every clip partition added since (by this sensor, a schedule, the add_clips job or
+    the UI) that nobody has booked yet, in batches of WEBTV_CLIPS_PER_RUN. A new clip waits one
+    tick before it is requested: a schedule adds its clips and books their runs in one go, so by
+    the next tick its clips show as booked and are left alone; no clip is ever booked twice.
+
+    Every planned clip that has neither aired nor failed counts as unaired: what has aired comes
+    from the channel's playout state (`webtv playout`; without one, nothing has), and failed
+    clips stay for an operator to rerun while new ones take their place in the buffer."""
     settings = Settings.from_env()
-    requested: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    cursors = {
+        slug: ChannelCursor.model_validate(value)
+        for slug, value in (json.loads(context.cursor) if context.cursor else {}).items()
+    }
     existing = context.instance.get_dynamic_partitions(clip_partitions.name)
-    made = context.instance.get_materialized_partitions(broadcast_clip.key)
-    failed = failed_clip_keys(context.instance, list(existing))
+    statuses = clip_statuses(context.instance, list(existing))
+    failed = {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
     new_keys: list[str] = []
     run_requests: list[dg.RunRequest] = []
     for channel in load_channels(settings.channels_file).channels:
         planned = clips_of_channel(existing, channel.slug)
-        if channel.slug not in requested:
-            # First sight of the channel: clips already made were requested before.
-            made_numbers = [clip.number for clip in clips_of_channel(made, channel.slug)]
-            requested[channel.slug] = max(made_numbers, default=0)
+        if channel.slug not in cursors:
+            # First sight of the channel: clips some run already targeted were booked before.
+            booked = [clip.number for clip in planned if clip.key in statuses]
+            cursors[channel.slug] = ChannelCursor(requested=max(booked, default=0))
+        cursor = cursors[channel.slug]
         state = read_state(settings.data_dir, channel.slug)
         aired_through = state.aired_through if state else 0
         unaired = [c for c in planned if c.key not in failed and c.number > aired_through]
         added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(unaired)))
         new_keys += [clip.key for clip in added]
-        unrequested = [c for c in planned + added if c.number > requested[channel.slug]]
-        for batch in run_batches(unrequested, settings.clips_per_run):
+        due = [
+            clip
+            for clip in planned
+            if cursor.requested < clip.number <= cursor.seen and clip.key not in statuses
+        ]
+        for batch in run_batches(due, settings.clips_per_run):
             run_requests.append(clip_run_request(batch))
-            requested[channel.slug] = batch[-1].number
+        cursor.requested = max(cursor.requested, cursor.seen)
+        cursor.seen = max([cursor.seen, *(clip.number for clip in planned + added)])
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[clip_partitions.build_add_request(new_keys)]
         if new_keys
         else [],
-        cursor=json.dumps(requested, sort_keys=True),
+        cursor=json.dumps({slug: c.model_dump() for slug, c in cursors.items()}, sort_keys=True),
     )
 
 
