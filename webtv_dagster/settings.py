@@ -24,6 +24,10 @@ class Settings(BaseModel):
     rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
     hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
     playout_cache_mb: int = Field(2048, ge=64, description="WEBTV_PLAYOUT_CACHE_MB")
+    stage_retries: int = Field(2, ge=0, le=10, description="WEBTV_STAGE_RETRIES")
+    stage_retry_delay_seconds: float = Field(
+        30, ge=0, description="WEBTV_STAGE_RETRY_DELAY_SECONDS"
+    )
     playout_stale_seconds: float = Field(90, ge=10, description="WEBTV_PLAYOUT_STALE_SECONDS")
 
     @classmethod

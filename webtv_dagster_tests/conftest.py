@@ -10,6 +10,9 @@ TEST_CHANNELS = Path(__file__).with_name("channels.yaml")
 # Definitions read the channels file when imported: point them at the test channels first.
 os.environ["WEBTV_CHANNELS_FILE"] = str(TEST_CHANNELS)
 os.environ.setdefault("WEBTV_PARALLEL_CLIPS", "2")
+# One retry, at once: tests see retries happen without waiting for production delays.
+os.environ.setdefault("WEBTV_STAGE_RETRIES", "1")
+os.environ.setdefault("WEBTV_STAGE_RETRY_DELAY_SECONDS", "0")
 
 from webtv_dagster.channels import load_channels  # noqa: E402
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3  # noqa: E402

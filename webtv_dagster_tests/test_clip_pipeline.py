@@ -158,3 +158,29 @@ def test_a_clip_is_rerun_with_a_new_seed_keeping_its_shot(instance, resources, m
     assert latest_metadata(instance, broadcast_clip, key)["seed"] == second["seed"]
     # The airable record follows the new take.
     assert media_store.get_json(clip.object_key(clips.BROADCAST_RECORD))["seed"] == second["seed"]
+
+
+def test_a_retry_redoes_only_the_clip_that_failed(instance, resources, monkeypatch):
+    from webtv_dagster.backends.text_to_video import ProceduralTextToVideo
+
+    keys = ["test-llamas-000005", "test-llamas-000006"]
+    instance.add_dynamic_partitions("clips", keys)
+    tags = {"dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[1]}  # fmt: skip
+    assert dg.materialize([shot_prompt], instance=instance, resources=resources, tags=tags)
+    render = ProceduralTextToVideo.render
+    rendered: list[str] = []
+
+    def flaky_render(self, request, output):
+        rendered.append(request.prompt)
+        if len(rendered) == 2:  # the second clip's first try: a model that refused once
+            raise ConnectionError("model refused")
+        return render(self, request, output)
+
+    monkeypatch.setattr(ProceduralTextToVideo, "render", flaky_render)
+    result = dg.materialize([raw_take], instance=instance, resources=resources, tags=tags)
+    assert result.success
+    assert len(rendered) == 3  # first clip once, second clip twice
+    assert instance.get_materialized_partitions(raw_take.key) == set(keys)
+    for key in keys:  # each clip's latest materialization carries its own metadata
+        assert latest_metadata(instance, raw_take, key)["clip"] == key

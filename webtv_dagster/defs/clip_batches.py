@@ -12,19 +12,33 @@ from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction, StageReport
 from webtv_dagster.quality import CHECK_DESCRIPTIONS
+from webtv_dagster.settings import Settings
 
 Stage = Callable[[ClipProduction, ClipId], StageReport]
 OWNERS = ["team:webtv"]
 
 
-def clip_asset(
-    *, group_name: str, kinds: set[str], pool: str | None = None, deps: Sequence[Any] = ()
-) -> Any:
-    """`@dg.asset` for a per-clip stage: clip partitions, batched backfills, owners, and the
-    Dagster pool (named after the model family) that bounds how many runs call it at once."""
+def model_stage_retry_policy() -> dg.RetryPolicy:
+    """A model stage that failed is tried again after a delay that doubles, with jitter so that
+    runs failing together do not come back together; then it fails for good. A retry redoes only
+    the clips that failed (see materialize_clips)."""
+    settings = Settings.from_env()
+    return dg.RetryPolicy(
+        max_retries=settings.stage_retries,
+        delay=settings.stage_retry_delay_seconds,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+def clip_asset(*, group_name: str, kinds: set[str], pool: str, deps: Sequence[Any] = ()) -> Any:
+    """`@dg.asset` for a model stage of each clip: clip partitions, batched backfills, owners,
+    retries with backoff, and the Dagster pool (named after the model family) that bounds how
+    many runs call it at once."""
     return dg.asset(
         deps=list(deps),
         pool=pool,
+        retry_policy=model_stage_retry_policy(),
         partitions_def=clip_partitions,
         backfill_policy=clip_backfill_policy,
         group_name=group_name,
@@ -78,7 +92,11 @@ def materialize_clips(
     Failures are collected and raised together once every clip had its chance.
     """
     store = media_storage.store()
-    clips = sorted((ClipId.parse(key) for key in context.partition_keys), key=lambda c: c.number)
+    made: dict[str, dict[str, Any]] = _made_by_earlier_attempts(context)
+    clips = sorted(
+        (ClipId.parse(key) for key in context.partition_keys if key not in made),
+        key=lambda clip: clip.number,
+    )
 
     def run(clip: ClipId) -> tuple[StageReport, tuple[float, float]]:
         started = time.time()
@@ -87,7 +105,7 @@ def materialize_clips(
 
     workers = 1 if in_clip_order else max(1, min(studio.parallel_clips, len(clips)))
     failures: dict[str, str] = {}
-    made: dict[str, dict[str, Any]] = {}
+    earlier = set(made)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [(clip, pool.submit(run, clip)) for clip in clips]
         for clip, future in futures:
@@ -110,18 +128,35 @@ def materialize_clips(
         # A failed step records no materialization for its partitions: record the clips
         # that were made one by one, so only the failed ones show (and count) as failed.
         for key, metadata in made.items():
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=context.asset_key, partition=key, metadata=metadata
+            if key not in earlier:  # those are recorded already
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=context.asset_key, partition=key, metadata=metadata
+                    )
                 )
-            )
         raise dg.Failure(
-            description=f"{len(failures)} of {len(clips)} clip(s) failed: "
+            description=f"{len(failures)} of {len(context.partition_keys)} clip(s) failed: "
             + "; ".join(f"{key}: {why}" for key, why in failures.items()),
             metadata={"failed_clips": dg.MetadataValue.json(failures)},
         )
     for key, metadata in made.items():
         context.add_asset_metadata(metadata, partition_key=key)
+
+
+def _made_by_earlier_attempts(context: dg.AssetExecutionContext) -> dict[str, dict[str, Any]]:
+    """On a retry, the clips this run already made, with their metadata (materialize_clips
+    records each clip it made when others fail), so that only the failed ones are redone."""
+    if context.retry_number == 0:
+        return {}
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=context.partition_keys),
+        limit=4 * len(context.partition_keys),
+    ).records
+    return {
+        record.partition_key: dict(record.asset_materialization.metadata)
+        for record in records
+        if record.run_id == context.run.run_id and record.partition_key
+    }
 
 
 def quality_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
