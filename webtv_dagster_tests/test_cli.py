@@ -50,6 +50,8 @@ def test_the_project_instance_config_is_valid():
     import dagster as dg
     import yaml
 
+    from webtv_dagster.model_endpoints import OFFLINE_BACKENDS
+
     config = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
     with dg.instance_for_test(overrides=config) as instance:
         concurrency = instance.get_concurrency_config()
@@ -57,9 +59,12 @@ def test_the_project_instance_config_is_valid():
         queue = concurrency.run_queue_config
         assert queue.max_concurrent_runs == 4
         # Clip runs take two of the slots at most; playout restarts never wait behind them.
-        assert queue.tag_concurrency_limits == [
-            {"key": "webtv/stage", "value": "clips", "limit": 2}
-        ]
+        limits = queue.tag_concurrency_limits
+        assert limits[0] == {"key": "webtv/stage", "value": "clips", "limit": 2}
+        # And per remote model, whatever its name: the tags clip runs carry.
+        per_model = {limit["key"]: limit for limit in limits[1:]}
+        assert set(per_model) == {f"webtv/{family}_model" for family in OFFLINE_BACKENDS}
+        assert all(limit["value"] == {"applyLimitPerUniqueValue": True} for limit in limits[1:])
         from webtv_dagster.definitions import defs
 
         assert defs.resolve_job_def("clip_job").tags["webtv/stage"] == "clips"

@@ -68,6 +68,8 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
         ("test-llamas-000005", "test-llamas-000006"),
     ]
     assert all(r.job_name == "clip_job" for r in booking.run_requests)
+    # Each run names the model every stage calls, for the per-model run limits.
+    assert booking.run_requests[0].tags["webtv/text_to_video_model"] == "procedural"
 
     # Next tick: the buffer is full and every clip was requested once.
     again = tick(instance, booking)
@@ -97,7 +99,7 @@ def test_scheduled_clips_are_booked_once(instance):
     from webtv_dagster.definitions import defs
 
     first = tick(instance)  # the sensor plans test-llamas 1..6
-    schedule = defs.get_schedule_def("test_ocean_clip_schedule")
+    schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
     )

@@ -34,7 +34,7 @@ def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
         context.instance.add_dynamic_partitions(clip_partitions.name, [c.key for c in added])
         context.log.info(f"added {added[0].key} .. {added[-1].key}")
         batches = run_batches(added, Settings.from_env().clips_per_run)
-        return [clip_run_request(batch) for batch in batches]
+        return [clip_run_request(channel, batch) for batch in batches]
 
     return add_scheduled_clips
 

@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from webtv_dagster.channels import load_channels
+from webtv_dagster.channels import Channel, load_channels
 from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.jobs import clip_job, playlist_job
@@ -19,12 +19,15 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
-def clip_run_request(batch: list[ClipId]) -> dg.RunRequest:
+def clip_run_request(channel: Channel, batch: list[ClipId]) -> dg.RunRequest:
+    """A run for a batch of one channel's clips, tagged with the model each stage calls
+    (`webtv/<family>_model`): dagster.yaml limits runs per remote model with these tags."""
     first, last = batch[0].key, batch[-1].key
+    models = {f"webtv/{family}_model": name for family, name in channel.backends}
     return dg.RunRequest(
         run_key=f"clips:{first}..{last}",
         job_name=clip_job.name,
-        tags={RANGE_START: first, RANGE_END: last},
+        tags={RANGE_START: first, RANGE_END: last, **models},
     )
 
 
@@ -89,7 +92,7 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
             if cursor.requested < clip.number <= cursor.seen and clip.key not in statuses
         ]
         for batch in run_batches(due, settings.clips_per_run):
-            run_requests.append(clip_run_request(batch))
+            run_requests.append(clip_run_request(channel, batch))
         cursor.requested = max(cursor.requested, cursor.seen)
         cursor.seen = max([cursor.seen, *(clip.number for clip in planned + added)])
     return dg.SensorResult(
