@@ -18,6 +18,7 @@ import yaml
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import start_embedded_s3
+from webtv_dagster.instance import instance_config, postgres_configured, write_instance_yaml
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     ensure_playout,
@@ -56,10 +57,7 @@ def _embedded_s3_port(settings: Settings) -> int | None:
 
 def _dagster_home(settings: Settings) -> Path:
     home = (settings.data_dir / "dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
-    if not link.exists():
-        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    write_instance_yaml(home, postgres=postgres_configured())
     return home
 
 
@@ -251,6 +249,11 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_instance_config(args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(instance_config(postgres=args.postgres), sort_keys=False), end="")
+    return 0
+
+
 def command_check(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.file:
@@ -288,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     spaces.add_argument("--base-port", type=int, default=7860)
     spaces.add_argument("--delay", type=float, default=0.0, help="seconds added to each call")
     spaces.set_defaults(run=command_spaces)
+    instance = commands.add_parser(
+        "instance-config", help="print the Dagster instance settings (dagster.yaml) to deploy"
+    )
+    instance.add_argument("--postgres", action="store_true", help="with PostgreSQL storage")
+    instance.set_defaults(run=command_instance_config)
     check = commands.add_parser("check", help="validate a channels file")
     check.add_argument("file", nargs="?")
     check.set_defaults(run=command_check)

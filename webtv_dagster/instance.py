@@ -1,0 +1,50 @@
+"""The Dagster instance configuration `webtv up` uses: the project's dagster.yaml (run queue,
+limits, pools, run monitoring), with PostgreSQL storage when one is configured.
+
+SQLite (the default, under DAGSTER_HOME) suits one machine and a few concurrent runs; with
+many runs, several machines or workers, the same settings go with Postgres storage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+POSTGRES_VARIABLES = ["DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME",
+                      "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"]  # fmt: skip
+
+
+def postgres_configured(environ: dict[str, str] | None = None) -> bool:
+    return bool((os.environ if environ is None else environ).get("DAGSTER_PG_HOST"))
+
+
+def instance_config(postgres: bool) -> dict[str, Any]:
+    """The project's instance settings; with `postgres`, run, event-log and schedule storage
+    in PostgreSQL, its connection read from DAGSTER_PG_* when the instance loads (the password
+    never lands in the file)."""
+    config = yaml.safe_load(PROJECT_INSTANCE_YAML.read_text())
+    if postgres:
+        field_names = ["hostname", "port", "username", "password", "db_name"]
+        connection: dict[str, Any] = {
+            field: {"env": variable}
+            for field, variable in zip(field_names, POSTGRES_VARIABLES, strict=True)
+        }
+        # The driver dagster-postgres installs; SQLAlchemy 2.1 would pick psycopg 3 otherwise.
+        connection["scheme"] = "postgresql+psycopg2"
+        config["storage"] = {"postgres": {"postgres_db": connection}}
+    return config
+
+
+def write_instance_yaml(home: Path, postgres: bool) -> Path:
+    """Writes DAGSTER_HOME/dagster.yaml from the project's settings."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    if path.is_symlink():
+        path.unlink()  # an earlier webtv linked the project's file here
+    header = "# Written by webtv from the project's dagster.yaml; edit that one instead.\n"
+    path.write_text(header + yaml.safe_dump(instance_config(postgres), sort_keys=False))
+    return path
