@@ -67,6 +67,18 @@ class ClipSchedule(BaseModel):
         return timezone
 
 
+class RetentionPolicy(BaseModel):
+    """How long a channel keeps its clips in the bucket (webtv_dagster/retention.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: float | None = Field(None, gt=0, description="remove clips older than this")
+    keep_gb: float | None = Field(None, gt=0, description="remove the oldest clips beyond this")
+    protect_recent: int = Field(
+        10, ge=0, description="aired clips kept for replays whatever their age or size"
+    )
+
+
 class Channel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,6 +111,9 @@ class Channel(BaseModel):
     backends: StageBackends = Field(default_factory=StageBackends)
     schedule: ClipSchedule | None = Field(
         default=None, description="Batches of new clips made on a timetable, beside the buffer."
+    )
+    retention: RetentionPolicy | None = Field(
+        default=None, description="Old aired clips removed by age or total size; none: keep all."
     )
 
     @field_validator("clip_seconds")

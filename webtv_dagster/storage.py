@@ -39,6 +39,12 @@ class StoredObject(BaseModel):
     size_bytes: int
 
 
+class ListedObject(BaseModel):
+    key: str
+    size_bytes: int
+    modified_at: float  # Unix time
+
+
 class MediaStore:
     """One bucket of media, addressed by key."""
 
@@ -152,12 +158,22 @@ class MediaStore:
         with self._s3_call("deleting", key):
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    def list_keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+    def list_objects(self, prefix: str) -> list[ListedObject]:
+        listed: list[ListedObject] = []
         with self._s3_call("listing", prefix):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
             for page in pages:
-                keys.extend(item["Key"] for item in page.get("Contents", []))
-        return keys
+                listed.extend(
+                    ListedObject(
+                        key=item["Key"],
+                        size_bytes=item["Size"],
+                        modified_at=item["LastModified"].timestamp(),
+                    )
+                    for item in page.get("Contents", [])
+                )
+        return listed
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return [listed.key for listed in self.list_objects(prefix)]

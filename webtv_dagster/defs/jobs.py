@@ -1,6 +1,9 @@
 """Jobs: make clips, refresh playlists, add new clips to a channel, take a clip off air."""
 
+import time
+
 import dagster as dg
+from pydantic import Field
 
 from webtv_dagster.clips import ClipId, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
@@ -10,6 +13,9 @@ from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.partitions import clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.playout.channel import read_state
+from webtv_dagster.retention import clips_to_remove, remove_clip, stored_clips
+from webtv_dagster.settings import Settings
 from webtv_dagster.takedowns import restore, take_down
 
 clip_job = dg.define_asset_job(
@@ -95,3 +101,58 @@ def take_down_clip(
         "reason, restore).")  # fmt: skip
 def take_down_job():
     take_down_clip()
+
+
+class RetentionConfig(dg.Config):
+    channel: str = Field("", description="one channel; empty: every channel with a policy")
+
+
+@dg.op
+def apply_retention(
+    context: dg.OpExecutionContext,
+    config: RetentionConfig,
+    studio: Studio,
+    media_storage: S3MediaStorage,
+):
+    """Removes each channel's old aired clips from the bucket by its `retention:` policy (keep
+    days, keep GB), never a clip that has not aired nor one kept for replays; each removed clip
+    gets an observation saying why, and the playlist is rebuilt without them."""
+    store = media_storage.store()
+    data_dir = Settings.from_env().data_dir
+    channels = [studio.channel(config.channel)] if config.channel else studio.channels.channels
+    for channel in channels:
+        if channel.retention is None:
+            context.log.info(f"{channel.slug}: no retention policy, every clip is kept")
+            continue
+        state = read_state(data_dir, channel.slug)
+        aired_through = state.aired_through if state else 0
+        clips = stored_clips(store, channel.slug)
+        removed = clips_to_remove(clips, channel.retention, aired_through, time.time())
+        for clip in removed:
+            remove_clip(store, clip)
+            context.log_event(
+                dg.AssetObservation(
+                    broadcast_clip.key,
+                    partition=clip.clip_id,
+                    metadata={
+                        "on_air": "removed by retention",
+                        "policy": channel.retention.model_dump_json(exclude_none=True),
+                        "freed_bytes": clip.size_bytes,
+                    },
+                )  # fmt: skip
+            )
+        freed = sum(clip.size_bytes for clip in removed)
+        context.log.info(
+            f"{channel.slug}: removed {len(removed)} of {len(clips)} clip(s), {freed} bytes "
+            f"(aired through {aired_through})"
+        )
+        if removed:
+            metadata = refresh_playlist(store, channel)
+            context.log_event(
+                dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
+            )
+
+
+@dg.job(description="Applies each channel's retention policy (config: channel, optional).")
+def retention_job():
+    apply_retention()

@@ -9,7 +9,7 @@ import dagster as dg
 
 from webtv_dagster.channels import Channel, load_channels
 from webtv_dagster.clips import next_clip_ids
-from webtv_dagster.defs.jobs import clip_job
+from webtv_dagster.defs.jobs import clip_job, retention_job
 from webtv_dagster.defs.partitions import clip_partitions
 from webtv_dagster.defs.sensors import clip_run_request
 from webtv_dagster.planning import run_batches
@@ -39,9 +39,17 @@ def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
     return add_scheduled_clips
 
 
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    cron_schedule="30 4 * * *",
+    job=retention_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every night, removes old aired clips by each channel's retention policy.",
+)
+
+
 @dg.definitions
 def schedules() -> dg.Definitions:
     channels = load_channels(Settings.from_env().channels_file).channels
-    return dg.Definitions(
-        schedules=[clip_schedule(channel) for channel in channels if channel.schedule]
-    )
+    clip_schedules = [clip_schedule(channel) for channel in channels if channel.schedule]
+    return dg.Definitions(schedules=[*clip_schedules, retention_schedule])

@@ -1,0 +1,73 @@
+"""Retention: which of a channel's clips to remove from the bucket, and removing them.
+
+A channel's `retention:` keeps clips for `keep_days` and/or within `keep_gb` of storage; the
+oldest clips go first. A clip that has not aired yet is never removed (it is in the playlist
+ahead of air, or still being made), nor one of the clips the playout replays when the playlist
+runs dry, whatever the policy says.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pydantic import BaseModel, Field
+
+from webtv_dagster.channels import RetentionPolicy
+from webtv_dagster.clips import CLIP_KEY_PATTERN, ClipId, channel_prefix
+from webtv_dagster.storage import MediaStore
+
+
+class StoredClip(BaseModel):
+    clip_id: str
+    number: int
+    size_bytes: int
+    made_at: float = Field(description="when its newest object was written (Unix time)")
+    keys: list[str]
+
+
+def stored_clips(store: MediaStore, slug: str) -> list[StoredClip]:
+    """The channel's clips in the bucket, oldest number first, with their objects and size."""
+    objects = defaultdict(list)
+    for listed in store.list_objects(f"{channel_prefix(slug)}clips/"):
+        clip_key = listed.key.split("/")[-2]
+        if CLIP_KEY_PATTERN.match(clip_key):
+            objects[clip_key].append(listed)
+    clips = [
+        StoredClip(
+            clip_id=clip_key,
+            number=ClipId.parse(clip_key).number,
+            size_bytes=sum(item.size_bytes for item in items),
+            made_at=max(item.modified_at for item in items),
+            keys=[item.key for item in items],
+        )
+        for clip_key, items in objects.items()
+    ]
+    return sorted(clips, key=lambda clip: clip.number)
+
+
+def clips_to_remove(
+    clips: list[StoredClip], policy: RetentionPolicy, aired_through: int, now: float
+) -> list[StoredClip]:
+    """The clips the policy removes: aired ones only, oldest first, outside the replay set."""
+    aired = [clip for clip in clips if clip.number <= aired_through]
+    removable = aired[: max(0, len(aired) - policy.protect_recent)]
+    chosen: dict[str, StoredClip] = {}
+    if policy.keep_days is not None:
+        cutoff = now - policy.keep_days * 86_400
+        chosen.update({clip.clip_id: clip for clip in removable if clip.made_at < cutoff})
+    if policy.keep_gb is not None:
+        total = sum(clip.size_bytes for clip in clips if clip.clip_id not in chosen)
+        for clip in removable:
+            if total <= policy.keep_gb * 1e9:
+                break
+            if clip.clip_id not in chosen:
+                chosen[clip.clip_id] = clip
+                total -= clip.size_bytes
+    return sorted(chosen.values(), key=lambda clip: clip.number)
+
+
+def remove_clip(store: MediaStore, clip: StoredClip) -> None:
+    """Deletes the clip's broadcast record first, so that no playlist built meanwhile lists a
+    clip whose media is going."""
+    for key in sorted(clip.keys, key=lambda key: not key.endswith("/broadcast.json")):
+        store.delete(key)
