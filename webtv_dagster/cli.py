@@ -249,6 +249,43 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_worker(args: argparse.Namespace) -> int:
+    """Becomes a Celery worker for the runs of WEBTV_EXECUTOR=celery deployments: it executes
+    run steps taken from the broker's `dagster` queue, against the instance of DAGSTER_HOME."""
+    settings = Settings.from_env()
+    if "DAGSTER_HOME" not in os.environ:
+        os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
+    os.environ["WEBTV_EXECUTOR"] = "celery"  # the jobs it reconstructs run steps on Celery too
+    # dagster_celery.app reads its broker from a module named dagster_celery_config.
+    config_dir = (settings.data_dir / "celery" / args.name).resolve()
+    config_dir.mkdir(parents=True, exist_ok=True)
+    backend = settings.celery_backend or settings.celery_broker
+    (config_dir / "dagster_celery_config.py").write_text(
+        f"broker_url = {settings.celery_broker!r}\nresult_backend = {backend!r}\n"
+    )
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(config_dir), os.environ.get("PYTHONPATH")])
+    )
+    pool = ["--pool", "solo"] if args.concurrency == 1 else ["--concurrency", str(args.concurrency)]
+    celery = str(Path(sys.executable).with_name("celery"))
+    command = [
+        celery,
+        "-A",
+        "dagster_celery.app",
+        "worker",
+        "-Q",
+        "dagster",
+        "-n",
+        f"{args.name}@%h",
+        "--prefetch-multiplier=1",
+        "--loglevel",
+        "INFO",
+        *pool,
+    ]
+    print(f"webtv: worker {args.name} on the `dagster` queue of the Celery broker", flush=True)
+    os.execv(celery, command)  # the worker is this process: signals reach Celery directly
+
+
 def command_instance_config(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(instance_config(postgres=args.postgres), sort_keys=False), end="")
     return 0
@@ -291,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     spaces.add_argument("--base-port", type=int, default=7860)
     spaces.add_argument("--delay", type=float, default=0.0, help="seconds added to each call")
     spaces.set_defaults(run=command_spaces)
+    worker = commands.add_parser("worker", help="run a Celery worker for run steps")
+    worker.add_argument("--name", default="webtv", help="worker name (unique per machine)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps at once")
+    worker.set_defaults(run=command_worker)
     instance = commands.add_parser(
         "instance-config", help="print the Dagster instance settings (dagster.yaml) to deploy"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,11 @@ class Settings(BaseModel):
     rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
     hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
     playout_cache_mb: int = Field(2048, ge=64, description="WEBTV_PLAYOUT_CACHE_MB")
+    executor: Literal["in_process", "multiprocess", "celery"] = Field(
+        "in_process", description="WEBTV_EXECUTOR"
+    )
+    celery_broker: str = Field("redis://127.0.0.1:6379/0", description="WEBTV_CELERY_BROKER")
+    celery_backend: str = Field("", description="WEBTV_CELERY_BACKEND")
     stage_retries: int = Field(2, ge=0, le=10, description="WEBTV_STAGE_RETRIES")
     stage_retry_delay_seconds: float = Field(
         30, ge=0, description="WEBTV_STAGE_RETRY_DELAY_SECONDS"

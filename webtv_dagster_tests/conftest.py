@@ -197,3 +197,25 @@ def postgres():
            "DAGSTER_PG_DB": "dagster"}  # fmt: skip
     stop_process(server)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis (Debian's redis-server) on a free loopback port, for Celery."""
+    import subprocess
+
+    from webtv_dagster.processes import port_is_free, stop_process
+
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is required for the scale-out tests: run scripts/test")
+    port = free_port_block(1)
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_process(server)

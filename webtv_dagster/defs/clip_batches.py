@@ -1,5 +1,7 @@
 """Runs one production stage for every clip partition of a run, reporting each clip apart."""
 
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +63,8 @@ def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str,
         "stage_started_at": dg.MetadataValue.timestamp(span[0]),
         "stage_finished_at": dg.MetadataValue.timestamp(span[1]),
         "size_bytes": report.size_bytes,
+        # Which machine and process made it: with Celery, steps run on many workers.
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
         "dagster/uri": dg.MetadataValue.path(report.uri),
     }
     if report.media is not None:

@@ -59,6 +59,21 @@ def _secret(variable: str) -> dg.EnvVar | None:
     return dg.EnvVar(variable) if os.environ.get(variable) else None
 
 
+def executor(settings: Settings) -> dg.ExecutorDefinition:
+    """Where a run's steps execute. In process by default: clip runs parallelize across clips
+    inside each step, and a process per step only adds start-up time. Celery spreads the steps
+    of every run over workers on other machines (`webtv worker`), with media in S3 and the
+    instance in PostgreSQL."""
+    if settings.executor == "celery":
+        from dagster_celery import celery_executor
+
+        backend = settings.celery_backend or settings.celery_broker
+        return celery_executor.configured({"broker": settings.celery_broker, "backend": backend})
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     settings = Settings.from_env()
@@ -77,7 +92,5 @@ def resources() -> dg.Definitions:
                 motion_height=settings.motion_height,
             ),
         },
-        # Clip runs parallelize across clips inside each step; a process per step only adds
-        # start-up time.
-        executor=dg.in_process_executor,
+        executor=executor(settings),
     )
