@@ -25,7 +25,7 @@ class Settings(BaseModel):
     rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
     hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
     playout_cache_mb: int = Field(2048, ge=64, description="WEBTV_PLAYOUT_CACHE_MB")
-    executor: Literal["in_process", "multiprocess", "celery"] = Field(
+    executor: Literal["in_process", "multiprocess", "celery", "k8s"] = Field(
         "in_process", description="WEBTV_EXECUTOR"
     )
     celery_broker: str = Field("redis://127.0.0.1:6379/0", description="WEBTV_CELERY_BROKER")

@@ -62,13 +62,18 @@ def _secret(variable: str) -> dg.EnvVar | None:
 def executor(settings: Settings) -> dg.ExecutorDefinition:
     """Where a run's steps execute. In process by default: clip runs parallelize across clips
     inside each step, and a process per step only adds start-up time. Celery spreads the steps
-    of every run over workers on other machines (`webtv worker`), with media in S3 and the
-    instance in PostgreSQL."""
+    of every run over workers on other machines (`webtv worker`), Kubernetes over pods, with
+    media in S3 and the instance in PostgreSQL."""
     if settings.executor == "celery":
         from dagster_celery import celery_executor
 
         backend = settings.celery_backend or settings.celery_broker
         return celery_executor.configured({"broker": settings.celery_broker, "backend": backend})
+    if settings.executor == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        # A pod per step, with the run pod's image and environment (deploy/kubernetes).
+        return k8s_job_executor.configured({"max_concurrent": 8})
     if settings.executor == "multiprocess":
         return dg.multiprocess_executor
     return dg.in_process_executor
