@@ -158,64 +158,17 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL on a free loopback port, with a database `dagster`; yields the
-    DAGSTER_PG_* variables that reach it. Run as the `postgres` user when tests run as root
-    (PostgreSQL refuses root)."""
-    import subprocess
-    import tempfile
+    """A real PostgreSQL for the session; yields the DAGSTER_PG_* variables that reach it."""
+    from .servers import running_postgres
 
-    import psycopg2
-
-    from webtv_dagster.processes import port_is_free, stop_process
-
-    initdbs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not initdbs:
-        pytest.fail("PostgreSQL is required for the production-instance tests: run scripts/test")
-    bindir = initdbs[-1].parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="webtv-postgres-"))
-    if as_postgres:
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "dagster",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
-    port = free_port_block(1)
-    server = subprocess.Popen(
-        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-         "-c", "listen_addresses=127.0.0.1", "-k", str(root)],
-        stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while port_is_free(port) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", dbname="postgres")
-    connection.autocommit = True
-    connection.cursor().execute("CREATE DATABASE dagster")
-    connection.close()
-    yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port),
-           "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "trusted-locally",
-           "DAGSTER_PG_DB": "dagster"}  # fmt: skip
-    stop_process(server)
-    shutil.rmtree(root, ignore_errors=True)
+    with running_postgres() as variables:
+        yield variables
 
 
 @pytest.fixture
-def redis_url(tmp_path):
+def redis_url():
     """A real Redis (Debian's redis-server) on a free loopback port, for Celery."""
-    import subprocess
+    from .servers import running_redis
 
-    from webtv_dagster.processes import port_is_free, stop_process
-
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is required for the scale-out tests: run scripts/test")
-    port = free_port_block(1)
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while port_is_free(port) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    stop_process(server)
+    with running_redis() as url:
+        yield url
