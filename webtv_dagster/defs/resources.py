@@ -75,7 +75,8 @@ def executor(settings: Settings) -> dg.ExecutorDefinition:
         # A pod per step, with the run pod's image and environment (deploy/kubernetes).
         return k8s_job_executor.configured({"max_concurrent": 8})
     if settings.executor == "multiprocess":
-        return dg.multiprocess_executor
+        # A forkserver forks each step from a process that has imported Dagster already.
+        return dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
     return dg.in_process_executor
 
 
