@@ -122,15 +122,15 @@ def check_results(instance, result, key: str) -> dict[str, tuple[bool, str]]:
     return results
 
 
-def test_a_black_clip_never_reaches_the_playlist_and_says_why(
+def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
     seaweedfs, media_store, tmp_path, sources
 ):
     resources = clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS)
-    good, black = "test-llamas-000001", "test-llamas-000002"
+    good, black, corrupt = "test-llamas-000001", "test-llamas-000002", "test-llamas-000003"
     range_tags = {"dagster/asset_partition_range_start": good,
-                  "dagster/asset_partition_range_end": black}  # fmt: skip
+                  "dagster/asset_partition_range_end": corrupt}  # fmt: skip
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("clips", [good, black])
+        instance.add_dynamic_partitions("clips", [good, black, corrupt])
         made = dg.materialize(CLIP_ASSETS[:-1], instance=instance, resources=resources,
                               tags=range_tags)  # fmt: skip
         assert made.success
@@ -139,12 +139,16 @@ def test_a_black_clip_never_reaches_the_playlist_and_says_why(
         media_store.upload_file(
             sources["black"], ClipId.parse(black).object_key(clips.INTERPOLATED_CLIP), "video/mp4"
         )
+        # The corrupt one's is cut short, as an interrupted download would leave it.
+        corrupt_key = ClipId.parse(corrupt).object_key(clips.INTERPOLATED_CLIP)
+        media_store.put_bytes(corrupt_key, media_store.get_bytes(corrupt_key)[:5000], "video/mp4")
         result = dg.materialize([broadcast_clip], instance=instance, resources=resources,
                                 tags=range_tags, raise_on_error=False)  # fmt: skip
         assert not result.success
         (failure,) = result.get_step_failure_events()
         description = failure.step_failure_data.user_failure_data.description
         assert f"{black}: failed quality checks: not_black: 98% of the clip is black" in description
+        assert f"{corrupt}: MediaToolError" in description and "interpolated.mp4" in description
 
         # Dagster: the good clip is materialized and passed every check; the black one is
         # failed, with each failing check's reason, and counts as failed for the buffer.
@@ -154,15 +158,16 @@ def test_a_black_clip_never_reaches_the_playlist_and_says_why(
         assert black_checks["not_black"][0] is False
         assert black_checks["not_black"][1].startswith("98% of the clip is black")
         assert black_checks["loudness"][0] is True
-        assert failed_clip_keys(instance, [good, black]) == {black}
+        assert failed_clip_keys(instance, [good, black, corrupt]) == {black, corrupt}
 
         # S3: both clips and their quality reports are kept; only the good one is airable.
         for key in (good, black):
             clip = ClipId.parse(key)
             assert media_store.get_json(clip.object_key(clips.QUALITY_REPORT))["clip_id"] == key
             media_store.download_file(clip.object_key(clips.BROADCAST_CLIP), tmp_path / key)
-        with pytest.raises(FileNotFoundError):
-            media_store.get_json(ClipId.parse(black).object_key(clips.BROADCAST_RECORD))
+        for key in (black, corrupt):
+            with pytest.raises(FileNotFoundError):
+                media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
         assert dg.materialize([playlist], instance=instance, resources=resources,
                               partition_key="test-llamas").success  # fmt: skip
         listed = media_store.get_json("channels/test-llamas/playlist.json")["entries"]

@@ -28,7 +28,6 @@ clip_job = dg.define_asset_job(
         music_track,
         broadcast_clip,
     ],
-    partitions_def=clip_partitions,
     description="Makes clips from prompt to broadcast clip.",
     tags={"webtv/stage": "clips"},  # at most two at once (dagster.yaml)
 )
