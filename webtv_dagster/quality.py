@@ -17,12 +17,7 @@ from pydantic import BaseModel, Field
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
 from webtv_dagster.media.ffmpeg import MediaInfo, MediaToolError, probe
-from webtv_dagster.media.inspection import (
-    black_spans,
-    frozen_spans,
-    measure_loudness,
-    silent_spans,
-)
+from webtv_dagster.media.inspection import ClipMeasurements, Loudness, Spans, measure_clip
 
 
 class QualityLimits(BaseModel):
@@ -75,28 +70,30 @@ CHECK_DESCRIPTIONS = {
 CHECK_NAMES = list(CHECK_DESCRIPTIONS)
 
 
-def _check_decodes(path: Path, frames: int, profile: BroadcastProfile):
-    """Every video and audio frame decodes, without errors: a damaged file can carry intact
-    headers (so ffprobe's durations look right) over missing or broken media."""
+def _audio_packets(path: Path) -> int:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-         "stream=codec_type,nb_read_frames", "-of", "json", str(path)],
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-count_packets", "-show_entries",
+         "stream=nb_read_packets", "-of", "json", str(path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    counted = {
-        stream["codec_type"]: int(stream.get("nb_read_frames", 0))
-        for stream in json.loads(out.stdout or "{}").get("streams", [])
-    }
+    streams = json.loads(out.stdout or "{}").get("streams", [])
+    return int(streams[0].get("nb_read_packets", 0)) if streams else 0
+
+
+def _check_decodes(path: Path, measured: ClipMeasurements, frames: int, profile):
+    """Every video frame decodes and every audio frame is there, without decoder errors: a
+    damaged file can carry intact headers (so ffprobe's durations look right) over missing or
+    broken media."""
     audio_frames = frames * profile.samples_per_frame // 1024  # AAC frames of 1024 samples
+    counted = {"video": measured.video_frames, "audio": _audio_packets(path)}
     expected = {"video": frames, "audio": audio_frames}
-    errors = out.stderr.strip().splitlines()
     problems = [
-        f"{kind}: {counted.get(kind, 0)} of {want} frames decode"
+        f"{kind}: {counted[kind]} of {want} frames decode"
         for kind, want in expected.items()
-        if counted.get(kind, 0) < want
+        if counted[kind] < want
     ]
-    if errors:
-        problems.append(f"decoder errors: {' | '.join(errors[-3:])}")
+    if measured.decoder_errors:
+        problems.append(f"decoder errors: {' | '.join(measured.decoder_errors[-3:])}")
     reason = "; ".join(problems) or f"{frames} video and {audio_frames} audio frames decode"
     return not problems, reason, {f"{kind}_frames": n for kind, n in counted.items()}
 
@@ -156,8 +153,7 @@ def _check_profile(path: Path, info: MediaInfo, profile: BroadcastProfile):
     return not problems, reason, {}
 
 
-def _share_check(measure: Callable, path: Path, duration: float, limit: float, what: str):
-    spans = measure(path, duration)
+def _share_check(spans: Spans, duration: float, limit: float, what: str):
     share = spans.seconds / duration if duration > 0 else 1.0
     passed = share <= limit
     reason = f"{share:.0%} of the clip {what} ({spans.spans} span(s), {spans.seconds:.2f} s)"
@@ -166,8 +162,7 @@ def _share_check(measure: Callable, path: Path, duration: float, limit: float, w
     return passed, reason, {"seconds": spans.seconds, "share": round(share, 3)}
 
 
-def _check_loudness(path: Path, profile: BroadcastProfile, limits: QualityLimits):
-    loudness = measure_loudness(path)
+def _check_loudness(loudness: Loudness, profile: BroadcastProfile, limits: QualityLimits):
     off = abs(loudness.integrated_lufs - profile.loudness_lufs)
     passed = off <= limits.loudness_window_lu and loudness.true_peak_db <= limits.max_true_peak_db
     reason = f"{loudness.integrated_lufs:.1f} LUFS, true peak {loudness.true_peak_db:.1f} dBTP"
@@ -194,26 +189,36 @@ def inspect_broadcast_clip(
                   for name in CHECK_NAMES]  # fmt: skip
         return QualityReport(clip_id=clip_id, passed=False, checks=failed)
     duration = info.video.duration if info.video else info.duration
+    try:
+        decoded: ClipMeasurements | MediaToolError = measure_clip(path, duration)
+    except MediaToolError as error:  # a stream missing, or damage that stops the decoder
+        decoded = error
     measurements: dict[str, Callable] = {
-        "decodes": lambda: _check_decodes(path, frames, profile),
         "duration": lambda: _check_duration(info, expected, limits),
         "broadcast_profile": lambda: _check_profile(path, info, profile),
-        "not_black": lambda: _share_check(
-            black_spans, path, duration, limits.max_black_share, "is black"
-        ),
-        "not_frozen": lambda: _share_check(
-            frozen_spans, path, duration, limits.max_frozen_share, "is frozen"
-        ),
-        "not_silent": lambda: _share_check(
-            silent_spans, path, duration, limits.max_silent_share, "is silent"
-        ),
-        "loudness": lambda: _check_loudness(path, profile, limits),
     }
+    if isinstance(decoded, ClipMeasurements):
+        measurements |= {
+            "decodes": lambda: _check_decodes(path, decoded, frames, profile),
+            "not_black": lambda: _share_check(
+                decoded.black, duration, limits.max_black_share, "is black"
+            ),
+            "not_frozen": lambda: _share_check(
+                decoded.frozen, duration, limits.max_frozen_share, "is frozen"
+            ),
+            "not_silent": lambda: _share_check(
+                decoded.silent, duration, limits.max_silent_share, "is silent"
+            ),
+            "loudness": lambda: _check_loudness(decoded.loudness, profile, limits),
+        }
     checks = []
     for name in CHECK_NAMES:
-        try:
-            passed, reason, measured = measurements[name]()
-        except MediaToolError as error:  # a stream missing, or damage that stops the decoder
-            passed, reason, measured = False, f"could not measure: {error}", {}
+        if name not in measurements:  # the one decode of the clip failed: say why, per check
+            passed, reason, measured = False, f"could not measure: {decoded}", {}
+        else:
+            try:
+                passed, reason, measured = measurements[name]()
+            except MediaToolError as error:
+                passed, reason, measured = False, f"could not measure: {error}", {}
         checks.append(QualityCheck(name=name, passed=passed, reason=reason, measured=measured))
     return QualityReport(clip_id=clip_id, passed=all(c.passed for c in checks), checks=checks)

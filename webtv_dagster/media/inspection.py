@@ -42,18 +42,24 @@ def _spans(log: str, kind: str, duration: float) -> Spans:
     return Spans(seconds=round(total, 3), spans=len(starts))
 
 
+BLACKDETECT = "blackdetect=d=0.1:pix_th=0.10"
+FREEZEDETECT = "freezedetect=n=0.001:d=0.5"
+SILENCEDETECT = "silencedetect=n=-50dB:d=0.3"
+LOUDNORM_MEASURE = "loudnorm=print_format=json"
+
+
 def black_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-vf", "blackdetect=d=0.1:pix_th=0.10", "-an"])
+    log = _filter_log(path, ["-vf", BLACKDETECT, "-an"])
     return _spans(log, "black", duration)
 
 
 def frozen_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-vf", "freezedetect=n=0.001:d=0.5", "-an"])
+    log = _filter_log(path, ["-vf", FREEZEDETECT, "-an"])
     return _spans(log, "freeze", duration)
 
 
 def silent_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-af", "silencedetect=n=-50dB:d=0.3", "-vn"])
+    log = _filter_log(path, ["-af", SILENCEDETECT, "-vn"])
     return _spans(log, "silence", duration)
 
 
@@ -68,7 +74,11 @@ class Loudness(BaseModel):
 
 
 def measure_loudness(path: Path) -> Loudness:
-    log = _filter_log(path, ["-vn", "-af", "loudnorm=print_format=json"])
+    log = _filter_log(path, ["-vn", "-af", LOUDNORM_MEASURE])
+    return _loudness(log, path)
+
+
+def _loudness(log: str, path: Path) -> Loudness:
     match = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", log, re.S)
     if not match:
         raise MediaToolError(f"loudnorm printed no measurement for {path.name}")
@@ -79,4 +89,37 @@ def measure_loudness(path: Path) -> Loudness:
         loudness_range=float(stats["input_lra"]),
         threshold=float(stats["input_thresh"]),
         target_offset=float(stats["target_offset"]),
+    )
+
+
+class ClipMeasurements(BaseModel):
+    """Everything the quality checks measure by decoding a clip, from one decode of it."""
+
+    black: Spans
+    frozen: Spans
+    silent: Spans
+    loudness: Loudness
+    video_frames: int
+    decoder_errors: list[str]
+
+
+def measure_clip(path: Path, duration: float) -> ClipMeasurements:
+    """Decodes the clip's first video and audio streams once, through every detector at once
+    (each alone would decode the whole clip again)."""
+    graph = f"[0:v:0]{BLACKDETECT},{FREEZEDETECT}[v];[0:a:0]{SILENCEDETECT},{LOUDNORM_MEASURE}[a]"
+    log = _filter_log(path, ["-filter_complex", graph, "-map", "[v]", "-map", "[a]"])
+    frames = re.findall(r"frame=\s*(\d+)", log)
+    # Decoder complaints carry the decoder's or demuxer's name in brackets, e.g. [h264 @ 0x..].
+    errors = [
+        line.strip()
+        for line in log.splitlines()
+        if re.match(r"\[(h264|aac|mov,mp4[^\]]*) @ ", line.strip())
+    ]
+    return ClipMeasurements(
+        black=_spans(log, "black", duration),
+        frozen=_spans(log, "freeze", duration),
+        silent=_spans(log, "silence", duration),
+        loudness=_loudness(log, path),
+        video_frames=int(frames[-1]) if frames else 0,
+        decoder_errors=errors,
     )
