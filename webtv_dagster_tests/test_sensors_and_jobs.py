@@ -227,3 +227,18 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
     assert observation.metadata["prompt"].value == "a llama bakes"
     assert observation.metadata["unplayed_seconds"].value == 24
     assert observation.metadata["uptime_seconds"].value >= 100
+
+
+def test_taken_down_clips_leave_the_buffer(instance):
+    first = tick(instance)  # test-llamas 1..6 planned: 16 s ahead
+    for key, on_air in [("test-llamas-000002", "taken down"), ("test-llamas-000003", "taken down"),
+                        ("test-llamas-000003", "restored")]:  # fmt: skip
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=broadcast_clip.key, partition=key, metadata={"on_air": on_air}
+            )  # fmt: skip
+        )
+    again = tick(instance, first)
+    # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead.
+    added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
+    assert added == ["test-llamas-000007"]

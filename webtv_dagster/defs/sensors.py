@@ -44,6 +44,21 @@ def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
     return {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
 
 
+def taken_down_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    """Clips among `keys` whose latest observation is a take-down (take_down_job); they will
+    not air, so they do not count as content ahead of air."""
+    if not keys:
+        return set()
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=broadcast_clip.key, asset_partitions=keys),
+        limit=4 * len(keys),
+    ).records  # newest first
+    latest: dict[str, Any] = {}
+    for record in records:
+        latest.setdefault(record.partition_key, record.asset_observation.metadata.get("on_air"))
+    return {key for key, on_air in latest.items() if on_air and on_air.value == "taken down"}
+
+
 class ChannelCursor(BaseModel):
     requested: int = Field(0, description="every clip up to here was requested or booked")
     seen: int = Field(0, description="every clip up to here existed at the last tick")
@@ -83,7 +98,9 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
         cursor = cursors[channel.slug]
         state = read_state(settings.data_dir, channel.slug)
         aired_through = state.aired_through if state else 0
-        unaired = [c for c in planned if c.key not in failed and c.number > aired_through]
+        ahead = [c for c in planned if c.key not in failed and c.number > aired_through]
+        pulled = taken_down_keys(context.instance, [c.key for c in ahead])
+        unaired = [c for c in ahead if c.key not in pulled]
         added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(unaired)))
         new_keys += [clip.key for clip in added]
         due = [
