@@ -24,7 +24,6 @@ from webtv_dagster.playout.supervisor import (
     ensure_playout,
     launch_playout,
     playout_status,
-    start_playout,
     stop_playout,
 )
 from webtv_dagster.rtmp_server import HLS_JS, start_rtmp_server
@@ -170,14 +169,12 @@ def command_channel(args: argparse.Namespace) -> int:
         sys.exit(f"webtv: no channel {args.channel!r} in {settings.channels_file}")
     data_dir = settings.data_dir.resolve()
     try:
-        if args.action in {"stop", "restart"}:
+        if args.action == "stop":
             was_running = stop_playout(data_dir, args.channel)
             print(f"webtv: {args.channel} {'stopped' if was_running else 'was not running'}")
-        if args.action == "restart":
-            pid = start_playout(data_dir, args.channel)
-            print(f"webtv: {args.channel} on air again, pid {pid}")
-        if args.action == "start":
-            done = ensure_playout(data_dir, args.channel, settings.playout_stale_seconds)
+        elif args.action in {"start", "restart"}:
+            restart = args.action == "restart"
+            done = ensure_playout(data_dir, args.channel, settings.playout_stale_seconds, restart)
             print(f"webtv: {args.channel} {done}")
     except PlayoutStartError as error:
         sys.exit(f"webtv: {error}")

@@ -163,3 +163,8 @@ def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, bro
     assert stuck.wait(timeout=30) is not None
     assert playout_status(on_air_env, SLUG).pid not in (None, stuck.pid)
     assert ensure_playout(on_air_env, SLUG, stale_after=60) == "running"
+    # An operator's restart (webtv channel restart, playout_job restart: true) replaces a
+    # healthy playout too.
+    healthy = playout_status(on_air_env, SLUG).pid
+    assert ensure_playout(on_air_env, SLUG, stale_after=60, restart=True) == "restarted"
+    assert playout_status(on_air_env, SLUG).pid not in (None, healthy)

@@ -13,8 +13,6 @@ from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     ensure_playout,
     playout_status,
-    start_playout,
-    stop_playout,
 )
 from webtv_dagster.settings import Settings
 
@@ -79,12 +77,7 @@ def ensure_channel_playout(
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
     try:
-        if config.restart:
-            stop_playout(data_dir, slug)
-            start_playout(data_dir, slug)
-            action = "restarted"
-        else:
-            action = ensure_playout(data_dir, slug, settings.playout_stale_seconds)
+        action = ensure_playout(data_dir, slug, settings.playout_stale_seconds, config.restart)
     except PlayoutStartError as error:
         raise dg.Failure(str(error)) from None
     status = playout_status(data_dir, slug)

@@ -186,11 +186,12 @@ def stop_playout(data_dir: Path, slug: str, timeout: float = 30.0) -> bool:
     return True
 
 
-def ensure_playout(data_dir: Path, slug: str, stale_after: float) -> str:
+def ensure_playout(data_dir: Path, slug: str, stale_after: float, restart: bool = False) -> str:
     """Makes sure the channel is on air: starts its playout if none runs, restarts one that
-    stopped queueing clips. Returns what it did: "running", "started" or "restarted"."""
+    stopped queueing clips (or any, with `restart`). Returns what it did: "running",
+    "started" or "restarted"."""
     status = playout_status(data_dir, slug)
-    if status.running and not status.needs_start(stale_after):
+    if status.running and not restart and not status.needs_start(stale_after):
         return "running"
     action = "restarted" if status.running else "started"
     if status.running:
