@@ -11,6 +11,7 @@ from webtv_dagster.clips import ClipId, channel_prefix
 from webtv_dagster.storage import MediaStore
 
 TAKEDOWNS_JSON = "takedowns.json"
+TAKEN_DOWN = "taken down"  # a clip's `on_air` observation when an operator pulls it
 
 
 class Takedown(BaseModel):

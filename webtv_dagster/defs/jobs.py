@@ -5,6 +5,7 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
@@ -16,7 +17,8 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.playout.channel import read_state
 from webtv_dagster.retention import clips_to_remove, remove_clip, stored_clips
 from webtv_dagster.settings import Settings
-from webtv_dagster.takedowns import restore, take_down
+from webtv_dagster.storage import MediaStore
+from webtv_dagster.takedowns import TAKEN_DOWN, restore, take_down
 
 clip_job = dg.define_asset_job(
     "clip_job",
@@ -59,6 +61,15 @@ def add_clips_job():
     add_clip_partitions()
 
 
+def republish_playlist(context: dg.OpExecutionContext, store: MediaStore, channel: Channel):
+    """Rebuilds the channel's playlist from an op, recorded as a materialization of `playlist`
+    (the clips it lists changed outside a playlist run)."""
+    metadata = refresh_playlist(store, channel)
+    context.log_event(
+        dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
+    )
+
+
 class TakeDownConfig(dg.Config):
     clip_id: str
     reason: str = ""
@@ -85,13 +96,10 @@ def take_down_clip(
                 raise ValueError(f"{clip.key} was not taken down")
             event = {"on_air": "restored"}
         else:
-            event = {"on_air": "taken down", "reason": take_down(store, clip, config.reason).reason}
+            event = {"on_air": TAKEN_DOWN, "reason": take_down(store, clip, config.reason).reason}
     except (ValueError, KeyError) as error:
         raise dg.Failure(str(error)) from None
-    metadata = refresh_playlist(store, channel)
-    context.log_event(
-        dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
-    )
+    republish_playlist(context, store, channel)
     context.log_event(dg.AssetObservation(broadcast_clip.key, partition=clip.key, metadata=event))
     context.log.info(f"{clip.key}: {event['on_air']}; {channel.slug} playlist rebuilt")
 
@@ -146,10 +154,7 @@ def apply_retention(
             f"(aired through {aired_through})"
         )
         if removed:
-            metadata = refresh_playlist(store, channel)
-            context.log_event(
-                dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
-            )
+            republish_playlist(context, store, channel)
 
 
 @dg.job(description="Applies each channel's retention policy (config: channel, optional).")

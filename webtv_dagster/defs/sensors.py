@@ -14,6 +14,7 @@ from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.planning import clips_needed, run_batches
 from webtv_dagster.playout.channel import read_state
 from webtv_dagster.settings import Settings
+from webtv_dagster.takedowns import TAKEN_DOWN
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -56,7 +57,7 @@ def taken_down_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
     latest: dict[str, Any] = {}
     for record in records:
         latest.setdefault(record.partition_key, record.asset_observation.metadata.get("on_air"))
-    return {key for key, on_air in latest.items() if on_air and on_air.value == "taken down"}
+    return {key for key, on_air in latest.items() if on_air and on_air.value == TAKEN_DOWN}
 
 
 class ChannelCursor(BaseModel):
