@@ -126,11 +126,14 @@ def mirror_urls(slug: str) -> list[str]:
 
 
 def command_playout(args: argparse.Namespace) -> int:
+    import logging
+
     from webtv_dagster.channels import find_channel
-    from webtv_dagster.playout.channel import ChannelPlayout, playout_folder
+    from webtv_dagster.playout.channel import ChannelPlayout
     from webtv_dagster.playout.supervisor import hold_playout_lock
     from webtv_dagster.storage import MediaStore
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
@@ -150,15 +153,12 @@ def command_playout(args: argparse.Namespace) -> int:
                 cache_bytes=settings.playout_cache_mb * 2**20,
             )  # fmt: skip
             for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: playout.stop.set())
+                signal.signal(signum, lambda *_: playout.shutdown())
             print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)",
                   flush=True)  # fmt: skip
             playout.run()
     except PlayoutStartError as error:
         sys.exit(f"webtv: {error}")
-    except ConnectionError as error:  # the RTMP server went away or refused the stream
-        log = playout_folder(data_dir, channel.slug) / "publisher.log"
-        sys.exit(f"webtv: {channel.slug}: {error}; see {log}")
     return 0
 
 

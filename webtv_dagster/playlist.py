@@ -27,6 +27,10 @@ class PlaylistEntry(BaseModel):
     duration_seconds: float
     uri: str
     path: str  # relative to the channel's folder
+    # What the playout checks a copy against before it airs (absent in records written before
+    # they were kept).
+    size_bytes: int | None = None
+    sha256: str | None = None
 
 
 class Playlist(BaseModel):
@@ -71,6 +75,8 @@ def build_playlist(store: MediaStore, channel: Channel) -> Playlist:
                 duration_seconds=record["duration_seconds"],
                 uri=record["uri"],
                 path=record["key"].removeprefix(prefix),
+                size_bytes=record.get("size_bytes"),
+                sha256=record.get("sha256"),
             )
         )
     return Playlist(channel=channel.slug, title=channel.title, entries=entries)

@@ -49,6 +49,7 @@ class StageReport(BaseModel):
     clip_id: str
     uri: str
     size_bytes: int
+    sha256: str | None = None
     backend: str
     endpoint: str
     attempts: int = 1
@@ -150,6 +151,7 @@ class ClipProduction:
             clip_id=clip.key,
             uri=stored.uri,
             size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
             backend=call.backend,
             endpoint=call.endpoint,
             attempts=call.attempts,
@@ -239,6 +241,8 @@ class ClipProduction:
             "key": clip.object_key(clips.BROADCAST_CLIP),
             "duration_seconds": report.media.duration if report.media else 0.0,
             "frames": self.channel.clip_frames,
+            "size_bytes": report.size_bytes,
+            "sha256": report.sha256,
         }
         self.store.put_json(clip.object_key(clips.BROADCAST_RECORD), airable)
         return report

@@ -7,6 +7,7 @@ leaves a half-written object behind, and a rerun replaces an object in one step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,15 @@ class StoredObject(BaseModel):
     key: str
     uri: str
     size_bytes: int
+    sha256: str | None = None  # of uploaded files, so that copies can be checked against it
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ListedObject(BaseModel):
@@ -128,7 +138,9 @@ class MediaStore:
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
                 Config=MULTIPART,
             )  # fmt: skip
-        return StoredObject(key=key, uri=self.uri(key), size_bytes=path.stat().st_size)
+        return StoredObject(
+            key=key, uri=self.uri(key), size_bytes=path.stat().st_size, sha256=file_sha256(path)
+        )
 
     def download_file(self, key: str, path: Path) -> Path:
         with self._s3_call("downloading", key):

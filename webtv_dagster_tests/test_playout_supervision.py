@@ -10,7 +10,7 @@ import pytest
 
 from webtv_dagster.definitions import defs
 from webtv_dagster.defs.stream import CHANNEL_TAG, playout_watchdog_sensor
-from webtv_dagster.playout.channel import playout_folder, read_state
+from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     hold_playout_lock,
@@ -140,7 +140,7 @@ def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, bro
     import sys
     import time
 
-    from webtv_dagster.playout.channel import PlayoutState, state_path
+    from webtv_dagster.playout.state import PlayoutState, state_path
     from webtv_dagster.playout.supervisor import ensure_playout
 
     upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
-from webtv_dagster.playout.publisher import Publisher
+from webtv_dagster.playout.publisher import Publisher, remux_segment
 
 from .conftest import upload_playlist, wait_for
 
@@ -36,13 +36,22 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     time.sleep(0.5)
     publisher = Publisher([url], tmp_path / "publisher.log")
     pid = publisher.process.pid
+    position = 0.0
+
+    def send(clip):
+        nonlocal position
+        segment = remux_segment(clip, "clip", "prompt", position, 24)
+        assert segment.frames == 64
+        publisher.send(segment)
+        position = segment.end
+
     for index in range(6):
-        publisher.air(broadcast_clips[index % 2], 64, 24)
+        send(broadcast_clips[index % 2])
     time.sleep(2)  # the stream is live; a new clip arrives only now
-    publisher.air(broadcast_clips[2], 64, 24)
+    send(broadcast_clips[2])
     subscriber.wait(timeout=60)
     publisher.close()
-    assert publisher.process.pid == pid and publisher.aired_seconds == pytest.approx(seconds)
+    assert publisher.process.pid == pid and position == pytest.approx(seconds)
 
     video = packet_times(recording, "video")
     audio = packet_times(recording, "audio")

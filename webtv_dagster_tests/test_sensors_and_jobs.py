@@ -180,7 +180,7 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
 
 
 def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
-    from webtv_dagster.playout.channel import PlayoutState, state_path
+    from webtv_dagster.playout.state import PlayoutState, state_path
 
     monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
     first = clip_production_sensor(dg.build_sensor_context(instance=instance))
@@ -203,7 +203,7 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
     import time
 
     from webtv_dagster.defs.stream import on_air_stream_sensor
-    from webtv_dagster.playout.channel import PlayoutState, ScheduledClip, state_path
+    from webtv_dagster.playout.state import PlayoutState, ScheduledClip, state_path
 
     monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
     assert on_air_stream_sensor(dg.build_sensor_context(instance=instance)).skip_reason

@@ -71,8 +71,12 @@ def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resour
         assert listed(media_store) == [keys[0], keys[2], keys[3]]
         channel = load_channels(TEST_CHANNELS).channels[0]
         playout = ChannelPlayout(media_store, channel, ["rtmp://unused"], tmp_path, 2**20)
-        playout.aired_through = 1
-        picked, later = playout._next(playout._playlist())
+        playout._prepared_through = 1
+        playout.library.start().refreshed.wait(10)
+        try:
+            picked, later = playout._next()
+        finally:
+            playout.library.stop.set()
         assert [picked.clip_id, *(e.clip_id for e in later)] == [keys[2], keys[3]]
 
         # Without a reason, or for a clip of no channel, the job refuses and changes nothing.

@@ -63,6 +63,7 @@ def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str,
         "stage_started_at": dg.MetadataValue.timestamp(span[0]),
         "stage_finished_at": dg.MetadataValue.timestamp(span[1]),
         "size_bytes": report.size_bytes,
+        "sha256": report.sha256 or "",
         # Which machine and process made it: with Celery, steps run on many workers.
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "dagster/uri": dg.MetadataValue.path(report.uri),

@@ -14,7 +14,7 @@ from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.partitions import clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
-from webtv_dagster.playout.channel import read_state
+from webtv_dagster.playout.state import read_state
 from webtv_dagster.retention import clips_to_remove, remove_clip, stored_clips
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore

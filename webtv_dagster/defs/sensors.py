@@ -12,7 +12,7 @@ from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.jobs import clip_job, playlist_job
 from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.planning import clips_needed, run_batches
-from webtv_dagster.playout.channel import read_state
+from webtv_dagster.playout.state import read_state
 from webtv_dagster.settings import Settings
 from webtv_dagster.takedowns import TAKEN_DOWN
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from webtv_dagster.defs.partitions import channel_partitions
 from webtv_dagster.defs.resources import Studio
-from webtv_dagster.playout.channel import read_state
+from webtv_dagster.playout.state import read_state
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     ensure_playout,

@@ -1,16 +1,24 @@
-"""A channel on air: clips from its playlist in S3, through a bounded local cache, into one
-publisher; a locally made ident when nothing else can air; a state file for viewers and sensors.
+"""A channel on air: clips from its playlist, verified and remuxed ahead of air, fed to one
+publisher that is replaced at once if it dies; a locally made ident when nothing else can air;
+a state file for viewers and sensors.
+
+Three threads, so that nothing slow sits between two clips:
+- the library (library.py) reads the playlist and fetches upcoming clips from S3;
+- the preparer picks what airs next (the next unaired clip, else a recent clip again, else the
+  ident), checks it against its record and remuxes it onto the timeline, one clip ahead;
+- the feeder (the caller of `run`) writes prepared segments into the publisher, and starts a
+  new publisher at the first segment the old one had not sent when it dies or stalls.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
+import queue
 import tempfile
 import threading
 import time
 from pathlib import Path
-
-from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
@@ -18,99 +26,34 @@ from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequ
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.channels import Channel
-from webtv_dagster.clips import ClipId, channel_prefix
+from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.conform import INTERMEDIATE_X264
-from webtv_dagster.media.ffmpeg import run_ffmpeg
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
-from webtv_dagster.playout.publisher import TIMELINE_START, Publisher
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
+from webtv_dagster.playlist import PlaylistEntry
+from webtv_dagster.playout.library import ClipLibrary
+from webtv_dagster.playout.publisher import Publisher, PublisherDied, Segment, remux_segment
+from webtv_dagster.playout.state import (
+    GUIDE_LENGTH,
+    SCHEDULE_LENGTH,
+    SKIPS_KEPT,
+    GuideEntry,
+    PlayoutState,
+    ScheduledClip,
+    SkippedClip,
+    playout_folder,
+    read_state,
+    write_state,
+)
+from webtv_dagster.storage import MediaStore
+
+log = logging.getLogger(__name__)
 
 IDENT = "ident"
 IDENT_FRAMES = 128  # 5.333 s: two gapless units
-SCHEDULE_LENGTH = 6  # aired and queued clips kept in the state file
-GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
-
-
-class GuideEntry(BaseModel):
-    clip_id: str
-    prompt: str
-    duration_seconds: float
-
-
-class ScheduledClip(GuideEntry):
-    starts_at: float = Field(description="Unix time the publisher sends the clip's first frame")
-    stream_seconds: float = Field(
-        description="where the clip starts on the stream's timeline (RTMP and HLS timestamps, "
-        "0 when the publisher started)"
-    )
-
-
-class PlayoutState(BaseModel):
-    """What is on air: written after every clip, read by the viewer and the buffer sensor."""
-
-    channel: str
-    title: str
-    publisher_started_at: float
-    updated_at: float
-    aired_through: int = Field(0, description="highest clip number queued for air")
-    unplayed_seconds: float = Field(description="playlist seconds not yet aired")
-    schedule: list[ScheduledClip] = Field(description="clips aired and queued, oldest first")
-    up_next: list[GuideEntry] = Field(description="the playlist's next clips after the queue")
-
-    def on_air(self, now: float | None = None) -> ScheduledClip | None:
-        now = time.time() if now is None else now
-        current = [clip for clip in self.schedule if clip.starts_at <= now]
-        return current[-1] if current else None
-
-
-def playout_folder(data_dir: Path, slug: str) -> Path:
-    """Where a channel's playout keeps its state, cache, ident, logs and lock."""
-    return data_dir / "playout" / slug
-
-
-def state_path(data_dir: Path, slug: str) -> Path:
-    return playout_folder(data_dir, slug) / "state.json"
-
-
-def read_state(data_dir: Path, slug: str) -> PlayoutState | None:
-    path = state_path(data_dir, slug)
-    try:
-        return PlayoutState.model_validate_json(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-class ClipCache:
-    """Local copies of clips, so a slow or briefly unreachable S3 never stalls the air."""
-
-    def __init__(self, folder: Path, max_bytes: int):
-        self.folder = folder
-        self.max_bytes = max_bytes
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def path(self, clip_id: str) -> Path:
-        return self.folder / f"{clip_id}.mp4"
-
-    def fetch(self, store: MediaStore, entry: PlaylistEntry, key: str) -> Path:
-        target = self.path(entry.clip_id)
-        if not target.exists():
-            partial = target.with_suffix(".part")
-            store.download_file(key, partial)
-            partial.replace(target)
-        target.touch()  # most recently used
-        self._evict(keep=target)
-        return target
-
-    def _evict(self, keep: Path) -> None:
-        files = sorted(self.folder.glob("*.mp4"), key=lambda f: f.stat().st_mtime)
-        total = sum(f.stat().st_size for f in files)
-        for old in files:
-            if total <= self.max_bytes:
-                break
-            if old != keep:
-                total -= old.stat().st_size
-                old.unlink(missing_ok=True)
+FETCH_AHEAD = 3  # unaired clips kept ready in the cache
+FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
+STALL_SECONDS = 3.0  # a publisher with data that sends nothing this long is replaced
 
 
 def make_ident(channel: Channel, output: Path) -> Path:
@@ -138,13 +81,22 @@ def make_ident(channel: Channel, output: Path) -> Path:
         music = MusicRequest(prompt=prompt, mood=channel.music_mood, seed=channel.seed,
                              seconds=frames / BROADCAST_PROFILE.fps)  # fmt: skip
         ProceduralMusicGenerator().compose(music, folder / "m.flac")
-        normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, output, BROADCAST_PROFILE)
+        partial = output.with_suffix(".part.mp4")
+        normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, partial, BROADCAST_PROFILE)
+        partial.replace(output)
     return output
+
+
+def restart_backoff(failures: int) -> float:
+    """Seconds before the next publisher after `failures` in a row that sent nothing: the first
+    replacement starts at once."""
+    return 0.0 if failures <= 1 else min(0.25 * 2 ** (failures - 2), 2.0)
 
 
 class ChannelPlayout:
     """Airs one channel until stopped: the next unaired clip of its playlist, else its recent
-    clips again, else its ident. Never waits on S3 with nothing queued to air."""
+    clips again, else its ident. Never waits on S3, and never stops for a dead publisher or a
+    bad clip."""
 
     def __init__(
         self,
@@ -155,89 +107,224 @@ class ChannelPlayout:
         cache_bytes: int,
         recent_loop: int = 10,
     ):
-        self.store = store
         self.channel = channel
+        self.data_dir = data_dir
         self.folder = playout_folder(data_dir, channel.slug)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.state_file = state_path(data_dir, channel.slug)
-        self.cache = ClipCache(self.folder / "cache", cache_bytes)
+        self.library = ClipLibrary(store, channel.slug, self.folder, cache_bytes)
         self.urls = urls
         self.recent_loop = recent_loop
         self.stop = threading.Event()
         previous = read_state(data_dir, channel.slug)
-        # A restarted playout goes on after the last clip it aired.
+        # A restarted playout goes on after the last clip it aired, on the same timeline.
         self.aired_through = previous.aired_through if previous else 0
-        self._replays = 0
+        self._prepared_through = self.aired_through
+        self._next_stream_seconds = previous.timeline_end if previous else 0.0
+        self._skipped: list[SkippedClip] = previous.skipped if previous else []
         self._schedule: list[ScheduledClip] = []
+        self._replays = 0
+        self._segments: queue.Queue[Segment] = queue.Queue(maxsize=1)
+        self._up_next: list[PlaylistEntry] = []
+        self.publisher: Publisher | None = None
+        self.publisher_restarts = 0
 
-    def _playlist(self) -> Playlist | None:
-        try:
-            raw = self.store.get_json(channel_prefix(self.channel.slug) + PLAYLIST_JSON)
-        except (FileNotFoundError, StorageError):
-            return None  # no playlist yet, or S3 away: recent clips or the ident cover
-        return Playlist.model_validate(raw)
+    # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
-    def _next(self, playlist: Playlist | None) -> tuple[PlaylistEntry | None, list]:
+    def _next(self) -> tuple[PlaylistEntry | None, list[PlaylistEntry]]:
+        """The entry to air next (None: the ident) and the unaired ones after it. An unaired
+        clip that cannot air is skipped, with the reason kept in the state."""
+        playlist = self.library.playlist
         entries = playlist.entries if playlist else []
-        unaired = [e for e in entries if ClipId.parse(e.clip_id).number > self.aired_through]
-        if unaired:
-            return unaired[0], unaired[1:]
-        recent = [e for e in entries[-self.recent_loop :] if self.cache.path(e.clip_id).exists()]
+        unaired = [e for e in entries if ClipId.parse(e.clip_id).number > self._prepared_through]
+        self.library.want(unaired[:FETCH_AHEAD])
+        while unaired:
+            entry, later = unaired[0], unaired[1:]
+            problem = self.library.unairable(entry)
+            if problem is None and self.library.wait_ready(entry, FETCH_WAIT_SECONDS):
+                return entry, later
+            if problem is None:
+                break  # not fetched yet (S3 slow or away): a replay covers meanwhile
+            self._skip(entry.clip_id, problem)
+            unaired = later
+        recent = [e for e in entries[-self.recent_loop :] if self.library.ready(e)]
         if recent:
             self._replays += 1
-            return recent[self._replays % len(recent)], []
-        return None, []
+            return recent[self._replays % len(recent)], unaired
+        return None, unaired
 
-    def _source(self, entry: PlaylistEntry | None) -> tuple[Path, int, str, str]:
-        """The file to air, its frames, its clip id and its prompt."""
-        if entry is not None:
-            key = channel_prefix(self.channel.slug) + entry.path
-            frames = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
-            try:
-                path = self.cache.fetch(self.store, entry, key)
-                return path, frames, entry.clip_id, entry.prompt
-            except (StorageError, FileNotFoundError):
-                pass  # S3 away or the clip gone: air the ident instead
+    def _skip(self, clip_id: str, reason: str) -> None:
+        log.warning("%s: skipped: %s", clip_id, reason)
+        number = ClipId.parse(clip_id).number
+        self._prepared_through = max(self._prepared_through, number)
+        self.aired_through = max(self.aired_through, number)
+        skip = SkippedClip(clip_id=clip_id, reason=reason, at=time.time())
+        self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
+
+    def _ident_segment(self) -> Segment:
         ident = self.folder / f"{IDENT}.mp4"
-        if not ident.exists():
-            make_ident(self.channel, ident)
-        return ident, IDENT_FRAMES, IDENT, f"{self.channel.title} ident"
+        prompt = f"{self.channel.title} ident"
+        for _ in range(2):
+            if not ident.exists():
+                make_ident(self.channel, ident)
+            try:
+                return remux_segment(
+                    ident, IDENT, prompt, self._next_stream_seconds, BROADCAST_PROFILE.fps
+                )
+            except MediaToolError as error:
+                log.warning("the ident does not remux (%s): making it again", error)
+                ident.unlink(missing_ok=True)
+        raise MediaToolError(f"the ident of {self.channel.slug} cannot be made to air")
 
-    def run(self) -> None:
-        publisher = Publisher(self.urls, self.folder / "publisher.log")
-        started: float | None = None  # when the first clip reached the publisher
+    def _prepare(self) -> Segment:
+        """The next segment on the timeline; a clip that fails its checks is skipped."""
+        while True:
+            entry, later = self._next()
+            self._up_next = later
+            if entry is None:
+                return self._ident_segment()
+            path = self.library.ready(entry)
+            if path is None:
+                continue  # dropped since it was found ready (a disk fault): choose again
+            expected = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
+            try:
+                segment = remux_segment(
+                    path, entry.clip_id, entry.prompt, self._next_stream_seconds,
+                    BROADCAST_PROFILE.fps,
+                )  # fmt: skip
+                if segment.frames != expected:
+                    raise MediaToolError(
+                        f"it remuxes to {segment.frames} frames where its record says {expected}"
+                    )
+            except MediaToolError as error:
+                self.library.mark_unairable(entry, str(error))
+                if ClipId.parse(entry.clip_id).number > self._prepared_through:
+                    self._skip(entry.clip_id, str(error))
+                continue
+            self._prepared_through = max(
+                self._prepared_through, ClipId.parse(entry.clip_id).number
+            )
+            return segment
+
+    def _keep_prepared(self) -> None:
+        # At start, give S3 a moment to answer with the playlist before airing the ident.
+        self.library.refreshed.wait(FETCH_WAIT_SECONDS)
         try:
             while not self.stop.is_set():
-                playlist = self._playlist()
-                entry, later = self._next(playlist)
-                path, frames, clip_id, prompt = self._source(entry)
-                started = started or time.time()
-                stream_seconds = publisher.offset - TIMELINE_START
-                duration = publisher.air(path, frames, BROADCAST_PROFILE.fps)
-                if clip_id != IDENT:
-                    self.aired_through = max(self.aired_through, ClipId.parse(clip_id).number)
-                self._schedule = [*self._schedule, ScheduledClip(
-                    clip_id=clip_id, prompt=prompt, duration_seconds=duration,
-                    starts_at=started + stream_seconds, stream_seconds=stream_seconds,
-                )][-SCHEDULE_LENGTH:]  # fmt: skip
-                self._write_state(started, later)
-        finally:
-            publisher.close()
+                segment = self._prepare()
+                # The timeline advances by what was actually remuxed, never by a record's claim.
+                self._next_stream_seconds = segment.end
+                while not self.stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        self._segments.put(segment, timeout=0.5)
+                        break
+        except Exception:
+            log.exception("the preparer of %s failed", self.channel.slug)
+            self.stop.set()
+            raise
 
-    def _write_state(self, started: float, later: list[PlaylistEntry]) -> None:
-        state = PlayoutState(
-            channel=self.channel.slug,
-            title=self.channel.title,
-            publisher_started_at=started,
-            updated_at=time.time(),
-            aired_through=self.aired_through,
-            unplayed_seconds=sum(entry.duration_seconds for entry in later),
-            schedule=self._schedule,
-            up_next=[
-                GuideEntry(clip_id=e.clip_id, prompt=e.prompt, duration_seconds=e.duration_seconds)
-                for e in later[:GUIDE_LENGTH]
-            ],
+    # --- the feeder: segments into the publisher, which is replaced when it dies ---
+
+    def run(self) -> None:
+        self.library.start()
+        preparer = threading.Thread(target=self._keep_prepared, daemon=True)
+        preparer.start()
+        watchdog = threading.Thread(target=self._watch_publisher, daemon=True)
+        watchdog.start()
+        to_send: list[Segment] = []
+        given: list[Segment] = []  # given to the current publisher, maybe not sent yet
+        failures = 0  # publishers in a row that died having sent nothing
+        try:
+            while not self.stop.is_set():
+                if not to_send:
+                    try:
+                        to_send = [self._segments.get(timeout=0.5)]
+                    except queue.Empty:
+                        continue
+                try:
+                    if self.publisher is None:
+                        self.publisher = Publisher(
+                            self.urls, self.folder / "publisher.log", to_send[0].stream_seconds
+                        )
+                    while to_send:
+                        self.publisher.send(to_send[0])
+                        given.append(to_send.pop(0))
+                        self._record_sent(given[-1])
+                        given = [s for s in given if s.end > self.publisher.sent_through]
+                except PublisherDied as died:
+                    if self.stop.is_set():
+                        break
+                    to_send, failures = self._replace_publisher(died, given + to_send, failures)
+                    given = []
+        finally:
+            self.stop.set()
+            self.library.stop.set()
+            if self.publisher is not None:
+                self.publisher.kill()
+            preparer.join(timeout=5)
+
+    def _replace_publisher(
+        self, died: PublisherDied, given: list[Segment], failures: int
+    ) -> tuple[list[Segment], int]:
+        """After a publisher died: the segments to send again (those it had not begun to send;
+        one it sent in part has aired), and the failures in a row that sent nothing."""
+        sent_through = self.publisher.sent_through
+        failures = 0 if self.publisher.sent_seconds > 0 else failures + 1
+        self.publisher = None
+        self.publisher_restarts += 1
+        # One frame of slack: out_time is the last packet's timestamp, short of its end.
+        resend = [s for s in given if s.stream_seconds >= sent_through - 0.05]
+        log.warning(
+            "%s: %s; a new publisher continues at stream position %.3f s",
+            self.channel.slug, died, resend[0].stream_seconds if resend else sent_through,
+        )  # fmt: skip
+        self.stop.wait(restart_backoff(failures))
+        return resend, failures
+
+    def _watch_publisher(self) -> None:
+        while not self.stop.wait(0.5):
+            publisher = self.publisher
+            if publisher is not None and publisher.stalled(STALL_SECONDS):
+                log.warning("%s: the publisher sent nothing for %.0f s: replacing it",
+                            self.channel.slug, STALL_SECONDS)  # fmt: skip
+                publisher.kill()
+
+    def shutdown(self) -> None:
+        """Stops airing at once (from a signal handler too): the publisher is killed rather than
+        drained, so a stop never waits for the clip on air to end."""
+        self.stop.set()
+        if self.publisher is not None:
+            self.publisher.kill()
+
+    def _record_sent(self, segment: Segment) -> None:
+        if segment.clip_id != IDENT:
+            self.aired_through = max(self.aired_through, ClipId.parse(segment.clip_id).number)
+        scheduled = ScheduledClip(
+            clip_id=segment.clip_id,
+            prompt=segment.prompt,
+            duration_seconds=segment.duration,
+            starts_at=self.publisher.wall_time_of(segment.stream_seconds),
+            stream_seconds=segment.stream_seconds,
         )
-        partial = self.state_file.with_suffix(".part")
-        partial.write_text(json.dumps(state.model_dump(), indent=2))
-        partial.replace(self.state_file)  # readers never see half a file
+        earlier = [c for c in self._schedule if c.stream_seconds < segment.stream_seconds]
+        self._schedule = [*earlier, scheduled][-SCHEDULE_LENGTH:]
+        later = self._up_next
+        write_state(
+            self.data_dir,
+            PlayoutState(
+                channel=self.channel.slug,
+                title=self.channel.title,
+                publisher_started_at=self.publisher.wall_time_of(0.0),
+                updated_at=time.time(),
+                aired_through=self.aired_through,
+                unplayed_seconds=sum(entry.duration_seconds for entry in later),
+                schedule=self._schedule,
+                up_next=[
+                    GuideEntry(
+                        clip_id=e.clip_id, prompt=e.prompt, duration_seconds=e.duration_seconds
+                    )
+                    for e in later[:GUIDE_LENGTH]
+                ],
+                skipped=self._skipped,
+                publisher_restarts=self.publisher_restarts,
+            ),
+        )

@@ -1,4 +1,5 @@
-"""One long-lived FFmpeg publisher per channel, fed clip after clip by stream copy.
+"""The FFmpeg publisher of a channel, fed clip after clip by stream copy, and the remux that
+turns each clip into a segment of the channel's timeline.
 
 Each clip is remuxed (no re-encoding) into MPEG-TS with its timestamps shifted to where the
 previous clip ended, and written into the publisher's input; the publisher paces the stream to
@@ -8,30 +9,72 @@ steps by one frame and audio DTS never goes back at clip boundaries. Two details
 each clip's AAC priming packet (negative timestamp) is dropped, and the timeline starts at
 TIMELINE_START rather than 0 so that no clip's B-frame delay pushes a DTS below zero (the TS
 muxer would then shift that clip alone).
+
+A publisher can die (killed, or its RTMP server gone). The playout then starts another at the
+next segment it has not sent, with `-output_ts_offset` set to that segment's place on the
+timeline, so the stream's timestamps go on from where the last one stopped: RTMP subscribers
+and nginx's HLS see a forward step, never a reset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import subprocess
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.media.ffmpeg import MediaToolError
 
 TIMELINE_START = 10.0
+PROGRESS_PERIOD = 0.25  # seconds between the publisher's progress reports
 
 
-def remux_to_ts(clip: Path, offset: float) -> list[str]:
-    """The ffmpeg command that writes `clip` as MPEG-TS to stdout, starting at `offset` s."""
-    return [
-        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(clip),
+@dataclass(frozen=True)
+class Segment:
+    """One clip remuxed for air: MPEG-TS bytes placed on the channel's timeline."""
+
+    clip_id: str
+    prompt: str
+    stream_seconds: float  # where it starts on the stream (0: the channel's first frame)
+    frames: int
+    fps: int
+    data: bytes
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def end(self) -> float:
+        return self.stream_seconds + self.duration
+
+
+def remux_segment(
+    clip: Path, clip_id: str, prompt: str, stream_seconds: float, fps: int
+) -> Segment:
+    """Remuxes `clip` to MPEG-TS starting at `stream_seconds` and counts the video frames that
+    came out, which is the segment's real length: a truncated or damaged file yields fewer
+    frames (or an error), never a length taken on trust from a record."""
+    offset = TIMELINE_START + stream_seconds
+    command = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", str(clip),
         "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
         "-bsf:v", "h264_mp4toannexb", "-bsf:a", r"noise=drop=lt(pts\,0)",
         "-muxdelay", "0", "-muxpreload", "0", "-avoid_negative_ts", "disabled",
         "-output_ts_offset", f"{offset:.6f}", "-mpegts_flags", "+initial_discontinuity",
-        "-f", "mpegts", "pipe:1",
+        "-progress", "pipe:2", "-f", "mpegts", "pipe:1",
     ]  # fmt: skip
+    remux = subprocess.run(command, capture_output=True, check=False)
+    report = remux.stderr.decode(errors="replace")
+    frames = [int(line[6:]) for line in report.splitlines() if line.startswith("frame=")]
+    if remux.returncode != 0 or not frames:
+        errors = [line for line in report.splitlines() if "=" not in line]
+        raise MediaToolError(f"cannot remux {clip.name} for air: {' '.join(errors)[-300:]}")
+    return Segment(clip_id, prompt, stream_seconds, frames[-1], fps, remux.stdout)
 
 
 def flv_outputs(urls: list[str]) -> list[str]:
@@ -45,19 +88,43 @@ def flv_outputs(urls: list[str]) -> list[str]:
     return ["-map", "0", "-tag:v", "7", "-tag:a", "10", "-f", "tee", "|".join(targets)]
 
 
-class Publisher:
-    """An FFmpeg process that stays connected to its outputs while clips are appended."""
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: a forked child only calls it
+PR_SET_PDEATHSIG = 1
 
-    def __init__(self, urls: list[str], log_path: Path):
+
+def _die_with_parent() -> None:
+    """In the child: the kernel kills it when the playout that started it dies, so a killed
+    playout never leaves a publisher holding the channel's stream name."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class PublisherDied(ConnectionError):
+    """The publisher exited (killed, refused by the RTMP server, connection lost)."""
+
+
+class Publisher:
+    """An FFmpeg process that stays connected to its outputs while segments are appended.
+
+    `stream_seconds` is where its first segment sits on the channel's timeline: its output
+    timestamps start there. Its progress reports say how far it has sent, which tells a dead
+    publisher's unsent segments from the ones viewers saw, and a stalled one from a live one.
+    """
+
+    def __init__(self, urls: list[str], log_path: Path, stream_seconds: float = 0.0):
         self.url = urls[0]
         self.log_path = log_path
-        self.offset = TIMELINE_START
-        self.aired_seconds = 0.0
+        self.first_stream_seconds = stream_seconds
+        self.started_at: float | None = None  # wall time its first segment was written
+        self.sent_seconds = 0.0  # how much of the stream it has sent since it started
+        self.last_progress = time.monotonic()
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
-             "-f", "mpegts", "-i", "pipe:0", "-c", "copy", *flv_outputs(urls)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+             "-f", "mpegts", "-i", "pipe:0", "-c", "copy",
+             "-output_ts_offset", f"{stream_seconds:.6f}",
+             "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD), *flv_outputs(urls)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         # FFmpeg names its outputs in errors: the log gets its lines with stream keys masked.
         keys = [url.rsplit("/", 1)[-1] for url in urls[1:]]  # mirrors carry stream keys
@@ -65,45 +132,75 @@ class Publisher:
             target=_copy_masked, args=(self.process.stderr, log_path, keys), daemon=True
         )
         self._logger.start()
+        threading.Thread(target=self._read_progress, daemon=True).start()
 
-    def air(self, clip: Path, frames: int, fps: int) -> float:
-        """Appends `clip` (`frames` frames at `fps`) to the stream; returns once it is queued
-        (the pipe paces this to real time), with the clip's duration.
+    def _read_progress(self) -> None:
+        for raw in self.process.stdout:
+            if raw.startswith(b"out_time_us="):
+                with contextlib.suppress(ValueError):
+                    sent = int(raw[12:]) / 1e6
+                    if sent > self.sent_seconds:
+                        self.sent_seconds = sent
+                        self.last_progress = time.monotonic()
 
-        The caller knows the length from the broadcast record: counting frames from the
-        container (rounded to the millisecond) would let the timeline drift."""
-        duration = frames / fps
-        remux = subprocess.run(remux_to_ts(clip, self.offset), capture_output=True, check=False)
-        if remux.returncode != 0:
-            raise MediaToolError(
-                f"cannot remux {clip.name} for air: {remux.stderr.decode(errors='replace')[-300:]}"
-            )
+    @property
+    def sent_through(self) -> float:
+        """The stream position up to which this publisher has sent."""
+        return self.first_stream_seconds + self.sent_seconds
+
+    def wall_time_of(self, stream_seconds: float) -> float:
+        """When this publisher sends the frame at `stream_seconds` (it paces to real time)."""
+        started = self.started_at if self.started_at is not None else time.time()
+        return started + stream_seconds - self.first_stream_seconds
+
+    def send(self, segment: Segment) -> None:
+        """Appends the segment to the stream; returns once it is queued (the pipe paces this to
+        real time). Raises PublisherDied with the publisher's last words if it is gone."""
         with self._lock:
             try:
                 if self.process.poll() is not None:
                     raise BrokenPipeError
-                self.process.stdin.write(remux.stdout)
+                if self.started_at is None:
+                    self.started_at = time.time()
+                    self.last_progress = time.monotonic()
+                self.process.stdin.write(segment.data)
                 self.process.stdin.flush()
-            except BrokenPipeError:
-                raise ConnectionError(self._exit_reason()) from None
-            self.offset += duration
-            self.aired_seconds += duration
-        return duration
+            except (BrokenPipeError, ValueError):  # ValueError: stdin closed by kill()
+                raise PublisherDied(self._exit_reason()) from None
+
+    def stalled(self, after_seconds: float) -> bool:
+        """Whether it was given data but has sent nothing for `after_seconds` (its RTMP server
+        hangs, or the handshake never completes)."""
+        return (
+            self.started_at is not None
+            and self.process.poll() is None
+            and time.monotonic() - self.last_progress > after_seconds
+        )
 
     def _exit_reason(self) -> str:
-        self.process.wait()
-        self._logger.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        self._logger.join(timeout=2)
         last = self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
         # The last path segment of an RTMP URL is the stream key: never show it.
         where = self.url.rsplit("/", 1)[0]
         return f"the publisher to {where}/<stream key> exited ({' '.join(last) or 'no message'})"
 
-    def close(self) -> None:
-        if self.process.stdin and not self.process.stdin.closed:
-            with contextlib.suppress(BrokenPipeError):  # the publisher died with data unsent
-                self.process.stdin.close()
+    def kill(self) -> None:
+        """Stops it at once: what it had buffered but not sent is dropped."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.process.stdin.close()
+        self._logger.join(timeout=2)
+
+    def close(self, timeout: float = 30) -> None:
+        """Lets it send what it has, then stops it (killed after `timeout`)."""
+        with contextlib.suppress(BrokenPipeError, OSError):  # it died with data unsent
+            self.process.stdin.close()
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

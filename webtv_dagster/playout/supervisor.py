@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.playout.channel import playout_folder, read_state
+from webtv_dagster.playout.state import playout_folder, read_state
 
 STOPPED_MARKER = "stopped"  # an operator stopped the channel: the watchdog leaves it off air
 

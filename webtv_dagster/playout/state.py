@@ -1,0 +1,89 @@
+"""A channel playout's folder and the state file that sensors, jobs, the supervisor and the
+viewer (through nginx) read: what aired, what comes next, what was skipped and why."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+SCHEDULE_LENGTH = 6  # aired and queued clips kept in the state file
+GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
+SKIPS_KEPT = 20  # most recent clips the playout refused to air
+
+
+class GuideEntry(BaseModel):
+    clip_id: str
+    prompt: str
+    duration_seconds: float
+
+
+class ScheduledClip(GuideEntry):
+    starts_at: float = Field(description="Unix time the publisher sends the clip's first frame")
+    stream_seconds: float = Field(
+        description="where the clip starts on the stream's timeline (RTMP and HLS timestamps, "
+        "0 at the channel's first frame; it goes on across publisher and playout restarts)"
+    )
+
+
+class SkippedClip(BaseModel):
+    clip_id: str
+    reason: str
+    at: float = Field(description="Unix time of the skip")
+
+
+class PlayoutState(BaseModel):
+    """What is on air: written after every clip, read by the viewer and the buffer sensor."""
+
+    channel: str
+    title: str
+    publisher_started_at: float = Field(
+        description="Unix time at which stream position 0 went out, as paced by the current "
+        "publisher (wall time lost across publisher restarts moves it later)"
+    )
+    updated_at: float
+    aired_through: int = Field(0, description="highest clip number queued for air or skipped")
+    unplayed_seconds: float = Field(description="playlist seconds not yet aired")
+    schedule: list[ScheduledClip] = Field(description="clips aired and queued, oldest first")
+    up_next: list[GuideEntry] = Field(description="the playlist's next clips after the queue")
+    skipped: list[SkippedClip] = Field(
+        [], description=f"the last {SKIPS_KEPT} clips refused at air time, with the reason"
+    )
+    publisher_restarts: int = Field(0, description="publishers replaced since the playout began")
+
+    def on_air(self, now: float | None = None) -> ScheduledClip | None:
+        now = time.time() if now is None else now
+        current = [clip for clip in self.schedule if clip.starts_at <= now]
+        return current[-1] if current else None
+
+    @property
+    def timeline_end(self) -> float:
+        """Where the next clip goes on the stream's timeline."""
+        last = self.schedule[-1] if self.schedule else None
+        return last.stream_seconds + last.duration_seconds if last else 0.0
+
+
+def playout_folder(data_dir: Path, slug: str) -> Path:
+    """Where a channel's playout keeps its state, cache, ident, logs and lock."""
+    return data_dir / "playout" / slug
+
+
+def state_path(data_dir: Path, slug: str) -> Path:
+    return playout_folder(data_dir, slug) / "state.json"
+
+
+def read_state(data_dir: Path, slug: str) -> PlayoutState | None:
+    path = state_path(data_dir, slug)
+    try:
+        return PlayoutState.model_validate_json(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_state(data_dir: Path, state: PlayoutState) -> None:
+    path = state_path(data_dir, state.channel)
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(state.model_dump(), indent=2))
+    partial.replace(path)  # readers never see half a file
