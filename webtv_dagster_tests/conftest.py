@@ -141,6 +141,8 @@ def upload_playlist(store, channel, clips_by_number: dict[int, Path]) -> None:
                 duration_seconds=64 / 24,
                 uri=stored.uri,
                 path=f"clips/{clip.key}/broadcast.mp4",
+                size_bytes=stored.size_bytes,
+                sha256=stored.sha256,
             )  # fmt: skip
         )
     publish_playlist(store, Playlist(channel=channel.slug, title=channel.title, entries=entries))

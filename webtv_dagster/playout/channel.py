@@ -30,7 +30,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.conform import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
-from webtv_dagster.playlist import PlaylistEntry
+from webtv_dagster.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import Publisher, PublisherDied, Segment, remux_segment
 from webtv_dagster.playout.state import (
@@ -87,6 +87,12 @@ def make_ident(channel: Channel, output: Path) -> Path:
     return output
 
 
+def unaired_entries(playlist: Playlist | None, through: int) -> list[PlaylistEntry]:
+    """The playlist's clips after clip number `through`, in order: what airs next."""
+    entries = playlist.entries if playlist else []
+    return [e for e in entries if ClipId.parse(e.clip_id).number > through]
+
+
 def restart_backoff(failures: int) -> float:
     """Seconds before the next publisher after `failures` in a row that sent nothing: the first
     replacement starts at once."""
@@ -135,7 +141,7 @@ class ChannelPlayout:
         clip that cannot air is skipped, with the reason kept in the state."""
         playlist = self.library.playlist
         entries = playlist.entries if playlist else []
-        unaired = [e for e in entries if ClipId.parse(e.clip_id).number > self._prepared_through]
+        unaired = unaired_entries(playlist, self._prepared_through)
         self.library.want(unaired[:FETCH_AHEAD])
         while unaired:
             entry, later = unaired[0], unaired[1:]

@@ -1,0 +1,174 @@
+"""Faults on the air path, caused for real and measured as a viewer sees them: an RTMP
+subscriber counts the wall-clock seconds without a new frame and checks the timestamps."""
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from webtv_dagster.clips import ClipId
+from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
+from webtv_dagster.playout.channel import ChannelPlayout
+from webtv_dagster.playout.state import playout_folder, read_state
+
+from .air_monitor import FRAME_MS, AirMonitor
+from .conftest import upload_playlist, wait_for
+
+SLUG = "test-llamas"
+CLIP_SECONDS = 64 / 24
+
+
+@contextmanager
+def on_air(store, channel, rtmp_server, data_dir):
+    playout = ChannelPlayout(
+        store, channel, [rtmp_server.publish_url(SLUG)], data_dir, cache_bytes=2**28
+    )
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        yield playout
+    finally:
+        playout.shutdown()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def aired_clips(data_dir) -> list[str]:
+    state = read_state(data_dir, SLUG)
+    return [clip.clip_id for clip in state.schedule] if state else []
+
+
+def test_a_killed_publisher_is_replaced_at_once_and_the_timeline_goes_on(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    data_dir = tmp_path / "data"
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(media_store, llama_channel, rtmp_server, data_dir) as playout:
+            viewer.wait_for_frames(24 * 4)
+            first = playout.publisher.process.pid
+            killed_at = time.monotonic()
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: len(viewer.video(killed_at)) > 24 * 5, 30, "frames after the kill")
+            replacement = playout.publisher.process.pid
+        off_air = viewer.longest_gap(killed_at - 1, viewer.video(killed_at)[24 * 5].wall)
+    assert replacement != first and playout.publisher_restarts == 1
+    assert off_air < 2.0, f"{off_air:.1f} s without a frame"
+    steps = viewer.timestamp_steps()
+    # Timestamps never go back; they step forward once, across the restart, by what the dead
+    # publisher had buffered and not sent (at most about a clip).
+    assert min(steps) > 0
+    (jump,) = viewer.steps_over_one_frame()
+    assert jump < 2 * CLIP_SECONDS * 1000
+    assert viewer.connections == 1  # the subscriber stayed connected through it
+    state = read_state(data_dir, SLUG)
+    assert state.publisher_restarts == 1 and state.skipped == []
+
+
+def test_a_corrupt_or_truncated_cached_clip_is_fetched_again_and_airs(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 5)})
+    data_dir = tmp_path / "data"
+    cache = playout_folder(data_dir, SLUG) / "cache"
+    cache.mkdir(parents=True)
+    # A disk fault: clip 2's cached copy is garbage, clip 3's lost its second half.
+    (cache / f"{SLUG}-000002.mp4").write_bytes(os.urandom(broadcast_clips[2].stat().st_size))
+    good = broadcast_clips[3].read_bytes()
+    (cache / f"{SLUG}-000003.mp4").write_bytes(good[: len(good) // 2])
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(media_store, llama_channel, rtmp_server, data_dir):
+            viewer.wait_for_frames(5)
+            started = time.monotonic()
+            wait_for(lambda: f"{SLUG}-000004" in aired_clips(data_dir), 60, "clip 4 on air")
+            time.sleep(CLIP_SECONDS)
+            off_air = viewer.longest_gap(started)
+    assert aired_clips(data_dir)[:4] == [f"{SLUG}-00000{n}" for n in range(1, 5)]
+    assert read_state(data_dir, SLUG).skipped == []
+    assert off_air < 1.0
+    assert viewer.steps_over_one_frame() == [] and min(viewer.timestamp_steps()) > 0
+    assert (cache / f"{SLUG}-000003.mp4").read_bytes() == good
+
+
+def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 6)})
+    playlist = Playlist.model_validate(media_store.get_json(f"channels/{SLUG}/playlist.json"))
+    # Clip 2's object in S3 is not what its record describes (a disk fault in the bucket);
+    # clip 3's object matches its record but is half a clip (a record made from a bad file).
+    clip2 = ClipId(channel=SLUG, number=2).object_key("broadcast.mp4")
+    media_store.put_bytes(clip2, os.urandom(50_000), "video/mp4")
+    half = tmp_path / "half.mp4"
+    half.write_bytes(broadcast_clips[3].read_bytes()[:30_000])
+    stored = media_store.upload_file(
+        half, ClipId(channel=SLUG, number=3).object_key("broadcast.mp4"), "video/mp4"
+    )
+    entries: list[PlaylistEntry] = list(playlist.entries)
+    entries[2] = entries[2].model_copy(
+        update={"size_bytes": stored.size_bytes, "sha256": stored.sha256}
+    )
+    publish_playlist(media_store, playlist.model_copy(update={"entries": entries}))
+
+    data_dir = tmp_path / "data"
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(media_store, llama_channel, rtmp_server, data_dir):
+            viewer.wait_for_frames(5)
+            started = time.monotonic()
+            wait_for(lambda: f"{SLUG}-000005" in aired_clips(data_dir), 60, "clip 5 on air")
+            time.sleep(CLIP_SECONDS)
+            off_air = viewer.longest_gap(started)
+    state = read_state(data_dir, SLUG)
+    assert [clip.clip_id for clip in state.schedule][:3] == [
+        f"{SLUG}-000001", f"{SLUG}-000004", f"{SLUG}-000005"
+    ]
+    reasons = {skip.clip_id: skip.reason for skip in state.skipped}
+    assert "bytes where its record says" in reasons[f"{SLUG}-000002"]
+    assert "frames where its record says 64" in reasons[f"{SLUG}-000003"] or (
+        "cannot remux" in reasons[f"{SLUG}-000003"]
+    )
+    assert off_air < 1.0
+    # The timeline advanced by what aired: no jump where the bad clips were.
+    assert viewer.steps_over_one_frame() == [] and min(viewer.timestamp_steps()) > 0
+
+
+@pytest.fixture
+def own_seaweedfs(tmp_path):
+    """A SeaweedFS of this test's own, free to be hung."""
+    from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
+    from webtv_dagster.processes import free_port_block
+    from webtv_dagster.storage import MediaStore
+
+    from .conftest import ACCESS_KEY, SECRET_KEY
+
+    port = free_port_block(max(PORT_OFFSETS.values()) + 1)
+    server = start_embedded_s3(tmp_path / "weed", port, "media", ACCESS_KEY, SECRET_KEY)
+    store = MediaStore("media", server.endpoint_url, "us-east-1", ACCESS_KEY, SECRET_KEY)
+    yield server, store
+    os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+def test_a_hung_s3_never_stops_the_air(
+    rtmp_server, own_seaweedfs, llama_channel, broadcast_clips, tmp_path
+):
+    server, store = own_seaweedfs
+    upload_playlist(store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 4)})
+    data_dir = tmp_path / "data"
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(store, llama_channel, rtmp_server, data_dir):
+            viewer.wait_for_frames(24)
+            os.kill(server.process.pid, signal.SIGSTOP)
+            hung_at = time.monotonic()
+            time.sleep(20)  # clips 2 and 3 from the cache, then replays
+            os.kill(server.process.pid, signal.SIGCONT)
+            off_air = viewer.longest_gap(hung_at)
+            # Once S3 answers again, a clip added meanwhile goes on air.
+            upload_playlist(store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 5)})
+            wait_for(lambda: f"{SLUG}-000004" in aired_clips(data_dir), 90, "clip 4 on air")
+    assert off_air < 1.0, f"{off_air:.1f} s without a frame while S3 hung"
+    assert viewer.steps_over_one_frame() == [] and min(viewer.timestamp_steps()) > 0
+    assert max(step for step in viewer.timestamp_steps()) <= FRAME_MS + 1
