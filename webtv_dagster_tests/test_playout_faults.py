@@ -123,7 +123,9 @@ def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
             off_air = viewer.longest_gap(started)
     state = read_state(data_dir, SLUG)
     assert [clip.clip_id for clip in state.schedule][:3] == [
-        f"{SLUG}-000001", f"{SLUG}-000004", f"{SLUG}-000005"
+        f"{SLUG}-000001",
+        f"{SLUG}-000004",
+        f"{SLUG}-000005",
     ]
     reasons = {skip.clip_id: skip.reason for skip in state.skipped}
     assert "bytes where its record says" in reasons[f"{SLUG}-000002"]

@@ -206,9 +206,7 @@ class ChannelPlayout:
                 if ClipId.parse(entry.clip_id).number > self._prepared_through:
                     self._skip(entry.clip_id, str(error))
                 continue
-            self._prepared_through = max(
-                self._prepared_through, ClipId.parse(entry.clip_id).number
-            )
+            self._prepared_through = max(self._prepared_through, ClipId.parse(entry.clip_id).number)
             return segment
 
     def _keep_prepared(self) -> None:
