@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -11,23 +10,43 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
-from webtv_dagster.embedded_s3 import start_embedded_s3
-from webtv_dagster.instance import instance_config, postgres_configured, write_instance_yaml
+from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
+from webtv_dagster.instance import (
+    drain_runs,
+    instance_config,
+    postgres_configured,
+    write_instance_yaml,
+)
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     ensure_playout,
-    launch_playout,
     playout_status,
     stop_playout,
 )
-from webtv_dagster.rtmp_server import HLS_JS, start_rtmp_server
+from webtv_dagster.processes import port_is_free
+from webtv_dagster.rtmp_server import (
+    HLS_JS,
+    kill_leftover_workers,
+    nginx_command,
+    write_rtmp_config,
+)
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack import (
+    PLAYOUT_GROUP,
+    StackSupervisor,
+    dagster_programs,
+    media_programs,
+    supervisor_folder,
+    supervisord_binary,
+    write_supervisord_conf,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
@@ -61,61 +80,155 @@ def _dagster_home(settings: Settings) -> Path:
 
 
 def command_up(args: argparse.Namespace) -> int:
+    """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order
+    (`stop_stack`)."""
     settings = Settings.from_env()
     titles = _check_channels(settings)
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
     os.environ["WEBTV_DATA_DIR"] = str(settings.data_dir.resolve())
     settings = Settings.from_env()
+    data_dir = settings.data_dir
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
+    if StackSupervisor.connect(data_dir) is not None:
+        sys.exit(f"webtv: a stack already runs on {data_dir} (`webtv status`, `webtv down`)")
     if args.local_spaces:
         models = _launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
         routed = _channels_on_local_spaces(settings, models)
         os.environ["WEBTV_CHANNELS_FILE"] = str(routed)
         urls = ", ".join(url for model in models.values() for url in model["spaces"])
         print(f"webtv: local Spaces on {urls}; channels routed through them in {routed}")
-    with contextlib.ExitStack() as running:  # whatever started is stopped, in reverse order
-        port = _embedded_s3_port(settings)
-        if port is not None:
-            embedded = start_embedded_s3(
-                (settings.data_dir / "seaweedfs").resolve(),
-                port,
-                settings.s3_bucket,
-                os.environ["AWS_ACCESS_KEY_ID"],
-                os.environ["AWS_SECRET_ACCESS_KEY"],
-            )
-            running.callback(embedded.stop)
-            print(f"webtv: SeaweedFS S3 on {embedded.endpoint_url}, bucket {settings.s3_bucket!r}")
-        rtmp = start_rtmp_server(
-            settings.data_dir / "nginx", titles, settings.rtmp_port, settings.hls_port,
-            settings.data_dir,
-        )  # fmt: skip
-        running.callback(rtmp.stop)
-        print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
-        if not HLS_JS.exists():
-            print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
-                  "plays in browsers with native HLS only")  # fmt: skip
-        for slug in titles:
-            print(f"webtv: {slug}: RTMP {rtmp.publish_url(slug)}, HLS {rtmp.hls_url(slug)}")
-            if not playout_status(settings.data_dir, slug).running:
-                launch_playout(settings.data_dir, slug)
-            running.callback(stop_playout, settings.data_dir, slug)
-        home = _dagster_home(settings)
-        os.environ["DAGSTER_HOME"] = str(home)
-        print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
-        # Run from DAGSTER_HOME so that the instance there is the only dagster.yaml in sight.
-        dagster = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster")), "dev",
-             "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
-            cwd=home,
-            # A shell starts background jobs with SIGINT ignored; dagster dev needs it to stop.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
-        # dagster dev shuts its webserver, daemon and code servers down on SIGINT: forward
-        # SIGINT and SIGTERM to it, and stop the servers once it has exited.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: dagster.send_signal(signal.SIGINT))
-        return dagster.wait()
+    s3_port = _embedded_s3_port(settings)
+    s3_command = None
+    if s3_port is not None:
+        s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
+    rtmp_root = (data_dir / "nginx").resolve()
+    write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir)
+    home = _dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(home)
+    programs = [
+        *media_programs(data_dir, list(titles), rtmp_root, s3_command),
+        *dagster_programs(home, args.host, args.port),
+    ]
+    conf = write_supervisord_conf(data_dir, programs)
+    busy = [port for port in _stack_ports(settings, s3_port, args.port) if not port_is_free(port)]
+    if busy:
+        sys.exit(f"webtv: ports {busy} are in use (another webtv up?); see README, Ports")
+    supervisord = subprocess.Popen(
+        [supervisord_binary(), "-c", str(conf)],
+        # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
+        start_new_session=True,
+    )
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    supervisor = _wait_for_supervisor(data_dir, supervisord)
+    if s3_port is not None:
+        print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
+    print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
+    if not HLS_JS.exists():
+        print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
+              "plays in browsers with native HLS only")  # fmt: skip
+    for slug in titles:
+        print(f"webtv: {slug}: RTMP rtmp://127.0.0.1:{settings.rtmp_port}/{slug}/live, "
+              f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8")  # fmt: skip
+    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
+    print(f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
+          flush=True)  # fmt: skip
+    while not stopping.wait(1) and supervisord.poll() is None:
+        pass
+    if supervisord.poll() is None:
+        print("webtv: stopping", flush=True)
+        stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
+    return supervisord.wait()
+
+
+def _stack_ports(settings: Settings, s3_port: int | None, ui_port: int) -> list[int]:
+    ports = [settings.rtmp_port, settings.hls_port, ui_port]
+    if s3_port is not None:
+        ports += [s3_port, *(s3_port + offset for offset in PORT_OFFSETS.values())]
+    return ports
+
+
+def _wait_for_supervisor(data_dir: Path, supervisord: subprocess.Popen) -> StackSupervisor:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if supervisord.poll() is not None:
+            log = supervisor_folder(data_dir) / "supervisord.log"
+            sys.exit(f"webtv: supervisord exited at start-up; see {log}")
+        supervisor = StackSupervisor.connect(data_dir)
+        if supervisor is not None:
+            return supervisor
+        time.sleep(0.2)
+    supervisord.kill()
+    sys.exit("webtv: supervisord did not answer within 30 s")
+
+
+def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float) -> None:
+    """Stops the stack without losing work: the Dagster daemon first (no new runs, no sensor
+    ticks), then runs in flight get `grace_seconds` to finish and are canceled after (their
+    clips are booked again at the next start), then everything else, playouts at once."""
+    started = time.monotonic()
+    # What serves viewers and operators goes at once, beside the daemon.
+    supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
+    supervisor.stop_soon("dagster-webserver")
+    supervisor.stop("dagster-daemon")
+    drained = drain_runs((data_dir / "dagster").resolve(), grace_seconds)
+    print(f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
+          "canceled and booked again for the next start", flush=True)  # fmt: skip
+    supervisor.stop_all_soon()
+    pid_file = supervisor_folder(data_dir) / "supervisord.pid"
+    supervisor.shutdown()
+    while pid_file.exists():  # supervisord removes it as it exits
+        time.sleep(0.1)
+    print(f"webtv: stopped in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def command_down(args: argparse.Namespace) -> int:
+    """Stops a stack that `webtv up` runs elsewhere (another terminal, a service)."""
+    settings = Settings.from_env()
+    supervisor = StackSupervisor.connect(settings.data_dir)
+    if supervisor is None:
+        print(f"webtv: no stack runs on {settings.data_dir}")
+        return 0
+    stop_stack(settings.data_dir, supervisor, settings.stop_grace_seconds)
+    return 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    """Every supervised process with its state, and each channel's playout."""
+    settings = Settings.from_env()
+    supervisor = StackSupervisor.connect(settings.data_dir)
+    if supervisor is None:
+        print(f"webtv: no stack runs on {settings.data_dir} (start it with `webtv up`)")
+    else:
+        now = time.time()
+        for info in supervisor.processes():
+            group, name = info["group"], info["name"]
+            name = name if group == name else f"{group}:{name}"
+            since = f"up {now - info['start']:.0f} s" if info["statename"] == "RUNNING" else ""
+            print(f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since}"
+                  f"{info['spawnerr'] or ''}")  # fmt: skip
+    try:
+        slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
+    except ChannelConfigError as error:
+        sys.exit(f"webtv: {error}")
+    for slug in slugs:
+        status = playout_status(settings.data_dir, slug)
+        age = status.seconds_since_update
+        print(f"channel {slug}: {'on air' if status.running else 'off air'}"
+              + (f", last clip queued {age:.0f} s ago" if age is not None else ""))  # fmt: skip
+    return 0
+
+
+def command_rtmp_server(args: argparse.Namespace) -> int:
+    """The supervised RTMP/HLS server: clears workers a killed predecessor left behind, then
+    becomes nginx (same pid, so supervisord signals nginx itself)."""
+    root = Path(args.root)
+    command = nginx_command(root)
+    if killed := kill_leftover_workers(root):
+        print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
+    os.execv(command[0], command)
 
 
 def mirror_urls(slug: str) -> list[str]:
@@ -309,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--spaces-port", type=int, default=7860, help="first local Space's port")
     up.add_argument("--spaces-delay", type=float, default=0.0, help="seconds added per call")
     up.set_defaults(run=command_up)
+    down = commands.add_parser("down", help="stop a stack `webtv up` runs, in order")
+    down.set_defaults(run=command_down)
+    status = commands.add_parser("status", help="every supervised process and channel")
+    status.set_defaults(run=command_status)
+    rtmp = commands.add_parser("rtmp-server", help="(internal) the supervised nginx")
+    rtmp.add_argument("root")
+    rtmp.set_defaults(run=command_rtmp_server)
     add = commands.add_parser("add-clips", help="add new clips to a channel")
     add.add_argument("channel")
     add.add_argument("count", type=int)

@@ -35,6 +35,22 @@ def weed_binary() -> str:
     return found
 
 
+def s3_credentials(access_key_id: str, secret_access_key: str) -> dict[str, str]:
+    """The environment that makes `weed` enforce these keys (never its command line)."""
+    return {"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key}
+
+
+def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:
+    """`weed mini` on loopback, S3 on `s3_port` and its other services on the ports after."""
+    ports = {name: s3_port + offset for name, offset in PORT_OFFSETS.items()}
+    return [
+        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}", f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-webdav=false", "-admin.ui=false",
+        *(f"-{name}={port}" for name, port in ports.items()),
+    ]  # fmt: skip
+
+
 @dataclass
 class EmbeddedS3:
     process: subprocess.Popen
@@ -63,17 +79,8 @@ def start_embedded_s3(
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "weed.log"
-    environment = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": access_key_id,
-        "AWS_SECRET_ACCESS_KEY": secret_access_key,
-    }
-    command = [
-        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-bucket={bucket}", f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-webdav=false", "-admin.ui=false",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]  # fmt: skip
+    environment = {**os.environ, **s3_credentials(access_key_id, secret_access_key)}
+    command = weed_command(data_dir, s3_port, bucket)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=data_dir

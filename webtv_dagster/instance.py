@@ -8,6 +8,7 @@ many runs, several machines or workers, the same settings go with Postgres stora
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,38 @@ def write_instance_yaml(home: Path, postgres: bool) -> Path:
     header = "# Written by webtv from the project's dagster.yaml; edit that one instead.\n"
     path.write_text(header + yaml.safe_dump(instance_config(postgres), sort_keys=False))
     return path
+
+
+STOPPED_WITH_STACK_TAG = "webtv/stopped_with_stack"  # runs canceled by a stop, booked again
+IN_FLIGHT = ["STARTING", "STARTED", "CANCELING"]
+
+
+def drain_runs(home: Path, grace_seconds: float, cancel_wait_seconds: float = 3) -> dict:
+    """Lets the runs in flight finish for up to `grace_seconds`, then cancels the others,
+    tagged so that the clip sensor books their clips again at the next start (what their
+    earlier stages made stays in S3 and is reused). Queued runs stay queued for the next start.
+    Returns how many finished and how many were canceled."""
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus[name] for name in IN_FLIGHT]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+
+        def in_flight() -> list[dg.DagsterRun]:
+            return instance.get_runs(filters=dg.RunsFilter(statuses=statuses))
+
+        runs = in_flight()
+        started = len(runs)
+        deadline = time.monotonic() + grace_seconds
+        while runs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            runs = in_flight()
+        for run in runs:
+            instance.add_run_tags(run.run_id, {STOPPED_WITH_STACK_TAG: "true"})
+            if not instance.run_launcher.terminate(run.run_id):
+                instance.report_run_canceled(run, "stopped with the stack")
+        deadline = time.monotonic() + cancel_wait_seconds
+        while in_flight() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for run in in_flight():  # its process did not answer: it is gone with the stack
+            instance.report_run_canceled(run, "stopped with the stack")
+        return {"finished": started - len(runs), "canceled": len(runs)}

@@ -9,9 +9,11 @@ http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -136,6 +138,57 @@ class RtmpServer:
         stop_process(self.process)
 
 
+def write_rtmp_config(
+    root: Path, channels: Mapping[str, str], rtmp_port: int, http_port: int, data_dir: Path
+) -> Path:
+    """Writes nginx.conf (and the viewer's channels.json) under `root` for `channels`
+    (slug: title); returns the configuration's path. Playout states are served from
+    `data_dir`."""
+    root = root.resolve()
+    for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
+    (root / "channels.json").write_text(json.dumps(guide, indent=2))
+    conf = root / "nginx.conf"
+    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port, data_dir))
+    return conf
+
+
+def nginx_command(root: Path) -> list[str]:
+    """nginx in the foreground on the configuration written under `root`."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or not RTMP_MODULE.exists():
+        raise RtmpServerError(
+            "nginx with the RTMP module is missing: apt-get install nginx libnginx-mod-rtmp"
+        )
+    root = root.resolve()
+    return [nginx, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
+
+
+def kill_leftover_workers(root: Path) -> list[int]:
+    """Kills the workers an nginx master of `root` left behind when it was killed (they keep
+    the ports open and would make the next master fail); returns their pids. Workers are
+    found as `nginx` processes in the dead master's process group."""
+    try:
+        master = int((root / "nginx.pid").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return []
+    killed = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            process_group = int(fields[1].split()[2])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if name == "nginx" and process_group == master:
+            pid = int(stat.parent.name)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
+
+
 def start_rtmp_server(
     root: Path,
     channels: Mapping[str, str],
@@ -146,27 +199,14 @@ def start_rtmp_server(
 ) -> RtmpServer:
     """Writes the configuration under `root` for `channels` (slug: title), starts nginx and
     waits until both ports answer. Playout states are served from `data_dir`."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists() or not RTMP_MODULE.exists():
-        raise RtmpServerError(
-            "nginx with the RTMP module is missing: apt-get install nginx libnginx-mod-rtmp"
-        )
+    command = nginx_command(root)
     busy = [port for port in (rtmp_port, http_port) if not port_is_free(port)]
     if busy:
         raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
     root = root.resolve()
-    for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
-    (root / "channels.json").write_text(json.dumps(guide, indent=2))
-    conf = root / "nginx.conf"
-    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port, data_dir))
+    write_rtmp_config(root, channels, rtmp_port, http_port, data_dir)
     log = (root / "nginx.out").open("ab")
-    process = subprocess.Popen(
-        [nginx, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = RtmpServer(process, root, rtmp_port, http_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

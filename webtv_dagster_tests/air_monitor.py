@@ -43,9 +43,11 @@ class AirMonitor:
             self.connections += 1
             connection = self.connections
             # framecrc prints one line per packet (stream, dts, ...); -flush_packets makes each
-            # line arrive as its packet does.
+            # line arrive as its packet does. Probing is off: FFmpeg's default 2.5 s of it on
+            # each reconnect is the subscriber's own start-up, not time off air.
             self._process = subprocess.Popen(
-                ["ffmpeg", "-loglevel", "quiet", "-i", self.url, "-map", "0", "-c", "copy",
+                ["ffmpeg", "-loglevel", "quiet", "-analyzeduration", "0", "-probesize", "32",
+                 "-i", self.url, "-map", "0", "-c", "copy",
                  "-copyts", "-flush_packets", "1", "-f", "framecrc", "-"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )  # fmt: skip

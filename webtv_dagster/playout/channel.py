@@ -96,7 +96,7 @@ def unaired_entries(playlist: Playlist | None, through: int) -> list[PlaylistEnt
 def restart_backoff(failures: int) -> float:
     """Seconds before the next publisher after `failures` in a row that sent nothing: the first
     replacement starts at once."""
-    return 0.0 if failures <= 1 else min(0.25 * 2 ** (failures - 2), 2.0)
+    return 0.0 if failures <= 1 else min(0.1 * 2 ** (failures - 2), 1.0)
 
 
 class ChannelPlayout:
@@ -250,9 +250,11 @@ class ChannelPlayout:
                             self.urls, self.folder / "publisher.log", to_send[0].stream_seconds
                         )
                     while to_send:
+                        # Recorded first: a playout killed while it sends this segment goes on
+                        # after it when restarted, never back over frames already on air.
+                        self._record_on_air(to_send[0])
                         self.publisher.send(to_send[0])
                         given.append(to_send.pop(0))
-                        self._record_sent(given[-1])
                         given = [s for s in given if s.end > self.publisher.sent_through]
                 except PublisherDied as died:
                     if self.stop.is_set():
@@ -299,7 +301,7 @@ class ChannelPlayout:
         if self.publisher is not None:
             self.publisher.kill()
 
-    def _record_sent(self, segment: Segment) -> None:
+    def _record_on_air(self, segment: Segment) -> None:
         if segment.clip_id != IDENT:
             self.aired_through = max(self.aired_through, ClipId.parse(segment.clip_id).number)
         scheduled = ScheduledClip(

@@ -187,13 +187,11 @@ class Publisher:
         return f"the publisher to {where}/<stream key> exited ({' '.join(last) or 'no message'})"
 
     def kill(self) -> None:
-        """Stops it at once: what it had buffered but not sent is dropped."""
+        """Stops it at once: what it had buffered but not sent is dropped. Safe in a signal
+        handler that interrupted `send` (its input pipe is left to the garbage collector)."""
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.process.stdin.close()
-        self._logger.join(timeout=2)
 
     def close(self, timeout: float = 30) -> None:
         """Lets it send what it has, then stops it (killed after `timeout`)."""

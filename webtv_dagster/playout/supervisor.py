@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.stack import PLAYOUT_GROUP, StackSupervisor
 
 STOPPED_MARKER = "stopped"  # an operator stopped the channel: the watchdog leaves it off air
 
@@ -134,31 +135,49 @@ def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
         )  # fmt: skip
 
 
+def _supervised(data_dir: Path, slug: str) -> tuple[StackSupervisor, str] | None:
+    """The stack's supervisord and the program name when it runs this channel's playout."""
+    supervisor = StackSupervisor.connect(data_dir)
+    name = f"{PLAYOUT_GROUP}:{slug}"
+    if supervisor is None or supervisor.process(name) is None:
+        return None
+    return supervisor, name
+
+
 def start_playout(
     data_dir: Path, slug: str, timeout: float = 120.0, settle_seconds: float = 2.0
 ) -> int:
-    """Launches the channel's playout and waits until it has queued its first clip and is
-    still up `settle_seconds` later (a publisher refused by the RTMP server takes the playout
-    down with its next clip); returns its pid. Raises PlayoutStartError with the end of its
+    """Starts the channel's playout (through supervisord when the stack's supervisord runs it,
+    else as a process of its own) and waits until it has queued its first clip and is still
+    up `settle_seconds` later; returns its pid. Raises PlayoutStartError with the end of its
     log if it exits."""
     started = time.time()
-    process = launch_playout(data_dir, slug)
+    (playout_folder(data_dir, slug) / STOPPED_MARKER).unlink(missing_ok=True)
+    supervised = _supervised(data_dir, slug)
+    if supervised:
+        supervisor, name = supervised
+        supervisor.start(name)
+        process = None
+    else:
+        process = launch_playout(data_dir, slug)
     log_path = playout_folder(data_dir, slug) / "playout.log"
     deadline = time.monotonic() + timeout
     on_air_since = None
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        exited = process.poll() if process else _supervisor_exit(supervised)
+        if exited is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-4:]
             raise PlayoutStartError(
-                f"playout of {slug} exited with status {process.returncode}: " + " | ".join(tail)
+                f"playout of {slug} exited with status {exited}: " + " | ".join(tail)
             )
         state = read_state(data_dir, slug)
         if on_air_since is None and state and state.updated_at >= started:
             on_air_since = time.monotonic()
         if on_air_since and time.monotonic() - on_air_since >= settle_seconds:
-            return process.pid
+            return _read_pid(data_dir, slug) or 0
         time.sleep(0.2)
-    process.kill()
+    if process:
+        process.kill()
     raise PlayoutStartError(
         f"playout of {slug} did not go on air in {timeout:.0f} s; see {log_path}"
     )
@@ -170,6 +189,12 @@ def stop_playout(data_dir: Path, slug: str, timeout: float = 30.0) -> bool:
     folder = playout_folder(data_dir, slug)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STOPPED_MARKER).touch()
+    supervised = _supervised(data_dir, slug)
+    if supervised:
+        supervisor, name = supervised
+        was_running = supervisor.process(name)["statename"] == "RUNNING"
+        supervisor.stop(name)
+        return was_running
     pid = _read_pid(data_dir, slug)
     if pid is None or not _lock_is_held(data_dir, slug):
         return False
@@ -184,6 +209,13 @@ def stop_playout(data_dir: Path, slug: str, timeout: float = 30.0) -> bool:
                 return True
             time.sleep(0.1)
     return True
+
+
+def _supervisor_exit(supervised: tuple[StackSupervisor, str]) -> int | None:
+    """The exit status of a supervised playout that gave up starting (FATAL), or None."""
+    supervisor, name = supervised
+    info = supervisor.process(name) or {}
+    return info.get("exitstatus") if info.get("statename") in {"FATAL", "STOPPED"} else None
 
 
 def ensure_playout(data_dir: Path, slug: str, stale_after: float, restart: bool = False) -> str:
