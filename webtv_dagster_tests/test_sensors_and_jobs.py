@@ -242,3 +242,29 @@ def test_taken_down_clips_leave_the_buffer(instance):
     # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead.
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007"]
+
+
+def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
+    from webtv_dagster.defs.sensors import REBOOK_OF
+    from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
+
+    first = tick(instance)  # test-llamas 1..6 planned
+    stopped = instance.create_run_for_job(
+        job_def=defs.resolve_job_def("clip_job"),
+        tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000005",
+              "webtv/text_to_video_model": "procedural", STOPPED_WITH_STACK_TAG: "true"},
+        status=dg.DagsterRunStatus.CANCELED,
+    )  # fmt: skip
+    again = tick(instance, first)
+    rebook = [r for r in again.run_requests if r.tags.get(REBOOK_OF) == stopped.run_id]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in rebook] == [
+        ("test-llamas-000001", "test-llamas-000005")
+    ]
+    assert rebook[0].run_key == f"rebook:{stopped.run_id}"
+    assert rebook[0].tags["webtv/text_to_video_model"] == "procedural"
+    # Once its run exists, the canceled run is left alone.
+    instance.create_run_for_job(
+        job_def=defs.resolve_job_def("clip_job"), tags=rebook[0].tags,
+        status=dg.DagsterRunStatus.STARTED,
+    )  # fmt: skip
+    assert not [r for r in tick(instance, again).run_requests if REBOOK_OF in r.tags]

@@ -11,6 +11,7 @@ from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.jobs import clip_job, playlist_job
 from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
+from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
 from webtv_dagster.planning import clips_needed, run_batches
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.settings import Settings
@@ -60,6 +61,43 @@ def taken_down_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
     return {key for key, on_air in latest.items() if on_air and on_air.value == TAKEN_DOWN}
 
 
+REBOOK_OF = "webtv/rebook_of"  # on a run that makes again the clips of a canceled one
+
+
+def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], set[str]]:
+    """Runs for the clips of clip runs canceled by a stack stop (`webtv down`, Ctrl-C on
+    `webtv up`) that were not booked again yet, and those clips' keys. Looks at the newest
+    twenty such runs only: a tick's cost does not grow with history."""
+    canceled = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=clip_job.name,
+            statuses=[dg.DagsterRunStatus.CANCELED],
+            tags={STOPPED_WITH_STACK_TAG: "true"},
+        ),
+        limit=20,
+    )
+    requests, keys = [], set()
+    for record in canceled:
+        run = record.dagster_run
+        if instance.get_run_records(dg.RunsFilter(tags={REBOOK_OF: run.run_id}), limit=1):
+            continue
+        first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+        if not first or not last:
+            continue
+        models = {key: value for key, value in run.tags.items() if key.endswith("_model")}
+        requests.append(
+            dg.RunRequest(
+                run_key=f"rebook:{run.run_id}",
+                job_name=clip_job.name,
+                tags={RANGE_START: first, RANGE_END: last, REBOOK_OF: run.run_id, **models},
+            )
+        )
+        start, end = ClipId.parse(first), ClipId.parse(last)
+        numbers = range(start.number, end.number + 1)
+        keys |= {ClipId(channel=start.channel, number=number).key for number in numbers}
+    return requests, keys
+
+
 class ChannelCursor(BaseModel):
     requested: int = Field(0, description="every clip up to here was requested or booked")
     seen: int = Field(0, description="every clip up to here existed at the last tick")
@@ -87,9 +125,13 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     }
     existing = context.instance.get_dynamic_partitions(clip_partitions.name)
     statuses = clip_statuses(context.instance, list(existing))
-    failed = {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
+    run_requests, rebooked = rebook_requests(context.instance)
+    failed = {
+        key
+        for key, status in statuses.items()
+        if status == dg.AssetPartitionStatus.FAILED and key not in rebooked
+    }
     new_keys: list[str] = []
-    run_requests: list[dg.RunRequest] = []
     for channel in load_channels(settings.channels_file).channels:
         planned = clips_of_channel(existing, channel.slug)
         if channel.slug not in cursors:
