@@ -268,3 +268,29 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
         status=dg.DagsterRunStatus.STARTED,
     )  # fmt: skip
     assert not [r for r in tick(instance, again).run_requests if REBOOK_OF in r.tags]
+
+
+def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path, monkeypatch):
+    import time
+
+    from webtv_dagster.defs.stream import on_air_stream_sensor
+    from webtv_dagster.playout.state import PlayoutState, SkippedClip, state_path
+
+    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    tick(instance)  # test-llamas 1..6 exist
+    path = state_path(tmp_path, "test-llamas")
+    path.parent.mkdir(parents=True)
+    skip = SkippedClip(clip_id="test-llamas-000002", reason="it remuxes to 30 frames", at=1e9)
+    path.write_text(
+        PlayoutState(
+            channel="test-llamas", title="t", publisher_started_at=0, updated_at=time.time(),
+            aired_through=3, unplayed_seconds=0, schedule=[], up_next=[], skipped=[skip],
+        ).model_dump_json()
+    )  # fmt: skip
+    first = on_air_stream_sensor(dg.build_sensor_context(instance=instance))
+    (observation,) = [e for e in first.asset_events if e.asset_key == broadcast_clip.key]
+    assert observation.partition == "test-llamas-000002"
+    assert observation.metadata["reason"].value == "it remuxes to 30 frames"
+    # Recorded once: the next tick has nothing new to say about it.
+    again = on_air_stream_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert not [e for e in again.asset_events if e.asset_key == broadcast_clip.key]

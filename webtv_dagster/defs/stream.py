@@ -2,13 +2,15 @@
 the playout process (`webtv playout`) airs it. One sensor reports what the playout reports;
 another requests the job that starts the playout again when it is down or stuck."""
 
+import json
 import time
 
 import dagster as dg
 
-from webtv_dagster.defs.partitions import channel_partitions
+from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.defs.resources import Studio
-from webtv_dagster.playout.state import read_state
+from webtv_dagster.playout.state import PlayoutState, read_state
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     ensure_playout,
@@ -30,17 +32,38 @@ on_air_stream = dg.AssetSpec(
 )
 
 
+def skip_observations(
+    instance: dg.DagsterInstance, state: PlayoutState, after: float
+) -> list[dg.AssetObservation]:
+    """The clips the playout refused to air since `after`, as observations of their
+    broadcast_clip partition with the reason (the operator's cue to rerun them)."""
+    return [
+        dg.AssetObservation(
+            asset_key=broadcast_clip.key,
+            partition=skip.clip_id,
+            metadata={"on_air": "skipped by the playout", "reason": skip.reason},
+        )
+        for skip in state.skipped
+        if skip.at > after and instance.has_dynamic_partition(clip_partitions.name, skip.clip_id)
+    ]
+
+
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def on_air_stream_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Observes each channel's stream from its playout state: clip on air, its prompt,
-    unaired seconds left in the playlist, uptime, and how long since the state last moved."""
+    unaired seconds left in the playlist, uptime, publisher restarts, and how long since the
+    state last moved; and records each clip the playout skipped on that clip's partition."""
     settings = Settings.from_env()
     now = time.time()
+    skips_seen = json.loads(context.cursor) if context.cursor else {}
     observations = []
     for slug in channel_partitions.get_partition_keys():
         state = read_state(settings.data_dir, slug)
         if state is None:
             continue
+        observations += skip_observations(context.instance, state, skips_seen.get(slug, 0.0))
+        if state.skipped:
+            skips_seen[slug] = max(skip.at for skip in state.skipped)
         on_air = state.on_air(now)
         observations.append(
             dg.AssetObservation(
@@ -53,12 +76,13 @@ def on_air_stream_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
                     "aired_through": state.aired_through,
                     "uptime_seconds": round(now - state.publisher_started_at, 1),
                     "seconds_since_update": round(now - state.updated_at, 1),
+                    "publisher_restarts": state.publisher_restarts,
                 },
             )
         )
     if not observations:
         return dg.SensorResult(skip_reason="no channel is on air yet")
-    return dg.SensorResult(asset_events=observations)
+    return dg.SensorResult(asset_events=observations, cursor=json.dumps(skips_seen))
 
 
 class PlayoutConfig(dg.Config):
