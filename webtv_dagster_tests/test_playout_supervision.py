@@ -55,21 +55,13 @@ def run_playout_job(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResu
     )
 
 
-def publisher_of(playout_pid: int) -> int:
-    """The pid of the playout's FFmpeg publisher (its child reading with -re)."""
-    out = subprocess.run(["pgrep", "-P", str(playout_pid), "-f", "ffmpeg .*-re "],
-                         capture_output=True, text=True, check=False).stdout  # fmt: skip
-    (pid,) = out.split()
-    return int(pid)
-
-
 def stream_has_frames(url: str) -> bool:
     command = ["ffmpeg", "-loglevel", "error", "-i", url, "-frames:v", "12", "-f", "null", "-"]
     grab = subprocess.run(command, capture_output=True, timeout=30, check=False)
     return grab.returncode == 0
 
 
-def test_a_killed_publisher_is_brought_back_by_the_watchdog(
+def test_a_killed_playout_is_brought_back_by_the_watchdog_on_the_same_timeline(
     on_air_env, media_store, llama_channel, broadcast_clips, rtmp_server
 ):
     clips = {number: broadcast_clips[number % 4] for number in range(1, 9)}
@@ -84,20 +76,19 @@ def test_a_killed_publisher_is_brought_back_by_the_watchdog(
         assert stream_has_frames(rtmp_server.publish_url(SLUG))
         assert watchdog_request(instance, SLUG) is None  # on air: nothing to do
 
-        os.kill(publisher_of(first.pid), signal.SIGKILL)
+        os.kill(first.pid, signal.SIGKILL)  # its publisher dies with it
         wait_for(lambda: not playout_status(on_air_env, SLUG).running, 60, "playout exit")
-        log = (playout_folder(on_air_env, SLUG) / "playout.log").read_text()
-        assert "the publisher to rtmp://" in log and "/<stream key> exited" in log
-        aired_before = read_state(on_air_env, SLUG).aired_through
+        before = read_state(on_air_env, SLUG)
 
         request = watchdog_request(instance, SLUG)
         assert run_playout_job(instance, request).success
         second = playout_status(on_air_env, SLUG)
         assert second.running and second.pid != first.pid
         assert stream_has_frames(rtmp_server.publish_url(SLUG))
-        # The channel goes on after the clips it had aired, not from the top of the playlist.
-        resumed = read_state(on_air_env, SLUG).schedule[0].clip_id
-        assert int(resumed.rsplit("-", 1)[1]) == aired_before + 1
+        # The channel goes on after the clips it had aired, further along the same timeline.
+        after = read_state(on_air_env, SLUG).schedule[0]
+        assert int(after.clip_id.rsplit("-", 1)[1]) == before.aired_through + 1
+        assert after.stream_seconds == pytest.approx(before.timeline_end)
 
         # The restart is recorded on the stream asset.
         observations = instance.fetch_observations(
@@ -118,21 +109,32 @@ def test_a_stopped_channel_stays_off_and_a_second_playout_is_refused(on_air_env)
                 pass
 
 
-def test_a_dead_rtmp_server_fails_the_job_clearly_and_backs_off(
-    on_air_env, media_store, llama_channel, broadcast_clips, monkeypatch
+def test_with_the_rtmp_server_down_the_job_says_so_and_the_playout_airs_once_it_is_up(
+    on_air_env, media_store, llama_channel, broadcast_clips, monkeypatch, tmp_path, channels
 ):
     from webtv_dagster.processes import free_port_block
+    from webtv_dagster.rtmp_server import start_rtmp_server
 
-    monkeypatch.setenv("WEBTV_RTMP_PORT", str(free_port_block(1)))  # nothing listens there
-    upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
+    port = free_port_block(2)
+    monkeypatch.setenv("WEBTV_RTMP_PORT", str(port))  # nothing listens there yet
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 9)})
     with dg.instance_for_test() as instance:
         result = run_playout_job(instance, watchdog_request(instance, SLUG))
         assert not result.success
         (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         message = failure.event_specific_data.error.message
-        assert "publisher to rtmp://127.0.0.1:" in message and "Connection refused" in message
-        # Right after a failed restart the watchdog waits before it tries again.
-        assert watchdog_request(instance, SLUG) is None
+        assert "cannot publish" in message and "Connection refused" in message
+        assert "publisher to rtmp://127.0.0.1:" in message
+        # The playout is up and keeps trying: when the server comes, the channel airs.
+        assert playout_status(on_air_env, SLUG).running
+        titles = {channel.slug: channel.title for channel in channels.channels}
+        server = start_rtmp_server(tmp_path / "late-nginx", titles, port, port + 1, on_air_env)
+        try:
+            assert wait_for(lambda: stream_has_frames(server.publish_url(SLUG)), 30, "frames")
+            wait_for(lambda: read_state(on_air_env, SLUG).publisher_error is None, 10, "no error")
+        finally:
+            stop_playout(on_air_env, SLUG)
+            server.stop()
 
 
 def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, broadcast_clips):

@@ -133,6 +133,9 @@ class ChannelPlayout:
         self._up_next: list[PlaylistEntry] = []
         self.publisher: Publisher | None = None
         self.publisher_restarts = 0
+        self.publisher_error: str | None = None  # why the last one died, until one sends
+        self._publisher_origin = time.time()
+        self._state_lock = threading.Lock()
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
@@ -277,6 +280,8 @@ class ChannelPlayout:
         failures = 0 if self.publisher.sent_seconds > 0 else failures + 1
         self.publisher = None
         self.publisher_restarts += 1
+        self.publisher_error = str(died)
+        self._write_state()
         # One frame of slack: out_time is the last packet's timestamp, short of its end.
         resend = [s for s in given if s.stream_seconds >= sent_through - 0.05]
         log.warning(
@@ -289,6 +294,9 @@ class ChannelPlayout:
     def _watch_publisher(self) -> None:
         while not self.stop.wait(0.5):
             publisher = self.publisher
+            if publisher is not None and publisher.sent_seconds > 0 and self.publisher_error:
+                self.publisher_error = None  # a publisher sends again
+                self._write_state()
             if publisher is not None and publisher.stalled(STALL_SECONDS):
                 log.warning("%s: the publisher sent nothing for %.0f s: replacing it",
                             self.channel.slug, STALL_SECONDS)  # fmt: skip
@@ -313,24 +321,26 @@ class ChannelPlayout:
         )
         earlier = [c for c in self._schedule if c.stream_seconds < segment.stream_seconds]
         self._schedule = [*earlier, scheduled][-SCHEDULE_LENGTH:]
+        self._publisher_origin = self.publisher.wall_time_of(0.0)
+        self._write_state()
+
+    def _write_state(self) -> None:
         later = self._up_next
-        write_state(
-            self.data_dir,
-            PlayoutState(
-                channel=self.channel.slug,
-                title=self.channel.title,
-                publisher_started_at=self.publisher.wall_time_of(0.0),
-                updated_at=time.time(),
-                aired_through=self.aired_through,
-                unplayed_seconds=sum(entry.duration_seconds for entry in later),
-                schedule=self._schedule,
-                up_next=[
-                    GuideEntry(
-                        clip_id=e.clip_id, prompt=e.prompt, duration_seconds=e.duration_seconds
-                    )
-                    for e in later[:GUIDE_LENGTH]
-                ],
-                skipped=self._skipped,
-                publisher_restarts=self.publisher_restarts,
-            ),
+        state = PlayoutState(
+            channel=self.channel.slug,
+            title=self.channel.title,
+            publisher_started_at=self._publisher_origin,
+            updated_at=time.time(),
+            aired_through=self.aired_through,
+            unplayed_seconds=sum(entry.duration_seconds for entry in later),
+            schedule=self._schedule,
+            up_next=[
+                GuideEntry(clip_id=e.clip_id, prompt=e.prompt, duration_seconds=e.duration_seconds)
+                for e in later[:GUIDE_LENGTH]
+            ],
+            skipped=self._skipped,
+            publisher_restarts=self.publisher_restarts,
+            publisher_error=self.publisher_error,
         )
+        with self._state_lock:  # the feeder and the publisher watch both write it
+            write_state(self.data_dir, state)

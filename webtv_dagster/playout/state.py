@@ -52,6 +52,10 @@ class PlayoutState(BaseModel):
         [], description=f"the last {SKIPS_KEPT} clips refused at air time, with the reason"
     )
     publisher_restarts: int = Field(0, description="publishers replaced since the playout began")
+    publisher_error: str | None = Field(
+        None, description="why the last publisher died, until a new one sends (the playout "
+        "keeps replacing it)"
+    )
 
     def on_air(self, now: float | None = None) -> ScheduledClip | None:
         now = time.time() if now is None else now

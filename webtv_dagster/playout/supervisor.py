@@ -174,6 +174,11 @@ def start_playout(
         if on_air_since is None and state and state.updated_at >= started:
             on_air_since = time.monotonic()
         if on_air_since and time.monotonic() - on_air_since >= settle_seconds:
+            if state.publisher_error:
+                raise PlayoutStartError(
+                    f"playout of {slug} runs but cannot publish: {state.publisher_error}; it "
+                    "keeps trying (is the RTMP server up? `webtv status`)"
+                )
             return _read_pid(data_dir, slug) or 0
         time.sleep(0.2)
     if process:
