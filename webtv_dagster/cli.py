@@ -172,10 +172,11 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     # What serves viewers and operators goes at once, beside the daemon.
     supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
     supervisor.stop_soon("dagster-webserver")
-    supervisor.stop("dagster-daemon")
-    drained = drain_runs((data_dir / "dagster").resolve(), grace_seconds)
-    print(f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
-          "canceled and booked again for the next start", flush=True)  # fmt: skip
+    if supervisor.process("dagster-daemon") is not None:
+        supervisor.stop("dagster-daemon")
+        drained = drain_runs((data_dir / "dagster").resolve(), grace_seconds)
+        print(f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
+              "canceled and booked again for the next start", flush=True)  # fmt: skip
     supervisor.stop_all_soon()
     pid_file = supervisor_folder(data_dir) / "supervisord.pid"
     supervisor.shutdown()
