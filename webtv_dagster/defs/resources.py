@@ -5,6 +5,7 @@ from functools import cached_property
 
 import dagster as dg
 
+from webtv_dagster.alerts import AlertError, WebhookNotifier
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_channels
 from webtv_dagster.production import ClipProduction
@@ -53,6 +54,25 @@ class Studio(dg.ConfigurableResource):
         return ClipProduction(store, channel, backends)
 
 
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts go: a webhook URL (Slack, Discord, Mattermost, ...); empty: nowhere. The
+    URL is a secret: only its host is ever shown."""
+
+    url: str = ""
+
+    def send(self, log, title: str, details: str, severity: str = "error") -> bool:
+        """Posts the alert; a webhook that fails is logged (host only), never raised."""
+        if not self.url:
+            log.info(f"alert (no webhook configured): {title}")
+            return False
+        try:
+            WebhookNotifier(self.url).send(title, details, severity)
+        except AlertError as error:
+            log.warning(f"alert not delivered: {error}")
+            return False
+        return True
+
+
 def _secret(variable: str) -> dg.EnvVar | None:
     # Unset keys fall back to boto3's own chain (instance roles, ~/.aws); set ones stay
     # EnvVars, so their values never show in the UI.
@@ -92,6 +112,7 @@ def resources() -> dg.Definitions:
                 access_key_id=_secret("AWS_ACCESS_KEY_ID"),
                 secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
             ),
+            "alert_webhook": AlertWebhook(url=_secret("WEBTV_ALERT_WEBHOOK_URL") or ""),
             "studio": Studio(
                 channels_file=str(settings.channels_file),
                 parallel_clips=settings.parallel_clips,

@@ -4,6 +4,7 @@ another requests the job that starts the playout again when it is down or stuck.
 
 import json
 import time
+from datetime import timedelta
 
 import dagster as dg
 
@@ -28,6 +29,9 @@ on_air_stream = dg.AssetSpec(
     partitions_def=channel_partitions,
     group_name="air",
     kinds={"rtmp"},
+    # Observed only while the channel airs as it should: two minutes without an observation
+    # means a channel has been off air, stuck or unable to publish that long.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=2)),
     owners=["team:webtv"],
 )
 
@@ -64,6 +68,8 @@ def on_air_stream_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
         observations += skip_observations(context.instance, state, skips_seen.get(slug, 0.0))
         if state.skipped:
             skips_seen[slug] = max(skip.at for skip in state.skipped)
+        if state.publisher_error or now - state.updated_at > settings.playout_stale_seconds:
+            continue  # not airing as it should: no sign of life to record
         on_air = state.on_air(now)
         observations.append(
             dg.AssetObservation(

@@ -1,0 +1,89 @@
+"""Alerts: a person hears about what the system could not fix by itself, through the
+deployment's webhook (WEBTV_ALERT_WEBHOOK_URL): a failed run, a channel off air or unable to
+publish for longer than a sensor tick, a supervised process that gave up restarting."""
+
+import json
+import time
+
+import dagster as dg
+
+from webtv_dagster.defs.partitions import channel_partitions
+from webtv_dagster.defs.resources import AlertWebhook
+from webtv_dagster.playout.state import read_state
+from webtv_dagster.playout.supervisor import playout_status
+from webtv_dagster.settings import Settings
+from webtv_dagster.stack import StackSupervisor
+
+ALERT_CHECK_SECONDS = 30
+
+
+@dg.run_failure_sensor(
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=ALERT_CHECK_SECONDS,
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook):
+    """Sends an alert for every failed run: its job, what it was making, and why it failed."""
+    run = context.dagster_run
+    subject = run.tags.get("webtv/channel") or " .. ".join(
+        filter(None, [run.tags.get("dagster/asset_partition_range_start"),
+                      run.tags.get("dagster/asset_partition_range_end")])
+    )  # fmt: skip
+    reason = context.failure_event.message or "no message"
+    alert_webhook.send(
+        context.log, f"run of {run.job_name} failed" + (f" ({subject})" if subject else ""),
+        f"{reason}\nrun {run.run_id}",
+    )  # fmt: skip
+
+
+def channel_problem(settings: Settings, slug: str, now: float) -> str | None:
+    """Why the channel is not airing as it should, or None."""
+    status = playout_status(settings.data_dir, slug, now)
+    if status.stopped_by_operator:
+        return None
+    if not status.running:
+        return "its playout is not running"
+    if status.needs_start(settings.playout_stale_seconds):
+        return f"its playout queued nothing for {status.seconds_since_update:.0f} s"
+    state = read_state(settings.data_dir, slug)
+    if state is not None and state.publisher_error:
+        return f"it cannot publish: {state.publisher_error}"
+    return None
+
+
+@dg.sensor(
+    minimum_interval_seconds=ALERT_CHECK_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def off_air_alert_sensor(context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook):
+    """Alerts when a channel has been off air, stuck or unable to publish on two ticks in a row
+    (the playout and the supervisor fix the short faults), when a supervised process gave up
+    restarting (FATAL), and again when each comes back."""
+    settings = Settings.from_env()
+    now = time.time()
+    problems = {
+        slug: channel_problem(settings, slug, now)
+        for slug in channel_partitions.get_partition_keys()
+    }
+    supervisor = StackSupervisor.connect(settings.data_dir)
+    for info in supervisor.processes() if supervisor else []:
+        problems[f"process {info['name']}"] = (
+            f"it gave up restarting: {info['spawnerr'] or info['description']}"
+            if info["statename"] == "FATAL" else None
+        )  # fmt: skip
+    seen = json.loads(context.cursor) if context.cursor else {}
+    for subject, problem in problems.items():
+        before = seen.get(subject)  # {"problem": ..., "alerted": bool}
+        if problem is None:
+            if before and before["alerted"]:
+                alert_webhook.send(context.log, f"{subject} is back", "", severity="resolved")
+            seen.pop(subject, None)
+        elif before is None:
+            seen[subject] = {"problem": problem, "alerted": False}  # one tick's grace
+        elif not before["alerted"]:
+            advice = f"nobody fixed it in {ALERT_CHECK_SECONDS} s: see `webtv status` and its logs"
+            alert_webhook.send(context.log, f"{subject}: {problem}", advice)
+            seen[subject] = {"problem": problem, "alerted": True}
+    return dg.SensorResult(
+        skip_reason=f"{sum(p is not None for p in problems.values())} problem(s)",
+        cursor=json.dumps(seen, sort_keys=True),
+    )

@@ -1,0 +1,126 @@
+"""Alerts reach a real HTTP webhook receiver; the webhook's secret path never reaches a log."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from webtv_dagster.alerts import AlertError, WebhookNotifier
+from webtv_dagster.definitions import defs
+from webtv_dagster.defs.alerts import off_air_alert_sensor, run_failure_alert_sensor
+from webtv_dagster.defs.resources import AlertWebhook
+from webtv_dagster.processes import free_port_block
+
+SECRET_PATH = "/services/T0001/B0002/very-secret-token"
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on a free loopback port; yields (url, the JSON bodies it got)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            length = int(self.headers["Content-Length"])
+            received.append({"path": self.path, **json.loads(self.rfile.read(length))})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received
+    server.shutdown()
+
+
+def test_a_failed_run_is_sent_to_the_webhook(receiver, caplog):
+    url, received = receiver
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("add_clips_job").execute_in_process(
+            run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nosuch"}}}},
+            instance=instance, raise_on_error=False,
+        )  # fmt: skip
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name=run_failure_alert_sensor.name,
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=failure,
+        ).for_run_failure()
+        run_failure_alert_sensor(context, alert_webhook=AlertWebhook(url=url))
+    (alert,) = received
+    assert alert["path"] == SECRET_PATH
+    assert "run of add_clips_job failed" in alert["text"] and alert["content"] == alert["text"]
+    assert result.run_id in alert["text"]
+    assert SECRET_PATH not in caplog.text
+
+
+def test_an_unreachable_webhook_is_named_by_its_host_only():
+    dead = f"http://127.0.0.1:{free_port_block(1)}{SECRET_PATH}"
+    with pytest.raises(AlertError) as error:
+        WebhookNotifier(dead, timeout_seconds=2).send("t", "d")
+    assert "unreachable" in str(error.value) and "very-secret-token" not in str(error.value)
+    # The resource logs the failure and carries on: an alert never fails a sensor.
+    logged = []
+
+    class Log:
+        def warning(self, message):
+            logged.append(message)
+
+    assert AlertWebhook(url=dead).send(Log(), "t", "d") is False
+    assert logged and "very-secret-token" not in logged[0]
+
+
+def test_a_channel_off_air_is_alerted_once_after_a_tick_of_grace_and_again_when_back(
+    receiver, tmp_path, monkeypatch
+):
+    from webtv_dagster.playout.state import PlayoutState, write_state
+    from webtv_dagster.playout.supervisor import hold_playout_lock, stop_playout
+
+    url, received = receiver
+    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    stop_playout(tmp_path, "test-ocean")  # an operator took this one off air: no alert
+    webhook = AlertWebhook(url=url)
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            return off_air_alert_sensor(context, alert_webhook=webhook).cursor
+
+        cursor = tick(None)
+        assert received == []  # one tick of grace: the supervisor may fix it meanwhile
+        cursor = tick(cursor)
+        (alert,) = received
+        assert alert["title"] == "test-llamas: its playout is not running"
+        cursor = tick(cursor)
+        assert len(received) == 1  # said once
+        held = threading.Event()
+        release = threading.Event()
+
+        def playout():
+            with hold_playout_lock(tmp_path, "test-llamas"):
+                write_state(tmp_path, PlayoutState(
+                    channel="test-llamas", title="t", publisher_started_at=time.time(),
+                    updated_at=time.time(), unplayed_seconds=0, schedule=[], up_next=[],
+                ))  # fmt: skip
+                held.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=playout)
+        thread.start()
+        try:
+            held.wait(10)
+            tick(cursor)
+        finally:
+            release.set()
+            thread.join()
+    assert received[-1]["title"] == "test-llamas is back"
+    assert received[-1]["severity"] == "resolved"
