@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,28 @@ from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, upload_playlist, wa
 SLUG = "test-llamas"
 
 
+@dataclass
+class Stack:
+    supervisor: StackSupervisor
+    store: MediaStore
+    rtmp_port: int
+    data_dir: Path
+
+    @property
+    def http_port(self) -> int:
+        return self.rtmp_port + 1
+
+    def publish_url(self, slug: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{slug}/live"
+
+    def pids(self) -> dict[str, int]:
+        return {info["name"]: info["pid"] for info in self.supervisor.processes()}
+
+
 @contextmanager
 def supervised_stack(tmp_path: Path, channels_file: Path):
     """S3, nginx and a playout per channel of `channels_file` under supervisord, on free
-    ports; yields (supervisor, store, rtmp publish URL of a slug, data folder)."""
+    ports (HTTP on the port after RTMP's); yields a Stack."""
     from webtv_dagster.channels import load_channels
 
     data_dir = (tmp_path / "data").resolve()
@@ -64,7 +83,7 @@ def supervised_stack(tmp_path: Path, channels_file: Path):
         store = MediaStore("media", f"http://127.0.0.1:{s3_port}", "us-east-1", ACCESS_KEY,
                            SECRET_KEY)  # fmt: skip
         wait_for(lambda: _answers(store), 30, "the S3 API")
-        yield supervisor, store, lambda slug: f"rtmp://127.0.0.1:{rtmp_port}/{slug}/live", data_dir
+        yield Stack(supervisor, store, rtmp_port, data_dir)
     finally:
         if StackSupervisor.connect(data_dir) is not None:
             StackSupervisor(data_dir).shutdown()
@@ -83,16 +102,13 @@ def _answers(store: MediaStore) -> bool:
     return True
 
 
-def pids(supervisor: StackSupervisor) -> dict[str, int]:
-    return {info["name"]: info["pid"] for info in supervisor.processes()}
-
-
 def test_every_process_killed_comes_back_by_itself(tmp_path, broadcast_clips, llama_channel):
-    with supervised_stack(tmp_path, TEST_CHANNELS) as (supervisor, store, url, data_dir):
+    with supervised_stack(tmp_path, TEST_CHANNELS) as stack:
+        store, supervisor = stack.store, stack.supervisor
         upload_playlist(store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 9)})
-        with AirMonitor(url(SLUG)) as viewer:
+        with AirMonitor(stack.publish_url(SLUG)) as viewer:
             viewer.wait_for_frames(48, timeout=90)
-            before = pids(supervisor)
+            before = stack.pids()
             off_air = {}
             for name, kill in [
                 # Every nginx process (master and worker): the RTMP/HLS server is gone.
@@ -102,7 +118,7 @@ def test_every_process_killed_comes_back_by_itself(tmp_path, broadcast_clips, ll
             ]:
                 killed_at = time.monotonic()
                 subprocess.run(kill, check=True)
-                wait_for(lambda n=name: pids(supervisor)[n] not in (0, before[n]), 10, name)
+                wait_for(lambda n=name: stack.pids()[n] not in (0, before[n]), 10, name)
                 wait_for(lambda t=killed_at: len(viewer.video(t)) > 24 * 4, 30, "frames again")
                 off_air[name] = viewer.longest_gap(killed_at, viewer.video(killed_at)[24 * 4].wall)
             states = {info["name"]: info["statename"] for info in supervisor.processes()}
@@ -134,19 +150,19 @@ def test_twenty_channels_on_air_stop_in_order_in_under_15_seconds(
     from webtv_dagster.playout.state import read_state
 
     channels = load_channels(twenty_channels).channels
-    with supervised_stack(tmp_path, twenty_channels) as (supervisor, store, url, data_dir):
+    with supervised_stack(tmp_path, twenty_channels) as stack:
+        data_dir = stack.data_dir
         for channel in channels:
-            upload_playlist(store, channel, {n: broadcast_clips[n % 4] for n in range(1, 4)})
+            upload_playlist(stack.store, channel, {n: broadcast_clips[n % 4] for n in range(1, 4)})
         wait_for(
             lambda: all(read_state(data_dir, c.slug) for c in channels), 180, "20 channels on air"
         )
         started = time.monotonic()
-        stop_stack(data_dir, supervisor, grace_seconds=5)
+        stop_stack(data_dir, stack.supervisor, grace_seconds=5)
         took = time.monotonic() - started
         print(f"20 channels on air stopped in {took:.1f} s")
         assert StackSupervisor.connect(data_dir) is None
     assert took < 15, f"stopping took {took:.1f} s"
-    rtmp_port = int(url("x").split(":")[2].split("/")[0])
-    assert port_is_free(rtmp_port)
+    assert port_is_free(stack.rtmp_port) and port_is_free(stack.http_port)
     leftovers = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""

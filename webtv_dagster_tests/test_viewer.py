@@ -129,3 +129,54 @@ def test_native_hls_plays_and_shows_a_scheduled_prompt(browser, rtmp_server, cha
     state = read_state(channels_on_air, "test-llamas")
     prompts = {clip.clip_id: clip.prompt for clip in state.schedule}
     assert last["clipId"] in prompts and last["prompt"] == prompts[last["clipId"]]
+
+
+def test_a_viewer_watching_through_a_publisher_and_a_server_death_plays_on(
+    browser, tmp_path, broadcast_clips, llama_channel
+):
+    """On the supervised stack: the publisher killed, then every nginx process. Each time the
+    page (never reloaded) plays again within 10 s, its prompt still matching the picture."""
+    import subprocess
+
+    from .test_stack import TEST_CHANNELS, supervised_stack
+
+    with supervised_stack(tmp_path, TEST_CHANNELS) as stack:
+        clips = {n: broadcast_clips[n % 4] for n in range(1, 13)}
+        upload_playlist(stack.store, llama_channel, clips)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{stack.http_port}/#test-llamas")
+        wait_for(lambda: page.evaluate(SAMPLE)["currentTime"] > 3, 90, "the video playing")
+        stalls: dict[str, float] = {}
+        for fault in ("publisher", "rtmp server"):
+            playout = stack.pids()["test-llamas"]
+            if fault == "publisher":
+                kill = ["pkill", "-9", "-P", str(playout), "ffmpeg"]
+            else:
+                kill = ["pkill", "-9", "-g", str(stack.pids()["rtmp"])]
+            subprocess.run(kill, check=True)
+            # For 30 s, the longest time in which the picture did not move.
+            last_move, played, longest_stall = time.monotonic(), [], 0.0
+            while time.monotonic() - last_move < 12 and len(played) < 120:
+                played.append(page.evaluate("document.getElementById('video').currentTime"))
+                if len(played) > 1 and played[-1] > played[-2]:
+                    longest_stall = max(longest_stall, time.monotonic() - last_move)
+                    last_move = time.monotonic()
+                time.sleep(0.25)
+            assert longest_stall <= 10, f"{fault}: the picture stood still {longest_stall:.1f} s"
+            assert played[-1] - played[0] > 20, f"{fault}: it did not play on"
+            stalls[fault] = longest_stall
+            after = samples(page, 10)
+            assert after[-1]["currentTime"] > after[0]["currentTime"], fault
+            state = read_state(stack.data_dir, "test-llamas")
+            scheduled = {clip.clip_id: clip for clip in state.schedule}
+            agreeing = 0
+            for sample in after:
+                clip = scheduled.get(sample["clipId"])
+                assert clip is not None and sample["prompt"] == clip.prompt, (fault, sample)
+                into = sample["position"] - clip.stream_seconds
+                if 0.1 < into < clip.duration_seconds - 0.1:
+                    assert colour_of(sample["rgb"]) == clip_colour(clip.clip_id), (fault, sample)
+                    agreeing += 1
+            assert agreeing >= 5, fault
+        page.close()
+    print(f"longest time the picture stood still after each fault: {stalls}")
