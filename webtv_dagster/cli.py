@@ -224,8 +224,16 @@ def command_status(args: argparse.Namespace) -> int:
 
 def command_rtmp_server(args: argparse.Namespace) -> int:
     """The supervised RTMP/HLS server: clears workers a killed predecessor left behind, then
-    becomes nginx (same pid, so supervisord signals nginx itself)."""
-    root = Path(args.root)
+    becomes nginx (same pid, so supervisord or systemd signals nginx itself). Without a root
+    whose configuration `webtv up` wrote, writes one from the settings under the data folder
+    (a systemd unit's way)."""
+    if args.root:
+        root = Path(args.root)
+    else:
+        settings = Settings.from_env()
+        root = (settings.data_dir / "nginx").resolve()
+        titles = _check_channels(settings)
+        write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port, settings.data_dir)
     command = nginx_command(root)
     if killed := kill_leftover_workers(root):
         print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
@@ -397,6 +405,34 @@ def command_worker(args: argparse.Namespace) -> int:
     os.execv(celery, command)  # the worker is this process: signals reach Celery directly
 
 
+def command_systemd_units(args: argparse.Namespace) -> int:
+    from webtv_dagster.systemd_units import render_units
+
+    settings = Settings.from_env()
+    units = render_units(
+        Path(args.output), settings.data_dir, Path(args.env_file).resolve(), args.user,
+        args.ui_port, args.code_server_port,
+    )  # fmt: skip
+    print(f"webtv: wrote {', '.join(unit.name for unit in units)} to {args.output}")
+    print("webtv: install them in /etc/systemd/system, then: systemctl daemon-reload && "
+          "systemctl enable --now webtv.target webtv-playout@<slug> (docs/operating.md)")
+    return 0
+
+
+def command_alert(args: argparse.Namespace) -> int:
+    """Sends an alert to WEBTV_ALERT_WEBHOOK_URL (systemd's OnFailure= unit calls this)."""
+    from webtv_dagster.alerts import AlertError, notifier
+
+    webhook = notifier(os.environ.get("WEBTV_ALERT_WEBHOOK_URL", ""))
+    if webhook is None:
+        sys.exit(f"webtv: no WEBTV_ALERT_WEBHOOK_URL: alert not sent: {args.title}")
+    try:
+        webhook.send(args.title, args.details)
+    except AlertError as error:
+        sys.exit(f"webtv: {error}")
+    return 0
+
+
 def command_instance_config(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(instance_config(postgres=args.postgres), sort_keys=False), end="")
     return 0
@@ -427,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     down.set_defaults(run=command_down)
     status = commands.add_parser("status", help="every supervised process and channel")
     status.set_defaults(run=command_status)
-    rtmp = commands.add_parser("rtmp-server", help="(internal) the supervised nginx")
-    rtmp.add_argument("root")
+    rtmp = commands.add_parser("rtmp-server", help="run the RTMP/HLS server (nginx) in the "
+                               "foreground, as supervisord and systemd do")  # fmt: skip
+    rtmp.add_argument("root", nargs="?", help="a folder whose nginx.conf webtv up wrote")
     rtmp.set_defaults(run=command_rtmp_server)
     add = commands.add_parser("add-clips", help="add new clips to a channel")
     add.add_argument("channel")
@@ -450,6 +487,18 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--name", default="webtv", help="worker name (unique per machine)")
     worker.add_argument("--concurrency", type=int, default=1, help="steps at once")
     worker.set_defaults(run=command_worker)
+    units = commands.add_parser("systemd-units", help="write systemd units for this host")
+    units.add_argument("output", help="folder to write the units to")
+    units.add_argument("--user", default="webtv", help="the account the services run as")
+    units.add_argument("--env-file", default="/etc/webtv/webtv.env",
+                       help="settings and secrets of the services (mode 0600)")  # fmt: skip
+    units.add_argument("--ui-port", type=int, default=3000)
+    units.add_argument("--code-server-port", type=int, default=4266)
+    units.set_defaults(run=command_systemd_units)
+    alert = commands.add_parser("alert", help="send an alert to WEBTV_ALERT_WEBHOOK_URL")
+    alert.add_argument("title")
+    alert.add_argument("--details", default="")
+    alert.set_defaults(run=command_alert)
     instance = commands.add_parser(
         "instance-config", help="print the Dagster instance settings (dagster.yaml) to deploy"
     )
