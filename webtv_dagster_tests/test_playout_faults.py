@@ -174,3 +174,28 @@ def test_a_hung_s3_never_stops_the_air(
     assert off_air < 1.0, f"{off_air:.1f} s without a frame while S3 hung"
     assert viewer.steps_over_one_frame() == [] and min(viewer.timestamp_steps()) > 0
     assert max(step for step in viewer.timestamp_steps()) <= FRAME_MS + 1
+
+
+def test_a_hung_rtmp_server_is_waited_out_and_the_air_resumes_by_itself(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    import subprocess
+
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    data_dir = tmp_path / "data"
+    nginx = [str(rtmp_server.process.pid)]
+    workers = subprocess.run(["pgrep", "-P", nginx[0]], capture_output=True, text=True)
+    nginx += workers.stdout.split()
+    with on_air(media_store, llama_channel, rtmp_server, data_dir) as playout:
+        wait_for(lambda: playout.publisher and playout.publisher.sent_seconds > 3, 60, "on air")
+        for pid in nginx:
+            os.kill(int(pid), signal.SIGSTOP)
+        time.sleep(10)  # the publisher's socket fills; it sends nothing: it is replaced
+        for pid in nginx:
+            os.kill(int(pid), signal.SIGCONT)
+        resumed_at = time.monotonic()
+        with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+            viewer.wait_for_frames(24, timeout=30)
+        back_after = viewer.video()[0].wall - resumed_at
+        assert playout.publisher_restarts >= 1
+    assert back_after < 10, f"frames came back {back_after:.1f} s after the server woke"

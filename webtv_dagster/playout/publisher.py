@@ -116,6 +116,7 @@ class Publisher:
         self.first_stream_seconds = stream_seconds
         self.started_at: float | None = None  # wall time its first segment was written
         self.sent_seconds = 0.0  # how much of the stream it has sent since it started
+        self.written_through = stream_seconds  # the end of the last segment given to it
         self.last_progress = time.monotonic()
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
@@ -163,17 +164,20 @@ class Publisher:
                 if self.started_at is None:
                     self.started_at = time.time()
                     self.last_progress = time.monotonic()
+                self.written_through = segment.end
                 self.process.stdin.write(segment.data)
                 self.process.stdin.flush()
             except (BrokenPipeError, ValueError):  # ValueError: stdin closed by kill()
                 raise PublisherDied(self._exit_reason()) from None
 
     def stalled(self, after_seconds: float) -> bool:
-        """Whether it was given data but has sent nothing for `after_seconds` (its RTMP server
-        hangs, or the handshake never completes)."""
+        """Whether it has data to send but has sent nothing for `after_seconds` (its RTMP
+        server hangs, or the handshake never completes). One that sent all it was given is
+        waiting, not stalled."""
         return (
             self.started_at is not None
             and self.process.poll() is None
+            and self.sent_through < self.written_through - 1.0
             and time.monotonic() - self.last_progress > after_seconds
         )
 

@@ -1,0 +1,288 @@
+"""The full stack for half an hour with a fault injected in turn, measured as a viewer sees it.
+
+Runs `webtv up` (supervisord, SeaweedFS, nginx-rtmp, Dagster code server, webserver and daemon,
+the playout) on free ports in a fresh folder, with the demo channel's prompts written by an
+OpenAI-compatible stand-in and its takes rendered by a local Zeroscope look-alike Space, both
+served by this process so that they can misbehave on cue. An RTMP subscriber watches the
+channel throughout. Faults, one per window:
+
+  publisher killed, RTMP server killed (every nginx process), S3 killed, S3 hung 30 s,
+  garbage and truncated clips in the playout's cache, garbage and truncated clips in S3,
+  the Space down 60 s (its only replica), the LLM answering junk for 60 s.
+
+For each it prints the longest wall-clock time without a new frame (off air), the video
+timestamp steps over one frame, the clips the playout skipped, the clip runs that failed and
+the alerts the webhook received; at the end, any secret found in any log.
+
+Usage: .venv/bin/python benchmarks/fault_soak.py [--window 170]   (10 windows: ~30 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
+from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
+from webtv_dagster.embedded_s3 import PORT_OFFSETS
+from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.processes import free_port_block
+from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
+from webtv_dagster.stack import StackSupervisor
+from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.air_monitor import AirMonitor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SLUG = "llama-jobs"
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "soak-s3-secret-7f3a9",
+    "SOAK_LLM_KEY": "sk-soak-llm-secret-51c2",
+    "WEBHOOK_PATH": "/hooks/soak-webhook-secret-9e0d",
+}
+
+
+class StandIns:
+    """The LLM stand-in and webhook receiver (one HTTP server) and the local Space."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.junk = False
+        self.alerts: list[dict] = []
+        self.writer = RuleBasedPromptWriter()
+        self.seed = 0
+        stand_ins = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path.startswith(SECRETS["WEBHOOK_PATH"]):
+                    stand_ins.alerts.append({"at": time.time(), **body})
+                    answer = {}
+                else:
+                    answer = stand_ins.completion(body)
+                payload = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.space_port = free_port_block(1)
+        self.workshop = Workshop()
+        self.space = launch("text_to_video", self.space_port, Behaviour(), self.workshop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_port}"
+
+    def completion(self, request: dict) -> dict:
+        """Fresh prompts from the rule-based writer, or junk while `junk` is set."""
+        if self.junk:
+            content = "Sure! Here are some ideas: llamas, more llamas {not json"
+        else:
+            recent = re.findall(r"^- (.+)$", request["messages"][1]["content"], re.MULTILINE)
+            prompts = []
+            while len(prompts) < 2:
+                self.seed += 1
+                prompt = self.writer.write(self.channel, self.seed, recent + prompts).prompt
+                prompts.append(prompt)
+            content = json.dumps({"prompts": prompts})
+        return {
+            "id": "soak", "object": "chat.completion", "created": 0, "model": "soak",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+        }  # fmt: skip
+
+    def space_down(self, seconds: float) -> None:
+        self.space.app.close()
+        time.sleep(seconds)
+        self.space = launch("text_to_video", self.space_port, Behaviour(), self.workshop)
+
+
+def channels_file(folder: Path, stand_ins: StandIns) -> Path:
+    document = yaml.safe_load(DEFAULT_CHANNELS_FILE.read_text())
+    document["models"] = {
+        "soak-llm": {"kind": "openai", "base_url": f"{stand_ins.url}/v1", "model": "soak",
+                     "api_key_env": "SOAK_LLM_KEY", "batch_size": 2},
+        "soak-zeroscope": {"kind": "gradio", "family": "text_to_video",
+                           "spaces": [f"http://127.0.0.1:{stand_ins.space_port}"]},
+    }  # fmt: skip
+    document["channels"][0]["backends"] = {
+        "prompt_writer": "soak-llm", "text_to_video": "soak-zeroscope"
+    }
+    path = folder / "channels.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    load_channels(path)
+    return path
+
+
+def upcoming_clips(data_dir: Path, store: MediaStore) -> list[dict]:
+    """Playlist entries after what the playout aired (the ones a fault can still hit)."""
+    state = read_state(data_dir, SLUG)
+    through = state.aired_through if state else 0
+    playlist = store.get_json(f"channels/{SLUG}/playlist.json")
+    return [e for e in playlist["entries"] if int(e["clip_id"].rsplit("-", 1)[1]) > through + 2]
+
+
+def corrupt(kind: str, where: str, data_dir: Path, store: MediaStore) -> str:
+    """Damages the next upcoming clip's copy in the cache or in S3; returns its id."""
+    entry = upcoming_clips(data_dir, store)[0]
+    cached = playout_folder(data_dir, SLUG) / "cache" / f"{entry['clip_id']}.mp4"
+    if where == "cache":
+        deadline = time.monotonic() + 60
+        while not cached.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        good = cached.read_bytes()
+        cached.write_bytes(os.urandom(len(good)) if kind == "garbage" else good[:200_000])
+    else:
+        key = f"channels/{SLUG}/{entry['path']}"
+        good = store.get_bytes(key)
+        damaged = os.urandom(len(good)) if kind == "garbage" else good[:200_000]
+        store.put_bytes(key, damaged, "video/mp4")
+        cached.unlink(missing_ok=True)
+    return entry["clip_id"]
+
+
+def failed_clip_runs(home: Path, since: float) -> int:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records(
+            dg.RunsFilter(job_name="clip_job", statuses=[dg.DagsterRunStatus.FAILURE]), limit=200
+        )
+    return sum(1 for r in records if r.create_timestamp.timestamp() >= since)
+
+
+def secrets_in_logs(folder: Path) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix not in {".mp4", ".ts", ".flac", ".dat", ".idx"}:
+            text = path.read_bytes()
+            found += [f"{name} in {path}" for name, value in SECRETS.items()
+                      if value.encode() in text]  # fmt: skip
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--window", type=float, default=170, help="seconds per fault")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
+    data_dir = folder / "data"
+    channel = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
+    stand_ins = StandIns(channel)
+    s3_port = free_port_block(max(PORT_OFFSETS.values()) + 1)
+    rtmp_port, ui_port = free_port_block(2), free_port_block(1)
+    environment = {
+        **os.environ,
+        "WEBTV_DATA_DIR": str(data_dir),
+        "WEBTV_CHANNELS_FILE": str(channels_file(folder, stand_ins)),
+        "WEBTV_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "WEBTV_RTMP_PORT": str(rtmp_port),
+        "WEBTV_HLS_PORT": str(rtmp_port + 1),
+        "AWS_ACCESS_KEY_ID": "soak",
+        "AWS_SECRET_ACCESS_KEY": SECRETS["AWS_SECRET_ACCESS_KEY"],
+        "SOAK_LLM_KEY": SECRETS["SOAK_LLM_KEY"],
+        "WEBTV_ALERT_WEBHOOK_URL": stand_ins.url + SECRETS["WEBHOOK_PATH"],
+    }
+    log = (folder / "webtv-up.log").open("w")
+    up = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "webtv"), "up", "--port", str(ui_port)],
+        env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    store = MediaStore("media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", "soak",
+                       SECRETS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+    url = f"rtmp://127.0.0.1:{rtmp_port}/{SLUG}/live"
+    print(f"soak in {folder}; waiting for the first clips to air", flush=True)
+    supervisor = None
+    while supervisor is None:
+        time.sleep(1)
+        supervisor = StackSupervisor.connect(data_dir)
+
+    def pid(name: str) -> int:
+        return next(i["pid"] for i in supervisor.processes() if i["name"] == name)
+
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        state = read_state(data_dir, SLUG)
+        if state and state.aired_through >= 3 and len(upcoming_clips(data_dir, store)) >= 4:
+            break
+        time.sleep(5)
+
+    def hang_s3() -> None:
+        os.kill(pid("s3"), signal.SIGSTOP)
+        time.sleep(30)
+        os.kill(pid("s3"), signal.SIGCONT)
+
+    corrupted: list[str] = []
+    faults = [
+        ("publisher killed", lambda: subprocess.run(
+            ["pkill", "-9", "-P", str(pid(SLUG)), "-f", "ffmpeg .*-re "])),
+        ("RTMP server killed", lambda: subprocess.run(["pkill", "-9", "-g", str(pid("rtmp"))])),
+        ("S3 killed", lambda: os.kill(pid("s3"), signal.SIGKILL)),
+        ("S3 hung 30 s", hang_s3),
+        ("garbage clip in the cache", lambda: corrupted.append(
+            corrupt("garbage", "cache", data_dir, store))),
+        ("truncated clip in the cache", lambda: corrupted.append(
+            corrupt("truncated", "cache", data_dir, store))),
+        ("garbage clip in S3", lambda: corrupted.append(corrupt("garbage", "s3", data_dir, store))),
+        ("truncated clip in S3", lambda: corrupted.append(
+            corrupt("truncated", "s3", data_dir, store))),
+        ("Space down 60 s", lambda: stand_ins.space_down(60)),
+        ("LLM answering junk 60 s", lambda: (setattr(stand_ins, "junk", True), time.sleep(60),
+                                             setattr(stand_ins, "junk", False))),
+    ]  # fmt: skip
+    rows = []
+    try:
+        with AirMonitor(url) as viewer:
+            viewer.wait_for_frames(48, timeout=120)
+            soak_started = time.monotonic()
+            for name, inject in faults:
+                started, wall = time.monotonic(), time.time()
+                skipped_before = len(read_state(data_dir, SLUG).skipped)
+                alerts_before = len(stand_ins.alerts)
+                inject()
+                time.sleep(max(0.0, args.window - (time.monotonic() - started)))
+                state = read_state(data_dir, SLUG)
+                rows.append({
+                    "fault": name,
+                    "off air (s)": round(viewer.longest_gap(started), 2),
+                    "steps over one frame": len(viewer.steps_over_one_frame(started)),
+                    "clips skipped": [s.clip_id for s in state.skipped[skipped_before:]],
+                    "clip runs failed": failed_clip_runs(data_dir / "dagster", wall),
+                    "alerts": [a["title"] for a in stand_ins.alerts[alerts_before:]],
+                })  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+            minutes = (time.monotonic() - soak_started) / 60
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=120)
+    leaks = secrets_in_logs(folder)
+    print(f"\n{len(faults)} faults in {minutes:.1f} min; deliberately corrupted: {corrupted}")
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|---" * len(rows[0]) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(value) for value in row.values()) + " |")
+    print(f"secrets found in logs: {len(leaks)} {leaks[:5]}")
+    print(f"frames seen: {len(viewer.video())}, subscriber connections: {viewer.connections}")
+
+
+if __name__ == "__main__":
+    main()
