@@ -36,6 +36,18 @@ def on_air(store, channel, rtmp_server, data_dir):
     assert not thread.is_alive()
 
 
+def air_until(clip_id, store, channel, rtmp_server, data_dir) -> tuple[AirMonitor, float]:
+    """Airs the channel, watched, until `clip_id` has aired; returns the watcher and the
+    longest time without a frame once frames flowed."""
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(store, channel, rtmp_server, data_dir):
+            viewer.wait_for_frames(5)
+            started = time.monotonic()
+            wait_for(lambda: clip_id in aired_clips(data_dir), 60, f"{clip_id} on air")
+            time.sleep(CLIP_SECONDS)
+    return viewer, viewer.longest_gap(started, viewer.video()[-1].wall)
+
+
 def aired_clips(data_dir) -> list[str]:
     state = read_state(data_dir, SLUG)
     return [clip.clip_id for clip in state.schedule] if state else []
@@ -79,13 +91,7 @@ def test_a_corrupt_or_truncated_cached_clip_is_fetched_again_and_airs(
     (cache / f"{SLUG}-000002.mp4").write_bytes(os.urandom(broadcast_clips[2].stat().st_size))
     good = broadcast_clips[3].read_bytes()
     (cache / f"{SLUG}-000003.mp4").write_bytes(good[: len(good) // 2])
-    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
-        with on_air(media_store, llama_channel, rtmp_server, data_dir):
-            viewer.wait_for_frames(5)
-            started = time.monotonic()
-            wait_for(lambda: f"{SLUG}-000004" in aired_clips(data_dir), 60, "clip 4 on air")
-            time.sleep(CLIP_SECONDS)
-            off_air = viewer.longest_gap(started)
+    viewer, off_air = air_until(f"{SLUG}-000004", media_store, llama_channel, rtmp_server, data_dir)
     assert aired_clips(data_dir)[:4] == [f"{SLUG}-00000{n}" for n in range(1, 5)]
     assert read_state(data_dir, SLUG).skipped == []
     assert off_air < 1.0
@@ -114,13 +120,7 @@ def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
     publish_playlist(media_store, playlist.model_copy(update={"entries": entries}))
 
     data_dir = tmp_path / "data"
-    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
-        with on_air(media_store, llama_channel, rtmp_server, data_dir):
-            viewer.wait_for_frames(5)
-            started = time.monotonic()
-            wait_for(lambda: f"{SLUG}-000005" in aired_clips(data_dir), 60, "clip 5 on air")
-            time.sleep(CLIP_SECONDS)
-            off_air = viewer.longest_gap(started)
+    viewer, off_air = air_until(f"{SLUG}-000005", media_store, llama_channel, rtmp_server, data_dir)
     state = read_state(data_dir, SLUG)
     assert [clip.clip_id for clip in state.schedule][:3] == [
         f"{SLUG}-000001",

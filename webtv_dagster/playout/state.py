@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-SCHEDULE_LENGTH = 6  # aired and queued clips kept in the state file
+SCHEDULE_LENGTH = 10  # aired and queued clips kept in the state file (a player may lag 30 s)
 GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
 SKIPS_KEPT = 20  # most recent clips the playout refused to air
 
