@@ -40,7 +40,7 @@ from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.processes import free_port_block
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
 from webtv_dagster.stack import StackSupervisor
-from webtv_dagster.storage import MediaStore
+from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster_tests.air_monitor import AirMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,10 @@ def upcoming_clips(data_dir: Path, store: MediaStore) -> list[dict]:
     """Playlist entries after what the playout aired (the ones a fault can still hit)."""
     state = read_state(data_dir, SLUG)
     through = state.aired_through if state else 0
-    playlist = store.get_json(f"channels/{SLUG}/playlist.json")
+    try:
+        playlist = store.get_json(f"channels/{SLUG}/playlist.json")
+    except (FileNotFoundError, StorageError):
+        return []
     return [e for e in playlist["entries"] if int(e["clip_id"].rsplit("-", 1)[1]) > through + 2]
 
 
@@ -149,6 +152,8 @@ def corrupt(kind: str, where: str, data_dir: Path, store: MediaStore) -> str:
         deadline = time.monotonic() + 60
         while not cached.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
+        if not cached.exists():
+            return f"(none: {entry['clip_id']} was not cached in time)"
         good = cached.read_bytes()
         cached.write_bytes(os.urandom(len(good)) if kind == "garbage" else good[:200_000])
     else:
@@ -282,6 +287,9 @@ def main() -> None:
         print("| " + " | ".join(str(value) for value in row.values()) + " |")
     print(f"secrets found in logs: {len(leaks)} {leaks[:5]}")
     print(f"frames seen: {len(viewer.video())}, subscriber connections: {viewer.connections}")
+    up_log = (folder / "webtv-up.log").read_text().splitlines()
+    stopped = [line for line in up_log if "stop" in line]
+    print("stop:", *stopped[-3:], sep="\n  ")
 
 
 if __name__ == "__main__":
