@@ -170,3 +170,33 @@ def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, bro
     healthy = playout_status(on_air_env, SLUG).pid
     assert ensure_playout(on_air_env, SLUG, stale_after=60, restart=True) == "restarted"
     assert playout_status(on_air_env, SLUG).pid not in (None, healthy)
+
+
+def test_a_playout_restarted_by_its_supervisor_is_recorded_on_the_stream(on_air_env):
+    import sys
+
+    def playout_holding_the_lock() -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", (
+            "import pathlib, time; from webtv_dagster.playout.supervisor import hold_playout_lock"
+            f"\nwith hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}): "
+            "time.sleep(600)"
+        )])  # fmt: skip
+        wait_for(lambda: playout_status(on_air_env, SLUG).pid == process.pid, 30, "the lock")
+        return process
+
+    with dg.instance_for_test() as instance:
+        first = playout_holding_the_lock()
+        tick = playout_watchdog_sensor(dg.build_sensor_context(instance=instance))
+        assert not [e for e in tick.asset_events if e.partition == SLUG]
+        first.kill()
+        first.wait()
+        second = playout_holding_the_lock()  # what supervisord does: a new process
+        try:
+            again = playout_watchdog_sensor(
+                dg.build_sensor_context(instance=instance, cursor=tick.cursor)
+            )
+        finally:
+            second.kill()
+        (event,) = [e for e in again.asset_events if e.partition == SLUG]
+        assert event.metadata["playout"].value == "restarted by its supervisor"
+        assert event.metadata["pid"].value == second.pid

@@ -129,6 +129,15 @@ def playout_job():
     ensure_channel_playout()
 
 
+def _recorded(instance: dg.DagsterInstance, slug: str, pid: int) -> bool:
+    """Whether the channel's latest playout observation names this pid (playout_job's)."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=on_air_stream.key, asset_partitions=[slug]), limit=1
+    ).records
+    pid_entry = records[0].asset_observation.metadata.get("pid") if records else None
+    return pid_entry is not None and pid_entry.value == pid
+
+
 def restart_backoff_seconds(consecutive_failures: int) -> float:
     return min(PLAYOUT_CHECK_SECONDS * 2**consecutive_failures, 600)
 
@@ -160,18 +169,35 @@ def _waiting_for_earlier_run(instance: dg.DagsterInstance, slug: str, now: float
 def playout_watchdog_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Requests a playout_job run for every channel whose playout is not running or has not
     queued a clip for WEBTV_PLAYOUT_STALE_SECONDS; leaves alone the channels an operator
-    stopped (`webtv channel stop`), and backs off after failed restarts."""
+    stopped (`webtv channel stop`), and backs off after failed restarts. Records on
+    `on_air_stream` each playout that came back with a new process meanwhile (supervisord's
+    restarts), so every restart shows in Dagster whoever made it."""
     settings = Settings.from_env()
     now = time.time()
-    requests = []
+    requests, observations = [], []
+    known_pids = json.loads(context.cursor) if context.cursor else {}
     for slug in channel_partitions.get_partition_keys():
         status = playout_status(settings.data_dir, slug, now)
+        if status.pid:
+            changed = known_pids.get(slug) not in (None, status.pid)
+            if changed and not _recorded(context.instance, slug, status.pid):
+                observations.append(
+                    dg.AssetObservation(
+                        asset_key=on_air_stream.key,
+                        partition=slug,
+                        metadata={"playout": "restarted by its supervisor", "pid": status.pid},
+                    )
+                )
+            known_pids[slug] = status.pid
         if not status.needs_start(settings.playout_stale_seconds):
             continue
         if _waiting_for_earlier_run(context.instance, slug, now):
             continue
         config = {"ops": {ensure_channel_playout.name: {"config": {"channel": slug}}}}
         requests.append(dg.RunRequest(run_config=config, tags={CHANNEL_TAG: slug}))
-    if not requests:
-        return dg.SensorResult(skip_reason="every channel's playout is on air or stopped")
-    return dg.SensorResult(run_requests=requests)
+    return dg.SensorResult(
+        run_requests=requests,
+        asset_events=observations,
+        cursor=json.dumps(known_pids, sort_keys=True),
+        skip_reason=None if requests else "every channel's playout is on air or stopped",
+    )
