@@ -145,8 +145,16 @@ def upcoming_clips(data_dir: Path, store: MediaStore) -> list[dict]:
 
 
 def corrupt(kind: str, where: str, data_dir: Path, store: MediaStore) -> str:
-    """Damages the next upcoming clip's copy in the cache or in S3; returns its id."""
-    entry = upcoming_clips(data_dir, store)[0]
+    """Damages the copy in the cache or in S3 of the next clip ahead of air (waiting up to two
+    minutes for production to put one there; else the newest clip, which replays); returns its
+    id."""
+    deadline = time.monotonic() + 120
+    while not (upcoming := upcoming_clips(data_dir, store)) and time.monotonic() < deadline:
+        time.sleep(2)
+    if upcoming:
+        entry = upcoming[0]
+    else:
+        entry = store.get_json(f"channels/{SLUG}/playlist.json")["entries"][-1]
     cached = playout_folder(data_dir, SLUG) / "cache" / f"{entry['clip_id']}.mp4"
     if where == "cache":
         deadline = time.monotonic() + 60
