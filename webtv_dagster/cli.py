@@ -48,7 +48,6 @@ from webtv_dagster.stack import (
     write_supervisord_conf,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
 
@@ -113,7 +112,8 @@ def command_up(args: argparse.Namespace) -> int:
     conf = write_supervisord_conf(data_dir, programs)
     busy = [port for port in _stack_ports(settings, s3_port, args.port) if not port_is_free(port)]
     if busy:
-        sys.exit(f"webtv: ports {busy} are in use (another webtv up?); see README, Ports")
+        sys.exit(f"webtv: ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
+                 "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others")
     supervisord = subprocess.Popen(
         [supervisord_binary(), "-c", str(conf)],
         # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
@@ -208,8 +208,8 @@ def command_status(args: argparse.Namespace) -> int:
             group, name = info["group"], info["name"]
             name = name if group == name else f"{group}:{name}"
             since = f"up {now - info['start']:.0f} s" if info["statename"] == "RUNNING" else ""
-            print(f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since}"
-                  f"{info['spawnerr'] or ''}")  # fmt: skip
+            print(f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since} "
+                  f"{info['spawnerr'] or ''}".rstrip())  # fmt: skip
     try:
         slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
     except ChannelConfigError as error:
