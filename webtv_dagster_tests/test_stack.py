@@ -14,6 +14,7 @@ import yaml
 
 from webtv_dagster.cli import stop_stack
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
+from webtv_dagster.playout.supervisor import ensure_playout, playout_status, stop_playout
 from webtv_dagster.processes import free_port_block, port_is_free
 from webtv_dagster.rtmp_server import write_rtmp_config
 from webtv_dagster.stack import (
@@ -129,6 +130,15 @@ def test_every_process_killed_comes_back_by_itself(tmp_path, broadcast_clips, ll
         assert off_air["s3"] < 1.0, off_air  # the cache carried the air
         # Timestamps never went back, across every fault.
         assert min(viewer.timestamp_steps()) > 0
+
+        # An operator's stop goes through supervisord, which then leaves the channel off;
+        # start (or the watchdog's playout_job) brings it back the same way.
+        assert stop_playout(stack.data_dir, "test-ocean")
+        time.sleep(2)
+        assert supervisor.process("playouts:test-ocean")["statename"] == "STOPPED"
+        assert not playout_status(stack.data_dir, "test-ocean").running
+        assert ensure_playout(stack.data_dir, "test-ocean", stale_after=90) == "started"
+        assert supervisor.process("playouts:test-ocean")["statename"] == "RUNNING"
 
 
 @pytest.fixture
