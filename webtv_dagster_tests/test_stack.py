@@ -2,6 +2,7 @@
 by itself, measured by an RTMP subscriber; and a stack of 20 channels stops in order, fast."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webtv_dagster.cli import stop_stack
+from webtv_dagster.cli import main, stop_stack
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
 from webtv_dagster.playout.supervisor import ensure_playout, playout_status, stop_playout
 from webtv_dagster.processes import free_port_block, port_is_free
@@ -103,7 +104,9 @@ def _answers(store: MediaStore) -> bool:
     return True
 
 
-def test_every_process_killed_comes_back_by_itself(tmp_path, broadcast_clips, llama_channel):
+def test_every_process_killed_comes_back_by_itself(
+    tmp_path, broadcast_clips, llama_channel, monkeypatch, capsys
+):
     with supervised_stack(tmp_path, TEST_CHANNELS) as stack:
         store, supervisor = stack.store, stack.supervisor
         upload_playlist(store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 9)})
@@ -139,6 +142,16 @@ def test_every_process_killed_comes_back_by_itself(tmp_path, broadcast_clips, ll
         assert not playout_status(stack.data_dir, "test-ocean").running
         assert ensure_playout(stack.data_dir, "test-ocean", stale_after=90) == "started"
         assert supervisor.process("playouts:test-ocean")["statename"] == "RUNNING"
+
+        # `webtv status` lists every supervised process and each channel.
+        monkeypatch.setenv("WEBTV_DATA_DIR", str(stack.data_dir))
+        monkeypatch.setenv("WEBTV_CHANNELS_FILE", str(TEST_CHANNELS))
+        capsys.readouterr()
+        main(["status"])
+        listed = capsys.readouterr().out
+        for name in ("s3", "rtmp", "playouts:test-llamas", "playouts:test-ocean"):
+            assert re.search(rf"^{name} +RUNNING +pid \d+", listed, re.MULTILINE), listed
+        assert "channel test-llamas: on air" in listed
 
 
 @pytest.fixture
