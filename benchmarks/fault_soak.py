@@ -14,7 +14,7 @@ For each it prints the longest wall-clock time without a new frame (off air), th
 timestamp steps over one frame, the clips the playout skipped, the clip runs that failed and
 the alerts the webhook received; at the end, any secret found in any log.
 
-Usage: .venv/bin/python benchmarks/fault_soak.py [--window 170]   (10 windows: ~30 min)
+Usage: .venv/bin/python benchmarks/fault_soak.py [--window 185]   (10 windows: just over 30 min)
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def secrets_in_logs(folder: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--window", type=float, default=170, help="seconds per fault")
+    parser.add_argument("--window", type=float, default=185, help="seconds per fault")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
     data_dir = folder / "data"
