@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import signal
@@ -123,6 +124,8 @@ def command_up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     supervisor = _wait_for_supervisor(data_dir, supervisord)
+    # Imported now, while idle, so that a stop does not spend seconds on it.
+    threading.Thread(target=importlib.import_module, args=("dagster",), daemon=True).start()
     if s3_port is not None:
         print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
     print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
@@ -173,8 +176,12 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
     supervisor.stop_soon("dagster-webserver")
     if supervisor.process("dagster-daemon") is not None:
-        supervisor.stop("dagster-daemon")
-        drained = drain_runs((data_dir / "dagster").resolve(), grace_seconds)
+        # The grace period runs while the daemon stops; nothing is canceled before it is down.
+        supervisor.stop_soon("dagster-daemon")
+        drained = drain_runs(
+            (data_dir / "dagster").resolve(), grace_seconds,
+            before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
+        )  # fmt: skip
         print(f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
               "canceled and booked again for the next start", flush=True)  # fmt: skip
     supervisor.stop_all_soon()
@@ -237,6 +244,17 @@ def command_rtmp_server(args: argparse.Namespace) -> int:
     command = nginx_command(root)
     if killed := kill_leftover_workers(root):
         print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
+    os.execv(command[0], command)
+
+
+def command_when_serving(args: argparse.Namespace) -> int:
+    """Becomes `command` once the Unix socket accepts connections (a supervised program that
+    needs another to be up first)."""
+    from webtv_dagster.stack import wait_until_serving
+
+    command = [part for part in args.command if part != "--"]
+    if not wait_until_serving(Path(args.socket), timeout=300):
+        sys.exit(f"webtv: nothing serves {args.socket} after 300 s; not starting {command[0]}")
     os.execv(command[0], command)
 
 
@@ -467,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
                                "foreground, as supervisord and systemd do")  # fmt: skip
     rtmp.add_argument("root", nargs="?", help="a folder whose nginx.conf webtv up wrote")
     rtmp.set_defaults(run=command_rtmp_server)
+    when = commands.add_parser("when-serving", help="(internal) run a command once a socket "
+                               "accepts connections")  # fmt: skip
+    when.add_argument("socket")
+    when.add_argument("command", nargs=argparse.REMAINDER)
+    when.set_defaults(run=command_when_serving)
     add = commands.add_parser("add-clips", help="add new clips to a channel")
     add.add_argument("channel")
     add.add_argument("count", type=int)

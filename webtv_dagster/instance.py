@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,16 @@ STOPPED_WITH_STACK_TAG = "webtv/stopped_with_stack"  # runs canceled by a stop, 
 IN_FLIGHT = ["STARTING", "STARTED", "CANCELING"]
 
 
-def drain_runs(home: Path, grace_seconds: float, cancel_wait_seconds: float = 3) -> dict:
-    """Lets the runs in flight finish for up to `grace_seconds`, then cancels the others,
-    tagged so that the clip sensor books their clips again at the next start (what their
-    earlier stages made stays in S3 and is reused). Queued runs stay queued for the next start.
+def drain_runs(
+    home: Path,
+    grace_seconds: float,
+    before_cancel: Callable[[], None] = lambda: None,
+    cancel_wait_seconds: float = 3,
+) -> dict:
+    """Lets the runs in flight finish for up to `grace_seconds`, then (once `before_cancel`
+    returns: the daemon must be down, so that no run starts after) cancels the others, tagged
+    so that the clip sensor books their clips again at the next start (what their earlier
+    stages made stays in S3 and is reused). Queued runs stay queued for the next start.
     Returns how many finished and how many were canceled."""
     import dagster as dg
 
@@ -74,6 +81,8 @@ def drain_runs(home: Path, grace_seconds: float, cancel_wait_seconds: float = 3)
         while runs and time.monotonic() < deadline:
             time.sleep(0.5)
             runs = in_flight()
+        before_cancel()
+        runs = in_flight()
         for run in runs:
             instance.add_run_tags(run.run_id, {STOPPED_WITH_STACK_TAG: "true"})
             if not instance.run_launcher.terminate(run.run_id):

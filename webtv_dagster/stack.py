@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import socket
 import sys
+import time
 import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,13 +73,19 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
             # them finish or canceled them, and what is left goes with it.
             priority=30, directory=home, environment=environment, stop_wait_seconds=3,
         ),
+        # Both wait for the code server's socket: a daemon up before it would fail the queued
+        # runs it tries to launch.
         Program(
             "dagster-webserver",
-            [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)],
+            webtv_command("when-serving", str(code_socket), "--",
+                          str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host,
+                          "-p", str(port)),
             priority=50, directory=home, environment=environment,
         ),
         Program(
-            "dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+            "dagster-daemon",
+            webtv_command("when-serving", str(code_socket), "--",
+                          str(bin_dir / "dagster-daemon"), "run", "-w", workspace),
             priority=60, directory=home, environment=environment, stop_wait_seconds=30,
         ),
     ]  # fmt: skip
@@ -166,6 +174,17 @@ def write_supervisord_conf(data_dir: Path, programs: list[Program]) -> Path:
     return path
 
 
+def wait_until_serving(socket_path: Path, timeout: float) -> bool:
+    """Whether something accepts connections on the Unix socket within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+            probe.connect(str(socket_path))
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def supervisord_binary() -> str:
     return str(Path(sys.executable).with_name("supervisord"))
 
@@ -213,6 +232,16 @@ class StackSupervisor:
                 self._rpc.supervisor.stopProcessGroup(name[:-2], False)
             else:
                 self._rpc.supervisor.stopProcess(name, False)
+
+    def wait_stopped(self, name: str, timeout: float) -> bool:
+        """Waits until the program is no longer running or stopping; returns whether it is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.process(name)
+            if info is None or info["statename"] not in {"RUNNING", "STARTING", "STOPPING"}:
+                return True
+            time.sleep(0.1)
+        return False
 
     def stop_all_soon(self) -> None:
         self._rpc.supervisor.stopAllProcesses(False)
