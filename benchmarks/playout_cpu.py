@@ -24,7 +24,7 @@ from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequ
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import normalize_clip
-from webtv_dagster.playout.publisher import Publisher
+from webtv_dagster.playout.publisher import Publisher, remux_segment
 from webtv_dagster.processes import free_port_block
 from webtv_dagster.rtmp_server import start_rtmp_server
 
@@ -105,8 +105,11 @@ def main() -> None:
         time.sleep(0.5)
         before = children_cpu()
         publisher = Publisher([server.publish_url("ours")], work / "ours.log")
+        position = 0.0
         for clip in aired:
-            publisher.air(clip, FRAMES, 24)
+            segment = remux_segment(clip, clip.stem, "", position, 24)
+            publisher.send(segment)
+            position = segment.end
         publisher.close()
         ours_cpu = children_cpu() - before
         recorder.wait(timeout=120)

@@ -6,13 +6,10 @@ never appears in a log, an error or a record; only its scheme and host do."""
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-log = logging.getLogger(__name__)
 
 
 def webhook_host(url: str) -> str:

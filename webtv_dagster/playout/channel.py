@@ -139,9 +139,10 @@ class ChannelPlayout:
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
-    def _next(self) -> tuple[PlaylistEntry | None, list[PlaylistEntry]]:
-        """The entry to air next (None: the ident) and the unaired ones after it. An unaired
-        clip that cannot air is skipped, with the reason kept in the state."""
+    def _next(self) -> tuple[PlaylistEntry | None, Path | None, list[PlaylistEntry]]:
+        """The entry to air next with its verified copy (None, None: the ident) and the unaired
+        ones after it. An unaired clip that cannot air is skipped, with the reason kept in the
+        state."""
         playlist = self.library.playlist
         entries = playlist.entries if playlist else []
         unaired = unaired_entries(playlist, self._prepared_through)
@@ -149,17 +150,22 @@ class ChannelPlayout:
         while unaired:
             entry, later = unaired[0], unaired[1:]
             problem = self.library.unairable(entry)
-            if problem is None and self.library.wait_ready(entry, FETCH_WAIT_SECONDS):
-                return entry, later
+            if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
+                return entry, path, later
             if problem is None:
                 break  # not fetched yet (S3 slow or away): a replay covers meanwhile
             self._skip(entry.clip_id, problem)
             unaired = later
-        recent = [e for e in entries[-self.recent_loop :] if self.library.ready(e)]
-        if recent:
+        # Replays: recent clips with a cached copy, round robin; only the one picked is verified.
+        recent = [
+            e for e in entries[-self.recent_loop :] if self.library.cache.path(e.clip_id).exists()
+        ]
+        for _ in recent:
             self._replays += 1
-            return recent[self._replays % len(recent)], unaired
-        return None, unaired
+            entry = recent[self._replays % len(recent)]
+            if path := self.library.ready(entry):
+                return entry, path, unaired
+        return None, None, unaired
 
     def _skip(self, clip_id: str, reason: str) -> None:
         log.warning("%s: skipped: %s", clip_id, reason)
@@ -187,13 +193,10 @@ class ChannelPlayout:
     def _prepare(self) -> Segment:
         """The next segment on the timeline; a clip that fails its checks is skipped."""
         while True:
-            entry, later = self._next()
+            entry, path, later = self._next()
             self._up_next = later
             if entry is None:
                 return self._ident_segment()
-            path = self.library.ready(entry)
-            if path is None:
-                continue  # dropped since it was found ready (a disk fault): choose again
             expected = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
             try:
                 segment = remux_segment(

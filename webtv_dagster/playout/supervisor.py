@@ -14,14 +14,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.playout.state import playout_folder, read_state
-from webtv_dagster.stack import PLAYOUT_GROUP, StackSupervisor
+from webtv_dagster.stack import PLAYOUT_GROUP, StackSupervisor, webtv_command
 
 STOPPED_MARKER = "stopped"  # an operator stopped the channel: the watchdog leaves it off air
 
@@ -128,7 +127,7 @@ def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
     (folder / STOPPED_MARKER).unlink(missing_ok=True)
     with (folder / "playout.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "webtv_dagster.cli", "playout", slug],
+            webtv_command("playout", slug),
             env={**os.environ, "WEBTV_DATA_DIR": str(data_dir.resolve())},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
