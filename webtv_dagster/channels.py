@@ -20,6 +20,9 @@ from webtv_dagster.model_endpoints import OFFLINE_BACKENDS, ModelEndpoint
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 DEFAULT_CHANNELS_FILE = Path(__file__).with_name("channels.yaml")
 
+MAX_CLIPS_AT_ONCE = 500  # clips a schedule or an operator adds in one go
+MAX_AHEAD_SECONDS = 3_600.0  # an hour of content ready ahead of air
+
 NonEmptyText = Annotated[str, Field(min_length=1, max_length=400)]
 
 
@@ -42,7 +45,7 @@ class ClipSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron: str = Field(description="When, as a cron expression, e.g. '0 * * * *'")
-    clips: int = Field(default=10, ge=1, le=500, description="Clips added each time")
+    clips: int = Field(default=10, ge=1, le=MAX_CLIPS_AT_ONCE, description="Clips added each time")
     timezone: str = Field(default="UTC", description="IANA time zone the cron reads in")
 
     @field_validator("cron")
@@ -72,8 +75,12 @@ class RetentionPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    keep_days: float | None = Field(None, gt=0, description="remove clips older than this")
-    keep_gb: float | None = Field(None, gt=0, description="remove the oldest clips beyond this")
+    keep_days: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="remove clips older than this"
+    )
+    keep_gb: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="remove the oldest clips beyond this"
+    )
     protect_recent: int = Field(
         10, ge=0, description="aired clips kept for replays whatever their age or size"
     )
@@ -101,11 +108,15 @@ class Channel(BaseModel):
         default_factory=list, description="Where shots happen; empty means built-in settings."
     )
     music_mood: NonEmptyText = "uplifting"
-    clip_seconds: float = Field(default=8.0, gt=0, le=32)
+    clip_seconds: float = Field(default=8.0, gt=0, le=32, allow_inf_nan=False)
     take_frames: int = Field(default=24, ge=8, le=48, description="Frames per raw take.")
     take_fps: int = Field(default=8, ge=4, le=30)
     ahead_seconds: float = Field(
-        default=120.0, ge=0, description="Seconds of unaired content to keep ready."
+        default=120.0,
+        ge=0,
+        le=MAX_AHEAD_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds of unaired content to keep ready (at most an hour).",
     )
     seed: int = Field(default=0, ge=0, lt=2**31, description="Base seed of the channel.")
     backends: StageBackends = Field(default_factory=StageBackends)

@@ -327,17 +327,25 @@ def command_add_clips(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from webtv_dagster.channels import find_channel
-    from webtv_dagster.clips import next_clip_ids
-    from webtv_dagster.defs.partitions import clip_partitions
+    from webtv_dagster.defs.clip_records import add_clips
+    from webtv_dagster.planning import check_clip_count
+    from webtv_dagster.playout.state import aired_through_of
 
     settings = Settings.from_env()
-    channel = find_channel(load_channels(settings.channels_file), args.channel)
+    try:
+        check_clip_count(args.count)
+        channel = find_channel(load_channels(settings.channels_file), args.channel)
+    except (ValueError, KeyError) as error:
+        sys.exit(f"webtv: {str(error).strip(chr(34))}")
     os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
     with dg.DagsterInstance.get() as instance:
-        existing = instance.get_dynamic_partitions(clip_partitions.name)
-        keys = [clip.key for clip in next_clip_ids(existing, channel.slug, args.count)]
-        instance.add_dynamic_partitions(clip_partitions.name, keys)
-    print(f"webtv: added {keys[0]} .. {keys[-1]}; clip_production_sensor requests their runs")
+        try:
+            aired_through = aired_through_of(settings.data_dir, channel.slug)
+            added = add_clips(instance, channel, args.count, aired_through)
+        except ValueError as error:
+            sys.exit(f"webtv: {error}")
+    print(f"webtv: added {added[0].key} .. {added[-1].key}; clip_production_sensor requests "
+          "their runs")  # fmt: skip
     return 0
 
 

@@ -64,9 +64,3 @@ def clips_of_channel(keys: Iterable[str], slug: str) -> list[ClipId]:
             clips.append(ClipId(channel=slug, number=int(match["number"])))
     return sorted(clips, key=lambda clip: clip.number)
 
-
-def next_clip_ids(existing_keys: Iterable[str], slug: str, count: int) -> list[ClipId]:
-    """`count` new clip ids that follow the channel's highest existing clip number."""
-    existing = clips_of_channel(existing_keys, slug)
-    start = existing[-1].number + 1 if existing else 1
-    return [ClipId(channel=slug, number=start + offset) for offset in range(count)]

@@ -1,21 +1,53 @@
-"""How many clips a channel needs, and how clip requests are grouped into runs."""
+"""How many clips a channel needs, how clip requests are grouped into runs, and how urgent each
+run is."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from webtv_dagster.channels import Channel
+from webtv_dagster.channels import MAX_CLIPS_AT_ONCE, Channel
 from webtv_dagster.clips import ClipId
 
+# Clips a channel may hold past air (made, in flight or planned). It bounds every query the
+# planner makes, and a backlog no playout will reach for days is a mistake, not a buffer.
+MAX_BACKLOG_CLIPS = 2_000
 
-def clips_needed(channel: Channel, unaired_clips: int) -> int:
-    """Clips to add so that unaired content covers the channel's `ahead_seconds`."""
+
+class BacklogFull(ValueError):
+    """Adding these clips would take a channel's backlog past MAX_BACKLOG_CLIPS."""
+
+
+def check_clip_count(count: int) -> None:
+    """Clips added at once by hand (`webtv add-clips`, add_clips_job) are between 1 and
+    MAX_CLIPS_AT_ONCE."""
+    if not 1 <= count <= MAX_CLIPS_AT_ONCE:
+        raise ValueError(f"count must be between 1 and {MAX_CLIPS_AT_ONCE}, not {count}")
+
+
+def clips_needed(channel: Channel, unaired_clips: int, backlog: int) -> int:
+    """Clips to add so that unaired content covers the channel's `ahead_seconds`, within the
+    room the backlog cap leaves."""
     deficit = channel.ahead_seconds - unaired_clips * channel.clip_seconds
-    return max(0, math.ceil(deficit / channel.clip_seconds - 1e-9))
+    wanted = max(0, math.ceil(deficit / channel.clip_seconds - 1e-9))
+    return min(wanted, max(0, MAX_BACKLOG_CLIPS - backlog))
 
 
-def run_batches(clips: Sequence[ClipId], clips_per_run: int) -> list[list[ClipId]]:
-    """Consecutive clips grouped so that each run makes at most `clips_per_run` of them."""
+def run_batches(
+    clips: Sequence[ClipId], clips_per_run: int, *, start_with_one: bool = False
+) -> list[list[ClipId]]:
+    """Consecutive clips grouped so that each run makes at most `clips_per_run` of them; with
+    `start_with_one` the first run makes one clip only, so that a channel with nothing ahead
+    airs as soon as one clip is made."""
     ordered = sorted(clips, key=lambda clip: clip.number)
-    return [ordered[i : i + clips_per_run] for i in range(0, len(ordered), clips_per_run)]
+    first = 1 if start_with_one and ordered else 0
+    head = [ordered[:first]] if first else []
+    rest = ordered[first:]
+    return head + [rest[i : i + clips_per_run] for i in range(0, len(rest), clips_per_run)]
+
+
+def run_priority(deadline: float) -> int:
+    """Dagster's run priority (`dagster/priority`, higher dequeues first) for a run whose clips
+    a channel needs on air by `deadline` (Unix time): earliest deadline first, across channels.
+    Clip runs sort below every other run (priority 0: playlists, playout restarts)."""
+    return -max(1, math.ceil(deadline))

@@ -23,6 +23,15 @@ ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-do-not-log"
 
 
+@pytest.fixture
+def instance():
+    """A temporary Dagster instance (SQLite under a temporary folder)."""
+    import dagster as dg
+
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     if not shutil.which("ffmpeg"):

@@ -27,12 +27,6 @@ def resources(seaweedfs, media_store):
     return clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS)
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
-
-
 def key_frame_indices(path):
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=key_frame",

@@ -9,7 +9,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.assets.playlist import playlist
-from webtv_dagster.defs.sensors import failed_clip_keys
+from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 from webtv_dagster.quality import CHECK_NAMES, QualityLimits, inspect_broadcast_clip
@@ -158,7 +158,9 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         assert black_checks["not_black"][0] is False
         assert black_checks["not_black"][1].startswith("98% of the clip is black")
         assert black_checks["loudness"][0] is True
-        assert failed_clip_keys(instance, [good, black, corrupt]) == {black, corrupt}
+        statuses = clip_statuses(instance, [good, black, corrupt])
+        assert statuses == {good: ClipStatus.MATERIALIZED, black: ClipStatus.FAILED,
+                            corrupt: ClipStatus.FAILED}  # fmt: skip
 
         # S3: both clips and their quality reports are kept; only the good one is airable.
         for key in (good, black):

@@ -2,7 +2,6 @@ import json
 from datetime import UTC
 
 import dagster as dg
-import pytest
 
 from webtv_dagster.definitions import defs
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
@@ -15,12 +14,6 @@ from .conftest import TEST_CHANNELS
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
 
 
 def apply_partition_requests(instance, result):
@@ -63,11 +56,17 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     assert not result.run_requests  # new clips wait one tick, in case another booked them
 
     booking = tick(instance, result)
+    # Nothing is ahead of air: the first run makes one clip, so that the channel airs soon.
     assert ranges(booking) == [
-        ("test-llamas-000001", "test-llamas-000004"),
-        ("test-llamas-000005", "test-llamas-000006"),
+        ("test-llamas-000001", "test-llamas-000001"),
+        ("test-llamas-000002", "test-llamas-000005"),
+        ("test-llamas-000006", "test-llamas-000006"),
     ]
     assert all(r.job_name == "clip_job" for r in booking.run_requests)
+    # Earliest deadline first: each run is due once the clips before it have aired.
+    priorities = [int(r.tags["dagster/priority"]) for r in booking.run_requests]
+    assert priorities[0] > priorities[1] > priorities[2]
+    assert priorities[0] - priorities[1] in (2, 3)  # one clip of 2.667 s before the second
     # Each run names the model every stage calls, for the per-model run limits.
     assert booking.run_requests[0].tags["webtv/text_to_video_model"] == "procedural"
 
@@ -86,8 +85,9 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     seen = tick(instance, again)
     assert not seen.run_requests
     manual = tick(instance, seen)
-    assert ranges(manual) == [("test-ocean-000001", "test-ocean-000003")]
-    assert json.loads(manual.cursor) == {
+    assert ranges(manual) == [("test-ocean-000001", "test-ocean-000001"),
+                              ("test-ocean-000002", "test-ocean-000003")]  # fmt: skip
+    assert json.loads(manual.cursor)["channels"] == {
         "test-llamas": {"requested": 6, "seen": 6},
         "test-ocean": {"requested": 3, "seen": 3},
     }
@@ -114,8 +114,8 @@ def test_scheduled_clips_are_booked_once(instance):
     second = tick(instance, first)
     third = tick(instance, second)
     booked = ranges(second) + ranges(third)
-    assert booked == [("test-llamas-000001", "test-llamas-000005"),
-                      ("test-llamas-000006", "test-llamas-000006")]  # fmt: skip
+    assert booked == [("test-llamas-000001", "test-llamas-000001"),
+                      ("test-llamas-000002", "test-llamas-000006")]  # fmt: skip
 
 
 def test_clips_already_made_are_not_requested_again(instance):
@@ -174,8 +174,9 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007"]
     # The failed clip was booked (its run failed): only the others are requested, then the
-    # replacement.
-    assert ranges(again) == [("test-llamas-000002", "test-llamas-000006")]
+    # replacement. Nothing airable is ahead of clip 2: its run makes it alone.
+    assert ranges(again) == [("test-llamas-000002", "test-llamas-000002"),
+                             ("test-llamas-000003", "test-llamas-000006")]  # fmt: skip
     assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000007")]
 
 

@@ -6,15 +6,16 @@ import dagster as dg
 from pydantic import Field
 
 from webtv_dagster.channels import Channel
-from webtv_dagster.clips import ClipId, next_clip_ids
+from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
 from webtv_dagster.defs.assets.playlist import playlist, refresh_playlist
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
-from webtv_dagster.defs.partitions import clip_partitions
+from webtv_dagster.defs.clip_records import add_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
-from webtv_dagster.playout.state import read_state
+from webtv_dagster.planning import check_clip_count
+from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.retention import clips_to_remove, remove_clip, stored_clips
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
@@ -47,13 +48,15 @@ class AddClipsConfig(dg.Config):
 @dg.op
 def add_clip_partitions(context: dg.OpExecutionContext, config: AddClipsConfig, studio: Studio):
     """Adds `count` new clip partitions to the channel; the clip sensor requests their runs."""
-    if not 1 <= config.count <= 500:
-        raise dg.Failure(f"count must be between 1 and 500, not {config.count}")
-    channel = studio.channel(config.channel)
-    existing = context.instance.get_dynamic_partitions(clip_partitions.name)
-    keys = [clip.key for clip in next_clip_ids(existing, channel.slug, config.count)]
-    context.instance.add_dynamic_partitions(clip_partitions.name, keys)
-    context.log.info(f"added {len(keys)} clip(s) to {channel.slug}: {keys[0]} .. {keys[-1]}")
+    try:
+        check_clip_count(config.count)
+        channel = studio.channel(config.channel)
+        aired_through = aired_through_of(Settings.from_env().data_dir, channel.slug)
+        added = add_clips(context.instance, channel, config.count, aired_through)
+    except (ValueError, KeyError) as error:
+        raise dg.Failure(str(error).strip('"')) from None
+    context.log.info(f"added {len(added)} clip(s) to {channel.slug}: {added[0].key} .. "
+                     f"{added[-1].key}")  # fmt: skip
 
 
 @dg.job(description="Adds new clips to a channel (config: channel, count); they are made next.")
@@ -131,8 +134,7 @@ def apply_retention(
         if channel.retention is None:
             context.log.info(f"{channel.slug}: no retention policy, every clip is kept")
             continue
-        state = read_state(data_dir, channel.slug)
-        aired_through = state.aired_through if state else 0
+        aired_through = aired_through_of(data_dir, channel.slug)
         clips = stored_clips(store, channel.slug)
         removed = clips_to_remove(clips, channel.retention, aired_through, time.time())
         for clip in removed:

@@ -5,14 +5,16 @@ clip partitions itself and books their runs in the same tick; the buffer sensor 
 that are booked alone, so the two never make the same clip twice.
 """
 
+import time
+
 import dagster as dg
 
 from webtv_dagster.channels import Channel, load_channels
-from webtv_dagster.clips import next_clip_ids
+from webtv_dagster.defs.clip_records import add_clips
 from webtv_dagster.defs.jobs import clip_job, retention_job
-from webtv_dagster.defs.partitions import clip_partitions
 from webtv_dagster.defs.sensors import clip_run_request
-from webtv_dagster.planning import run_batches
+from webtv_dagster.planning import BacklogFull, run_batches
+from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.settings import Settings
 
 
@@ -28,13 +30,20 @@ def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
         description=f"Adds {schedule.clips} new clips to {channel.slug} at '{schedule.cron}' "
         f"({schedule.timezone}) and requests their runs.",
     )
-    def add_scheduled_clips(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        existing = context.instance.get_dynamic_partitions(clip_partitions.name)
-        added = next_clip_ids(existing, channel.slug, schedule.clips)
-        context.instance.add_dynamic_partitions(clip_partitions.name, [c.key for c in added])
+    def add_scheduled_clips(
+        context: dg.ScheduleEvaluationContext,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        settings = Settings.from_env()
+        aired_through = aired_through_of(settings.data_dir, channel.slug)
+        try:
+            added = add_clips(context.instance, channel, schedule.clips, aired_through)
+        except BacklogFull as error:
+            return dg.SkipReason(str(error))
         context.log.info(f"added {added[0].key} .. {added[-1].key}")
-        batches = run_batches(added, Settings.from_env().clips_per_run)
-        return [clip_run_request(channel, batch) for batch in batches]
+        # Due on air after the backlog before them (its older clips air first).
+        deadline = time.time() + (added[0].number - 1 - aired_through) * channel.clip_seconds
+        batches = run_batches(added, settings.clips_per_run)
+        return [clip_run_request(channel, batch, deadline) for batch in batches]
 
     return add_scheduled_clips
 

@@ -1,64 +1,44 @@
 """Sensors: keep every channel's buffer of unaired clips full, and playlists current."""
 
 import json
-from typing import Any
+import time
 
 import dagster as dg
 from pydantic import BaseModel, Field
 
 from webtv_dagster.channels import Channel, load_channels
-from webtv_dagster.clips import ClipId, clips_of_channel, next_clip_ids
+from webtv_dagster.clips import ClipId, clips_of_channel
 from webtv_dagster.defs.assets.clips import broadcast_clip
+from webtv_dagster.defs.clip_records import (
+    ClipStatus,
+    added_partitions,
+    clip_statuses,
+    taken_down_keys,
+)
 from webtv_dagster.defs.jobs import clip_job, playlist_job
 from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
 from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
-from webtv_dagster.planning import clips_needed, run_batches
-from webtv_dagster.playout.state import read_state
+from webtv_dagster.planning import MAX_BACKLOG_CLIPS, clips_needed, run_batches, run_priority
+from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.settings import Settings
-from webtv_dagster.takedowns import TAKEN_DOWN
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+PRIORITY = "dagster/priority"
 
 
-def clip_run_request(channel: Channel, batch: list[ClipId]) -> dg.RunRequest:
-    """A run for a batch of one channel's clips, tagged with the model each stage calls
-    (`webtv/<family>_model`): dagster.yaml limits runs per remote model with these tags."""
+def clip_run_request(channel: Channel, batch: list[ClipId], deadline: float) -> dg.RunRequest:
+    """A run for a batch of one channel's clips, due on air by `deadline` (Unix time): its
+    priority puts it in the queue by deadline across channels. Tagged with the model each stage
+    calls (`webtv/<family>_model`): dagster.yaml limits runs per remote model with these tags."""
     first, last = batch[0].key, batch[-1].key
     models = {f"webtv/{family}_model": name for family, name in channel.backends}
     return dg.RunRequest(
         run_key=f"clips:{first}..{last}",
         job_name=clip_job.name,
-        tags={RANGE_START: first, RANGE_END: last, **models},
-    )
-
-
-def clip_statuses(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, Any]:
-    """Each clip's broadcast_clip status: in progress (a run is planned or running),
-    materialized or failed; clips no run ever targeted are absent."""
-    statuses = instance.get_status_by_partition(broadcast_clip.key, keys, clip_partitions) or {}
-    return {key: status for key, status in statuses.items() if status is not None}
-
-
-def failed_clip_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
-    """Clips whose broadcast clip failed (or was never made because a stage before it failed)."""
-    statuses = clip_statuses(instance, keys)
-    return {key for key, status in statuses.items() if status == dg.AssetPartitionStatus.FAILED}
-
-
-def taken_down_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
-    """Clips among `keys` whose latest observation is a take-down (take_down_job); they will
-    not air, so they do not count as content ahead of air."""
-    if not keys:
-        return set()
-    records = instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=broadcast_clip.key, asset_partitions=keys),
-        limit=4 * len(keys),
-    ).records  # newest first
-    latest: dict[str, Any] = {}
-    for record in records:
-        latest.setdefault(record.partition_key, record.asset_observation.metadata.get("on_air"))
-    return {key for key, on_air in latest.items() if on_air and on_air.value == TAKEN_DOWN}
+        tags={RANGE_START: first, RANGE_END: last, PRIORITY: str(run_priority(deadline)),
+              **models},
+    )  # fmt: skip
 
 
 REBOOK_OF = "webtv/rebook_of"  # on a run that makes again the clips of a canceled one
@@ -100,7 +80,63 @@ def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], 
 
 class ChannelCursor(BaseModel):
     requested: int = Field(0, description="every clip up to here was requested or booked")
-    seen: int = Field(0, description="every clip up to here existed at the last tick")
+    seen: int = Field(0, description="the channel's highest clip at the last tick")
+
+
+class PlannerCursor(BaseModel):
+    partitions: str | None = Field(None, description="position in Dagster's partition table")
+    channels: dict[str, ChannelCursor] = Field(default_factory=dict)
+
+
+def read_planner_cursor(cursor: str | None) -> PlannerCursor:
+    raw = json.loads(cursor) if cursor else {}
+    if raw and "channels" not in raw:  # the cursor before partitions were read incrementally
+        return PlannerCursor(channels=raw)
+    return PlannerCursor.model_validate(raw)
+
+
+def plan_channel(
+    instance: dg.DagsterInstance,
+    channel: Channel,
+    cursor: ChannelCursor,
+    highest: int,
+    aired_through: int,
+    rebooked: set[str],
+) -> tuple[list[ClipId], list[dg.RunRequest]]:
+    """One channel's tick: the clips to add so that its buffer holds `ahead_seconds`, and runs
+    for its clips added since the last tick that nobody booked (`cursor` moves on). Only the
+    clips past air, at most MAX_BACKLOG_CLIPS of them, are looked at."""
+    low = max(aired_through, highest - MAX_BACKLOG_CLIPS)
+    window = [ClipId(channel=channel.slug, number=n) for n in range(low + 1, highest + 1)]
+    statuses = clip_statuses(instance, [clip.key for clip in window])
+    if cursor == ChannelCursor():
+        # First sight of the channel: clips some run already targeted were booked before.
+        cursor.requested = max((c.number for c in window if c.key in statuses), default=0)
+    failed = {key for key, status in statuses.items() if status == ClipStatus.FAILED} - rebooked
+    ahead = [clip for clip in window if clip.key not in failed]
+    pulled = taken_down_keys(instance, [clip.key for clip in ahead])
+    unaired = [clip for clip in ahead if clip.key not in pulled]
+    count = clips_needed(channel, len(unaired), backlog=highest - min(aired_through, highest))
+    added = [ClipId(channel=channel.slug, number=highest + n) for n in range(1, count + 1)]
+    due = [
+        clip
+        for clip in window
+        if cursor.requested < clip.number <= cursor.seen and clip.key not in statuses
+    ]
+
+    # A run is due on air once the unaired clips before it have played.
+    def seconds_ahead_of(clip: ClipId) -> float:
+        return sum(1 for c in unaired if c.number < clip.number) * channel.clip_seconds
+
+    now = time.time()
+    nothing_ahead = bool(due) and seconds_ahead_of(due[0]) == 0
+    batches = run_batches(due, Settings.from_env().clips_per_run, start_with_one=nothing_ahead)
+    requests = [
+        clip_run_request(channel, batch, now + seconds_ahead_of(batch[0])) for batch in batches
+    ]
+    cursor.requested = max(cursor.requested, cursor.seen)
+    cursor.seen = max(cursor.seen, highest + count)
+    return added, requests
 
 
 @dg.sensor(
@@ -111,56 +147,44 @@ class ChannelCursor(BaseModel):
 def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
     run for every clip partition added since (by this sensor, a schedule, the add_clips job or
-    the UI) that nobody has booked yet, in batches of WEBTV_CLIPS_PER_RUN. A new clip waits one
-    tick before it is requested: a schedule adds its clips and books their runs in one go, so by
-    the next tick its clips show as booked and are left alone; no clip is ever booked twice.
+    the UI) that nobody has booked yet, in batches of WEBTV_CLIPS_PER_RUN, queued by how soon
+    each channel needs them on air. A new clip waits one tick before it is requested: a schedule
+    adds its clips and books their runs in one go, so by the next tick its clips show as booked
+    and are left alone; no clip is ever booked twice.
 
     Every planned clip that has neither aired nor failed counts as unaired: what has aired comes
     from the channel's playout state (`webtv playout`; without one, nothing has), and failed
-    clips stay for an operator to rerun while new ones take their place in the buffer."""
+    clips stay for an operator to rerun while new ones take their place in the buffer. A tick
+    reads only the partitions added since the last one and the clips past air, so its cost does
+    not grow with history; a channel that fails to plan is logged and the others go on."""
     settings = Settings.from_env()
-    cursors = {
-        slug: ChannelCursor.model_validate(value)
-        for slug, value in (json.loads(context.cursor) if context.cursor else {}).items()
-    }
-    existing = context.instance.get_dynamic_partitions(clip_partitions.name)
-    statuses = clip_statuses(context.instance, list(existing))
+    cursor = read_planner_cursor(context.cursor)
+    new_keys, cursor.partitions = added_partitions(context.instance, cursor.partitions)
     run_requests, rebooked = rebook_requests(context.instance)
-    failed = {
-        key
-        for key, status in statuses.items()
-        if status == dg.AssetPartitionStatus.FAILED and key not in rebooked
-    }
-    new_keys: list[str] = []
+    added: list[str] = []
     for channel in load_channels(settings.channels_file).channels:
-        planned = clips_of_channel(existing, channel.slug)
-        if channel.slug not in cursors:
-            # First sight of the channel: clips some run already targeted were booked before.
-            booked = [clip.number for clip in planned if clip.key in statuses]
-            cursors[channel.slug] = ChannelCursor(requested=max(booked, default=0))
-        cursor = cursors[channel.slug]
-        state = read_state(settings.data_dir, channel.slug)
-        aired_through = state.aired_through if state else 0
-        ahead = [c for c in planned if c.key not in failed and c.number > aired_through]
-        pulled = taken_down_keys(context.instance, [c.key for c in ahead])
-        unaired = [c for c in ahead if c.key not in pulled]
-        added = next_clip_ids(existing, channel.slug, clips_needed(channel, len(unaired)))
-        new_keys += [clip.key for clip in added]
-        due = [
-            clip
-            for clip in planned
-            if cursor.requested < clip.number <= cursor.seen and clip.key not in statuses
-        ]
-        for batch in run_batches(due, settings.clips_per_run):
-            run_requests.append(clip_run_request(channel, batch))
-        cursor.requested = max(cursor.requested, cursor.seen)
-        cursor.seen = max([cursor.seen, *(clip.number for clip in planned + added)])
+        previous = cursor.channels.get(channel.slug, ChannelCursor())
+        numbers = [clip.number for clip in clips_of_channel(new_keys, channel.slug)]
+        highest = max([previous.seen, *numbers])
+        planned = previous.model_copy()
+        try:
+            aired_through = aired_through_of(settings.data_dir, channel.slug)
+            clips, requests = plan_channel(
+                context.instance, channel, planned, highest, aired_through, rebooked
+            )
+        except Exception:  # one channel's fault must not stop the others' planning
+            context.log.exception(f"{channel.slug}: planning failed; the other channels go on")
+            # Its new clips are remembered (the partition position moved on) and booked by
+            # the next tick that plans the channel.
+            cursor.channels[channel.slug] = previous.model_copy(update={"seen": highest})
+            continue
+        cursor.channels[channel.slug] = planned
+        added += [clip.key for clip in clips]
+        run_requests += requests
     return dg.SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[clip_partitions.build_add_request(new_keys)]
-        if new_keys
-        else [],
-        cursor=json.dumps({slug: c.model_dump() for slug, c in cursors.items()}, sort_keys=True),
+        dynamic_partitions_requests=[clip_partitions.build_add_request(added)] if added else [],
+        cursor=cursor.model_dump_json(),
     )
 
 

@@ -86,6 +86,12 @@ def read_state(data_dir: Path, slug: str) -> PlayoutState | None:
         return None
 
 
+def aired_through_of(data_dir: Path, slug: str) -> int:
+    """The channel's highest clip number queued for air or skipped (0: nothing aired yet)."""
+    state = read_state(data_dir, slug)
+    return state.aired_through if state else 0
+
+
 def write_state(data_dir: Path, state: PlayoutState) -> None:
     path = state_path(data_dir, state.channel)
     partial = path.with_suffix(".part")

@@ -1,0 +1,88 @@
+"""The planner's cost and inputs are bounded: a channel's backlog, the clips added at once, the
+seconds kept ahead; a large history or one broken channel does not stop the others."""
+
+import dagster as dg
+import pytest
+
+from webtv_dagster.channels import ChannelConfigError, load_channels
+from webtv_dagster.defs import sensors
+from webtv_dagster.defs.clip_records import add_clips, latest_clip_number
+from webtv_dagster.defs.jobs import add_clips_job
+from webtv_dagster.defs.resources import Studio
+from webtv_dagster.planning import MAX_BACKLOG_CLIPS, BacklogFull
+
+from .conftest import TEST_CHANNELS
+from .test_sensors_and_jobs import ranges, tick
+
+
+def llamas():
+    return load_channels(TEST_CHANNELS).channels[0]
+
+
+def test_a_backlog_of_thousands_is_planned_without_error_and_not_grown(instance):
+    # The old planner asked Dagster for 4 records per unaired clip and failed past 2,500.
+    add_clips(instance, llamas(), 500, aired_through=0)
+    instance.add_dynamic_partitions(
+        "clips", [f"test-llamas-{n:06d}" for n in range(501, MAX_BACKLOG_CLIPS + 1)]
+    )
+    first = tick(instance)
+    assert not first.dynamic_partitions_requests  # far more than 16 s ahead already
+    assert latest_clip_number(instance, "test-llamas") == MAX_BACKLOG_CLIPS
+    # Every clip is booked by the next tick, in bounded batches, none twice.
+    booked = tick(instance, first)
+    assert ranges(booked)[0] == ("test-llamas-000001", "test-llamas-000001")
+    assert ranges(booked)[-1][1] == f"test-llamas-{MAX_BACKLOG_CLIPS:06d}"
+    assert not tick(instance, booked).run_requests
+
+
+def test_clips_past_the_backlog_cap_are_refused_with_how_many_fit(instance):
+    add_clips(instance, llamas(), 500, aired_through=0)
+    with pytest.raises(BacklogFull, match=r"add at most 1500"):
+        add_clips(instance, llamas(), MAX_BACKLOG_CLIPS, aired_through=0)
+    # Clips that aired make room again.
+    assert add_clips(instance, llamas(), 5, aired_through=500)[0].key == "test-llamas-000501"
+    result = add_clips_job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"add_clip_partitions": {"config": {"channel": "test-llamas",
+                                                                "count": 501}}}},
+        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+        raise_on_error=False,
+    )  # fmt: skip
+    error = str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert "count must be between 1 and 500, not 501" in error
+
+
+def test_a_channel_that_fails_to_plan_does_not_stop_the_others(instance, monkeypatch):
+    statuses = sensors.clip_statuses
+
+    def broken_for_llamas(dagster_instance, keys):
+        if any(key.startswith("test-llamas") for key in keys):
+            raise RuntimeError("storage hiccup")
+        return statuses(dagster_instance, keys)
+
+    instance.add_dynamic_partitions("clips", ["test-ocean-000001", "test-llamas-000001"])
+    monkeypatch.setattr(sensors, "clip_statuses", broken_for_llamas)
+    first = tick(instance)
+    second = tick(instance, first)
+    assert ranges(second) == [("test-ocean-000001", "test-ocean-000001")]
+    # Once the fault is gone, the channel's clip is booked: nothing was lost meanwhile.
+    monkeypatch.setattr(sensors, "clip_statuses", statuses)
+    third = tick(instance, second)
+    assert ("test-llamas-000001", "test-llamas-000001") in ranges(third)
+
+
+def test_the_cursor_of_the_previous_planner_is_read(instance):
+    instance.add_dynamic_partitions("clips", [f"test-llamas-{n:06d}" for n in range(1, 7)])
+    old = '{"test-llamas": {"requested": 6, "seen": 6}, "test-ocean": {"requested": 0, "seen": 0}}'
+    result = sensors.clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=old))
+    assert not result.run_requests and not result.dynamic_partitions_requests
+
+
+@pytest.mark.parametrize("ahead", ["1e12", ".inf", ".nan", "3601"])
+def test_ahead_seconds_beyond_an_hour_or_not_a_number_is_refused(tmp_path, ahead):
+    path = tmp_path / "channels.yaml"
+    path.write_text(
+        f"channels:\n  - {{slug: a, title: A, theme: t, style: s, ahead_seconds: {ahead}}}\n"
+    )
+    with pytest.raises(ChannelConfigError, match="ahead_seconds"):
+        load_channels(path)
