@@ -84,6 +84,13 @@ class RetentionPolicy(BaseModel):
     protect_recent: int = Field(
         10, ge=0, description="aired clips kept for replays whatever their age or size"
     )
+    keep_intermediates_hours: float | None = Field(
+        24,
+        ge=0,
+        allow_inf_nan=False,
+        description="upscaled and interpolated takes are removed this long after the broadcast "
+        "clip passed QC; null keeps them",
+    )
 
 
 class Channel(BaseModel):
@@ -123,8 +130,10 @@ class Channel(BaseModel):
     schedule: ClipSchedule | None = Field(
         default=None, description="Batches of new clips made on a timetable, beside the buffer."
     )
-    retention: RetentionPolicy | None = Field(
-        default=None, description="Old aired clips removed by age or total size; none: keep all."
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="Old aired clips removed by age or total size (default: every clip kept), "
+        "and intermediates a day after their clip passed QC.",
     )
 
     @field_validator("clip_seconds")

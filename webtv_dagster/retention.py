@@ -4,6 +4,10 @@ A channel's `retention:` keeps clips for `keep_days` and/or within `keep_gb` of 
 oldest clips go first. A clip that has not aired yet is never removed (it is in the playlist
 ahead of air, or still being made), nor one of the clips the playout replays when the playlist
 runs dry, whatever the policy says.
+
+Intermediates (the upscaled and interpolated takes) go sooner: `keep_intermediates_hours` after
+the clip's broadcast version passed quality control, whether it aired or not. What they were
+stays in Dagster's metadata and in their previews.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
+from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import CLIP_KEY_PATTERN, ClipId, channel_prefix
 from webtv_dagster.storage import MediaStore
+
+INTERMEDIATES = (clips.UPSCALED_TAKE, clips.INTERPOLATED_CLIP)
 
 
 class StoredClip(BaseModel):
@@ -23,6 +30,10 @@ class StoredClip(BaseModel):
     size_bytes: int
     made_at: float = Field(description="when its newest object was written (Unix time)")
     keys: list[str]
+    passed_at: float | None = Field(
+        None, description="when its broadcast record was written: it passed QC (Unix time)"
+    )
+    intermediate_bytes: int = 0
 
 
 def stored_clips(store: MediaStore, slug: str) -> list[StoredClip]:
@@ -32,17 +43,24 @@ def stored_clips(store: MediaStore, slug: str) -> list[StoredClip]:
         clip_key = listed.key.split("/")[-2]
         if CLIP_KEY_PATTERN.match(clip_key):
             objects[clip_key].append(listed)
-    clips = [
-        StoredClip(
-            clip_id=clip_key,
-            number=ClipId.parse(clip_key).number,
-            size_bytes=sum(item.size_bytes for item in items),
-            made_at=max(item.modified_at for item in items),
-            keys=[item.key for item in items],
+    stored = []
+    for clip_key, items in objects.items():
+        by_name = {item.key.rsplit("/", 1)[-1]: item for item in items}
+        record = by_name.get(clips.BROADCAST_RECORD)
+        stored.append(
+            StoredClip(
+                clip_id=clip_key,
+                number=ClipId.parse(clip_key).number,
+                size_bytes=sum(item.size_bytes for item in items),
+                made_at=max(item.modified_at for item in items),
+                keys=[item.key for item in items],
+                passed_at=record.modified_at if record else None,
+                intermediate_bytes=sum(
+                    by_name[name].size_bytes for name in INTERMEDIATES if name in by_name
+                ),
+            )
         )
-        for clip_key, items in objects.items()
-    ]
-    return sorted(clips, key=lambda clip: clip.number)
+    return sorted(stored, key=lambda clip: clip.number)
 
 
 def clips_to_remove(
@@ -64,6 +82,26 @@ def clips_to_remove(
                 chosen[clip.clip_id] = clip
                 total -= clip.size_bytes
     return sorted(chosen.values(), key=lambda clip: clip.number)
+
+
+def intermediates_to_remove(
+    clips: list[StoredClip], policy: RetentionPolicy, now: float
+) -> list[StoredClip]:
+    """The clips whose intermediates the policy removes now: those whose broadcast version
+    passed QC more than `keep_intermediates_hours` ago and that still hold intermediates."""
+    if policy.keep_intermediates_hours is None:
+        return []
+    cutoff = now - policy.keep_intermediates_hours * 3_600
+    return [
+        clip
+        for clip in clips
+        if clip.intermediate_bytes and clip.passed_at is not None and clip.passed_at < cutoff
+    ]
+
+
+def remove_intermediates(store: MediaStore, clip: StoredClip) -> None:
+    for name in INTERMEDIATES:
+        store.delete(ClipId.parse(clip.clip_id).object_key(name))
 
 
 def remove_clip(store: MediaStore, clip: StoredClip) -> None:

@@ -8,8 +8,14 @@ from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId
 from webtv_dagster.definitions import defs
+from webtv_dagster.defs.history import RANGE_END, RANGE_START
 from webtv_dagster.playout.state import PlayoutState, state_path
-from webtv_dagster.retention import StoredClip, clips_to_remove, stored_clips
+from webtv_dagster.retention import (
+    StoredClip,
+    clips_to_remove,
+    intermediates_to_remove,
+    stored_clips,
+)
 
 from .conftest import TEST_CHANNELS, clip_resources
 
@@ -66,6 +72,14 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
     ).model_dump_json())  # fmt: skip
 
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("clips", keys)
+        clip_job = defs.resolve_job_def("clip_job")
+        made = {}  # runs that made clips 1..3 (all removed) and 3..4 (4 is kept)
+        for first, last in [(1, 3), (3, 4)]:
+            made[first, last] = instance.create_run_for_job(
+                job_def=clip_job, status=dg.DagsterRunStatus.SUCCESS,
+                tags={RANGE_START: keys[first - 1], RANGE_END: keys[last - 1]},
+            ).run_id  # fmt: skip
         result = defs.resolve_job_def("retention_job").execute_in_process(
             instance=instance,
             resources=clip_resources(seaweedfs, media_store.bucket, channels_file),
@@ -75,7 +89,52 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
         assert [clip.clip_id for clip in stored_clips(media_store, "test-llamas")] == keys[3:]
         listed = media_store.get_json("channels/test-llamas/playlist.json")["entries"]
         assert [entry["clip_id"] for entry in listed] == keys[3:]
-        removed = instance.fetch_observations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("broadcast_clip")), limit=10
-        ).records
-        assert sorted(r.partition_key for r in removed) == keys[:3]
+        # Dagster forgets them too: their partitions, and the run that made only them.
+        assert instance.get_dynamic_partitions("clips") == keys[3:]
+        assert instance.get_run_by_id(made[1, 3]) is None
+        assert instance.get_run_by_id(made[3, 4]) is not None
+
+
+def test_intermediates_go_a_day_after_their_clip_passed_qc_the_rest_stays():
+    def clip(number, passed_hours_ago):
+        passed = None if passed_hours_ago is None else NOW - passed_hours_ago * 3_600
+        return StoredClip(clip_id=f"c-{number:06d}", number=number, size_bytes=10, made_at=NOW,
+                          keys=[], passed_at=passed, intermediate_bytes=8)  # fmt: skip
+
+    library = [clip(1, 30), clip(2, 23), clip(3, None), clip(4, 48)]
+    library[3].intermediate_bytes = 0  # already removed
+    policy = RetentionPolicy()  # keeps every clip, intermediates 24 h
+    assert numbers(intermediates_to_remove(library, policy, NOW)) == [1]
+    keep_all = RetentionPolicy(keep_intermediates_hours=None)
+    assert intermediates_to_remove(library, keep_all, NOW) == []
+    assert clips_to_remove(library, policy, aired_through=4, now=NOW) == []
+
+
+def test_dagster_forgets_week_old_housekeeping_runs_and_observations(instance):
+    import time
+
+    from webtv_dagster.defs.history import forget_old_observations, forget_old_runs
+
+    instance.add_dynamic_partitions("clips", ["test-llamas-000001"])
+    playlist_run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def("playlist_job"), status=dg.DagsterRunStatus.SUCCESS
+    ).run_id
+    clip_run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def("clip_job"), status=dg.DagsterRunStatus.SUCCESS,
+        tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000001"},
+    ).run_id  # fmt: skip
+    stream = dg.AssetKey("on_air_stream")
+    instance.report_runless_asset_event(
+        dg.AssetObservation(stream, partition="test-llamas", metadata={"on_air": "x"})
+    )
+    now = time.time()
+    # Within the week: everything stays.
+    assert forget_old_runs(instance, now) == 0
+    assert forget_old_observations(instance, stream, now) == 0
+    # Eight days on: the playlist run and the observation go; the clip run goes with its clip.
+    later = now + 8 * DAY
+    assert forget_old_runs(instance, later) == 1
+    assert instance.get_run_by_id(playlist_run) is None
+    assert instance.get_run_by_id(clip_run) is not None
+    assert forget_old_observations(instance, stream, later) == 1
+    assert not instance.fetch_observations(stream, limit=10).records

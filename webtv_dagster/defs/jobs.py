@@ -13,10 +13,23 @@ from webtv_dagster.defs.assets.playlist import playlist, refresh_playlist
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.clip_records import add_clips
+from webtv_dagster.defs.history import (
+    HISTORY_DAYS,
+    forget_clips,
+    forget_old_observations,
+    forget_old_runs,
+)
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.defs.stream import on_air_stream
 from webtv_dagster.planning import check_clip_count
 from webtv_dagster.playout.state import aired_through_of
-from webtv_dagster.retention import clips_to_remove, remove_clip, stored_clips
+from webtv_dagster.retention import (
+    clips_to_remove,
+    intermediates_to_remove,
+    remove_clip,
+    remove_intermediates,
+    stored_clips,
+)
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
 from webtv_dagster.takedowns import TAKEN_DOWN, restore, take_down
@@ -125,38 +138,45 @@ def apply_retention(
     media_storage: S3MediaStorage,
 ):
     """Removes each channel's old aired clips from the bucket by its `retention:` policy (keep
-    days, keep GB), never a clip that has not aired nor one kept for replays; each removed clip
-    gets an observation saying why, and the playlist is rebuilt without them."""
+    days, keep GB), never a clip that has not aired nor one kept for replays, and the playlist
+    is rebuilt without them; removes intermediates a while after their clip passed QC. Dagster
+    forgets what is gone: the removed clips' partitions and runs, and the runs and on-air
+    observations older than a week that made no clip (webtv_dagster/defs/history.py)."""
     store = media_storage.store()
     data_dir = Settings.from_env().data_dir
+    now = time.time()
     channels = [studio.channel(config.channel)] if config.channel else studio.channels.channels
     for channel in channels:
-        if channel.retention is None:
-            context.log.info(f"{channel.slug}: no retention policy, every clip is kept")
-            continue
+        policy = channel.retention
         aired_through = aired_through_of(data_dir, channel.slug)
         clips = stored_clips(store, channel.slug)
-        removed = clips_to_remove(clips, channel.retention, aired_through, time.time())
+        removed = clips_to_remove(clips, policy, aired_through, now)
         for clip in removed:
             remove_clip(store, clip)
-            context.log_event(
-                dg.AssetObservation(
-                    broadcast_clip.key,
-                    partition=clip.clip_id,
-                    metadata={
-                        "on_air": "removed by retention",
-                        "policy": channel.retention.model_dump_json(exclude_none=True),
-                        "freed_bytes": clip.size_bytes,
-                    },
-                )  # fmt: skip
-            )
-        freed = sum(clip.size_bytes for clip in removed)
+        gone = {clip.clip_id for clip in removed}
+        trimmed = [c for c in intermediates_to_remove(clips, policy, now) if c.clip_id not in gone]
+        for clip in trimmed:
+            remove_intermediates(store, clip)
+        runs = forget_clips(context.instance, sorted(gone))
+        freed = sum(c.size_bytes for c in removed) + sum(c.intermediate_bytes for c in trimmed)
         context.log.info(
-            f"{channel.slug}: removed {len(removed)} of {len(clips)} clip(s), {freed} bytes "
-            f"(aired through {aired_through})"
+            f"{channel.slug}: removed {len(removed)} of {len(clips)} clip(s)"
+            + (f" ({removed[0].clip_id} .. {removed[-1].clip_id})" if removed else "")
+            + f" and the intermediates of {len(trimmed)}, {freed} bytes, by "
+            f"{policy.model_dump_json(exclude_none=True)} (aired through {aired_through}); "
+            f"Dagster forgot their partitions and {runs} run(s)"
         )
         if removed:
             republish_playlist(context, store, channel)
+    runs = forget_old_runs(context.instance, now)
+    observations = sum(
+        forget_old_observations(context.instance, asset.key, now)
+        for asset in (on_air_stream, broadcast_clip)
+    )
+    context.log.info(
+        f"Dagster forgot {runs} run(s) and {observations} observation(s) older than "
+        f"{HISTORY_DAYS} days"
+    )
 
 
 @dg.job(description="Applies each channel's retention policy (config: channel, optional).")

@@ -1,0 +1,148 @@
+"""Dagster's records of what is gone: when retention removes a clip's media, the clip's
+partition and the runs that made it go too, so that Dagster's storage holds the clips whose media
+exists plus a bounded window of everything else. Sensor and schedule ticks are purged by Dagster
+itself (dagster.yaml `retention`); other runs and the on-air observations here, after
+HISTORY_DAYS.
+
+Dagster OSS can delete a run with its events, but not a run's asset check executions, nor runless
+events (what sensors observe): those rows are deleted here from Dagster's own tables, by the
+schema Dagster's storage uses, in the same way `delete_run` deletes a run's events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import dagster as dg
+from dagster._core.instance.utils import RUNLESS_RUN_ID
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetEventTagsTable,
+    SqlEventLogStorageTable,
+)
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._core.storage.sqlalchemy_compat import db_select
+
+from webtv_dagster.clips import ClipId
+from webtv_dagster.defs.partitions import clip_partitions
+
+HISTORY_DAYS = 7  # finished runs that made no clip, and on-air observations
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+PARTITION = "dagster/partition"
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+# Runs that make no clip, kept HISTORY_DAYS; clip runs go with their clips.
+HOUSEKEEPING_JOBS = ["playlist_job", "retention_job", "add_clips_job", "playout_job"]
+
+
+def clip_keys_of_run(run: dg.DagsterRun) -> list[str]:
+    """The clip partitions a run targeted, from its partition tags (none: not a clip run)."""
+    if RANGE_START in run.tags and RANGE_END in run.tags:
+        start, end = ClipId.parse(run.tags[RANGE_START]), ClipId.parse(run.tags[RANGE_END])
+        return [
+            ClipId(channel=start.channel, number=n).key for n in range(start.number, end.number + 1)
+        ]
+    key = run.tags.get(PARTITION)
+    with contextlib.suppress(ValueError):
+        return [ClipId.parse(key).key] if key else []
+    return []
+
+
+def forget_run(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Deletes a finished run with everything Dagster stored for it: its events (asset events
+    included), its asset check executions and its captured logs."""
+    instance.delete_run(run_id)
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage) and storage.has_table("asset_check_executions"):
+        with storage.index_connection() as connection:
+            connection.execute(
+                AssetCheckExecutionsTable.delete().where(
+                    AssetCheckExecutionsTable.c.run_id == run_id
+                )
+            )
+    with contextlib.suppress(NotImplementedError):
+        instance.compute_log_manager.delete_logs(prefix=[run_id])
+
+
+def forget_clips(instance: dg.DagsterInstance, keys: Sequence[str]) -> int:
+    """Deletes the clips' partitions, then every finished run whose clips are all gone (a run
+    that also made a clip that still exists stays, for that clip's lineage). Returns how many
+    runs were deleted."""
+    for key in keys:
+        instance.delete_dynamic_partition(clip_partitions.name, key)
+    runs: dict[str, dg.DagsterRun] = {}
+    for key in keys:
+        for tag in (RANGE_START, RANGE_END, PARTITION):
+            for record in instance.get_run_records(
+                dg.RunsFilter(tags={tag: key}, statuses=FINISHED)
+            ):
+                runs[record.dagster_run.run_id] = record.dagster_run
+    gone = [
+        run_id
+        for run_id, run in runs.items()
+        if not any(
+            instance.has_dynamic_partition(clip_partitions.name, key)
+            for key in clip_keys_of_run(run)
+        )
+    ]
+    for run_id in gone:
+        forget_run(instance, run_id)
+    return len(gone)
+
+
+def _older_runs(instance: dg.DagsterInstance, job_names: Iterable[str], before: datetime):
+    for job_name in job_names:
+        yield from instance.get_run_records(
+            dg.RunsFilter(job_name=job_name, statuses=FINISHED, created_before=before),
+            limit=10_000,
+        )
+
+
+def forget_old_runs(instance: dg.DagsterInstance, now: float) -> int:
+    """Deletes the finished runs older than HISTORY_DAYS that made no clip (playlists,
+    retention, added clips, playout restarts), and take-downs of clips that are gone. Returns
+    how many runs were deleted."""
+    before = datetime.fromtimestamp(now - HISTORY_DAYS * 86_400, tz=UTC)
+    forgotten = 0
+    for record in _older_runs(instance, HOUSEKEEPING_JOBS, before):
+        forget_run(instance, record.dagster_run.run_id)
+        forgotten += 1
+    for record in _older_runs(instance, ["take_down_job"], before):
+        config = record.dagster_run.run_config.get("ops", {}).get("take_down_clip", {})
+        clip_id = config.get("config", {}).get("clip_id", "")
+        if not instance.has_dynamic_partition(clip_partitions.name, clip_id):
+            forget_run(instance, record.dagster_run.run_id)
+            forgotten += 1
+    return forgotten
+
+
+def forget_old_observations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: float
+) -> int:
+    """Deletes the asset's runless events (what sensors observed) older than HISTORY_DAYS.
+    Returns how many were deleted."""
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        return 0
+    before = datetime.fromtimestamp(now - HISTORY_DAYS * 86_400, tz=UTC).replace(tzinfo=None)
+    table = SqlEventLogStorageTable
+    old = (
+        (table.c.run_id == RUNLESS_RUN_ID)
+        & (table.c.asset_key == asset_key.to_string())
+        & (table.c.timestamp < before)
+    )
+    deleted = 0
+    # SQLite keeps runless events in a shard of their own and an index; Postgres in one table.
+    for connect in (lambda: storage.run_connection(RUNLESS_RUN_ID), storage.index_connection):
+        with connect() as connection:
+            ids = [row[0] for row in connection.execute(db_select([table.c.id]).where(old))]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                connection.execute(table.delete().where(table.c.id.in_(chunk)))
+                connection.execute(
+                    AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(chunk))
+                )
+            deleted = max(deleted, len(ids))
+    return deleted
