@@ -25,6 +25,28 @@ BROADCAST_CLIP = "broadcast.mp4"
 QUALITY_REPORT = "qc.json"
 BROADCAST_RECORD = "broadcast.json"
 
+# Image types of stage previews, by the ending of their object name.
+PREVIEW_CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def preview_name(output_name: str) -> str:
+    """The object name of the preview of a stage's output, stored beside it in the clip's
+    folder: a contact sheet of a video (raw.mp4 -> raw.preview.jpg), the waveform of the music
+    track (music.flac -> music.preview.png)."""
+    stem = output_name.rsplit(".", 1)[0]
+    return f"{stem}.preview.png" if output_name == MUSIC_TRACK else f"{stem}.preview.jpg"
+
+
+# Every preview a clip can have: the only objects the preview service ever serves.
+PREVIEW_NAMES = frozenset(
+    preview_name(name)
+    for name in (RAW_TAKE, UPSCALED_TAKE, INTERPOLATED_CLIP, MUSIC_TRACK, BROADCAST_CLIP)
+)
+
+
+def preview_content_type(name: str) -> str:
+    return PREVIEW_CONTENT_TYPES[name[name.rindex(".") :]]
+
 
 class ClipId(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -63,4 +85,3 @@ def clips_of_channel(keys: Iterable[str], slug: str) -> list[ClipId]:
         if match and match["slug"] == slug:
             clips.append(ClipId(channel=slug, number=int(match["number"])))
     return sorted(clips, key=lambda clip: clip.number)
-

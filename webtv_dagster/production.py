@@ -25,7 +25,7 @@ from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
-from webtv_dagster.media.preview import contact_sheet_jpeg, markdown_image, waveform_png
+from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
 from webtv_dagster.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.storage import MediaStore
 
@@ -58,7 +58,7 @@ class StageReport(BaseModel):
     work_seconds: float
     media: MediaInfo | None = None
     quality: QualityReport | None = None
-    preview_markdown: str | None = None
+    preview: str | None = None  # name of the preview object in the clip's folder
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -127,7 +127,8 @@ class ClipProduction:
         output_name: str,
         make: Callable[[list[Path], ShotPromptRecord, Path], ModelCall],
     ) -> StageReport:
-        """Downloads `inputs`, runs `make` into `output_name`, probes, previews and uploads it."""
+        """Downloads `inputs`, runs `make` into `output_name`, probes it and uploads it with its
+        preview (clips.preview_name) beside it."""
         record = self._record(clip)
         with tempfile.TemporaryDirectory(prefix=f"webtv-{clip.key}-") as scratch:
             folder = Path(scratch)
@@ -139,13 +140,9 @@ class ClipProduction:
             started = time.monotonic()
             call = make(sources, record, output)
             work_seconds = time.monotonic() - started
-            media = probe(output)
-            if media.video is None:
-                preview = markdown_image(waveform_png(output), "image/png", "waveform")
-                content_type = "audio/flac"
-            else:
-                preview = markdown_image(contact_sheet_jpeg(output), "image/jpeg", "frames")
-                content_type = "video/mp4"
+            media = probe(output, keyframes=True)
+            content_type = "audio/flac" if media.video is None else "video/mp4"
+            preview = self._store_preview(clip, output_name, output, media)
             stored = self.store.upload_file(output, clip.object_key(output_name), content_type)
         return StageReport(
             clip_id=clip.key,
@@ -159,8 +156,24 @@ class ClipProduction:
             seed=record.seed,
             work_seconds=work_seconds,
             media=media,
-            preview_markdown=preview,
+            preview=preview,
         )
+
+    def _store_preview(
+        self, clip: ClipId, output_name: str, output: Path, media: MediaInfo
+    ) -> str | None:
+        """Stores the preview of a stage's output beside it; returns its name (None for a video
+        stage whose output has no video stream: its quality report says so)."""
+        name = clips.preview_name(output_name)
+        content_type = clips.preview_content_type(name)
+        if content_type == "image/png":
+            image = waveform_png(output)
+        elif media.video is not None:
+            image = contact_sheet_jpeg(output, media.video)
+        else:
+            return None
+        self.store.put_bytes(clip.object_key(name), image, content_type)
+        return name
 
     def render_raw_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.text_to_video

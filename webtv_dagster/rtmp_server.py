@@ -1,7 +1,8 @@
 """The project's media server: nginx with libnginx-mod-rtmp. RTMP in, one application per
-channel; out over HTTP: HLS for each channel, the web viewer, and each channel's playout state
-for the viewer's program guide. Its configuration is generated; it runs in the foreground under
-the process that started it, with everything it writes under one folder.
+channel; out over HTTP: HLS for each channel, the web viewer, each channel's playout state
+for the viewer's program guide, and the clips' stage previews (from the preview service). Its
+configuration is generated; it runs in the foreground under the process that started it, with
+everything it writes under one folder.
 
 Publish to rtmp://HOST:RTMP_PORT/<channel slug>/live; watch http://HOST:HTTP_PORT/ (viewer) or
 http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
@@ -26,6 +27,12 @@ RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
 VIEWER = Path(__file__).with_name("viewer")
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
+PREVIEWS_PATH = "/previews/"  # proxied to the preview service (previews.py)
+
+
+def previews_socket(data_dir: Path) -> Path:
+    """Where the preview service listens and nginx sends `PREVIEWS_PATH` requests."""
+    return data_dir.resolve() / "previews.sock"
 
 
 class RtmpServerError(RuntimeError):
@@ -115,6 +122,11 @@ http {{
             alias {root}/hls/;
             add_header Cache-Control no-cache;
             add_header Access-Control-Allow-Origin *;
+        }}
+        # Stage previews, from the bucket through the preview service (nginx cannot sign S3
+        # requests); its answers carry their own Cache-Control.
+        location {PREVIEWS_PATH} {{
+            proxy_pass http://unix:{previews_socket(data_dir)};
         }}
     }}
 }}

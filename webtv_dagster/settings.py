@@ -36,6 +36,7 @@ class Settings(BaseModel):
     )
     playout_stale_seconds: float = Field(90, ge=10, description="WEBTV_PLAYOUT_STALE_SECONDS")
     stop_grace_seconds: float = Field(5, ge=0, le=3600, description="WEBTV_STOP_GRACE_SECONDS")
+    public_url: str = Field("", description="WEBTV_PUBLIC_URL")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,16 @@ class ListedObject(BaseModel):
     key: str
     size_bytes: int
     modified_at: float  # Unix time
+
+
+@dataclass(frozen=True)
+class ObjectStream:
+    """An object being read: its size, its ETag (changes when the object is replaced) and its
+    body in chunks."""
+
+    size_bytes: int
+    etag: str
+    chunks: Iterator[bytes]
 
 
 class MediaStore:
@@ -161,6 +172,24 @@ class MediaStore:
     def get_bytes(self, key: str) -> bytes:
         with self._s3_call("reading", key):
             return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    @contextmanager
+    def open_object(self, key: str, chunk_bytes: int = 2**16) -> Iterator[ObjectStream]:
+        """Streams the object (never whole in memory); a missing key is a FileNotFoundError."""
+        with self._s3_call("reading", key):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+        body = response["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            with self._s3_call("reading", key):
+                yield from body.iter_chunks(chunk_bytes)
+
+        try:
+            yield ObjectStream(
+                size_bytes=response["ContentLength"], etag=response.get("ETag", ""), chunks=chunks()
+            )
+        finally:
+            body.close()
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))

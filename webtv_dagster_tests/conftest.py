@@ -21,6 +21,7 @@ from webtv_dagster.storage import MediaStore  # noqa: E402
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-do-not-log"
+PUBLIC_URL = "http://viewer.test:8080"  # where the tests' preview links point
 
 
 @pytest.fixture
@@ -77,6 +78,7 @@ def clip_resources(seaweedfs, bucket: str, channels_file) -> dict:
 
     return {
         "media_storage": S3MediaStorage(
+            public_url=PUBLIC_URL,
             endpoint_url=seaweedfs.endpoint_url,
             bucket=bucket,
             access_key_id=ACCESS_KEY,

@@ -17,9 +17,16 @@ from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.media.inspection import black_spans, frozen_spans, measure_loudness, silent_spans
 
-from .conftest import TEST_CHANNELS, clip_resources, latest_metadata
+from .conftest import PUBLIC_URL, TEST_CHANNELS, clip_resources, latest_metadata
 
 CLIP_ASSETS = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
+STAGE_PREVIEWS = [
+    (raw_take, clips.RAW_TAKE, "frames"),
+    (upscaled_take, clips.UPSCALED_TAKE, "frames"),
+    (interpolated_clip, clips.INTERPOLATED_CLIP, "frames"),
+    (music_track, clips.MUSIC_TRACK, "waveform"),
+    (broadcast_clip, clips.BROADCAST_CLIP, "frames"),
+]
 
 
 @pytest.fixture
@@ -78,14 +85,20 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     assert metadata["seed"] == prompt["seed"]
     assert metadata["resolution"] == "1024x576"
     assert metadata["dagster/uri"] == media_store.uri(clip.object_key(clips.BROADCAST_CLIP))
-    assert metadata["preview"].startswith("![frames](data:image/jpeg;base64,")
     assert json.loads(json.dumps(metadata["ffprobe"]))["video"]["frames"] == 64
     take_metadata = latest_metadata(instance, raw_take, key)
     assert take_metadata["backend"] == "procedural"
     assert take_metadata["endpoint"] == "offline"
-    assert latest_metadata(instance, music_track, key)["preview"].startswith(
-        "![waveform](data:image/png;base64,"
-    )
+    # Each stage's preview is an image beside the clip, linked by URL: the metadata stays small.
+    for asset, output, alt in STAGE_PREVIEWS:
+        name = clips.preview_name(output)
+        metadata = latest_metadata(instance, asset, key)
+        assert metadata["preview"] == f"![{alt}]({PUBLIC_URL}/previews/test-llamas/{key}/{name})"
+        assert len(json.dumps(metadata, default=str)) < 3_000
+        image = media_store.get_bytes(clip.object_key(name))
+        assert image.startswith(b"\x89PNG" if alt == "waveform" else b"\xff\xd8\xff")
+        (tmp_path / name).write_bytes(image)
+        assert probe(tmp_path / name).video.width == (768 if alt == "waveform" else 4 * 192)
 
     listing = dg.materialize([playlist], partition_key="test-llamas", instance=instance,
                              resources=resources)  # fmt: skip

@@ -14,7 +14,7 @@ from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 from webtv_dagster.quality import CHECK_NAMES, QualityLimits, inspect_broadcast_clip
 
-from .conftest import TEST_CHANNELS, clip_resources
+from .conftest import PUBLIC_URL, TEST_CHANNELS, clip_resources
 from .test_clip_pipeline import CLIP_ASSETS
 
 FRAMES = 64
@@ -98,19 +98,23 @@ def test_damaged_and_silent_clips_are_caught(sources):
     assert "-inf LUFS" in failed["loudness"]
 
 
-def check_results(instance, result, key: str) -> dict[str, tuple[bool, str]]:
-    """Each quality check's evaluation of the clip in the run, (passed, reason), after checking
-    that the instance records the same verdict for the clip's partition."""
-    evaluations = [
-        entry.dagster_event.event_specific_data
+def check_evaluations(instance, result, key: str) -> dict[str, dg.AssetCheckEvaluation]:
+    """Each quality check's evaluation of the clip in the run, by check name."""
+    return {
+        evaluation.check_name: evaluation
         for entry in instance.all_logs(
             result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
         )
-    ]
+        if (evaluation := entry.dagster_event.event_specific_data).partition == key
+    }
+
+
+def check_results(instance, result, key: str) -> dict[str, tuple[bool, str]]:
+    """Each quality check's evaluation of the clip in the run, (passed, reason), after checking
+    that the instance records the same verdict for the clip's partition."""
     results = {
-        evaluation.check_name: (evaluation.passed, evaluation.metadata["reason"].value)
-        for evaluation in evaluations
-        if evaluation.partition == key
+        name: (evaluation.passed, evaluation.metadata["reason"].value)
+        for name, evaluation in check_evaluations(instance, result, key).items()
     }
     assert sorted(results) == sorted(CHECK_NAMES)
     check_keys = [dg.AssetCheckKey(broadcast_clip.key, name) for name in CHECK_NAMES]
@@ -158,6 +162,12 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         assert black_checks["not_black"][0] is False
         assert black_checks["not_black"][1].startswith("98% of the clip is black")
         assert black_checks["loudness"][0] is True
+        # A failed check links the clip's preview by URL; a passed one carries none.
+        black_evaluations = check_evaluations(instance, result, black)
+        assert black_evaluations["not_black"].metadata["preview"].value == (
+            f"![frames]({PUBLIC_URL}/previews/test-llamas/{black}/broadcast.preview.jpg)"
+        )
+        assert "preview" not in black_evaluations["loudness"].metadata
         statuses = clip_statuses(instance, [good, black, corrupt])
         assert statuses == {good: ClipStatus.MATERIALIZED, black: ClipStatus.FAILED,
                             corrupt: ClipStatus.FAILED}  # fmt: skip

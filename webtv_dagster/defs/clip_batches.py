@@ -12,6 +12,7 @@ import dagster as dg
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
+from webtv_dagster.previews import preview_markdown
 from webtv_dagster.production import ClipProduction, StageReport
 from webtv_dagster.quality import CHECK_DESCRIPTIONS
 from webtv_dagster.settings import Settings
@@ -49,10 +50,19 @@ def clip_asset(*, group_name: str, kinds: set[str], pool: str, deps: Sequence[An
     )
 
 
-def report_metadata(report: StageReport, span: tuple[float, float]) -> dict[str, Any]:
+def preview_metadata(report: StageReport, public_url: str) -> dict[str, Any]:
+    """The stage's preview image, linked by URL (the image itself is in the bucket)."""
+    if report.preview is None:
+        return {}
+    clip = ClipId.parse(report.clip_id)
+    return {"preview": dg.MetadataValue.md(preview_markdown(public_url, clip, report.preview))}
+
+
+def report_metadata(
+    report: StageReport, span: tuple[float, float], public_url: str
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"clip": report.clip_id, "prompt": report.prompt}
-    if report.preview_markdown:
-        metadata["preview"] = dg.MetadataValue.md(report.preview_markdown)
+    metadata |= preview_metadata(report, public_url)
     metadata |= {
         "seed": report.seed,
         "backend": report.backend,
@@ -97,6 +107,7 @@ def materialize_clips(
     Failures are collected and raised together once every clip had its chance.
     """
     store = media_storage.store()
+    public_url = media_storage.public_url
     made: dict[str, dict[str, Any]] = _made_by_earlier_attempts(context)
     clips = sorted(
         (ClipId.parse(key) for key in context.partition_keys if key not in made),
@@ -121,13 +132,13 @@ def materialize_clips(
                 context.log.error(f"{clip.key}: {failures[clip.key]}")
                 continue
             if report.quality is not None:
-                for evaluation in quality_evaluations(context.asset_key, report):
+                for evaluation in quality_evaluations(context.asset_key, report, public_url):
                     context.log_event(evaluation)
                 if not report.quality.passed:
                     failures[clip.key] = report.quality.summary()
                     context.log.error(f"{clip.key}: {failures[clip.key]} ({report.uri})")
                     continue
-            made[clip.key] = report_metadata(report, span)
+            made[clip.key] = report_metadata(report, span, public_url)
             context.log.info(f"{clip.key}: {report.uri} ({report.work_seconds:.1f} s of work)")
     if failures:
         # A failed step records no materialization for its partitions: record the clips
@@ -174,7 +185,7 @@ def quality_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
 
 
 def quality_evaluations(
-    asset_key: dg.AssetKey, report: StageReport
+    asset_key: dg.AssetKey, report: StageReport, public_url: str
 ) -> list[dg.AssetCheckEvaluation]:
     """The clip's quality report as one check evaluation per check, for its partition; a failed
     check carries the clip's object and preview, so the operator sees what failed."""
@@ -183,8 +194,7 @@ def quality_evaluations(
         metadata: dict[str, Any] = {"reason": check.reason, **check.measured}
         if not check.passed:
             metadata["dagster/uri"] = dg.MetadataValue.path(report.uri)
-            if report.preview_markdown:
-                metadata["preview"] = dg.MetadataValue.md(report.preview_markdown)
+            metadata |= preview_metadata(report, public_url)
         evaluations.append(
             dg.AssetCheckEvaluation(
                 asset_key=asset_key,

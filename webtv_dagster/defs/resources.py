@@ -8,14 +8,17 @@ import dagster as dg
 from webtv_dagster.alerts import AlertError, WebhookNotifier
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_channels
+from webtv_dagster.previews import public_base_url
 from webtv_dagster.production import ClipProduction
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
 
 
 class S3MediaStorage(dg.ConfigurableResource):
-    """The bucket that holds every clip's media (SeaweedFS, MinIO or AWS S3)."""
+    """The bucket that holds every clip's media (SeaweedFS, MinIO or AWS S3), and the address
+    at which operators' browsers see its previews (the viewer's, WEBTV_PUBLIC_URL)."""
 
+    public_url: str
     endpoint_url: str = ""
     bucket: str = "media"
     region: str = "us-east-1"
@@ -106,6 +109,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "media_storage": S3MediaStorage(
+                public_url=public_base_url(settings),
                 endpoint_url=settings.s3_endpoint_url,
                 bucket=settings.s3_bucket,
                 region=settings.s3_region,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import ffmpeg  # ffmpeg-python: builds filter graphs; we run the commands ourselves.
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class MediaToolError(RuntimeError):
@@ -47,6 +47,9 @@ class VideoStreamInfo(BaseModel):
     pix_fmt: str
     frames: int | None
     duration: float
+    # Keyframe times (s), read from the container by `probe(..., keyframes=True)`; left out of
+    # summaries.
+    keyframe_times: list[float] | None = Field(None, exclude=True)
 
 
 class AudioStreamInfo(BaseModel):
@@ -75,10 +78,13 @@ def _rate(text: str) -> float:
     return float(numerator) / float(denominator or 1) if float(denominator or 1) else 0.0
 
 
-def probe(path: Path) -> MediaInfo:
-    """ffprobe summary of a media file; a file ffprobe cannot read is a MediaToolError."""
+def probe(path: Path, keyframes: bool = False) -> MediaInfo:
+    """ffprobe summary of a media file; a file ffprobe cannot read is a MediaToolError. With
+    `keyframes`, the video's keyframe times too (from the packets ffprobe reads anyway to count
+    them: nothing is decoded)."""
+    packets = {"show_entries": "packet=stream_index,pts_time,flags"} if keyframes else {}
     try:
-        report = ffmpeg.probe(str(path), count_packets=None)
+        report = ffmpeg.probe(str(path), count_packets=None, **packets)
     except ffmpeg.Error as error:
         raise MediaToolError(
             f"ffprobe cannot read {path.name}: {_stderr_tail(error.stderr or b'')}"
@@ -103,6 +109,7 @@ def probe(path: Path) -> MediaInfo:
                 pix_fmt=stream.get("pix_fmt", "?"),
                 frames=int(stream["nb_read_packets"]) if "nb_read_packets" in stream else None,
                 duration=duration,
+                keyframe_times=_keyframe_times(report, stream["index"]) if keyframes else None,
             )
         elif stream.get("codec_type") == "audio" and info.audio is None:
             info.audio = AudioStreamInfo(
@@ -112,6 +119,16 @@ def probe(path: Path) -> MediaInfo:
                 duration=duration,
             )
     return info
+
+
+def _keyframe_times(report: dict, stream_index: int) -> list[float]:
+    return sorted(
+        float(packet["pts_time"])
+        for packet in report.get("packets", [])
+        if packet.get("stream_index") == stream_index
+        and "K" in packet.get("flags", "")
+        and "pts_time" in packet
+    )
 
 
 def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) -> None:
