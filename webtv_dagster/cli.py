@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import yaml
@@ -36,6 +37,7 @@ from webtv_dagster.rtmp_server import (
     HLS_JS,
     kill_leftover_workers,
     nginx_command,
+    previews_socket,
     write_rtmp_config,
 )
 from webtv_dagster.settings import Settings
@@ -48,6 +50,9 @@ from webtv_dagster.stack import (
     supervisord_binary,
     write_supervisord_conf,
 )
+
+if TYPE_CHECKING:
+    from webtv_dagster.storage import MediaStore
 
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
@@ -265,25 +270,47 @@ def mirror_urls(slug: str) -> list[str]:
     return [url.strip() for url in os.environ.get(variable, "").split(",") if url.strip()]
 
 
-def command_playout(args: argparse.Namespace) -> int:
-    import logging
-
-    from webtv_dagster.channels import find_channel
-    from webtv_dagster.playout.channel import ChannelPlayout
-    from webtv_dagster.playout.supervisor import hold_playout_lock
+def _media_store(settings: Settings) -> MediaStore:
+    """The bucket of the settings, with the S3 keys of the environment (or boto3's chain)."""
     from webtv_dagster.storage import MediaStore
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
-    channel = find_channel(load_channels(settings.channels_file), args.channel)
-    data_dir = settings.data_dir.resolve()
-    store = MediaStore(
+    return MediaStore(
         bucket=settings.s3_bucket,
         endpoint_url=settings.s3_endpoint_url or None,
         region=settings.s3_region,
         access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
     )
+
+
+def command_previews(args: argparse.Namespace) -> int:
+    """The supervised preview service: answers nginx's /previews/ requests from the bucket."""
+    import logging
+
+    from webtv_dagster.previews import PreviewServiceError, serve_previews
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    socket_path = Path(args.socket) if args.socket else previews_socket(settings.data_dir)
+    try:
+        serve_previews(socket_path, _media_store(settings))
+    except PreviewServiceError as error:
+        sys.exit(f"webtv: {error}")
+    return 0
+
+
+def command_playout(args: argparse.Namespace) -> int:
+    import logging
+
+    from webtv_dagster.channels import find_channel
+    from webtv_dagster.playout.channel import ChannelPlayout
+    from webtv_dagster.playout.supervisor import hold_playout_lock
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    channel = find_channel(load_channels(settings.channels_file), args.channel)
+    data_dir = settings.data_dir.resolve()
+    store = _media_store(settings)
     main_url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{channel.slug}/live"
     mirrors = mirror_urls(channel.slug)
     try:
@@ -493,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
                                "foreground, as supervisord and systemd do")  # fmt: skip
     rtmp.add_argument("root", nargs="?", help="a folder whose nginx.conf webtv up wrote")
     rtmp.set_defaults(run=command_rtmp_server)
+    previews = commands.add_parser("previews", help="serve the clips' stage previews to nginx "
+                                   "(/previews/) from the bucket, as supervisord and systemd "
+                                   "do")  # fmt: skip
+    previews.add_argument("--socket", help="Unix socket (default: previews.sock in the data dir)")
+    previews.set_defaults(run=command_previews)
     when = commands.add_parser("when-serving", help="(internal) run a command once a socket "
                                "accepts connections")  # fmt: skip
     when.add_argument("socket")

@@ -2,11 +2,12 @@
 configuration webtv writes for this machine.
 
 Every long-running process is a supervised program: the embedded S3 (SeaweedFS), the RTMP/HLS
-server (nginx), the Dagster code server, webserver and daemon, and one playout per channel.
-supervisord restarts a program within about a second of its death; one that dies again within
-a second of starting is retried after 1, 2, 3... seconds, and given up (FATAL) after
-START_RETRIES tries, which the alert listener reports. Programs start in priority order and stop
-in reverse, so the Dagster daemon stops first and the S3 last.
+server (nginx) and the preview service behind it, the Dagster code server, webserver and
+daemon, and one playout per channel. supervisord restarts a program within about a second of
+its death; one that dies again within a second of starting is retried after 1, 2, 3...
+seconds, and given up (FATAL) after START_RETRIES tries, which the alert listener reports.
+Programs start in priority order and stop in reverse, so the Dagster daemon stops first and the
+S3 last.
 
 Children get the environment of the `webtv up` that started supervisord (settings, S3 keys):
 no secret is written into the configuration or shows on a command line.
@@ -26,7 +27,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from webtv_dagster.playout.state import playout_folder
-from webtv_dagster.rtmp_server import nginx_command
+from webtv_dagster.rtmp_server import nginx_command, previews_socket
 
 PLAYOUT_GROUP = "playouts"
 START_RETRIES = 20  # tries a program that keeps dying at start gets, 1 s more apart each time
@@ -94,7 +95,8 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
 def media_programs(
     data_dir: Path, slugs: list[str], rtmp_root: Path, s3_command: list[str] | None
 ) -> list[Program]:
-    """The S3 (when embedded), the RTMP/HLS server and one playout per channel."""
+    """The S3 (when embedded), the RTMP/HLS server, the preview service behind it and one
+    playout per channel."""
     programs = []
     if s3_command is not None:
         programs.append(
@@ -104,6 +106,10 @@ def media_programs(
     programs.append(
         Program("rtmp", webtv_command("rtmp-server", str(rtmp_root)), priority=20,
                 log=rtmp_root / "nginx.out")  # fmt: skip
+    )
+    socket_path = previews_socket(data_dir)
+    programs.append(
+        Program("previews", webtv_command("previews", "--socket", str(socket_path)), priority=20)
     )
     for slug in slugs:
         programs.append(

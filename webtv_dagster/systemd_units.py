@@ -1,7 +1,7 @@
 """systemd units for a production host, rendered from the templates in systemd/ with this
-installation's paths: the RTMP/HLS server, one playout per channel (a template unit), the
-Dagster code server, webserver and daemon, an alert unit that systemd starts when another
-gives up (OnFailure=), and webtv.target that groups them.
+installation's paths: the RTMP/HLS server and the preview service behind it, one playout per
+channel (a template unit), the Dagster code server, webserver and daemon, an alert unit that
+systemd starts when another gives up (OnFailure=), and webtv.target that groups them.
 
 systemd restarts each unit a second after it dies and, past 20 failures in two minutes, gives
 up and starts the alert unit. Settings and secrets come from one environment file (mode 0600),
