@@ -32,18 +32,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+from running_stack import start_webtv_up
 
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
-from webtv_dagster.embedded_s3 import PORT_OFFSETS
 from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.processes import free_port_block
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
 from webtv_dagster.stack import StackSupervisor
 from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster_tests.air_monitor import AirMonitor
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SLUG = "llama-jobs"
 SECRETS = {
@@ -198,30 +196,14 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=185, help="seconds per fault")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
-    data_dir = folder / "data"
     channel = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
     stand_ins = StandIns(channel)
-    s3_port = free_port_block(max(PORT_OFFSETS.values()) + 1)
-    rtmp_port, ui_port = free_port_block(2), free_port_block(1)
-    environment = {
-        **os.environ,
-        "WEBTV_DATA_DIR": str(data_dir),
-        "WEBTV_CHANNELS_FILE": str(channels_file(folder, stand_ins)),
-        "WEBTV_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "WEBTV_RTMP_PORT": str(rtmp_port),
-        "WEBTV_HLS_PORT": str(rtmp_port + 1),
-        "AWS_ACCESS_KEY_ID": "soak",
-        "AWS_SECRET_ACCESS_KEY": SECRETS["AWS_SECRET_ACCESS_KEY"],
-        "SOAK_LLM_KEY": SECRETS["SOAK_LLM_KEY"],
-        "WEBTV_ALERT_WEBHOOK_URL": stand_ins.url + SECRETS["WEBHOOK_PATH"],
-    }
-    log = (folder / "webtv-up.log").open("w")
-    up = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "webtv"), "up", "--port", str(ui_port)],
-        env=environment, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    store = MediaStore("media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", "soak",
-                       SECRETS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+    stack = start_webtv_up(
+        folder, channels_file(folder, stand_ins), "soak", SECRETS["AWS_SECRET_ACCESS_KEY"],
+        SOAK_LLM_KEY=SECRETS["SOAK_LLM_KEY"],
+        WEBTV_ALERT_WEBHOOK_URL=stand_ins.url + SECRETS["WEBHOOK_PATH"],
+    )
+    up, store, data_dir, rtmp_port = stack.process, stack.store, stack.data_dir, stack.rtmp_port
     url = f"rtmp://127.0.0.1:{rtmp_port}/{SLUG}/live"
     print(f"soak in {folder}; waiting for the first clips to air", flush=True)
     supervisor = None

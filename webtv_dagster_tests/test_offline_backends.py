@@ -9,6 +9,8 @@ from webtv_dagster.backends.text_to_video import (
     camera_path_for,
 )
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.media.broadcast import fits_profile, normalize_clip
 from webtv_dagster.media.ffmpeg import decode_rgb_frames, probe, run_ffmpeg
 from webtv_dagster.media.inspection import frozen_spans
 
@@ -85,6 +87,23 @@ def test_upscale_then_interpolate_to_exact_frames(tmp_path):
     frames = decode_rgb_frames(clip, 128, 72).astype(float)
     steps = [np.abs(frames[i + 1] - frames[i]).mean() for i in range(0, 100)]
     assert min(steps) > 0.05
+    # The clip is encoded in the broadcast profile: the broadcast clip copies its video
+    # (the same packets), where a take that does not fit it is encoded again.
+    assert fits_profile(clip, 128, BROADCAST_PROFILE)
+    assert not fits_profile(upscaled, 24, BROADCAST_PROFILE)
+    music = tmp_path / "music.flac"
+    ProceduralMusicGenerator().compose(
+        MusicRequest(prompt="calm", mood="calm", seed=1, seconds=128 / 24, sample_rate=48_000),
+        music,
+    )
+    aired = tmp_path / "broadcast.mp4"
+    normalize_clip(clip, music, 128, aired, BROADCAST_PROFILE)
+    assert video_packets_md5(aired) == video_packets_md5(clip)
+
+
+def video_packets_md5(path):
+    return run_ffmpeg(["-i", str(path), "-map", "0:v", "-c", "copy", "-f", "md5", "-"],
+                      "hashing video packets")  # fmt: skip
 
 
 def test_music_is_deterministic_stereo_exact_and_never_silent(tmp_path):

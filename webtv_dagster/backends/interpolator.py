@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.space_pool import SpaceBackend
-from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.media.broadcast import broadcast_x264
+from webtv_dagster.media.conform import conform_video
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
 
@@ -34,6 +36,9 @@ class Interpolator(Protocol):
 
 class MotionInterpolator:
     """Offline motion-compensated interpolation with FFmpeg's minterpolate (mci, bilateral).
+
+    Like the Space's answer, the clip is encoded as the broadcast profile's H.264 (the last
+    video stage): the broadcast clip copies it rather than encoding it once more.
 
     Motion estimation and compensation cost scale with pixels, so they run at no more than
     `motion_height` lines (0: at the source's size) and the result is scaled back with Lanczos.
@@ -70,7 +75,7 @@ class MotionInterpolator:
         filters.append("setsar=1")
         run_ffmpeg(
             ["-i", str(source), "-vf", ",".join(filters), "-frames:v", str(request.frames),
-             "-r", str(request.fps), *INTERMEDIATE_X264, "-an", str(output)],
+             "-r", str(request.fps), *broadcast_x264(BROADCAST_PROFILE), "-an", str(output)],
             f"interpolating {source.name} to {request.frames} frames at {request.fps} fps",
         )  # fmt: skip
         return ModelCall(backend=self.name, endpoint=self.endpoint)
@@ -101,5 +106,6 @@ class SpaceInterpolator(SpaceBackend):
                 height=video.height,
                 fps=request.fps,
                 frames=request.frames,
+                encoding=broadcast_x264(BROADCAST_PROFILE),
             ),  # fmt: skip
         )

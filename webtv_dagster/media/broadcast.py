@@ -11,8 +11,37 @@ import math
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
+from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.media.inspection import Loudness, measure_loudness
+
+
+def broadcast_x264(profile: BroadcastProfile) -> list[str]:
+    """FFmpeg arguments that encode video as the profile's H.264: a keyframe exactly every
+    `keyframe_interval` frames (what stream-copy playout cuts on)."""
+    gop = str(profile.keyframe_interval)
+    return [
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-profile:v", "high",
+        "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-pix_fmt", profile.pix_fmt,
+    ]  # fmt: skip
+
+
+def fits_profile(video: Path, frames: int, profile: BroadcastProfile) -> bool:
+    """Whether `video` already is the profile's picture, `frames` long, with the profile's
+    keyframes (the interpolators encode it so): then it is aired as it is, not encoded again."""
+    info = probe(video, keyframes=True).video
+    if info is None or info.keyframe_times is None:
+        return False
+    interval = profile.keyframe_interval
+    expected = [n * interval / profile.fps for n in range(math.ceil(frames / interval))]
+    return (
+        info.codec == profile.video_codec
+        and (info.width, info.height) == (profile.width, profile.height)
+        and abs(info.fps - profile.fps) < 1e-3
+        and info.pix_fmt == profile.pix_fmt
+        and info.frames == frames
+        and len(info.keyframe_times) == len(expected)
+        and all(abs(a - b) < 1e-3 for a, b in zip(info.keyframe_times, expected, strict=True))
+    )
 
 
 def loudnorm_filter(profile: BroadcastProfile, measured: Loudness) -> str:
@@ -28,7 +57,8 @@ def loudnorm_filter(profile: BroadcastProfile, measured: Loudness) -> str:
 def normalize_clip(
     video: Path, music: Path, frames: int, output: Path, profile: BroadcastProfile
 ) -> None:
-    """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`."""
+    """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`;
+    video that already fits the profile is copied, not encoded again."""
     samples = frames * profile.samples_per_frame
     loudness = measure_loudness(music)
     if not math.isfinite(loudness.integrated_lufs):
@@ -36,26 +66,27 @@ def normalize_clip(
             f"{music.name} is silent, so it cannot be normalized to "
             f"{profile.loudness_lufs} LUFS: rerun the music stage of this clip"
         )
-    w, h = profile.width, profile.height
-    video_chain = (
-        f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
-        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={profile.fps},"
-        f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},format={profile.pix_fmt}"
-    )
     audio_chain = (
         f"{loudnorm_filter(profile, loudness)},"
         f"aresample={profile.sample_rate},"
         f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
         f"apad=whole_len={samples},atrim=end_sample={samples},asetpts=N/SR/TB"
     )
-    gop = str(profile.keyframe_interval)
+    if fits_profile(video, frames, profile):
+        graph, video_out = f"[1:a]{audio_chain}[a]", ["-map", "0:v", "-c:v", "copy"]
+    else:
+        w, h = profile.width, profile.height
+        video_chain = (
+            f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
+            f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={profile.fps},"
+            f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},format={profile.pix_fmt}"
+        )
+        graph = f"[0:v]{video_chain}[v];[1:a]{audio_chain}[a]"
+        video_out = ["-map", "[v]", *broadcast_x264(profile)]
     run_ffmpeg(
         [
-            "-i", str(video), "-i", str(music),
-            "-filter_complex", f"[0:v]{video_chain}[v];[1:a]{audio_chain}[a]",
-            "-map", "[v]", "-map", "[a]",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-profile:v", "high",
-            "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+            "-i", str(video), "-i", str(music), "-filter_complex", graph,
+            *video_out, "-map", "[a]",
             "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.sample_rate),
             "-ac", str(profile.channels), "-movflags", "+faststart", str(output),
         ],

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
-# Intermediates are re-encoded downstream: spend bits, not CPU, to keep them near-lossless.
-# A keyframe every 2 s at 24 fps lets previews decode only keyframes.
+# Intermediates are re-encoded downstream and removed a day later: fast, and transparent
+# enough for one more generation. A keyframe every 2 s at 24 fps lets previews decode only
+# keyframes.
 INTERMEDIATE_X264 = [
-    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-g", "48", "-pix_fmt", "yuv420p",
+    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-g", "48", "-pix_fmt", "yuv420p",
 ]  # fmt: skip
 
 
@@ -21,9 +22,10 @@ def conform_video(
     height: int,
     fps: int | None = None,
     frames: int | None = None,
+    encoding: list[str] = INTERMEDIATE_X264,
 ) -> None:
-    """Re-encodes `source` as an H.264 intermediate of width x height; with `frames` and
-    `fps`, also stretches it in time to exactly that many frames."""
+    """Re-encodes `source` as H.264 (`encoding`: an intermediate's by default) of width x
+    height; with `frames` and `fps`, also stretches it in time to exactly that many frames."""
     filters = [f"scale={width}:{height}:flags=lanczos", "setsar=1"]
     args: list[str] = []
     if frames is not None and fps is not None:
@@ -33,7 +35,7 @@ def conform_video(
                    *filters]  # fmt: skip
         args = ["-frames:v", str(frames)]
     run_ffmpeg(
-        ["-i", str(source), "-vf", ",".join(filters), *args, *INTERMEDIATE_X264, "-an",
+        ["-i", str(source), "-vf", ",".join(filters), *args, *encoding, "-an",
          str(output)],
         f"conforming {source.name} to {width}x{height}",
     )  # fmt: skip
