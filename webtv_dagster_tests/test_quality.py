@@ -9,6 +9,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.assets.playlist import playlist
+from webtv_dagster.defs.clip_batches import QUALITY_CHECK
 from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
@@ -98,31 +99,32 @@ def test_damaged_and_silent_clips_are_caught(sources):
     assert "-inf LUFS" in failed["loudness"]
 
 
-def check_evaluations(instance, result, key: str) -> dict[str, dg.AssetCheckEvaluation]:
-    """Each quality check's evaluation of the clip in the run, by check name."""
-    return {
-        evaluation.check_name: evaluation
+def clip_evaluation(instance, result, key: str) -> dg.AssetCheckEvaluation:
+    """The clip's one `broadcast_quality` evaluation in the run."""
+    (evaluation,) = [
+        evaluation
         for entry in instance.all_logs(
             result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
         )
         if (evaluation := entry.dagster_event.event_specific_data).partition == key
-    }
+    ]
+    return evaluation
 
 
 def check_results(instance, result, key: str) -> dict[str, tuple[bool, str]]:
-    """Each quality check's evaluation of the clip in the run, (passed, reason), after checking
+    """Each quality check's verdict on the clip in the run, (passed, reason), after checking
     that the instance records the same verdict for the clip's partition."""
-    results = {
-        name: (evaluation.passed, evaluation.metadata["reason"].value)
-        for name, evaluation in check_evaluations(instance, result, key).items()
-    }
-    assert sorted(results) == sorted(CHECK_NAMES)
-    check_keys = [dg.AssetCheckKey(broadcast_clip.key, name) for name in CHECK_NAMES]
-    for info in instance.event_log_storage.get_asset_check_partition_info(
-        check_keys, partition_keys=[key]
-    ):
-        passed = results[info.check_key.name][0]
-        assert info.latest_execution_status.value == ("SUCCEEDED" if passed else "FAILED")
+    evaluation = clip_evaluation(instance, result, key)
+    results = {}
+    for name in CHECK_NAMES:
+        verdict, _, reason = evaluation.metadata[name].value.partition(": ")
+        results[name] = (verdict == "passed", reason)
+    assert evaluation.passed == all(passed for passed, _ in results.values())
+    check_key = dg.AssetCheckKey(broadcast_clip.key, QUALITY_CHECK)
+    (info,) = instance.event_log_storage.get_asset_check_partition_info(
+        [check_key], partition_keys=[key]
+    )
+    assert info.latest_execution_status.value == ("SUCCEEDED" if evaluation.passed else "FAILED")
     return results
 
 
@@ -162,12 +164,11 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         assert black_checks["not_black"][0] is False
         assert black_checks["not_black"][1].startswith("98% of the clip is black")
         assert black_checks["loudness"][0] is True
-        # A failed check links the clip's preview by URL; a passed one carries none.
-        black_evaluations = check_evaluations(instance, result, black)
-        assert black_evaluations["not_black"].metadata["preview"].value == (
+        # A failed clip's evaluation links its preview by URL; a passed one carries none.
+        assert clip_evaluation(instance, result, black).metadata["preview"].value == (
             f"![frames]({PUBLIC_URL}/previews/test-llamas/{black}/broadcast.preview.jpg)"
         )
-        assert "preview" not in black_evaluations["loudness"].metadata
+        assert "preview" not in clip_evaluation(instance, result, good).metadata
         statuses = clip_statuses(instance, [good, black, corrupt])
         assert statuses == {good: ClipStatus.MATERIALIZED, black: ClipStatus.FAILED,
                             corrupt: ClipStatus.FAILED}  # fmt: skip

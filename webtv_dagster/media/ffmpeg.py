@@ -48,7 +48,7 @@ class VideoStreamInfo(BaseModel):
     frames: int | None
     duration: float
     # Keyframe times (s), read from the container by `probe(..., keyframes=True)`; left out of
-    # summaries.
+    # dumps.
     keyframe_times: list[float] | None = Field(None, exclude=True)
 
 
@@ -68,9 +68,6 @@ class MediaInfo(BaseModel):
     bit_rate: int | None
     video: VideoStreamInfo | None = None
     audio: AudioStreamInfo | None = None
-
-    def summary(self) -> dict[str, object]:
-        return self.model_dump(exclude_none=True)
 
 
 def _rate(text: str) -> float:
