@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict
 
 from webtv_dagster.channels import Channel
 
-CLIP_KEY_PATTERN = re.compile(r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6})$")
+# Six digits, or more without a leading zero: one channel of 8 s clips passes clip 999,999
+# after three months.
+CLIP_KEY_PATTERN = re.compile(
+    r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6}|[1-9]\d{6,})$"
+)
 
 # Object names of one clip, in pipeline order.
 PROMPT = "prompt.json"
@@ -62,7 +66,9 @@ class ClipId(BaseModel):
     def parse(cls, key: str) -> ClipId:
         match = CLIP_KEY_PATTERN.match(key)
         if not match:
-            raise ValueError(f"{key!r} is not a clip id (expected <channel slug>-<6 digits>)")
+            raise ValueError(
+                f"{key!r} is not a clip id (expected <channel slug>-<number, 6 digits or more>)"
+            )
         return cls(channel=match["slug"], number=int(match["number"]))
 
     def object_key(self, name: str) -> str:

@@ -2,22 +2,30 @@
 
 A clip is airable once its broadcast record exists (written after the broadcast clip itself,
 and only if it passed its quality checks), unless an operator took it down.
+The playlist lists a window of clips, not the channel's history: the clips past air and the last
+REPLAY_CLIPS aired (the playout replays the last ten when it runs dry), so that building it,
+and reading it every two seconds in the playout, costs the same in the third month as on the
+first day.
 The ffconcat file names clips relative to the channel's folder, so it plays from any copy of
 that folder (a local cache or a mount of the bucket).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 from pydantic import BaseModel
 
 from webtv_dagster import clips
 from webtv_dagster.channels import Channel
-from webtv_dagster.clips import CLIP_KEY_PATTERN, channel_prefix
+from webtv_dagster.clips import ClipId, channel_prefix
 from webtv_dagster.storage import MediaStore, StoredObject
 from webtv_dagster.takedowns import read_takedowns
 
 PLAYLIST_JSON = "playlist.json"
 PLAYLIST_FFCONCAT = "playlist.ffconcat"
+REPLAY_CLIPS = 20  # aired clips kept listed
 
 
 class PlaylistEntry(BaseModel):
@@ -49,36 +57,42 @@ class Playlist(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def build_playlist(store: MediaStore, channel: Channel) -> Playlist:
+def playlist_window(aired_through: int, highest: int, backlog_cap: int) -> range:
+    """The clip numbers a playlist lists: the last REPLAY_CLIPS aired and every clip after them
+    up to the channel's highest, at most `backlog_cap` of those past air."""
+    start = max(1, aired_through - REPLAY_CLIPS + 1, highest - backlog_cap - REPLAY_CLIPS + 1)
+    return range(start, highest + 1)
+
+
+def build_playlist(store: MediaStore, channel: Channel, window: range) -> Playlist:
+    """The airable clips among the clip numbers of `window`, in clip order: their broadcast
+    records are read (a few at once), the others do not exist yet, failed QC or were removed."""
     prefix = channel_prefix(channel.slug)
-    records = [
-        key
-        for key in store.list_keys(f"{prefix}clips/")
-        if key.endswith("/" + clips.BROADCAST_RECORD)
-    ]
-
-    def clip_number(key: str) -> int:
-        match = CLIP_KEY_PATTERN.match(key.split("/")[-2])
-        return int(match["number"]) if match else -1
-
     taken_down = read_takedowns(store, channel.slug).clips
-    entries = []
-    for key in sorted(records, key=clip_number):
-        if key.split("/")[-2] in taken_down:
-            continue
-        record = store.get_json(key)
-        entries.append(
-            PlaylistEntry(
-                clip_id=record["clip_id"],
-                prompt=record["prompt"],
-                seed=record["seed"],
-                duration_seconds=record["duration_seconds"],
-                uri=record["uri"],
-                path=record["key"].removeprefix(prefix),
-                size_bytes=record.get("size_bytes"),
-                sha256=record.get("sha256"),
-            )
+    listed = [ClipId(channel=channel.slug, number=number) for number in window]
+    listed = [clip for clip in listed if clip.key not in taken_down]
+
+    def record_of(clip: ClipId) -> dict[str, Any] | None:
+        try:
+            return store.get_json(clip.object_key(clips.BROADCAST_RECORD))
+        except FileNotFoundError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        records = [record for record in pool.map(record_of, listed) if record is not None]
+    entries = [
+        PlaylistEntry(
+            clip_id=record["clip_id"],
+            prompt=record["prompt"],
+            seed=record["seed"],
+            duration_seconds=record["duration_seconds"],
+            uri=record["uri"],
+            path=record["key"].removeprefix(prefix),
+            size_bytes=record.get("size_bytes"),
+            sha256=record.get("sha256"),
         )
+        for record in records
+    ]
     return Playlist(channel=channel.slug, title=channel.title, entries=entries)
 
 

@@ -86,3 +86,27 @@ def test_ahead_seconds_beyond_an_hour_or_not_a_number_is_refused(tmp_path, ahead
     )
     with pytest.raises(ChannelConfigError, match="ahead_seconds"):
         load_channels(path)
+
+
+def test_the_playlist_lists_the_clips_past_air_and_recent_ones_not_the_history(media_store):
+    from webtv_dagster import clips
+    from webtv_dagster.clips import ClipId
+    from webtv_dagster.playlist import REPLAY_CLIPS, build_playlist, playlist_window
+
+    channel = llamas()
+    start = 999_990  # across the six-digit boundary, three months into a channel's life
+    for number in range(start, start + 40):
+        clip = ClipId(channel=channel.slug, number=number)
+        media_store.put_json(clip.object_key(clips.BROADCAST_RECORD), {
+            "clip_id": clip.key, "prompt": "p", "seed": 1, "duration_seconds": 2.667,
+            "uri": "s3://x", "key": clip.object_key(clips.BROADCAST_CLIP),
+        })  # fmt: skip
+    aired_through, highest = start + 29, start + 45  # the last six are still being made
+    window = playlist_window(aired_through, highest, MAX_BACKLOG_CLIPS)
+    assert window == range(aired_through - REPLAY_CLIPS + 1, highest + 1)
+    listed = build_playlist(media_store, channel, window).entries
+    numbers = [ClipId.parse(entry.clip_id).number for entry in listed]
+    assert numbers == list(range(aired_through - REPLAY_CLIPS + 1, start + 40))
+    assert listed[-1].clip_id == "test-llamas-1000029"
+    # However long the backlog, the window holds at most the cap past air.
+    assert len(playlist_window(0, 10**6, MAX_BACKLOG_CLIPS)) == MAX_BACKLOG_CLIPS + REPLAY_CLIPS

@@ -8,7 +8,7 @@ from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId
 from webtv_dagster.definitions import defs
-from webtv_dagster.defs.history import RANGE_END, RANGE_START
+from webtv_dagster.defs.partitions import RANGE_END, RANGE_START
 from webtv_dagster.playout.state import PlayoutState, state_path
 from webtv_dagster.retention import (
     StoredClip,

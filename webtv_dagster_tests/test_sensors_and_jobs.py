@@ -253,7 +253,8 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     stopped = instance.create_run_for_job(
         job_def=defs.resolve_job_def("clip_job"),
         tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000005",
-              "webtv/text_to_video_model": "procedural", STOPPED_WITH_STACK_TAG: "true"},
+              "webtv/text_to_video_model": "procedural", STOPPED_WITH_STACK_TAG: "true",
+              "dagster/priority": "-1800000000"},
         status=dg.DagsterRunStatus.CANCELED,
     )  # fmt: skip
     again = tick(instance, first)
@@ -263,6 +264,7 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     ]
     assert rebook[0].run_key == f"rebook:{stopped.run_id}"
     assert rebook[0].tags["webtv/text_to_video_model"] == "procedural"
+    assert rebook[0].tags["dagster/priority"] == "-1800000000"  # its deadline stays
     # Once its run exists, the canceled run is left alone.
     instance.create_run_for_job(
         job_def=defs.resolve_job_def("clip_job"), tags=rebook[0].tags,

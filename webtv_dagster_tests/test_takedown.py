@@ -49,6 +49,8 @@ def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resour
 
     keys = [store_airable_clip(media_store, n) for n in (1, 2, 3)]
     with dg.instance_for_test() as instance:
+        # The playlist lists the channel's clips up to its highest partition (4 is being made).
+        instance.add_dynamic_partitions("clips", [f"{SLUG}-{n:06d}" for n in range(1, 5)])
         assert dg.materialize([playlist], partition_key=SLUG, instance=instance,
                               resources=resources).success  # fmt: skip
         assert listed(media_store) == keys

@@ -25,29 +25,18 @@ from dagster._core.storage.event_log.schema import (
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_select
 
-from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.partitions import clip_partitions
+from webtv_dagster.defs.partitions import (
+    PARTITION,
+    RANGE_END,
+    RANGE_START,
+    clip_keys_of_run,
+    clip_partitions,
+)
 
 HISTORY_DAYS = 7  # finished runs that made no clip, and on-air observations
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-PARTITION = "dagster/partition"
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 # Runs that make no clip, kept HISTORY_DAYS; clip runs go with their clips.
 HOUSEKEEPING_JOBS = ["playlist_job", "retention_job", "add_clips_job", "playout_job"]
-
-
-def clip_keys_of_run(run: dg.DagsterRun) -> list[str]:
-    """The clip partitions a run targeted, from its partition tags (none: not a clip run)."""
-    if RANGE_START in run.tags and RANGE_END in run.tags:
-        start, end = ClipId.parse(run.tags[RANGE_START]), ClipId.parse(run.tags[RANGE_END])
-        return [
-            ClipId(channel=start.channel, number=n).key for n in range(start.number, end.number + 1)
-        ]
-    key = run.tags.get(PARTITION)
-    with contextlib.suppress(ValueError):
-        return [ClipId.parse(key).key] if key else []
-    return []
 
 
 def forget_run(instance: dg.DagsterInstance, run_id: str) -> None:
@@ -84,7 +73,7 @@ def forget_clips(instance: dg.DagsterInstance, keys: Sequence[str]) -> int:
         for run_id, run in runs.items()
         if not any(
             instance.has_dynamic_partition(clip_partitions.name, key)
-            for key in clip_keys_of_run(run)
+            for key in clip_keys_of_run(run.tags)
         )
     ]
     for run_id in gone:

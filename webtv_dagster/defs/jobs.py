@@ -80,7 +80,7 @@ def add_clips_job():
 def republish_playlist(context: dg.OpExecutionContext, store: MediaStore, channel: Channel):
     """Rebuilds the channel's playlist from an op, recorded as a materialization of `playlist`
     (the clips it lists changed outside a playlist run)."""
-    metadata = refresh_playlist(store, channel)
+    metadata = refresh_playlist(context.instance, store, channel)
     context.log_event(
         dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
     )

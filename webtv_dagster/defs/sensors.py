@@ -16,14 +16,19 @@ from webtv_dagster.defs.clip_records import (
     taken_down_keys,
 )
 from webtv_dagster.defs.jobs import clip_job, playlist_job
-from webtv_dagster.defs.partitions import channel_partitions, clip_partitions
+from webtv_dagster.defs.partitions import (
+    PARTITION,
+    RANGE_END,
+    RANGE_START,
+    channel_partitions,
+    clip_keys_of_run,
+    clip_partitions,
+)
 from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, clips_needed, run_batches, run_priority
 from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.settings import Settings
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 PRIORITY = "dagster/priority"
 
 
@@ -42,6 +47,7 @@ def clip_run_request(channel: Channel, batch: list[ClipId], deadline: float) -> 
 
 
 REBOOK_OF = "webtv/rebook_of"  # on a run that makes again the clips of a canceled one
+REBOOKED_TAGS = (RANGE_START, RANGE_END, PARTITION, PRIORITY)
 
 
 def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], set[str]]:
@@ -61,20 +67,20 @@ def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], 
         run = record.dagster_run
         if instance.get_run_records(dg.RunsFilter(tags={REBOOK_OF: run.run_id}), limit=1):
             continue
-        first, last = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-        if not first or not last:
+        clips = clip_keys_of_run(run.tags)
+        if not clips:
             continue
-        models = {key: value for key, value in run.tags.items() if key.endswith("_model")}
+        # The same clips, models and priority (its deadline has not moved).
+        kept = {key: value for key, value in run.tags.items()
+                if key.endswith("_model") or key in REBOOKED_TAGS}  # fmt: skip
         requests.append(
             dg.RunRequest(
                 run_key=f"rebook:{run.run_id}",
                 job_name=clip_job.name,
-                tags={RANGE_START: first, RANGE_END: last, REBOOK_OF: run.run_id, **models},
+                tags={**kept, REBOOK_OF: run.run_id},
             )
         )
-        start, end = ClipId.parse(first), ClipId.parse(last)
-        numbers = range(start.number, end.number + 1)
-        keys |= {ClipId(channel=start.channel, number=number).key for number in numbers}
+        keys |= set(clips)
     return requests, keys
 
 
