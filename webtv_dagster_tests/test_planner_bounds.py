@@ -110,3 +110,23 @@ def test_the_playlist_lists_the_clips_past_air_and_recent_ones_not_the_history(m
     assert listed[-1].clip_id == "test-llamas-1000029"
     # However long the backlog, the window holds at most the cap past air.
     assert len(playlist_window(0, 10**6, MAX_BACKLOG_CLIPS)) == MAX_BACKLOG_CLIPS + REPLAY_CLIPS
+
+
+def test_a_schedule_whose_clips_do_not_fit_the_backlog_skips_its_tick_saying_why(instance):
+    from datetime import UTC, datetime
+
+    from webtv_dagster.definitions import defs
+
+    ocean = load_channels(TEST_CHANNELS).channels[1]
+    add_clips(instance, ocean, 500, aired_through=0)
+    instance.add_dynamic_partitions(
+        "clips", [f"test-ocean-{n:06d}" for n in range(501, MAX_BACKLOG_CLIPS)]
+    )
+    schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
+    )
+    result = schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert "add at most 1" in result.skip_message
+    assert latest_clip_number(instance, "test-ocean") == MAX_BACKLOG_CLIPS - 1
