@@ -24,9 +24,10 @@ def _can_bind(port: int) -> bool:
 
 
 def free_port_block(size: int) -> int:
-    """A loopback port whose next `size` ports are all free too (for tests and benchmarks)."""
+    """A loopback port whose next `size` ports are all free too (for tests and benchmarks),
+    below Linux's range for outgoing connections (32768 up), which could take it meanwhile."""
     for _ in range(200):
-        base = random.randint(20_000, 40_000)
+        base = random.randint(20_000, 32_000 - size)
         if all(_can_bind(base + offset) for offset in range(size)):
             return base
     raise RuntimeError("no block of free loopback ports found")

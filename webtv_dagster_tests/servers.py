@@ -23,12 +23,25 @@ def _wait_for_port(port: int, what: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _connect_when_started(port: int, timeout: float = 30):
+    """PostgreSQL listens before it accepts connections ("the database system is starting
+    up"): retry until it does."""
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return psycopg2.connect(host="127.0.0.1", port=port, user="dagster", dbname="postgres")
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @contextmanager
 def running_postgres() -> Iterator[dict[str, str]]:
     """A PostgreSQL with a database `dagster`; yields the DAGSTER_PG_* variables reaching it.
     Runs as the `postgres` user when called as root (PostgreSQL refuses root)."""
-    import psycopg2
-
     initdbs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not initdbs:
         raise RuntimeError("PostgreSQL is not installed: run scripts/setup --for-tests")
@@ -48,8 +61,7 @@ def running_postgres() -> Iterator[dict[str, str]]:
     )  # fmt: skip
     try:
         _wait_for_port(port, "PostgreSQL")
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster",
-                                      dbname="postgres")  # fmt: skip
+        connection = _connect_when_started(port)
         connection.autocommit = True
         connection.cursor().execute("CREATE DATABASE dagster")
         connection.close()

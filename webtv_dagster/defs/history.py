@@ -5,8 +5,9 @@ itself (dagster.yaml `retention`); other runs and the on-air observations here, 
 HISTORY_DAYS.
 
 Dagster OSS can delete a run with its events, but not a run's asset check executions, nor runless
-events (what sensors observe): those rows are deleted here from Dagster's own tables, by the
-schema Dagster's storage uses, in the same way `delete_run` deletes a run's events.
+events (what sensors observe), and it deletes partitions one per call: those rows are deleted
+here from Dagster's own tables, by the schema Dagster's storage uses, in the same way
+`delete_run` deletes a run's events.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dagster._core.instance.utils import RUNLESS_RUN_ID
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
     AssetEventTagsTable,
+    DynamicPartitionsTable,
     SqlEventLogStorageTable,
 )
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
@@ -34,6 +36,7 @@ from webtv_dagster.defs.partitions import (
 )
 
 HISTORY_DAYS = 7  # finished runs that made no clip, and on-air observations
+CLIPS_PER_CHUNK = 500  # clips forgotten per round of queries (a SQL `IN (...)` each)
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 # Runs that make no clip, kept HISTORY_DAYS; clip runs go with their clips.
 HOUSEKEEPING_JOBS = ["playlist_job", "retention_job", "add_clips_job", "playout_job"]
@@ -55,30 +58,52 @@ def forget_run(instance: dg.DagsterInstance, run_id: str) -> None:
         instance.compute_log_manager.delete_logs(prefix=[run_id])
 
 
+def _delete_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+    """One statement for a chunk of clip partitions (Dagster deletes one per call)."""
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        for key in keys:
+            instance.delete_dynamic_partition(clip_partitions.name, key)
+        return
+    table = DynamicPartitionsTable
+    with storage.index_connection() as connection:
+        connection.execute(
+            table.delete().where(
+                (table.c.partitions_def_name == clip_partitions.name)
+                & table.c.partition.in_(list(keys))
+            )
+        )
+
+
+def _existing_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
+    storage = instance.event_log_storage
+    if isinstance(storage, SqlEventLogStorage):
+        return set(storage.get_existing_dynamic_partitions(clip_partitions.name, keys))
+    return {key for key in keys if instance.has_dynamic_partition(clip_partitions.name, key)}
+
+
 def forget_clips(instance: dg.DagsterInstance, keys: Sequence[str]) -> int:
     """Deletes the clips' partitions, then every finished run whose clips are all gone (a run
-    that also made a clip that still exists stays, for that clip's lineage). Returns how many
+    that also made a clip that still exists stays, for that clip's lineage). Works a chunk of
+    clips at a time: a few queries per chunk, then one `delete_run` per run. Returns how many
     runs were deleted."""
-    for key in keys:
-        instance.delete_dynamic_partition(clip_partitions.name, key)
-    runs: dict[str, dg.DagsterRun] = {}
-    for key in keys:
+    forgotten = 0
+    for start in range(0, len(keys), CLIPS_PER_CHUNK):
+        chunk = list(keys[start : start + CLIPS_PER_CHUNK])
+        _delete_partitions(instance, chunk)
+        runs: dict[str, dg.DagsterRun] = {}
         for tag in (RANGE_START, RANGE_END, PARTITION):
             for record in instance.get_run_records(
-                dg.RunsFilter(tags={tag: key}, statuses=FINISHED)
+                dg.RunsFilter(tags={tag: chunk}, statuses=FINISHED)
             ):
                 runs[record.dagster_run.run_id] = record.dagster_run
-    gone = [
-        run_id
-        for run_id, run in runs.items()
-        if not any(
-            instance.has_dynamic_partition(clip_partitions.name, key)
-            for key in clip_keys_of_run(run.tags)
-        )
-    ]
-    for run_id in gone:
-        forget_run(instance, run_id)
-    return len(gone)
+        made = {run_id: clip_keys_of_run(run.tags) for run_id, run in runs.items()}
+        existing = _existing_partitions(instance, sorted({k for ks in made.values() for k in ks}))
+        for run_id, clip_keys in made.items():
+            if not existing.intersection(clip_keys):
+                forget_run(instance, run_id)
+                forgotten += 1
+    return forgotten
 
 
 def _older_runs(instance: dg.DagsterInstance, job_names: Iterable[str], before: datetime):
