@@ -53,20 +53,20 @@ def test_clips_past_the_backlog_cap_are_refused_with_how_many_fit(instance):
 
 
 def test_a_channel_that_fails_to_plan_does_not_stop_the_others(instance, monkeypatch):
-    statuses = sensors.clip_statuses
+    plan = sensors.plan_channel
 
-    def broken_for_llamas(dagster_instance, keys):
-        if any(key.startswith("test-llamas") for key in keys):
-            raise RuntimeError("storage hiccup")
-        return statuses(dagster_instance, keys)
+    def broken_for_llamas(channel, *args):
+        if channel.slug == "test-llamas":
+            raise RuntimeError("a fault in this channel's planning")
+        return plan(channel, *args)
 
     instance.add_dynamic_partitions("clips", ["test-ocean-000001", "test-llamas-000001"])
-    monkeypatch.setattr(sensors, "clip_statuses", broken_for_llamas)
+    monkeypatch.setattr(sensors, "plan_channel", broken_for_llamas)
     first = tick(instance)
     second = tick(instance, first)
     assert ranges(second) == [("test-ocean-000001", "test-ocean-000001")]
     # Once the fault is gone, the channel's clip is booked: nothing was lost meanwhile.
-    monkeypatch.setattr(sensors, "clip_statuses", statuses)
+    monkeypatch.setattr(sensors, "plan_channel", plan)
     third = tick(instance, second)
     assert ("test-llamas-000001", "test-llamas-000001") in ranges(third)
 

@@ -101,27 +101,29 @@ def read_planner_cursor(cursor: str | None) -> PlannerCursor:
     return PlannerCursor.model_validate(raw)
 
 
+def clips_past_air(channel: Channel, highest: int, aired_through: int) -> list[ClipId]:
+    """The channel's clips that can still matter to the planner: those past air, at most
+    MAX_BACKLOG_CLIPS of them."""
+    low = max(aired_through, highest - MAX_BACKLOG_CLIPS)
+    return [ClipId(channel=channel.slug, number=n) for n in range(low + 1, highest + 1)]
+
+
 def plan_channel(
-    instance: dg.DagsterInstance,
     channel: Channel,
     cursor: ChannelCursor,
     highest: int,
     aired_through: int,
-    rebooked: set[str],
+    statuses: dict[str, ClipStatus],
+    not_airing: set[str],
 ) -> tuple[list[ClipId], list[dg.RunRequest]]:
     """One channel's tick: the clips to add so that its buffer holds `ahead_seconds`, and runs
-    for its clips added since the last tick that nobody booked (`cursor` moves on). Only the
-    clips past air, at most MAX_BACKLOG_CLIPS of them, are looked at."""
-    low = max(aired_through, highest - MAX_BACKLOG_CLIPS)
-    window = [ClipId(channel=channel.slug, number=n) for n in range(low + 1, highest + 1)]
-    statuses = clip_statuses(instance, [clip.key for clip in window])
+    for its clips added since the last tick that nobody booked (`cursor` moves on). `statuses`
+    says what runs did with its clips past air, `not_airing` which failed or were taken down."""
+    window = clips_past_air(channel, highest, aired_through)
     if cursor == ChannelCursor():
         # First sight of the channel: clips some run already targeted were booked before.
         cursor.requested = max((c.number for c in window if c.key in statuses), default=0)
-    failed = {key for key, status in statuses.items() if status == ClipStatus.FAILED} - rebooked
-    ahead = [clip for clip in window if clip.key not in failed]
-    pulled = taken_down_keys(instance, [clip.key for clip in ahead])
-    unaired = [clip for clip in ahead if clip.key not in pulled]
+    unaired = [clip for clip in window if clip.key not in not_airing]
     count = clips_needed(channel, len(unaired), backlog=highest - min(aired_through, highest))
     added = [ClipId(channel=channel.slug, number=highest + n) for n in range(1, count + 1)]
     due = [
@@ -161,28 +163,41 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     Every planned clip that has neither aired nor failed counts as unaired: what has aired comes
     from the channel's playout state (`webtv playout`; without one, nothing has), and failed
     clips stay for an operator to rerun while new ones take their place in the buffer. A tick
-    reads only the partitions added since the last one and the clips past air, so its cost does
-    not grow with history; a channel that fails to plan is logged and the others go on."""
+    reads only the partitions added since the last one and, for every channel at once, the
+    clips past air, so its cost grows with neither history nor (much) with channels; a channel
+    that fails to plan is logged and the others go on."""
     settings = Settings.from_env()
     cursor = read_planner_cursor(context.cursor)
     new_keys, cursor.partitions = added_partitions(context.instance, cursor.partitions)
     run_requests, rebooked = rebook_requests(context.instance)
+    channels = load_channels(settings.channels_file).channels
+    previous, highest, aired = {}, {}, {}
+    for channel in channels:
+        slug = channel.slug
+        previous[slug] = cursor.channels.get(slug, ChannelCursor())
+        numbers = [clip.number for clip in clips_of_channel(new_keys, slug)]
+        highest[slug] = max([previous[slug].seen, *numbers])
+        aired[slug] = aired_through_of(settings.data_dir, slug)
+        # Its new clips are remembered even if it fails to plan below (the partition position
+        # moved on); the next tick that plans the channel books them.
+        cursor.channels[slug] = previous[slug].model_copy(update={"seen": highest[slug]})
+    keys = [
+        clip.key
+        for channel in channels
+        for clip in clips_past_air(channel, highest[channel.slug], aired[channel.slug])
+    ]
+    statuses = clip_statuses(context.instance, keys)
+    failed = {key for key, status in statuses.items() if status == ClipStatus.FAILED} - rebooked
+    not_airing = failed | taken_down_keys(context.instance, keys)
     added: list[str] = []
-    for channel in load_channels(settings.channels_file).channels:
-        previous = cursor.channels.get(channel.slug, ChannelCursor())
-        numbers = [clip.number for clip in clips_of_channel(new_keys, channel.slug)]
-        highest = max([previous.seen, *numbers])
-        planned = previous.model_copy()
+    for channel in channels:
+        planned = previous[channel.slug].model_copy()
         try:
-            aired_through = aired_through_of(settings.data_dir, channel.slug)
             clips, requests = plan_channel(
-                context.instance, channel, planned, highest, aired_through, rebooked
+                channel, planned, highest[channel.slug], aired[channel.slug], statuses, not_airing
             )
         except Exception:  # one channel's fault must not stop the others' planning
             context.log.exception(f"{channel.slug}: planning failed; the other channels go on")
-            # Its new clips are remembered (the partition position moved on) and booked by
-            # the next tick that plans the channel.
-            cursor.channels[channel.slug] = previous.model_copy(update={"seen": highest})
             continue
         cursor.channels[channel.slug] = planned
         added += [clip.key for clip in clips]
