@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import socket
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from webtv_dagster import clips
 from webtv_dagster.clips import CLIP_KEY_PATTERN, ClipId
+from webtv_dagster.processes import unix_socket_is_served
 from webtv_dagster.rtmp_server import PREVIEWS_PATH
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore, StorageError
@@ -177,13 +177,9 @@ def _remove_stale_socket(socket_path: Path) -> None:
     """Removes the socket a killed predecessor left; one that answers is another server's."""
     if not socket_path.exists():
         return
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(socket_path))
-        except OSError:
-            socket_path.unlink()
-            return
-    raise PreviewServiceError(f"{socket_path} is served already (another `webtv previews`?)")
+    if unix_socket_is_served(socket_path):
+        raise PreviewServiceError(f"{socket_path} is served already (another `webtv previews`?)")
+    socket_path.unlink()
 
 
 def serve_previews(socket_path: Path, store: MediaStore) -> None:

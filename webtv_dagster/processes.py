@@ -5,12 +5,19 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+from pathlib import Path
 
 
 def port_is_free(port: int) -> bool:
     """Whether nothing listens on 127.0.0.1:`port`."""
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def unix_socket_is_served(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket at `path`."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        return probe.connect_ex(str(path)) == 0
 
 
 def _can_bind(port: int) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import socket
 import sys
 import time
 import xmlrpc.client
@@ -27,6 +26,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from webtv_dagster.playout.state import playout_folder
+from webtv_dagster.processes import unix_socket_is_served
 from webtv_dagster.rtmp_server import nginx_command, previews_socket
 
 PLAYOUT_GROUP = "playouts"
@@ -184,8 +184,7 @@ def wait_until_serving(socket_path: Path, timeout: float) -> bool:
     """Whether something accepts connections on the Unix socket within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
-            probe.connect(str(socket_path))
+        if unix_socket_is_served(socket_path):
             return True
         time.sleep(0.2)
     return False
