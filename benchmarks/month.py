@@ -159,6 +159,17 @@ class Database:
         )
         return rows
 
+    def event_bytes_by_type(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """A run's event rows by event type: (count, bytes of row data)."""
+        cursor = self.connection.cursor()
+        cursor.execute(
+            "SELECT coalesce(dagster_event_type, 'log message'), count(*), "
+            "sum(pg_column_size(t.*)) FROM event_logs t WHERE run_id = %s GROUP BY 1 "
+            "ORDER BY 3 DESC",
+            (run_id,),
+        )
+        return {kind: (count, size) for kind, count, size in cursor.fetchall()}
+
     def vacuum(self) -> None:
         """What autovacuum does over a real day: deleted rows' space becomes reusable."""
         self.connection.cursor().execute("VACUUM (ANALYZE)")
@@ -233,6 +244,7 @@ class RealFigures:
     clips: int
     events: int
     row_bytes: dict[str, int]  # the run's rows in each table, without indexes
+    event_bytes: dict[str, tuple[int, int]]  # the run's events by type: count, bytes
     s3_made: int
     s3_kept: int
 
@@ -324,6 +336,7 @@ def measure_real_clips(
         prompt = prompt.asset_materialization.metadata["prompt"].value
         events = len(instance.all_logs(result.run_id))
         row_bytes = database.run_row_bytes(result.run_id)
+        event_bytes = database.event_bytes_by_type(result.run_id)
         playlist = _resolved(playlist_job).execute_in_process(
             instance=instance, partition_key=channel.slug, resources=resources, run_config=QUIET
         )
@@ -356,6 +369,7 @@ def measure_real_clips(
         clips=clips,
         events=events,
         row_bytes=row_bytes,
+        event_bytes=event_bytes,
         s3_made=made,
         s3_kept=kept,
     )
@@ -857,6 +871,11 @@ def print_real(figures: RealFigures, channel: Channel) -> None:
         f"{sum(rows.values()) / clips / 1e3:.1f} kB of row data without indexes (kB by table: "
         f"{by_table}); with indexes, at scale: see each run's 'held' line"
     )
+    by_type = ", ".join(
+        f"{kind} {count / clips:.1f} x {size / count / 1e3:.2f}"
+        for kind, (count, size) in figures.event_bytes.items()
+    )
+    print(f"  events per clip by type (count x kB each): {by_type}")
     print(
         f"  S3, per clip: {megabytes(figures.s3_made / clips)} as made; "
         f"{megabytes(figures.s3_kept / clips)} kept once retention removed its intermediates "
@@ -1165,6 +1184,9 @@ def main() -> None:
         help="clips made a day per channel (copies of the real run's events)",
     )
     parser.add_argument("--clips-per-run", type=int, default=5)
+    parser.add_argument(
+        "--real-only", action="store_true", help="only the real run's per-clip figures"
+    )
     parser.add_argument("--keep-days", type=float, default=2, help="the channels' retention")
     parser.add_argument(
         "--retention-sample-runs",
@@ -1226,6 +1248,8 @@ def main() -> None:
         )
         real_db.connection.close()
         print_real(figures, channels[0])
+        if args.real_only:
+            return
         results.append(
             run_scenario("one", channels[:1], args.days, args, postgres, templates, work)
         )

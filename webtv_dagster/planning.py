@@ -25,12 +25,15 @@ def check_clip_count(count: int) -> None:
         raise ValueError(f"count must be between 1 and {MAX_CLIPS_AT_ONCE}, not {count}")
 
 
-def clips_needed(channel: Channel, unaired_clips: int, backlog: int) -> int:
+def clips_needed(channel: Channel, unaired_clips: int, backlog: int, clips_per_run: int) -> int:
     """Clips to add so that unaired content covers the channel's `ahead_seconds`, within the
-    room the backlog cap leaves."""
+    room the backlog cap leaves. The buffer is refilled a whole run at a time: topping it up
+    clip by clip, every tick, made runs of one or two clips, each paying a run's start and
+    Dagster's per-run events."""
     deficit = channel.ahead_seconds - unaired_clips * channel.clip_seconds
     wanted = max(0, math.ceil(deficit / channel.clip_seconds - 1e-9))
-    return min(wanted, max(0, MAX_BACKLOG_CLIPS - backlog))
+    whole_runs = math.ceil(wanted / clips_per_run) * clips_per_run
+    return min(whole_runs, max(0, MAX_BACKLOG_CLIPS - backlog))
 
 
 def run_batches(

@@ -220,7 +220,9 @@ class ClipProduction:
             return backend.compose(request, output)
 
         report = self._media_stage(clip, [], clips.MUSIC_TRACK, make)
-        report.extra["music_prompt"] = music_prompt(report.prompt, self.channel.music_mood)
+        # What the music model was asked: the shot's prompt is part of it, once.
+        report.prompt = music_prompt(report.prompt, self.channel.music_mood)
+        report.extra["music_mood"] = self.channel.music_mood
         return report
 
     def assemble_broadcast_clip(self, clip: ClipId) -> StageReport:

@@ -17,7 +17,7 @@ class Settings(BaseModel):
     s3_endpoint_url: str = Field("http://127.0.0.1:8333", description="WEBTV_S3_ENDPOINT_URL")
     s3_bucket: str = Field("media", description="WEBTV_S3_BUCKET")
     s3_region: str = Field("us-east-1", description="WEBTV_S3_REGION")
-    clips_per_run: int = Field(5, ge=1, le=100, description="WEBTV_CLIPS_PER_RUN")
+    clips_per_run: int = Field(8, ge=1, le=100, description="WEBTV_CLIPS_PER_RUN")
     parallel_clips: int = Field(
         default_factory=lambda: os.cpu_count() or 2, ge=1, description="WEBTV_PARALLEL_CLIPS"
     )

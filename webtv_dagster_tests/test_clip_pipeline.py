@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from webtv_dagster import clips
+from webtv_dagster.backends.music import music_prompt
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
@@ -89,6 +90,10 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     take_metadata = latest_metadata(instance, raw_take, key)
     assert take_metadata["backend"] == "procedural"
     assert take_metadata["endpoint"] == "offline"
+    # The music stage records what its model was asked, the shot's prompt within it once.
+    music_metadata = latest_metadata(instance, music_track, key)
+    mood = music_metadata["music_mood"]
+    assert music_metadata["prompt"] == music_prompt(prompt["prompt"], mood)
     # Each stage's preview is an image beside the clip, linked by URL: the metadata stays small.
     for asset, output, alt in STAGE_PREVIEWS:
         name = clips.preview_name(output)

@@ -50,9 +50,10 @@ def tick(instance, previous=None):
 def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkeypatch):
     monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "4")
     result = tick(instance)
-    # test-llamas wants 16 s ahead at 2.667 s a clip: 6 clips; test-ocean wants nothing.
+    # test-llamas wants 16 s ahead at 2.667 s a clip: 6 clips, planned as two whole runs of 4;
+    # test-ocean wants nothing.
     added = [key for r in result.dynamic_partitions_requests for key in r.partition_keys]
-    assert added == [f"test-llamas-{n:06d}" for n in range(1, 7)]
+    assert added == [f"test-llamas-{n:06d}" for n in range(1, 9)]
     assert not result.run_requests  # new clips wait one tick, in case another booked them
 
     booking = tick(instance, result)
@@ -60,7 +61,7 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     assert ranges(booking) == [
         ("test-llamas-000001", "test-llamas-000001"),
         ("test-llamas-000002", "test-llamas-000005"),
-        ("test-llamas-000006", "test-llamas-000006"),
+        ("test-llamas-000006", "test-llamas-000008"),
     ]
     assert all(r.job_name == "clip_job" for r in booking.run_requests)
     # Earliest deadline first: each run is due once the clips before it have aired.
@@ -88,7 +89,7 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     assert ranges(manual) == [("test-ocean-000001", "test-ocean-000001"),
                               ("test-ocean-000002", "test-ocean-000003")]  # fmt: skip
     assert json.loads(manual.cursor)["channels"] == {
-        "test-llamas": {"requested": 6, "seen": 6},
+        "test-llamas": {"requested": 8, "seen": 8},
         "test-ocean": {"requested": 3, "seen": 3},
     }
 
@@ -98,7 +99,7 @@ def test_scheduled_clips_are_booked_once(instance):
 
     from webtv_dagster.definitions import defs
 
-    first = tick(instance)  # the sensor plans test-llamas 1..6
+    first = tick(instance)  # the sensor plans test-llamas 1..8 (6 needed, one run of 8)
     schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
@@ -115,7 +116,7 @@ def test_scheduled_clips_are_booked_once(instance):
     third = tick(instance, second)
     booked = ranges(second) + ranges(third)
     assert booked == [("test-llamas-000001", "test-llamas-000001"),
-                      ("test-llamas-000002", "test-llamas-000006")]  # fmt: skip
+                      ("test-llamas-000002", "test-llamas-000008")]  # fmt: skip
 
 
 def test_clips_already_made_are_not_requested_again(instance):
@@ -158,8 +159,9 @@ def test_playlist_sensor_refreshes_channels_with_new_clips(instance):
     assert not quiet.run_requests
 
 
-def test_failed_clips_are_replaced_in_the_buffer(instance):
-    first = tick(instance)
+def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
+    first = tick(instance)  # 6 clips: three whole runs
     # The first clip's run fails (no media storage here), so broadcast_clip is never made.
     failed = dg.materialize(
         [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
@@ -172,18 +174,20 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
     assert not failed.success
     again = tick(instance, first)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
-    assert added == ["test-llamas-000007"]
+    assert added == ["test-llamas-000007", "test-llamas-000008"]  # one replaced: a whole run
     # The failed clip was booked (its run failed): only the others are requested, then the
-    # replacement. Nothing airable is ahead of clip 2: its run makes it alone.
+    # replacements. Nothing airable is ahead of clip 2: its run makes it alone.
     assert ranges(again) == [("test-llamas-000002", "test-llamas-000002"),
-                             ("test-llamas-000003", "test-llamas-000006")]  # fmt: skip
-    assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000007")]
+                             ("test-llamas-000003", "test-llamas-000004"),
+                             ("test-llamas-000005", "test-llamas-000006")]  # fmt: skip
+    assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000008")]
 
 
 def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
     from webtv_dagster.playout.state import PlayoutState, state_path
 
     monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
     first = clip_production_sensor(dg.build_sensor_context(instance=instance))
     apply_partition_requests(instance, first)
     path = state_path(tmp_path, "test-llamas")
@@ -230,7 +234,8 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
     assert observation.metadata["uptime_seconds"].value >= 100
 
 
-def test_taken_down_clips_leave_the_buffer(instance):
+def test_taken_down_clips_leave_the_buffer(instance, monkeypatch):
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
     first = tick(instance)  # test-llamas 1..6 planned: 16 s ahead
     for key, on_air in [("test-llamas-000002", "taken down"), ("test-llamas-000003", "taken down"),
                         ("test-llamas-000003", "restored")]:  # fmt: skip
@@ -240,9 +245,9 @@ def test_taken_down_clips_leave_the_buffer(instance):
             )  # fmt: skip
         )
     again = tick(instance, first)
-    # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead.
+    # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead, a run of two.
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
-    assert added == ["test-llamas-000007"]
+    assert added == ["test-llamas-000007", "test-llamas-000008"]
 
 
 def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):

@@ -124,7 +124,9 @@ def plan_channel(
         # First sight of the channel: clips some run already targeted were booked before.
         cursor.requested = max((c.number for c in window if c.key in statuses), default=0)
     unaired = [clip for clip in window if clip.key not in not_airing]
-    count = clips_needed(channel, len(unaired), backlog=highest - min(aired_through, highest))
+    clips_per_run = Settings.from_env().clips_per_run
+    backlog = highest - min(aired_through, highest)
+    count = clips_needed(channel, len(unaired), backlog, clips_per_run)
     added = [ClipId(channel=channel.slug, number=highest + n) for n in range(1, count + 1)]
     due = [
         clip
@@ -138,7 +140,7 @@ def plan_channel(
 
     now = time.time()
     nothing_ahead = bool(due) and seconds_ahead_of(due[0]) == 0
-    batches = run_batches(due, Settings.from_env().clips_per_run, start_with_one=nothing_ahead)
+    batches = run_batches(due, clips_per_run, start_with_one=nothing_ahead)
     requests = [
         clip_run_request(channel, batch, now + seconds_ahead_of(batch[0])) for batch in batches
     ]
