@@ -2,12 +2,14 @@
 
 Runs `webtv up` (SeaweedFS, nginx-rtmp, Dagster code server, webserver and daemon, and the
 playout airing the channel) on free ports in a fresh folder, with the demo channel as shipped
-(120 s ahead). Once the first clip has aired (warm-up), it counts the broadcast clips that pass
-QC during --minutes: air-seconds made per wall-second, with everything an operator runs sharing
-the machine. Production slower than air never fills the buffer, so it never waits; faster, it
-waits for air, and the figure reads about 1.0.
+but for its buffer: `ahead_seconds` is --ahead (default the maximum, 3600 s), so that production
+never waits for air inside the window and the figure is what the stack can make, not what air
+asks for (with the demo's 120 s, production waits whenever the buffer is full, and the figure
+reads at most about 1.0). Once the first clip has aired (warm-up), it counts the broadcast clips
+that pass QC during --minutes: air-seconds made per wall-second, with everything an operator runs
+sharing the machine, then the CPU each process tree took per clip made.
 
-Usage: .venv/bin/python benchmarks/live_throughput.py [--minutes 10]
+Usage: .venv/bin/python benchmarks/live_throughput.py [--minutes 10] [--ahead 3600]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 from running_stack import start_webtv_up
 
 from webtv_dagster import clips
-from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
+from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, MAX_AHEAD_SECONDS, load_channels
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.storage import MediaStore
 
@@ -37,13 +39,50 @@ def broadcast_records(store: MediaStore, slug: str) -> list[float]:
     )
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_program(root: int) -> dict[str, float]:
+    """CPU seconds of each process tree under `root` (webtv up), named by the tree's top
+    command. A process's own time plus what its reaped children took (cutime, cstime), summed
+    over the live processes of the tree: a run worker's FFmpeg counts once, in the run worker or,
+    once the run ended, in the code server that launched it."""
+    processes: dict[int, tuple[int, float, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+        processes[int(entry.name)] = (int(fields[1]), seconds, command)
+    totals: dict[str, float] = {}
+    for pid, (_, seconds, _) in processes.items():
+        chain = [pid]
+        while chain[-1] in processes and chain[-1] != root:
+            chain.append(processes[chain[-1]][0])
+        if chain[-1] != root:
+            continue
+        # The tree's top process below supervisord (or below webtv up itself).
+        under_supervisord = len(chain) >= 3 and "supervisord" in processes[chain[-2]][2]
+        top = chain[-3] if under_supervisord else chain[max(-2, -len(chain))]
+        name = " ".join(Path(word).name for word in processes[top][2].split()[:4])[:70]
+        totals[name] = totals.get(name, 0.0) + seconds
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--ahead", type=float, default=MAX_AHEAD_SECONDS)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-live-"))
     document = yaml.safe_load(DEFAULT_CHANNELS_FILE.read_text())
     document["channels"] = document["channels"][:1]
+    document["channels"][0]["ahead_seconds"] = args.ahead
     channel_file = folder / "channels.yaml"
     channel_file.write_text(yaml.safe_dump(document))
     channel = load_channels(channel_file).channels[0]
@@ -59,8 +98,10 @@ def main() -> None:
         else:
             raise SystemExit(f"no clip aired within 15 minutes: see {folder}/webtv-up.log")
         started = time.time()
+        cpu_before = cpu_by_program(stack.process.pid)
         time.sleep(args.minutes * 60)
         ended = time.time()
+        cpu_after = cpu_by_program(stack.process.pid)
         made = [t for t in broadcast_records(stack.store, channel.slug) if started <= t < ended]
     finally:
         stack.process.send_signal(signal.SIGTERM)
@@ -69,7 +110,12 @@ def main() -> None:
     air = len(made) * channel.clip_seconds
     print(f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s: "
           f"{air / wall:.2f} air-s per wall-s (live: playout, daemon, webserver running; "
-          f"{os.cpu_count()} cores)")  # fmt: skip
+          f"{os.cpu_count()} cores; {args.ahead:g} s ahead)")  # fmt: skip
+    print(f"CPU seconds per clip by process tree over the window ({wall:.0f} s):")
+    for name in sorted(cpu_after, key=lambda name: -cpu_after[name]):
+        spent = cpu_after[name] - cpu_before.get(name, 0.0)
+        if spent > 0.5:
+            print(f"  {spent / max(1, len(made)):6.2f}  {name}")
 
 
 if __name__ == "__main__":
