@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
@@ -46,7 +46,7 @@ def make_clips(folder: Path) -> list[Path]:
         music, clip = folder / f"m{index}.flac", folder / f"clip{index}.mp4"
         ProceduralTextToVideo().render(TakeRequest(prompt=prompt, seed=index), take)
         LanczosUpscaler().upscale(take, UpscaleRequest(prompt=prompt), upscaled)
-        MotionInterpolator().interpolate(upscaled, InterpolationRequest(frames=FRAMES), smooth)
+        OpticalFlowInterpolator().interpolate(upscaled, InterpolationRequest(frames=FRAMES), smooth)
         ProceduralMusicGenerator().compose(
             MusicRequest(prompt=prompt, mood="playful", seed=index, seconds=CLIP_SECONDS), music
         )

@@ -23,7 +23,7 @@ OFFLINE_BACKENDS: dict[str, str] = {
     "prompt_writer": "rule-based",
     "text_to_video": "procedural",
     "upscaler": "ffmpeg-lanczos",
-    "interpolator": "ffmpeg-minterpolate",
+    "interpolator": "opencv-dis-flow",
     "music": "procedural",
 }
 

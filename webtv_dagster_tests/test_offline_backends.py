@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
 from webtv_dagster.backends.text_to_video import (
     ProceduralTextToVideo,
@@ -11,7 +11,7 @@ from webtv_dagster.backends.text_to_video import (
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import fits_profile, normalize_clip
-from webtv_dagster.media.ffmpeg import decode_rgb_frames, probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import decode_rgb_frames, encode_rgb_frames, probe, run_ffmpeg
 from webtv_dagster.media.inspection import frozen_spans
 
 PROMPT_A = (
@@ -75,7 +75,7 @@ def test_upscale_then_interpolate_to_exact_frames(tmp_path):
     up = probe(upscaled).video
     assert (up.width, up.height, up.frames) == (1024, 576, 24)
     clip = tmp_path / "clip.mp4"
-    MotionInterpolator(motion_height=320).interpolate(
+    OpticalFlowInterpolator(motion_height=320).interpolate(
         upscaled, InterpolationRequest(fps=24, frames=128), clip
     )
     info = probe(clip)
@@ -136,3 +136,38 @@ def test_mood_changes_the_music():
         return np.abs(np.diff(energy)).mean() / energy.mean()
 
     assert onset_strength(lively) > onset_strength(calm)
+
+
+def luma_frames(path):
+    video = probe(path).video
+    raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], "luma")
+    return np.frombuffer(raw, np.uint8).reshape(-1, video.height, video.width).astype(float)
+
+
+def psnr(a, b):
+    return 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+
+
+def test_interpolated_frames_follow_the_motion_closer_than_blending(tmp_path):
+    # Ground truth: a 24 fps render. Every third frame is the take (8 fps); the two frames
+    # between are interpolated back and compared with the dropped ones.
+    truth = tmp_path / "truth.mp4"
+    ProceduralTextToVideo().render(TakeRequest(prompt=PROMPT_A, seed=3, frames=25, fps=24), truth)
+    info = probe(truth).video
+    take = tmp_path / "take.mp4"
+    encode_rgb_frames(decode_rgb_frames(truth, info.width, info.height)[::3], 8, take, "take")
+    clip = tmp_path / "clip.mp4"
+    # 9 take frames at 8 fps fill 27 frames at 24 fps: frame n is at take position n / 3.
+    OpticalFlowInterpolator(motion_height=0).interpolate(
+        take, InterpolationRequest(fps=24, frames=27), clip
+    )
+    expected, made, source = luma_frames(truth), luma_frames(clip), luma_frames(take)
+    between = [n for n in range(25) if n % 3]
+    interpolated = np.mean([psnr(made[n], expected[n]) for n in between])
+    blended = np.mean(
+        [psnr(((3 - n % 3) * source[n // 3] + n % 3 * source[n // 3 + 1]) / 3, expected[n])
+         for n in between]
+    )  # fmt: skip
+    repeated = np.mean([psnr(source[n // 3], expected[n]) for n in between])
+    # Measured on this pan: 35.5 dB, against 27.8 blending the neighbours and 24.9 repeating.
+    assert interpolated > blended + 3 and blended > repeated, (interpolated, blended, repeated)

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Protocol
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, Field
 
 from webtv_dagster.backends.model_call import ModelCall
@@ -17,7 +19,7 @@ from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
 from webtv_dagster.media.conform import conform_video
-from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import YuvFrame, decode_yuv420_frames, probe, run_ffmpeg
 
 
 class InterpolationRequest(BaseModel):
@@ -34,18 +36,23 @@ class Interpolator(Protocol):
     ) -> ModelCall: ...
 
 
-class MotionInterpolator:
-    """Offline motion-compensated interpolation with FFmpeg's minterpolate (mci, bilateral).
+class OpticalFlowInterpolator:
+    """Offline motion-compensated interpolation: dense optical flow (OpenCV's DIS) both ways
+    between neighbouring take frames, and each new frame drawn from both neighbours warped
+    along it (Super SloMo's linear approximation of the flow from the new frame's time),
+    blended by nearness in time. Planes are warped in yuv420p as decoded: no colour conversion.
+
+    On procedural takes (frames dropped from a 24 fps render, interpolated back), it is about
+    0.5 dB closer to the dropped frames than FFmpeg's minterpolate (mci, overlapped blocks) at a
+    third to a half of its CPU (benchmarks/interpolation_quality.py).
 
     Like the Space's answer, the clip is encoded as the broadcast profile's H.264 (the last
-    video stage): the broadcast clip copies it rather than encoding it once more.
-
-    Motion estimation and compensation cost scale with pixels, so they run at no more than
-    `motion_height` lines (0: at the source's size) and the result is scaled back with Lanczos.
-    When the take was itself Lanczos-upscaled from 320 lines, nothing is lost by that.
+    video stage): the broadcast clip copies it rather than encoding it once more. Flow and
+    warping run at no more than `motion_height` lines (0: at the source's size) and the result
+    is scaled back with Lanczos: nothing is lost when the take was itself upscaled from there.
     """
 
-    name = "ffmpeg-minterpolate"
+    name = "opencv-dis-flow"
     endpoint = "offline"
 
     def __init__(self, motion_height: int = 320):
@@ -55,30 +62,83 @@ class MotionInterpolator:
         video = probe(source).video
         if video is None or not video.frames:
             raise ValueError(f"{source.name} has no video frames to interpolate")
-        take_seconds = video.frames / video.fps
-        clip_seconds = request.frames / request.fps
-        stretch = clip_seconds / take_seconds
-        filters = [f"setpts={stretch:.6f}*PTS"]
-        work_height = video.height
+        height = video.height
         if 0 < self.motion_height < video.height:
-            work_height = self.motion_height
-            work_width = round(video.width * work_height / video.height / 2) * 2
-            filters.append(f"scale={work_width}:{work_height}:flags=lanczos")
-        filters += [
-            f"minterpolate=fps={request.fps}:mi_mode=mci:mc_mode=obmc:me_mode=bilat:me=hexbs"
-            ":search_param=8:scd=none",
-            # The last take frame lands one take interval before the end: hold it there.
-            f"tpad=stop_mode=clone:stop_duration={stretch / video.fps:.6f}",
-        ]
-        if work_height != video.height:
-            filters.append(f"scale={video.width}:{video.height}:flags=lanczos")
-        filters.append("setsar=1")
+            height = self.motion_height - self.motion_height % 2
+        width = round(video.width * height / video.height / 2) * 2
+        take = decode_yuv420_frames(source, width, height)
+        # Take frame k is shown at k / fps * stretch: the take is slowed to the clip's length.
+        stretch = (request.frames / request.fps) / (len(take) / video.fps)
+        positions = [n / request.fps / stretch * video.fps for n in range(request.frames)]
+        frames = bytearray()
+        warper = _FlowWarper(width, height)
+        for position in positions:
+            index, t = int(position), position - int(position)
+            if index >= len(take) - 1 or t < 1e-6:
+                # The last take frame lands one take interval before the end: hold it there.
+                frames += b"".join(plane.tobytes() for plane in take[min(index, len(take) - 1)])
+            else:
+                frames += warper.between(take, index, t)
+        scale = (
+            f"scale={video.width}:{video.height}:flags=lanczos," if height != video.height else ""
+        )
         run_ffmpeg(
-            ["-i", str(source), "-vf", ",".join(filters), "-frames:v", str(request.frames),
-             "-r", str(request.fps), *broadcast_x264(BROADCAST_PROFILE), "-an", str(output)],
-            f"interpolating {source.name} to {request.frames} frames at {request.fps} fps",
+            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
+             "-r", str(request.fps), "-i", "pipe:0", "-vf", f"{scale}setsar=1",
+             "-frames:v", str(request.frames), *broadcast_x264(BROADCAST_PROFILE), "-an",
+             str(output)],
+            f"encoding {request.frames} interpolated frames of {source.name}",
+            stdin=bytes(frames),
         )  # fmt: skip
         return ModelCall(backend=self.name, endpoint=self.endpoint)
+
+
+class _FlowWarper:
+    """Flow between take frames (computed once per pair) and the warps of the frames between."""
+
+    def __init__(self, width: int, height: int):
+        cv2.setNumThreads(1)  # clips run in parallel already (WEBTV_PARALLEL_CLIPS)
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.grids = (_grid(width, height), _grid(width // 2, height // 2))
+        self.pair: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _flows(self, take: list[YuvFrame], index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.pair is None or self.pair[0] != index:
+            luma_a, luma_b = take[index][0], take[index + 1][0]
+            forward = self.flow.calc(luma_a, luma_b, None)
+            backward = self.flow.calc(luma_b, luma_a, None)
+            self.pair = (index, forward, backward)
+        return self.pair[1], self.pair[2]
+
+    def between(self, take: list[YuvFrame], index: int, t: float) -> bytes:
+        """The yuv420p frame at time t (0..1) between take frames index and index + 1."""
+        forward, backward = self._flows(take, index)
+        to_a = (-(1 - t) * t) * forward + (t * t) * backward
+        to_b = ((1 - t) * (1 - t)) * forward - (t * (1 - t)) * backward
+        luma_grid, chroma_grid = self.grids
+        half = (chroma_grid.shape[1], chroma_grid.shape[0])
+        # Chroma planes are half size: the flow too, at half length.
+        chroma_a = cv2.resize(to_a, half, interpolation=cv2.INTER_AREA) * 0.5
+        chroma_b = cv2.resize(to_b, half, interpolation=cv2.INTER_AREA) * 0.5
+        planes = []
+        for plane, grid, flow_a, flow_b in [
+            (0, luma_grid, to_a, to_b), (1, chroma_grid, chroma_a, chroma_b),
+            (2, chroma_grid, chroma_a, chroma_b),
+        ]:  # fmt: skip
+            warped_a = _warp(take[index][plane], grid, flow_a)
+            warped_b = _warp(take[index + 1][plane], grid, flow_b)
+            planes.append(cv2.addWeighted(warped_a, 1 - t, warped_b, t, 0).tobytes())
+        return b"".join(planes)
+
+
+def _grid(width: int, height: int) -> np.ndarray:
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return np.dstack([xs, ys])
+
+
+def _warp(plane: np.ndarray, grid: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The plane sampled at each pixel plus its flow (bilinear, edges repeated)."""
+    return cv2.remap(plane, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def film_steps(source_frames: int, target_frames: int) -> int:

@@ -6,7 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from webtv_dagster.backends.interpolator import Interpolator, MotionInterpolator, SpaceInterpolator
+from webtv_dagster.backends.interpolator import (
+    Interpolator,
+    OpticalFlowInterpolator,
+    SpaceInterpolator,
+)
 from webtv_dagster.backends.music import (
     MusicGenerator,
     ProceduralMusicGenerator,
@@ -65,7 +69,7 @@ def _build(family: str, name: str, models: Mapping[str, ModelEndpoint], offline:
     if isinstance(model, GradioSpacePool):
         return ON_SPACES[family](SpacePool(name, model, os.environ.get(model.token_env)))
     if family == "interpolator":
-        return MotionInterpolator(offline.motion_height)
+        return OpticalFlowInterpolator(offline.motion_height)
     return OFFLINE[family]()
 
 

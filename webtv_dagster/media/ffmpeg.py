@@ -151,3 +151,27 @@ def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
         f"decoding {path.name}",
     )  # fmt: skip
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+YuvFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h, w), U and V (h/2, w/2)
+
+
+def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
+    """Decodes every frame of a video as yuv420p planes, Lanczos-scaled to width x height (even):
+    the planes the encoder gets back, with no colour conversion on the way."""
+    raw = run_ffmpeg(
+        ["-i", str(path), "-vf", f"scale={width}:{height}:flags=lanczos", "-f", "rawvideo",
+         "-pix_fmt", "yuv420p", "pipe:1"],
+        f"decoding {path.name}",
+    )  # fmt: skip
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, luma + 2 * chroma)
+    half = (height // 2, width // 2)
+    return [
+        (
+            frame[:luma].reshape(height, width),
+            frame[luma : luma + chroma].reshape(half),
+            frame[luma + chroma :].reshape(half),
+        )
+        for frame in frames
+    ]

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
@@ -68,7 +68,7 @@ def make_ident(channel: Channel, output: Path) -> Path:
         ProceduralTextToVideo().render(TakeRequest(prompt=prompt, seed=channel.seed), take)
         LanczosUpscaler().upscale(take, UpscaleRequest(prompt=prompt), folder / "u.mp4")
         frames = IDENT_FRAMES
-        MotionInterpolator().interpolate(
+        OpticalFlowInterpolator().interpolate(
             folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
         )
         title = channel.title.replace("\\", "\\\\").replace("'", "\u2019").replace(":", "\\:")

@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from webtv_dagster.backends.interpolator import InterpolationRequest, MotionInterpolator  # noqa: E402
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator  # noqa: E402
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator  # noqa: E402
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest  # noqa: E402
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest  # noqa: E402
@@ -92,10 +92,10 @@ def film(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         output = workshop.new_file("film.mp4")
         # FILM inserts 2**steps - 1 frames between each pair and plays them at `fps`.
         request = InterpolationRequest(fps=int(fps), frames=(frames - 1) * 2 ** int(steps) + 1)
-        MotionInterpolator().interpolate(Path(video), request, output)
+        OpticalFlowInterpolator().interpolate(Path(video), request, output)
         return str(output)
 
-    with gr.Blocks(title="FILM (local: minterpolate)") as app:
+    with gr.Blocks(title="FILM (local: optical flow)") as app:
         video = gr.Video(label="video")
         steps = gr.Slider(1, 4, value=1, step=1, label="interpolation steps")
         fps = gr.Textbox(value="24", label="fps output")
