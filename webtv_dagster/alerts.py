@@ -9,15 +9,13 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+from webtv_dagster.secrets import mask_url
 
 
 def webhook_host(url: str) -> str:
     """What may be shown of a webhook URL: scheme and host, no credentials, path or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/<secret path>"
+    return mask_url(url, keep_path=False)
 
 
 class AlertError(RuntimeError):

@@ -189,3 +189,51 @@ def test_concurrent_calls_spread_over_the_replicas(local_spaces, monkeypatch):
         for space in slow:
             space.app.close()
     assert sorted(call.endpoint for call in calls) == sorted(urls)
+
+
+SECRET = "sekrit-in-url"
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("http://", f"http://webtv:{SECRET}@", 1)
+
+
+def test_credentials_in_endpoint_urls_are_never_recorded(
+    tmp_path, llm, local_spaces, seaweedfs, media_store, capfd
+):
+    # Every model's URL carries a user and password; the clip is made through all of them.
+    key = "test-remote-000001"
+    llm.base_url = with_credentials(llm.base_url)
+    spaces = {family: with_credentials(url) for family, url in local_spaces.items()}
+    path = channels_file(tmp_path, llm, spaces)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("clips", [key])
+        result = dg.materialize(
+            CLIP_ASSETS, partition_key=key, instance=instance,
+            resources=clip_resources(seaweedfs, media_store.bucket, path),
+        )  # fmt: skip
+        assert result.success
+        take = latest_metadata(instance, raw_take, key)
+        masked = local_spaces["text_to_video"].replace("http://", "http://***@")
+        assert take["endpoint"] == masked
+        events = json.dumps([str(entry) for entry in instance.all_logs(result.run_id)])
+    assert SECRET not in events
+    stored = [
+        media_store.get_bytes(listed.key)
+        for listed in media_store.list_objects("channels/test-remote/")
+        if listed.key.endswith(".json")
+    ]
+    assert stored and all(SECRET.encode() not in data for data in stored)
+    assert SECRET not in "".join(capfd.readouterr())
+
+
+def test_urls_lose_their_secrets_and_keep_the_rest():
+    from webtv_dagster.secrets import mask_text, mask_url, url_secrets
+
+    url = "https://user:pa55@api.example.com:8443/v1/chat?model=x&api_key=abc123&sig=zz#frag"
+    assert mask_url(url) == "https://***@api.example.com:8443/v1/chat?model=x&api_key=***&sig=***"
+    assert mask_url(url, keep_path=False) == "https://***@api.example.com:8443/<secret path>"
+    assert mask_url("http://127.0.0.1:7860/") == "http://127.0.0.1:7860/"
+    assert mask_url("http://[::1]:99999/") == "***"  # unreadable port: nothing shown
+    assert sorted(url_secrets(url)) == ["abc123", "pa55", "user", "zz"]
+    assert mask_text(f"could not reach {url}", url_secrets(url)).count("***") == 4

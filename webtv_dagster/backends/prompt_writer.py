@@ -24,6 +24,7 @@ from webtv_dagster.prompt_rules import (
     forbidden_terms,
     prompt_problems,
 )
+from webtv_dagster.secrets import mask_text, mask_url, url_secrets
 
 
 class WrittenPrompt(BaseModel):
@@ -169,7 +170,8 @@ class OpenAIPromptWriter:
 
     def __init__(self, config: OpenAIEndpoint, api_key: str | None, client: OpenAI | None = None):
         self.config = config
-        self.endpoint = f"{config.base_url} ({config.model})"
+        self.endpoint = f"{mask_url(config.base_url)} ({config.model})"
+        self._secrets = url_secrets(config.base_url) + ([api_key] if api_key else [])
         self._client = client or OpenAI(
             base_url=config.base_url,
             api_key=api_key or "unused",  # local servers take any key
@@ -198,7 +200,8 @@ class OpenAIPromptWriter:
                 response = self._client.chat.completions.create(**request)
         except openai.APIError as error:
             raise PromptWriterError(
-                f"LLM at {self.endpoint} failed: {type(error).__name__}: {error.message}"
+                f"LLM at {self.endpoint} failed: {type(error).__name__}: "
+                + mask_text(error.message, self._secrets)
             ) from None
         return response.choices[0].message.content or ""
 

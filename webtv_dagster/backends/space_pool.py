@@ -21,6 +21,7 @@ from gradio_client import Client, handle_file
 
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.model_endpoints import GradioSpacePool
+from webtv_dagster.secrets import mask_text, mask_url, url_secrets
 
 DOWNLOADS = Path(tempfile.gettempdir()) / "webtv-gradio-downloads"
 _semaphores: dict[str, threading.Semaphore] = {}
@@ -158,9 +159,10 @@ class SpacePool:
                     untried.remove(space)
                     try:
                         path = self._call_space(space, inputs)
-                        return path, ModelCall(backend=self.name, endpoint=space, attempts=attempts)
+                        shown = mask_url(space)
+                        return path, ModelCall(backend=self.name, endpoint=shown, attempts=attempts)
                     except Exception as error:  # any failure of one Space moves on to the next
-                        reasons[space] = _describe(error)
+                        reasons[mask_url(space)] = mask_text(_describe(error), url_secrets(space))
                     finally:
                         with _lock:
                             _in_flight[space] -= 1
