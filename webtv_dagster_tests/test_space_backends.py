@@ -120,18 +120,24 @@ def channels_file(tmp_path, llm, local_spaces, upscaler_spaces=None):
     return path
 
 
+def make_clip(instance, key, channels_path, seaweedfs, media_store):
+    """Materializes every clip asset of `key` through the channels file's models."""
+    instance.add_dynamic_partitions("clips", [key])
+    result = dg.materialize(
+        CLIP_ASSETS, partition_key=key, instance=instance,
+        resources=clip_resources(seaweedfs, media_store.bucket, channels_path),
+    )  # fmt: skip
+    assert result.success
+    return result
+
+
 def test_a_clip_through_the_llm_and_all_four_spaces(
     tmp_path, llm, local_spaces, seaweedfs, media_store
 ):
     key = "test-remote-000001"
     path = channels_file(tmp_path, llm, local_spaces)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("clips", [key])
-        result = dg.materialize(
-            CLIP_ASSETS, partition_key=key, instance=instance,
-            resources=clip_resources(seaweedfs, media_store.bucket, path),
-        )  # fmt: skip
-        assert result.success
+        make_clip(instance, key, path, seaweedfs, media_store)
         prompt = latest_metadata(instance, shot_prompt, key)
         assert (prompt["backend"], prompt["endpoint"]) == ("openai", f"{llm.base_url} (fake)")
         take = latest_metadata(instance, raw_take, key)
@@ -207,12 +213,7 @@ def test_credentials_in_endpoint_urls_are_never_recorded(
     spaces = {family: with_credentials(url) for family, url in local_spaces.items()}
     path = channels_file(tmp_path, llm, spaces)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("clips", [key])
-        result = dg.materialize(
-            CLIP_ASSETS, partition_key=key, instance=instance,
-            resources=clip_resources(seaweedfs, media_store.bucket, path),
-        )  # fmt: skip
-        assert result.success
+        result = make_clip(instance, key, path, seaweedfs, media_store)
         take = latest_metadata(instance, raw_take, key)
         masked = local_spaces["text_to_video"].replace("http://", "http://***@")
         assert take["endpoint"] == masked
