@@ -62,7 +62,8 @@ CHECK_DESCRIPTIONS = {
     "broadcast_profile": "Resolution, fps, pixel format, codecs, audio rate and channels, and "
     "the keyframe interval match the broadcast profile (what stream-copy playout needs).",
     "not_black": "At most half the clip is black (blackdetect).",
-    "not_frozen": "At most half the clip is a still picture (freezedetect).",
+    "not_frozen": "At most half the clip is a still picture, or flickers between two or three "
+    "frames (freezedetect on every frame, every 2nd and every 3rd).",
     "not_silent": "At most half the clip is silent (silencedetect).",
     "loudness": "Integrated loudness within 2 LU of -16 LUFS, true peak at most -1 dBTP "
     "(EBU R128, as loudnorm measures it).",

@@ -68,6 +68,20 @@ def test_black_and_still_pictures_are_caught(sources):
     assert "at most 50% allowed" in failed["not_black"]
 
 
+@pytest.mark.parametrize("cycle", [2, 3])
+def test_a_picture_flickering_between_a_few_frames_is_caught(sources, cycle):
+    # Every frame differs from the one before, yet the clip shows `cycle` pictures over and over.
+    flicker = sources["folder"] / f"flicker{cycle}.mp4"
+    picture = f"nullsrc=s=1024x576:r=24,geq=lum='40+160*mod(N\\,{cycle})/{cycle}':cb=128:cr=128"
+    run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", str(FRAMES), "-c:v", "libx264",
+                "-preset", "ultrafast", str(flicker)], "flicker")  # fmt: skip
+    clip = sources["folder"] / f"flicker{cycle}-clip.mp4"
+    normalize_clip(flicker, sources["tone"], FRAMES, clip, BROADCAST_PROFILE)
+    failed = failed_checks(clip)
+    assert set(failed) == {"not_frozen"}, failed
+    assert failed["not_frozen"].startswith("100% of the clip is frozen")
+
+
 def test_a_clip_outside_the_profile_is_caught(sources):
     # Made by hand, not by normalize_clip: 30 fps, 640x360, no fixed keyframe interval, mono.
     off = sources["folder"] / "off-profile.mp4"

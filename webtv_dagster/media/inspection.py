@@ -53,9 +53,36 @@ def black_spans(path: Path, duration: float) -> Spans:
     return _spans(log, "black", duration)
 
 
+# A picture that flickers between two or three frames changes every frame, yet shows nothing:
+# freezedetect also watches every 2nd and every 3rd frame, and the stillest of the three counts.
+FREEZE_CYCLES = (2, 3)
+
+
+def freeze_graph(source: str, output: str) -> str:
+    """Filter graph from the video label `source`: `output` is the stream itself (its frames
+    are the clip's), the other branches end in null sinks."""
+    branches = [f"[{source}]split={1 + len(FREEZE_CYCLES)}[{output}_all]" + "".join(
+        f"[{output}_every{cycle}]" for cycle in FREEZE_CYCLES
+    ), f"[{output}_all]{FREEZEDETECT}[{output}]"]  # fmt: skip
+    branches += [
+        f"[{output}_every{cycle}]select='not(mod(n\\,{cycle}))',{FREEZEDETECT},nullsink"
+        for cycle in FREEZE_CYCLES
+    ]
+    return ";".join(branches)
+
+
+def _frozen(log: str, duration: float) -> Spans:
+    """The stillest of the freezedetect instances in `log` (told apart by their addresses)."""
+    by_instance: dict[str, list[str]] = {}
+    for address, line in re.findall(r"\[freezedetect @ (0x[0-9a-f]+)\] (.*)", log):
+        by_instance.setdefault(address, []).append(line)
+    spans = [_spans("\n".join(lines), "freeze", duration) for lines in by_instance.values()]
+    return max(spans, key=lambda found: found.seconds, default=Spans(seconds=0, spans=0))
+
+
 def frozen_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-vf", FREEZEDETECT, "-an"])
-    return _spans(log, "freeze", duration)
+    log = _filter_log(path, ["-filter_complex", freeze_graph("0:v:0", "v"), "-map", "[v]", "-an"])
+    return _frozen(log, duration)
 
 
 def silent_spans(path: Path, duration: float) -> Spans:
@@ -106,7 +133,10 @@ class ClipMeasurements(BaseModel):
 def measure_clip(path: Path, duration: float) -> ClipMeasurements:
     """Decodes the clip's first video and audio streams once, through every detector at once
     (each alone would decode the whole clip again)."""
-    graph = f"[0:v:0]{BLACKDETECT},{FREEZEDETECT}[v];[0:a:0]{SILENCEDETECT},{LOUDNORM_MEASURE}[a]"
+    graph = (
+        f"[0:v:0]{BLACKDETECT}[black];{freeze_graph('black', 'v')};"
+        f"[0:a:0]{SILENCEDETECT},{LOUDNORM_MEASURE}[a]"
+    )
     log = _filter_log(path, ["-filter_complex", graph, "-map", "[v]", "-map", "[a]"])
     frames = re.findall(r"frame=\s*(\d+)", log)
     # Decoder complaints carry the decoder's or demuxer's name in brackets, e.g. [h264 @ 0x..].
@@ -117,7 +147,7 @@ def measure_clip(path: Path, duration: float) -> ClipMeasurements:
     ]
     return ClipMeasurements(
         black=_spans(log, "black", duration),
-        frozen=_spans(log, "freeze", duration),
+        frozen=_frozen(log, duration),
         silent=_spans(log, "silence", duration),
         loudness=_loudness(log, path),
         video_frames=int(frames[-1]) if frames else 0,
