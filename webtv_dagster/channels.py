@@ -245,4 +245,4 @@ def find_channel(channels: ChannelsFile, slug: str) -> Channel:
         if channel.slug == slug:
             return channel
     known = ", ".join(channel.slug for channel in channels.channels)
-    raise KeyError(f"no channel {slug!r} in the channels file (known: {known})")
+    raise ChannelConfigError(f"no channel {slug!r} in the channels file (known: {known})")

@@ -362,8 +362,8 @@ def command_add_clips(args: argparse.Namespace) -> int:
     try:
         check_clip_count(args.count)
         channel = find_channel(load_channels(settings.channels_file), args.channel)
-    except (ValueError, KeyError) as error:
-        sys.exit(f"webtv: {str(error).strip(chr(34))}")
+    except ValueError as error:
+        sys.exit(f"webtv: {error}")
     os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
     with dg.DagsterInstance.get() as instance:
         try:
@@ -571,7 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file", nargs="?")
     check.set_defaults(run=command_check)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ChannelConfigError as error:  # a user's mistake, said without a traceback
+        print(f"webtv: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -68,3 +68,43 @@ def test_the_project_instance_config_is_valid():
         from webtv_dagster.definitions import defs
 
         assert defs.resolve_job_def("clip_job").tags["webtv/stage"] == "clips"
+
+
+@pytest.mark.parametrize(
+    "arguments, says",
+    [
+        (["playout", "nosuch"], "no channel 'nosuch' in the channels file (known: test-llamas"),
+        (["add-clips", "nosuch", "3"], "no channel 'nosuch'"),
+        (["add-clips", "test-llamas", "0"], "count must be between 1 and 500, not 0"),
+        (["add-clips", "test-llamas", "-3"], "count must be between 1 and 500, not -3"),
+        (["add-clips", "test-llamas", "200000"], "count must be between 1 and 500, not 200000"),
+        (["playout", "test-llamas", "--channels-file-is-broken"], "unrecognized arguments"),
+    ],
+)
+def test_user_mistakes_are_said_without_a_traceback(tmp_path, arguments, says):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import TEST_CHANNELS
+
+    environment = {**os.environ, "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
+                   "WEBTV_DATA_DIR": str(tmp_path)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", *arguments],
+                          env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_broken_channels_file_is_named_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "channels.yaml"
+    broken.write_text("channels: [\n")
+    environment = {**os.environ, "WEBTV_CHANNELS_FILE": str(broken)}
+    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", "playout", "x"],
+                          env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert f"{broken}: not valid YAML" in done.stderr and "Traceback" not in done.stderr
