@@ -64,7 +64,8 @@ class OpticalFlowInterpolator:
             raise ValueError(f"{source.name} has no video frames to interpolate")
         height = video.height
         if 0 < self.motion_height < video.height:
-            height = self.motion_height - self.motion_height % 2
+            height = self.motion_height
+        height -= height % 2  # yuv420p planes: chroma is half of each side
         width = round(video.width * height / video.height / 2) * 2
         take = decode_yuv420_frames(source, width, height)
         # Take frame k is shown at k / fps * stretch: the take is slowed to the clip's length.
