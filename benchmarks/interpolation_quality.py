@@ -23,7 +23,13 @@ from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlo
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
-from webtv_dagster.media.ffmpeg import decode_rgb_frames, encode_rgb_frames, probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import (
+    decode_luma_frames,
+    decode_rgb_frames,
+    encode_rgb_frames,
+    probe,
+    run_ffmpeg,
+)
 
 PROMPTS = [
     "the llama baking bread, the camera pans slowly from left to right, warm golden hour sunlight",
@@ -38,12 +44,6 @@ def cpu_seconds() -> float:
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                          resource.RUSAGE_CHILDREN))  # fmt: skip
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def luma(path: Path) -> np.ndarray:
-    video = probe(path).video
-    raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], "luma")
-    return np.frombuffer(raw, np.uint8).reshape(-1, video.height, video.width).astype(np.float32)
 
 
 def psnr(made: np.ndarray, truth: np.ndarray) -> float:
@@ -84,13 +84,13 @@ def main() -> None:
             take = folder / "take.mp4"
             rgb = decode_rgb_frames(truth_file, video.width, video.height)
             encode_rgb_frames(rgb[:: args.step], 24 // args.step, take, "take")
-            truth, source = luma(truth_file), luma(take)
+            truth, source = decode_luma_frames(truth_file), decode_luma_frames(take)
             between = [n for n in range(frames) if n % args.step]
             for name, interpolate in methods.items():
                 started = cpu_seconds()
                 interpolate(take, request, folder / "made.mp4")
                 costs[name].append(cpu_seconds() - started)
-                made = luma(folder / "made.mp4")
+                made = decode_luma_frames(folder / "made.mp4")
                 scores[name].append(np.mean([psnr(made[n], truth[n]) for n in between]))
             step = args.step
             blend = [

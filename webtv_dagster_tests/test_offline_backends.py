@@ -11,7 +11,13 @@ from webtv_dagster.backends.text_to_video import (
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import fits_profile, normalize_clip
-from webtv_dagster.media.ffmpeg import decode_rgb_frames, encode_rgb_frames, probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import (
+    decode_luma_frames,
+    decode_rgb_frames,
+    encode_rgb_frames,
+    probe,
+    run_ffmpeg,
+)
 from webtv_dagster.media.inspection import frozen_spans
 
 PROMPT_A = (
@@ -138,12 +144,6 @@ def test_mood_changes_the_music():
     assert onset_strength(lively) > onset_strength(calm)
 
 
-def luma_frames(path):
-    video = probe(path).video
-    raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], "luma")
-    return np.frombuffer(raw, np.uint8).reshape(-1, video.height, video.width).astype(float)
-
-
 def psnr(a, b):
     return 10 * np.log10(255**2 / np.mean((a - b) ** 2))
 
@@ -161,7 +161,7 @@ def test_interpolated_frames_follow_the_motion_closer_than_blending(tmp_path):
     OpticalFlowInterpolator(motion_height=0).interpolate(
         take, InterpolationRequest(fps=24, frames=27), clip
     )
-    expected, made, source = luma_frames(truth), luma_frames(clip), luma_frames(take)
+    expected, made, source = (decode_luma_frames(path) for path in (truth, clip, take))
     between = [n for n in range(25) if n % 3]
     interpolated = np.mean([psnr(made[n], expected[n]) for n in between])
     blended = np.mean(

@@ -153,6 +153,19 @@ def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
 
 
+def decode_luma_frames(path: Path) -> np.ndarray:
+    """Every frame's luma plane at the video's own size, as float32 (count, height, width): what
+    picture-quality measures compare."""
+    video = probe(path).video
+    if video is None:
+        raise MediaToolError(f"{path.name} has no video stream")
+    raw = run_ffmpeg(
+        ["-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], f"decoding {path.name}"
+    )
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, video.height, video.width)
+    return frames.astype(np.float32)
+
+
 YuvFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h, w), U and V (h/2, w/2)
 
 
