@@ -197,3 +197,73 @@ def test_a_retry_redoes_only_the_clip_that_failed(instance, resources, monkeypat
     for key in keys:  # each clip's latest materialization carries its own metadata
         uri = latest_metadata(instance, raw_take, key)["dagster/uri"]
         assert uri.endswith(f"/{key}/{clips.RAW_TAKE}")
+
+
+def test_a_failed_clip_leaves_its_batch_mates_to_finish(
+    instance, resources, media_store, llama_channel, monkeypatch
+):
+    """One clip of five cannot be rendered: the run fails naming it, the buffer sensor books
+    the other four for the stages they still need (the take is not made twice), they reach the
+    playlist, and only the failed clip counts as failed."""
+    from webtv_dagster.backends.text_to_video import ProceduralTextToVideo
+    from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
+    from webtv_dagster.defs.jobs import clip_job
+    from webtv_dagster.defs.sensors import REBOOK_OF, clip_production_sensor
+
+    keys = [f"test-llamas-00000{n}" for n in range(1, 6)]
+    instance.add_dynamic_partitions("clips", keys)
+    doomed = ClipId.parse(keys[2]).seed(llama_channel)
+    render = ProceduralTextToVideo.render
+    rendered: list[int] = []
+
+    def render_all_but_one(self, request, output):
+        rendered.append(request.seed)
+        if request.seed == doomed:
+            raise RuntimeError("the Space answered with an error")
+        return render(self, request, output)
+
+    monkeypatch.setattr(ProceduralTextToVideo, "render", render_all_but_one)
+    job = dg.Definitions(assets=CLIP_ASSETS, jobs=[clip_job], resources=resources).resolve_job_def(
+        "clip_job"
+    )
+    first = job.execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": keys[0],
+              "dagster/asset_partition_range_end": keys[-1]},
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not first.success
+    failure = first.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert list(failure.metadata["failed_clips"].value) == [keys[2]]
+
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "1")  # so the planner adds clip by clip
+    tick = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    rebooks = [r for r in tick.run_requests if r.tags.get(REBOOK_OF) == first.run_id]
+    later_stages = [upscaled_take.key, interpolated_clip.key, broadcast_clip.key]
+    assert [(r.tags["dagster/asset_partition_range_start"],
+             r.tags["dagster/asset_partition_range_end"], r.asset_selection)
+            for r in rebooks] == [(keys[0], keys[1], later_stages),
+                                  (keys[3], keys[4], later_stages)]  # fmt: skip
+    # The survivors count as booked, not failed: 4 clips of 16/6 s are ahead, 2 more fill the
+    # 16 s buffer (with the survivors counted as failed, it would be 6).
+    added = [key for r in tick.dynamic_partitions_requests for key in r.partition_keys]
+    assert added == ["test-llamas-000006", "test-llamas-000007"]
+    assert instance.get_materialized_partitions(raw_take.key) == set(keys) - {keys[2]}
+
+    renders_before = len(rendered)
+    for request in rebooks:
+        result = job.execute_in_process(
+            instance=instance, tags=request.tags, asset_selection=request.asset_selection
+        )
+        assert result.success
+    assert len(rendered) == renders_before  # no take was rendered again
+    statuses = clip_statuses(instance, keys)
+    assert statuses == {key: ClipStatus.MATERIALIZED for key in keys} | {
+        keys[2]: ClipStatus.FAILED
+    }
+    for key in set(keys) - {keys[2]}:
+        assert media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
+    # A later tick books nothing again, and replaces only the failed clip.
+    instance.add_dynamic_partitions("clips", added)
+    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
+    assert not [r for r in again.run_requests if REBOOK_OF in r.tags]

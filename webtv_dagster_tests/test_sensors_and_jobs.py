@@ -267,7 +267,8 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in rebook] == [
         ("test-llamas-000001", "test-llamas-000005")
     ]
-    assert rebook[0].run_key == f"rebook:{stopped.run_id}"
+    assert rebook[0].run_key == f"rebook:{stopped.run_id}:test-llamas-000001"
+    assert rebook[0].asset_selection is None  # nothing was made: every stage
     assert rebook[0].tags["webtv/text_to_video_model"] == "procedural"
     assert rebook[0].tags["dagster/priority"] == "-1800000000"  # its deadline stays
     # Once its run exists, the canceled run is left alone.

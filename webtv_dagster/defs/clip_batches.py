@@ -19,6 +19,9 @@ from webtv_dagster.settings import Settings
 
 Stage = Callable[[ClipProduction, ClipId], StageReport]
 OWNERS = ["team:webtv"]
+# Metadata of a stage's step failure: each clip it failed, with the reason. The clips of the
+# run that it does not name were made and go on in another run (clip_records.unfinished_clips).
+FAILED_CLIPS = "failed_clips"
 
 
 def model_stage_retry_policy() -> dg.RetryPolicy:
@@ -152,7 +155,7 @@ def materialize_clips(
         raise dg.Failure(
             description=f"{len(failures)} of {len(context.partition_keys)} clip(s) failed: "
             + "; ".join(f"{key}: {why}" for key, why in failures.items()),
-            metadata={"failed_clips": dg.MetadataValue.json(failures)},
+            metadata={FAILED_CLIPS: dg.MetadataValue.json(failures)},
         )
     for key, metadata in made.items():
         context.add_asset_metadata(metadata, partition_key=key)

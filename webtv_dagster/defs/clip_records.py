@@ -5,6 +5,7 @@ for the clips that can still matter, which the planner keeps to a bounded window
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -14,7 +15,8 @@ from dagster._core.events import DagsterEventType
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId, clips_of_channel
 from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.partitions import clip_partitions
+from webtv_dagster.defs.clip_batches import FAILED_CLIPS
+from webtv_dagster.defs.partitions import clip_keys_of_run, clip_partitions
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, BacklogFull
 from webtv_dagster.takedowns import TAKEN_DOWN
 
@@ -131,3 +133,38 @@ def taken_down_keys(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[st
             if on_air and on_air.value == TAKEN_DOWN:
                 taken_down.add(record.partition_key)
     return taken_down
+
+
+def unfinished_clips(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, stages: Sequence[dg.AssetKey]
+) -> dict[str, list[dg.AssetKey]]:
+    """For each clip of an ended clip run that no stage failed, the stages (of `stages`, in
+    order) the run did not make it: a clip's failure fails its step, which stops the later
+    stages of its batch-mates too, and this is what they still need. In a failed run, a step
+    that failed without naming its clips (a crash, a fault of the whole stage) counts as
+    failing them all; in a canceled one, that is the cancel stopping the step."""
+    clips = clip_keys_of_run(run.tags)
+    failed: set[str] = set()
+    failures = instance.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.STEP_FAILURE
+    ).records
+    for record in failures:
+        user_failure = record.event_log_entry.dagster_event.step_failure_data.user_failure_data
+        named = user_failure.metadata.get(FAILED_CLIPS) if user_failure else None
+        if named is not None:
+            failed |= set(named.value)
+        elif run.status == dg.DagsterRunStatus.FAILURE:
+            return {}
+    made: dict[str, set[dg.AssetKey]] = defaultdict(set)
+    materializations = instance.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in materializations:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization and materialization.partition:
+            made[materialization.partition].add(materialization.asset_key)
+    return {
+        key: [stage for stage in stages if stage not in made[key]]
+        for key in clips
+        if key not in failed
+    }

@@ -34,16 +34,12 @@ from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
 from webtv_dagster.takedowns import TAKEN_DOWN, restore, take_down
 
+# A clip's stages, in pipeline order.
+CLIP_STAGES = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
+
 clip_job = dg.define_asset_job(
     "clip_job",
-    selection=[
-        shot_prompt,
-        raw_take,
-        upscaled_take,
-        interpolated_clip,
-        music_track,
-        broadcast_clip,
-    ],
+    selection=CLIP_STAGES,
     description="Makes clips from prompt to broadcast clip.",
     tags={"webtv/stage": "clips"},  # at most two at once (dagster.yaml)
 )

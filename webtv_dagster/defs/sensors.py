@@ -2,6 +2,7 @@
 
 import json
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import BaseModel, Field
@@ -14,14 +15,13 @@ from webtv_dagster.defs.clip_records import (
     added_partitions,
     clip_statuses,
     taken_down_keys,
+    unfinished_clips,
 )
-from webtv_dagster.defs.jobs import clip_job, playlist_job
+from webtv_dagster.defs.jobs import CLIP_STAGES, clip_job, playlist_job
 from webtv_dagster.defs.partitions import (
-    PARTITION,
     RANGE_END,
     RANGE_START,
     channel_partitions,
-    clip_keys_of_run,
     clip_partitions,
 )
 from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
@@ -46,14 +46,19 @@ def clip_run_request(channel: Channel, batch: list[ClipId], deadline: float) -> 
     )  # fmt: skip
 
 
-REBOOK_OF = "webtv/rebook_of"  # on a run that makes again the clips of a canceled one
-REBOOKED_TAGS = (RANGE_START, RANGE_END, PARTITION, PRIORITY)
+REBOOK_OF = "webtv/rebook_of"  # on a run that finishes the clips of an ended one
+REBOOKED_TAGS = (PRIORITY,)
+FAILED_RUNS_SEEN_SECONDS = 3600
 
 
 def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], set[str]]:
-    """Runs for the clips of clip runs canceled by a stack stop (`webtv down`, Ctrl-C on
-    `webtv up`) that were not booked again yet, and those clips' keys. Looks at the newest
-    twenty such runs only: a tick's cost does not grow with history."""
+    """Runs that finish the clips that ended clip runs left unfinished through no fault of
+    their own, and those clips' keys: the clips of runs canceled by a stack stop (`webtv down`,
+    Ctrl-C on `webtv up`), and the batch-mates of clips that failed (a clip's failure fails its
+    stage's step, and Dagster then skips the later stages for the whole batch). Each new run
+    makes only the stages a clip still needs, for consecutive clips needing the same; the
+    failed clips are left failed. Looks at the newest twenty runs of each kind, failed ones
+    only while they are recent: a tick's cost does not grow with history."""
     canceled = instance.get_run_records(
         dg.RunsFilter(
             job_name=clip_job.name,
@@ -62,26 +67,55 @@ def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], 
         ),
         limit=20,
     )
+    failed = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=clip_job.name,
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            updated_after=datetime.fromtimestamp(time.time() - FAILED_RUNS_SEEN_SECONDS, UTC),
+        ),
+        limit=20,
+    )
+    stages = [stage.key for stage in CLIP_STAGES]
     requests, keys = [], set()
-    for record in canceled:
+    for record in [*canceled, *failed]:
         run = record.dagster_run
         if instance.get_run_records(dg.RunsFilter(tags={REBOOK_OF: run.run_id}), limit=1):
             continue
-        clips = clip_keys_of_run(run.tags)
-        if not clips:
-            continue
-        # The same clips, models and priority (its deadline has not moved).
+        unfinished = {
+            key: left for key, left in unfinished_clips(instance, run, stages).items() if left
+        }
+        # The same models and priority (its deadline has not moved).
         kept = {key: value for key, value in run.tags.items()
                 if key.endswith("_model") or key in REBOOKED_TAGS}  # fmt: skip
-        requests.append(
-            dg.RunRequest(
-                run_key=f"rebook:{run.run_id}",
-                job_name=clip_job.name,
-                tags={**kept, REBOOK_OF: run.run_id},
+        for batch, left in _consecutive_alike(unfinished):
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"rebook:{run.run_id}:{batch[0]}",
+                    job_name=clip_job.name,
+                    asset_selection=None if left == stages else left,
+                    tags={**kept, RANGE_START: batch[0], RANGE_END: batch[-1],
+                          REBOOK_OF: run.run_id},
+                )  # fmt: skip
             )
-        )
-        keys |= set(clips)
+        keys |= set(unfinished)
     return requests, keys
+
+
+def _consecutive_alike(
+    unfinished: dict[str, list[dg.AssetKey]],
+) -> list[tuple[list[str], list[dg.AssetKey]]]:
+    """Clips (in clip order) grouped into runs of consecutive numbers that need the same
+    stages: a run targets a range of partitions and one selection of assets."""
+    groups: list[tuple[list[str], list[dg.AssetKey]]] = []
+    previous = None
+    for key in sorted(unfinished, key=lambda key: ClipId.parse(key).number):
+        number = ClipId.parse(key).number
+        if groups and previous == number - 1 and groups[-1][1] == unfinished[key]:
+            groups[-1][0].append(key)
+        else:
+            groups.append(([key], unfinished[key]))
+        previous = number
+    return groups
 
 
 class ChannelCursor(BaseModel):
