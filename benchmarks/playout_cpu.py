@@ -104,7 +104,7 @@ def main() -> None:
         recorder = record(server.publish_url("ours"), seconds - 3, work / "ours.flv")
         time.sleep(0.5)
         before = children_cpu()
-        publisher = Publisher([server.publish_url("ours")], work / "ours.log")
+        publisher = Publisher(server.publish_url("ours"), work / "ours.log")
         position = 0.0
         for clip in aired:
             segment = remux_segment(clip, clip.stem, "", position, 24)

@@ -35,7 +35,9 @@ from webtv_dagster.playout.supervisor import (
 from webtv_dagster.processes import port_is_free
 from webtv_dagster.rtmp_server import (
     HLS_JS,
+    RtmpServerError,
     kill_leftover_workers,
+    mirrors_of,
     nginx_command,
     previews_socket,
     write_rtmp_config,
@@ -108,7 +110,8 @@ def command_up(args: argparse.Namespace) -> int:
     if s3_port is not None:
         s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
     rtmp_root = (data_dir / "nginx").resolve()
-    write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir)
+    write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir,
+                      mirrors_of(list(titles)))  # fmt: skip
     home = _dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(home)
     programs = [
@@ -245,7 +248,8 @@ def command_rtmp_server(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         root = (settings.data_dir / "nginx").resolve()
         titles = _check_channels(settings)
-        write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port, settings.data_dir)
+        write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port,
+                          settings.data_dir, mirrors_of(list(titles)))  # fmt: skip
     command = nginx_command(root)
     if killed := kill_leftover_workers(root):
         print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
@@ -261,13 +265,6 @@ def command_when_serving(args: argparse.Namespace) -> int:
     if not wait_until_serving(Path(args.socket), timeout=300):
         sys.exit(f"webtv: nothing serves {args.socket} after 300 s; not starting {command[0]}")
     os.execv(command[0], command)
-
-
-def mirror_urls(slug: str) -> list[str]:
-    """Extra RTMP outputs of a channel (Twitch, YouTube...), with their stream keys, from
-    WEBTV_MIRRORS_<SLUG> (comma-separated; SLUG upper-case with underscores)."""
-    variable = "WEBTV_MIRRORS_" + slug.upper().replace("-", "_")
-    return [url.strip() for url in os.environ.get(variable, "").split(",") if url.strip()]
 
 
 def _media_store(settings: Settings) -> MediaStore:
@@ -312,17 +309,15 @@ def command_playout(args: argparse.Namespace) -> int:
     data_dir = settings.data_dir.resolve()
     store = _media_store(settings)
     main_url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{channel.slug}/live"
-    mirrors = mirror_urls(channel.slug)
     try:
         with hold_playout_lock(data_dir, channel.slug):
             playout = ChannelPlayout(
-                store, channel, [main_url, *mirrors], data_dir,
+                store, channel, main_url, data_dir,
                 cache_bytes=settings.playout_cache_mb * 2**20,
             )  # fmt: skip
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: playout.shutdown())
-            print(f"webtv: {channel.slug} on air to {main_url} and {len(mirrors)} mirror(s)",
-                  flush=True)  # fmt: skip
+            print(f"webtv: {channel.slug} on air to {main_url}", flush=True)
             playout.run()
     except PlayoutStartError as error:
         sys.exit(f"webtv: {error}")
@@ -573,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except ChannelConfigError as error:  # a user's mistake, said without a traceback
+    except (ChannelConfigError, RtmpServerError) as error:  # said without a traceback
         print(f"webtv: {error}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,12 +37,49 @@ def previews_socket(data_dir: Path) -> Path:
 
 
 class RtmpServerError(RuntimeError):
-    """nginx or its RTMP module is missing, or the server did not come up."""
+    """nginx or its RTMP module is missing, the server did not come up, or its configuration
+    is wrong."""
+
+
+# What nginx-rtmp can push to, and nothing that could end or add a directive in its
+# configuration (no spaces, quotes, `;`, braces).
+MIRROR_URL = re.compile(r"rtmp://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/?=&%+-]+")
+
+
+def mirror_variable(slug: str) -> str:
+    return "WEBTV_MIRRORS_" + slug.upper().replace("-", "_")
+
+
+def mirror_urls(slug: str) -> list[str]:
+    """Extra RTMP outputs of a channel (Twitch, YouTube...), with their stream keys, from
+    WEBTV_MIRRORS_<SLUG> (comma-separated; SLUG upper-case with underscores). An entry that
+    is not a plain rtmp:// URL is refused, named by its position (it holds a stream key)."""
+    variable = mirror_variable(slug)
+    urls = [url.strip() for url in os.environ.get(variable, "").split(",") if url.strip()]
+    for number, url in enumerate(urls, 1):
+        if not MIRROR_URL.fullmatch(url):
+            raise RtmpServerError(
+                f"{variable}: entry {number} is not an rtmp://host[:port]/app/<stream key> URL "
+                "(rtmps:// cannot be pushed by nginx-rtmp; spaces, quotes, ';' and braces are "
+                "refused)"
+            )
+    return urls
+
+
+def mirrors_of(slugs: list[str]) -> dict[str, list[str]]:
+    return {slug: mirror_urls(slug) for slug in slugs}
 
 
 def nginx_conf(
-    root: Path, channels: Mapping[str, str], rtmp_port: int, http_port: int, data_dir: Path
+    root: Path,
+    channels: Mapping[str, str],
+    rtmp_port: int,
+    http_port: int,
+    data_dir: Path,
+    mirrors: Mapping[str, list[str]],
 ) -> str:
+    """The configuration; each channel's application pushes what it receives to the channel's
+    mirrors, so their stream keys are in this file (written 0600), never on a command line."""
     applications = "\n".join(
         f"""
         application {slug} {{
@@ -61,7 +99,7 @@ def nginx_conf(
             hls_cleanup on;
             # Fragments named by their stream timestamp (90 kHz): the viewer maps what it
             # plays to the playout's schedule with it.
-            hls_fragment_naming timestamp;
+            hls_fragment_naming timestamp;{_pushes(mirrors.get(slug, []))}
         }}"""
         for slug in channels
     )
@@ -150,20 +188,41 @@ class RtmpServer:
         stop_process(self.process)
 
 
+def _pushes(urls: list[str]) -> str:
+    return "".join(f"\n            push {url};" for url in urls)
+
+
 def write_rtmp_config(
-    root: Path, channels: Mapping[str, str], rtmp_port: int, http_port: int, data_dir: Path
+    root: Path,
+    channels: Mapping[str, str],
+    rtmp_port: int,
+    http_port: int,
+    data_dir: Path,
+    mirrors: Mapping[str, list[str]] | None = None,
 ) -> Path:
     """Writes nginx.conf (and the viewer's channels.json) under `root` for `channels`
-    (slug: title); returns the configuration's path. Playout states are served from
-    `data_dir`."""
+    (slug: title) and their `mirrors` (slug: RTMP URLs); returns the configuration's path.
+    Playout states are served from `data_dir`."""
     root = root.resolve()
     for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
         (root / folder).mkdir(parents=True, exist_ok=True)
     guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
     (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"
-    conf.write_text(nginx_conf(root, channels, rtmp_port, http_port, data_dir))
+    text = nginx_conf(root, channels, rtmp_port, http_port, data_dir, mirrors or {})
+    _write_private(conf, text)
+    # nginx-rtmp names a failing push's URL in its log.
+    _write_private(root / "error.log", "", append=True)
     return conf
+
+
+def _write_private(path: Path, text: str, append: bool = False) -> None:
+    """Writes a file only its owner can read, whatever mode it had."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
 
 
 def nginx_command(root: Path) -> list[str]:
@@ -207,16 +266,18 @@ def start_rtmp_server(
     rtmp_port: int,
     http_port: int,
     data_dir: Path,
+    mirrors: Mapping[str, list[str]] | None = None,
     timeout: float = 10.0,
 ) -> RtmpServer:
-    """Writes the configuration under `root` for `channels` (slug: title), starts nginx and
-    waits until both ports answer. Playout states are served from `data_dir`."""
+    """Writes the configuration under `root` for `channels` (slug: title) and their `mirrors`,
+    starts nginx and waits until both ports answer. Playout states are served from
+    `data_dir`."""
     command = nginx_command(root)
     busy = [port for port in (rtmp_port, http_port) if not port_is_free(port)]
     if busy:
         raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
     root = root.resolve()
-    write_rtmp_config(root, channels, rtmp_port, http_port, data_dir)
+    write_rtmp_config(root, channels, rtmp_port, http_port, data_dir, mirrors)
     log = (root / "nginx.out").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = RtmpServer(process, root, rtmp_port, http_port)

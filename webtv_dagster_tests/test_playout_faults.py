@@ -24,7 +24,7 @@ CLIP_SECONDS = 64 / 24
 @contextmanager
 def on_air(store, channel, rtmp_server, data_dir):
     playout = ChannelPlayout(
-        store, channel, [rtmp_server.publish_url(SLUG)], data_dir, cache_bytes=2**28
+        store, channel, rtmp_server.publish_url(SLUG), data_dir, cache_bytes=2**28
     )
     thread = threading.Thread(target=playout.run)
     thread.start()

@@ -34,7 +34,7 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
          "-t", f"{seconds - 1.5:.3f}", str(recording)],
     )  # fmt: skip
     time.sleep(0.5)
-    publisher = Publisher([url], tmp_path / "publisher.log")
+    publisher = Publisher(url, tmp_path / "publisher.log")
     pid = publisher.process.pid
     position = 0.0
 
@@ -66,7 +66,7 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     assert "Non-monotonous" not in warnings and "corrupt" not in warnings.lower()
 
 
-def test_channel_airs_its_playlist_new_clips_and_replays_with_a_dead_mirror(
+def test_channel_airs_its_playlist_new_clips_and_replays(
     rtmp_server, broadcast_clips, media_store, llama_channel, tmp_path
 ):
     import threading
@@ -75,14 +75,13 @@ def test_channel_airs_its_playlist_new_clips_and_replays_with_a_dead_mirror(
 
     upload_playlist(media_store, llama_channel, {1: broadcast_clips[0], 2: broadcast_clips[1]})
     url = rtmp_server.publish_url("test-llamas")
-    dead_mirror = f"rtmp://127.0.0.1:{rtmp_server.http_port}/app/secret-key-123"
     recording = tmp_path / "air.flv"
     subscriber = subprocess.Popen(
         ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "12",
          str(recording)],
     )  # fmt: skip
     playout = ChannelPlayout(
-        media_store, llama_channel, [url, dead_mirror], tmp_path / "data", cache_bytes=50 * 2**20
+        media_store, llama_channel, url, tmp_path / "data", cache_bytes=50 * 2**20
     )
     thread = threading.Thread(target=playout.run)
     thread.start()
@@ -117,8 +116,6 @@ def test_channel_airs_its_playlist_new_clips_and_replays_with_a_dead_mirror(
     video = packet_times(recording, "video")
     steps = [b - a for a, b in zip(video, video[1:], strict=False)]
     assert video[-1] - video[0] > 10 and max(steps) <= FRAME + 0.002
-    log = (tmp_path / "data" / "playout" / "test-llamas" / "publisher.log").read_text()
-    assert "secret-key-123" not in log
 
 
 def test_with_nothing_to_air_the_channel_shows_its_ident(
@@ -130,7 +127,7 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
     from webtv_dagster.playout.channel import ChannelPlayout, read_state
 
     url = rtmp_server.publish_url("test-llamas")
-    playout = ChannelPlayout(media_store, llama_channel, [url], tmp_path / "d", 2**20)
+    playout = ChannelPlayout(media_store, llama_channel, url, tmp_path / "d", 2**20)
     thread = threading.Thread(target=playout.run)
     thread.start()
     try:

@@ -1,13 +1,16 @@
 """The generated nginx-rtmp server: publish, subscribe, HLS; refused when its ports are taken."""
 
+import contextlib
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from webtv_dagster.media.ffmpeg import probe
-from webtv_dagster.rtmp_server import RtmpServerError, start_rtmp_server
+from webtv_dagster.processes import free_port_block
+from webtv_dagster.rtmp_server import RtmpServerError, mirror_urls, start_rtmp_server
 
 
 def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
@@ -40,3 +43,74 @@ def test_ports_in_use_are_refused_clearly(rtmp_server, tmp_path):
         start_rtmp_server(
             tmp_path / "again", {"x": "X"}, rtmp_server.rtmp_port, rtmp_server.http_port, tmp_path
         )
+
+
+def command_lines(but: set[int]) -> str:
+    """The command line of every process on the machine but those of `but`, as `ps` shows
+    them to any user."""
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        if int(path.parent.name) in but:
+            continue
+        with contextlib.suppress(OSError):
+            lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(lines)
+
+
+def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_path):
+    """A channel's mirrors (a live one and a dead one) get the stream from nginx's `push`; the
+    stream keys are only in files no other user can read, and the dead mirror costs the live
+    one and the main stream nothing."""
+    port = free_port_block(4)
+    remote = start_rtmp_server(tmp_path / "remote", {"app": "Twitch"}, port + 2, port + 3,
+                               tmp_path)  # fmt: skip
+    live_mirror = f"rtmp://127.0.0.1:{port + 2}/app/secret-key-123"
+    dead_mirror = f"rtmp://127.0.0.1:{free_port_block(1)}/app/dead-key-456"
+    ours = start_rtmp_server(
+        tmp_path / "ours", {"test-llamas": "Llamas"}, port, port + 1, tmp_path,
+        mirrors={"test-llamas": [live_mirror, dead_mirror]},
+    )  # fmt: skip
+    try:
+        recordings = {name: tmp_path / f"{name}.flv" for name in ("main", "mirror")}
+        subscribers = [
+            subprocess.Popen(
+                ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "4",
+                 str(recordings[name])],
+            )  # fmt: skip
+            for name, url in [("main", ours.publish_url("test-llamas")), ("mirror", live_mirror)]
+        ]
+        time.sleep(0.5)
+        publisher = subprocess.Popen(
+            ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+             "testsrc2=s=640x360:r=24", "-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", "8",
+             "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", "-c:a", "aac", "-f", "flv",
+             ours.publish_url("test-llamas")],
+        )  # fmt: skip
+        time.sleep(3)
+        # The subscriber at the mirror's end is the test's stand-in for Twitch's viewers.
+        processes = command_lines(but={subscribers[1].pid})
+        publisher.wait(timeout=60)
+        for subscriber in subscribers:
+            subscriber.wait(timeout=30)
+        for recording in recordings.values():
+            info = probe(recording)
+            assert info.video is not None and info.duration > 3.5
+        assert "secret-key-123" not in processes and "dead-key-456" not in processes
+        for private in ["nginx.conf", "error.log"]:
+            assert (tmp_path / "ours" / private).stat().st_mode & 0o077 == 0
+        assert "dead-key-456" in (tmp_path / "ours" / "nginx.conf").read_text()
+    finally:
+        ours.stop()
+        remote.stop()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["rtmps://live.example/app/s3cr3t", "rtmp://host/app/s3cr3t;\n  allow publish all",
+     "rtmp://host/app/s3cr3t }", "http://host/app/s3cr3t"],
+)  # fmt: skip
+def test_a_mirror_url_that_nginx_cannot_push_is_refused_without_its_key(entry, monkeypatch):
+    monkeypatch.setenv("WEBTV_MIRRORS_TEST_LLAMAS", f"rtmp://ok.example/app/k1, {entry}")
+    with pytest.raises(RtmpServerError, match="WEBTV_MIRRORS_TEST_LLAMAS: entry 2 is not") as e:
+        mirror_urls("test-llamas")
+    assert "s3cr3t" not in str(e.value)

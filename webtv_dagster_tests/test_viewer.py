@@ -47,7 +47,7 @@ def channels_on_air(rtmp_server, media_store, channels, broadcast_clips, tmp_pat
     for channel in channels.channels:
         upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
         url = rtmp_server.publish_url(channel.slug)
-        playouts.append(ChannelPlayout(media_store, channel, [url], data_dir, 2**28))
+        playouts.append(ChannelPlayout(media_store, channel, url, data_dir, 2**28))
     threads = [threading.Thread(target=playout.run) for playout in playouts]
     for thread in threads:
         thread.start()

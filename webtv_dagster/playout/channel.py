@@ -108,7 +108,7 @@ class ChannelPlayout:
         self,
         store: MediaStore,
         channel: Channel,
-        urls: list[str],
+        url: str,
         data_dir: Path,
         cache_bytes: int,
         recent_loop: int = 10,
@@ -118,7 +118,7 @@ class ChannelPlayout:
         self.folder = playout_folder(data_dir, channel.slug)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.library = ClipLibrary(store, channel.slug, self.folder, cache_bytes)
-        self.urls = urls
+        self.url = url
         self.recent_loop = recent_loop
         self.stop = threading.Event()
         previous = read_state(data_dir, channel.slug)
@@ -253,7 +253,7 @@ class ChannelPlayout:
                 try:
                     if self.publisher is None:
                         self.publisher = Publisher(
-                            self.urls, self.folder / "publisher.log", to_send[0].stream_seconds
+                            self.url, self.folder / "publisher.log", to_send[0].stream_seconds
                         )
                     while to_send:
                         # Recorded first: a playout killed while it sends this segment goes on

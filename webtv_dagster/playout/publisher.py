@@ -77,17 +77,6 @@ def remux_segment(
     return Segment(clip_id, prompt, stream_seconds, frames[-1], fps, remux.stdout)
 
 
-def flv_outputs(urls: list[str]) -> list[str]:
-    """FFmpeg output arguments: the first URL is the main output, the others mirrors whose
-    failure never stops the main one (tee with onfail=ignore)."""
-    if len(urls) == 1:
-        return ["-f", "flv", urls[0]]
-    targets = [f"[f=flv]{urls[0]}", *(f"[f=flv:onfail=ignore]{url}" for url in urls[1:])]
-    # tee does not translate codec tags as a plain flv output does: give FLV's own
-    # (7: H.264, 10: AAC).
-    return ["-map", "0", "-tag:v", "7", "-tag:a", "10", "-f", "tee", "|".join(targets)]
-
-
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: a forked child only calls it
 PR_SET_PDEATHSIG = 1
 
@@ -110,8 +99,8 @@ class Publisher:
     publisher's unsent segments from the ones viewers saw, and a stalled one from a live one.
     """
 
-    def __init__(self, urls: list[str], log_path: Path, stream_seconds: float = 0.0):
-        self.url = urls[0]
+    def __init__(self, url: str, log_path: Path, stream_seconds: float = 0.0):
+        self.url = url
         self.log_path = log_path
         self.first_stream_seconds = stream_seconds
         self.started_at: float | None = None  # wall time its first segment was written
@@ -123,14 +112,12 @@ class Publisher:
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
              "-f", "mpegts", "-i", "pipe:0", "-c", "copy",
              "-output_ts_offset", f"{stream_seconds:.6f}",
-             "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD), *flv_outputs(urls)],
+             "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD), "-f", "flv", url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
-        # FFmpeg names its outputs in errors: the log gets its lines with stream keys masked.
-        keys = [url.rsplit("/", 1)[-1] for url in urls[1:]]  # mirrors carry stream keys
         self._logger = threading.Thread(
-            target=_copy_masked, args=(self.process.stderr, log_path, keys), daemon=True
+            target=_copy_log, args=(self.process.stderr, log_path), daemon=True
         )
         self._logger.start()
         threading.Thread(target=self._read_progress, daemon=True).start()
@@ -186,9 +173,7 @@ class Publisher:
             self.process.wait(timeout=5)
         self._logger.join(timeout=2)
         last = self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
-        # The last path segment of an RTMP URL is the stream key: never show it.
-        where = self.url.rsplit("/", 1)[0]
-        return f"the publisher to {where}/<stream key> exited ({' '.join(last) or 'no message'})"
+        return f"the publisher to {self.url} exited ({' '.join(last) or 'no message'})"
 
     def kill(self) -> None:
         """Stops it at once: what it had buffered but not sent is dropped. Safe in a signal
@@ -209,11 +194,8 @@ class Publisher:
         self._logger.join(timeout=5)
 
 
-def _copy_masked(stream, log_path: Path, secrets: list[str]) -> None:
+def _copy_log(stream, log_path: Path) -> None:
     with log_path.open("a", encoding="utf-8") as log:
         for raw in stream:
-            line = raw.decode("utf-8", errors="replace")
-            for secret in secrets:
-                line = line.replace(secret, "<stream key>")
-            log.write(line)
+            log.write(raw.decode("utf-8", errors="replace"))
             log.flush()
