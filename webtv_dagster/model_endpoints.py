@@ -83,6 +83,7 @@ class GradioSpacePool(BaseModel):
     rounds: int = Field(3, ge=1, le=10, description="passes over the pool before giving up")
     backoff_seconds: float = Field(2.0, ge=0, description="first wait between passes")
     max_concurrent_calls: int = Field(2, ge=1, description="per pool and process")
+    max_answer_mb: float = Field(256, gt=0, le=4096, description="largest answer file fetched")
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> GradioSpacePool:

@@ -9,6 +9,7 @@ import pytest
 from webtv_dagster import clips
 from webtv_dagster.backends import space_pool
 from webtv_dagster.backends.space_pool import SpacePool, SpacesUnavailable
+from webtv_dagster.backends.text_to_video import SpaceTextToVideo, TakeRequest
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
@@ -16,7 +17,7 @@ from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.model_endpoints import GradioSpacePool
-from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
+from webtv_dagster.spaces.apps import FAMILIES, HOSTILE_ANSWERS, Behaviour, Workshop, launch
 
 from .conftest import clip_resources, free_port_block, latest_metadata
 from .fake_llm import FakeLLM
@@ -238,3 +239,51 @@ def test_urls_lose_their_secrets_and_keep_the_rest():
     assert mask_url("http://[::1]:99999/") == "***"  # unreadable port: nothing shown
     assert sorted(url_secrets(url)) == ["abc123", "pa55", "user", "zz"]
     assert mask_text(f"could not reach {url}", url_secrets(url)).count("***") == 4
+
+
+@pytest.fixture(scope="module")
+def hostile_spaces():
+    """A text-to-video replica per hostile answer (spaces.apps.HOSTILE_ANSWERS)."""
+    workshop = Workshop()
+    port = free_port_block(len(HOSTILE_ANSWERS))
+    launched = {
+        kind: launch("text_to_video", port + offset, Behaviour(answer=kind), workshop)
+        for offset, kind in enumerate(HOSTILE_ANSWERS)
+    }
+    yield {kind: space.url for kind, space in launched.items()}
+    for space in launched.values():
+        space.app.close()
+
+
+def test_answers_out_of_bounds_fail_over_to_the_next_replica(
+    hostile_spaces, local_spaces, monkeypatch, tmp_path
+):
+    """Each hostile answer is refused before any stage decodes it, for a stated reason, and
+    the take comes from the next replica; nothing refused is left on disk."""
+    monkeypatch.setattr(space_pool.random, "randrange", lambda n: 0)  # start at the first
+    request = TakeRequest(prompt=GOOD[0], seed=3, frames=16)
+    downloads = set(space_pool.DOWNLOADS.glob("*"))
+    hostile = list(hostile_spaces.values())
+    backend = SpaceTextToVideo(pool([*hostile, local_spaces["text_to_video"]], rounds=1,
+                                    max_answer_mb=6))  # fmt: skip
+    call = backend.render(request, tmp_path / "take.mp4")
+    assert (call.endpoint, call.attempts) == (local_spaces["text_to_video"], len(hostile) + 1)
+    take = probe(tmp_path / "take.mp4").video
+    assert (take.width, take.height, take.frames) == (576, 320, 16)
+
+    with pytest.raises(SpacesUnavailable) as error:
+        SpaceTextToVideo(pool(hostile, rounds=1, max_answer_mb=6)).render(
+            request, tmp_path / "never.mp4"
+        )
+    reasons = str(error.value)
+    for kind, reason in {
+        "two-hour video": "7200.0 s of video; at most 16.0 s accepted",
+        "still image": "a still",
+        "giant picture": "8192x64 pictures; at most 4096x4096 accepted",
+        "no video": "no video stream",
+        "not media": "the answer's file is over 6 MB",
+    }.items():
+        assert f"{hostile_spaces[kind]}: " in reasons
+        assert reason in reasons.split(f"{hostile_spaces[kind]}: ")[1].split("; http")[0], kind
+    assert set(space_pool.DOWNLOADS.glob("*")) <= downloads
+    assert not (tmp_path / "never.mp4").exists()

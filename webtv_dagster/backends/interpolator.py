@@ -20,6 +20,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
 from webtv_dagster.media.conform import conform_video
 from webtv_dagster.media.ffmpeg import YuvFrame, decode_yuv420_frames, probe, run_ffmpeg
+from webtv_dagster.media.limits import MediaLimits
 
 
 class InterpolationRequest(BaseModel):
@@ -158,8 +159,10 @@ class SpaceInterpolator(SpaceBackend):
             raise ValueError(f"{source.name} has no video frames to interpolate")
         values = {"video": source, "fps": str(request.fps),
                   "interpolation_steps": film_steps(video.frames, request.frames)}  # fmt: skip
+        expected = max(video.duration, request.frames / request.fps)
         return self.pool.fetch(
             values,
+            MediaLimits.around("video", expected),
             lambda answer: conform_video(
                 answer,
                 output,

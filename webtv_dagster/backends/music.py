@@ -15,6 +15,7 @@ from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.backends.text_to_video import stable_hash
 from webtv_dagster.media.conform import conform_audio
 from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media.limits import MediaLimits
 
 
 class MusicRequest(BaseModel):
@@ -197,6 +198,7 @@ class SpaceMusicGenerator(SpaceBackend):
                   "seconds": math.ceil(request.seconds)}  # fmt: skip
         return self.pool.fetch(
             values,
+            MediaLimits.around("audio", request.seconds),
             lambda answer: conform_audio(
                 answer, output, seconds=request.seconds, sample_rate=request.sample_rate
             ),

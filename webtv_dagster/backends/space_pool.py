@@ -4,22 +4,32 @@ Public Spaces get crowded, paused and slow. Each call has a timeout; a Space tha
 refuses, is paused or times out is skipped for the next one in the pool; after a full pass
 the pool waits (exponential backoff with jitter) and tries again, and after `rounds` passes
 the call fails with every Space's reason. Calls into one pool are bounded per process.
+
+An answer is hostile until checked: its file is fetched from the Space's own origin only (never
+read from a path the answer names), streamed to a size cap, then held to the stage's media
+limits before anything decodes it; an answer out of bounds counts as that Space's failure and the
+call moves on to the next replica.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import re
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from gradio_client import Client, handle_file
 
 from webtv_dagster.backends.model_call import ModelCall
+from webtv_dagster.media.limits import MediaLimits, check_media
 from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.secrets import mask_text, mask_url, url_secrets
 
@@ -56,17 +66,52 @@ def fill_inputs(template: list[Any], values: Mapping[str, Any]) -> list[Any]:
     return filled
 
 
-def result_file(result: Any) -> Path:
-    """The local file in a Space's answer: a path, {video|path|name: ...} or the first item."""
-    if isinstance(result, str | Path) and Path(result).is_file():
-        return Path(result)
+def result_url(result: Any) -> str:
+    """The URL of the file in a Space's answer: {video|path|name|value: FileData} or the first
+    item; a FileData is {"url": ..., ...}."""
     if isinstance(result, Mapping):
-        for key in ("video", "path", "name", "value"):
+        if isinstance(result.get("url"), str):
+            return result["url"]
+        for key in ("video", "audio", "path", "name", "value"):
             if result.get(key):
-                return result_file(result[key])
+                return result_url(result[key])
     if isinstance(result, list | tuple) and result:
-        return result_file(result[0])
+        return result_url(result[0])
     raise SpaceOutputError(f"the Space answered {str(result)[:200]!r}, which holds no file")
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def download_answer(client: Client, url: str, max_bytes: int, timeout: float) -> Path:
+    """Streams the answer's file from the Space's own origin, refusing one past `max_bytes`
+    (counted, not taken from its Content-Length) and one that takes longer than `timeout`."""
+    if _origin(url) != _origin(client.src):
+        raise SpaceOutputError("the answer's file is not on the Space's own server")
+    suffix = re.sub(r"[^a-z0-9]", "", Path(urlsplit(url).path).suffix.lower())[:5]
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    path = DOWNLOADS / f"{uuid.uuid4().hex}.{suffix or 'bin'}"
+    deadline = time.monotonic() + timeout
+    received = 0
+    try:
+        with (
+            httpx.stream("GET", url, headers=client.headers, timeout=timeout) as response,
+            path.open("wb") as file,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise SpaceOutputError(f"the answer's file is over {max_bytes / 1e6:g} MB")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the answer's file took over {timeout:g} s to fetch")
+                file.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _describe(error: BaseException) -> str:
@@ -101,7 +146,7 @@ class SpacePool:
                 space,
                 token=self._token,
                 verbose=False,
-                download_files=str(DOWNLOADS),
+                download_files=False,  # fetched by download_answer, bounded
                 httpx_kwargs={"timeout": self.config.timeout_seconds},
             )
             with _lock:
@@ -118,33 +163,50 @@ class SpacePool:
             _in_flight[space] = _in_flight.get(space, 0) + 1
         return space
 
-    def _call_space(self, space: str, inputs: list[Any]) -> Path:
-        call = self.config.call
+    def _call_space(self, space: str, inputs: list[Any], limits: MediaLimits | None) -> Path:
+        call, timeout = self.config.call, self.config.timeout_seconds
         try:
-            job = self._client(space).submit(
-                *inputs, api_name=call.api_name, fn_index=call.fn_index
-            )
+            client = self._client(space)
+            job = client.submit(*inputs, api_name=call.api_name, fn_index=call.fn_index)
             try:
-                return result_file(job.result(timeout=self.config.timeout_seconds))
+                result = job.result(timeout=timeout)
             except TimeoutError:
                 job.cancel()
-                raise TimeoutError(f"no answer within {self.config.timeout_seconds:g} s") from None
+                raise TimeoutError(f"no answer within {timeout:g} s") from None
+            max_bytes = int(self.config.max_answer_mb * 1e6)
+            answer = download_answer(client, result_url(result), max_bytes, timeout)
+            if limits is not None:
+                try:
+                    check_media(answer, limits)
+                except ValueError:
+                    answer.unlink(missing_ok=True)
+                    raise
+            return answer
         except BaseException:
             with _lock:  # the Space may have restarted: reconnect next time
                 _clients.pop(space, None)
             raise
 
-    def fetch(self, values: Mapping[str, Any], receive: Callable[[Path], None]) -> ModelCall:
-        """Calls the pool and hands the answer's file to `receive`, then deletes the download."""
-        answer, call = self.call(values)
+    def fetch(
+        self,
+        values: Mapping[str, Any],
+        limits: MediaLimits,
+        receive: Callable[[Path], None],
+    ) -> ModelCall:
+        """Calls the pool and hands the answer's file, within `limits`, to `receive`; then
+        deletes the download."""
+        answer, call = self.call(values, limits)
         try:
             receive(answer)
         finally:
             answer.unlink(missing_ok=True)
         return call
 
-    def call(self, values: Mapping[str, Any]) -> tuple[Path, ModelCall]:
-        """Calls the pool's endpoint with the inputs filled from `values`; returns the file."""
+    def call(
+        self, values: Mapping[str, Any], limits: MediaLimits | None = None
+    ) -> tuple[Path, ModelCall]:
+        """Calls the pool's endpoint with the inputs filled from `values`; returns the file, the
+        first answer within `limits`."""
         inputs = fill_inputs(self.config.call.inputs, values)
         spaces = self.config.spaces
         reasons: dict[str, str] = {}
@@ -158,7 +220,7 @@ class SpacePool:
                     space = self._reserve_least_busy(untried)
                     untried.remove(space)
                     try:
-                        path = self._call_space(space, inputs)
+                        path = self._call_space(space, inputs, limits)
                         shown = mask_url(space)
                         return path, ModelCall(backend=self.name, endpoint=shown, attempts=attempts)
                     except Exception as error:  # any failure of one Space moves on to the next

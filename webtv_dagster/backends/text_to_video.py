@@ -14,6 +14,7 @@ from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import conform_video
 from webtv_dagster.media.ffmpeg import encode_rgb_frames
+from webtv_dagster.media.limits import MediaLimits
 
 
 class TakeRequest(BaseModel):
@@ -283,8 +284,10 @@ class SpaceTextToVideo(SpaceBackend):
     def render(self, request: TakeRequest, output: Path) -> ModelCall:
         values = {"prompt": request.prompt, "seed": request.seed, "frames": request.frames,
                   "fps": request.fps}  # fmt: skip
+        expected = MediaLimits.around("video", request.frames / request.fps)
         return self.pool.fetch(
             values,
+            expected,
             lambda answer: conform_video(
                 answer, output, width=request.width, height=request.height
             ),

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import INTERMEDIATE_X264, conform_video
-from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.media.limits import MediaLimits
 
 
 class UpscaleRequest(BaseModel):
@@ -46,8 +47,10 @@ class SpaceUpscaler(SpaceBackend):
     """Upscaling on a pool of Zeroscope XL-style Gradio Spaces (prompt, video by default)."""
 
     def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall:
+        take = probe(source)
         return self.pool.fetch(
             {"prompt": request.prompt, "video": source},
+            MediaLimits.around("video", take.duration),
             lambda answer: conform_video(
                 answer, output, width=request.width, height=request.height
             ),

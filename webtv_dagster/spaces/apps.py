@@ -21,7 +21,7 @@ from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlo
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator  # noqa: E402
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest  # noqa: E402
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest  # noqa: E402
-from webtv_dagster.media.ffmpeg import probe  # noqa: E402
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg  # noqa: E402
 
 FAMILIES = ("text_to_video", "upscaler", "interpolator", "music")
 
@@ -31,6 +31,19 @@ class Behaviour:
     delay_seconds: float = 0.0  # added to every call: stands in for inference time on a GPU
     fail: bool = False
     hang_seconds: float = 0.0  # a replica that answers only after this long
+    answer: str = ""  # a hostile answer instead of the model's: one of HOSTILE_ANSWERS
+
+
+# Answers a broken or hostile Space gives, made with FFmpeg (name: its arguments).
+HOSTILE_ANSWERS = {
+    "two-hour video": ["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=1", "-t", "7200",
+                       "-c:v", "libx264", "-preset", "ultrafast", "answer.mp4"],
+    "still image": ["-f", "lavfi", "-i", "testsrc2=s=576x320", "-frames:v", "1", "answer.png"],
+    "giant picture": ["-f", "lavfi", "-i", "color=c=blue:s=8192x64:r=8", "-t", "3",
+                      "-c:v", "libx264", "-preset", "ultrafast", "answer.mp4"],
+    "no video": ["-f", "lavfi", "-i", "sine=f=440", "-t", "3", "answer.m4a"],
+    "not media": [],  # 8 MB of random bytes named .mp4
+}  # fmt: skip
 
 
 @dataclass
@@ -50,9 +63,23 @@ def _behave(behaviour: Behaviour) -> None:
     time.sleep(behaviour.delay_seconds)
 
 
+def hostile_answer(kind: str, workshop: Workshop) -> str:
+    """A file that answers like the model's output but is not what was asked for."""
+    args = HOSTILE_ANSWERS[kind]
+    if not args:
+        output = workshop.new_file("answer.mp4")
+        output.write_bytes(os.urandom(8_000_000))
+        return str(output)
+    output = workshop.new_file(args[-1])
+    run_ffmpeg([*args[:-1], str(output)], f"making a {kind} answer")
+    return str(output)
+
+
 def zeroscope(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
     def run(prompt: str, seed: float, nb_frames: float, nb_steps: float) -> str:
         _behave(behaviour)
+        if behaviour.answer:
+            return hostile_answer(behaviour.answer, workshop)
         output = workshop.new_file("take.mp4")
         request = TakeRequest(prompt=prompt, seed=int(seed), frames=int(nb_frames))
         ProceduralTextToVideo().render(request, output)
