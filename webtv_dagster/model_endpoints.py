@@ -39,7 +39,10 @@ class OpenAIEndpoint(BaseModel):
     api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
     batch_size: int = Field(4, ge=1, le=20, description="prompts asked for per request")
     temperature: float = Field(0.9, ge=0, le=2)
-    timeout_seconds: float = Field(60, gt=0)
+    timeout_seconds: float = Field(60, gt=0, le=3600, description="per request")
+    total_seconds: float = Field(
+        120, gt=0, le=3600, description="per prompt: every request and retry included"
+    )
     rate_limit_retries: int = Field(5, ge=0, le=20, description="on 429, 5xx and timeouts")
     max_attempts: int = Field(3, ge=1, le=10, description="requests before invalid output fails")
 

@@ -26,6 +26,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
+from webtv_dagster.prompt_rules import prompt_problems
 from webtv_dagster.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.storage import MediaStore
 
@@ -41,6 +42,10 @@ class ShotPromptRecord(BaseModel):
     seed: int
     backend: str
     endpoint: str
+    # The other usable prompts of the writer's answer: spares[i] is for the clip i + 1 after
+    # this one (within RECENT_PROMPTS), so no prompt that was paid for is thrown away.
+    spares: list[str] = Field(default_factory=list, max_length=RECENT_PROMPTS)
+    from_batch_of: str | None = None  # the clip whose writer's answer held this prompt
 
 
 class StageReport(BaseModel):
@@ -73,40 +78,68 @@ class ClipProduction:
     def _record(self, clip: ClipId) -> ShotPromptRecord:
         return ShotPromptRecord.model_validate(self.store.get_json(clip.object_key(clips.PROMPT)))
 
-    def _recent_prompts(self, clip: ClipId) -> list[str]:
-        recent = []
-        for number in range(max(1, clip.number - RECENT_PROMPTS), clip.number):
-            earlier = ClipId(channel=clip.channel, number=number)
+    def _recent_records(self, clip: ClipId) -> dict[int, ShotPromptRecord]:
+        """The prompt records of the channel's RECENT_PROMPTS clips before `clip`, by how many
+        clips before it they are."""
+        recent = {}
+        for distance in range(1, min(RECENT_PROMPTS, clip.number - 1) + 1):
+            earlier = ClipId(channel=clip.channel, number=clip.number - distance)
             try:
-                recent.append(self._record(earlier).prompt)
+                recent[distance] = self._record(earlier)
             except FileNotFoundError:
                 continue
         return recent
+
+    def _spare_for(self, recent: dict[int, ShotPromptRecord]) -> ShotPromptRecord | None:
+        """The spare the nearest earlier answer kept for this clip as a record of this
+        channel's writer, if it can still air (the channel's rules may have changed, a rerun
+        of a clip between may have aired the same words)."""
+        prompts = {record.prompt.lower() for record in recent.values()}
+        for distance, record in sorted(recent.items()):
+            if len(record.spares) >= distance:
+                spare = record.spares[distance - 1]
+                if spare.lower() in prompts or prompt_problems(spare, self.channel):
+                    return None
+                return record.model_copy(
+                    update={"prompt": spare, "spares": [], "from_batch_of": record.clip_id}
+                )
+        return None
 
     def write_shot_prompt(
         self, clip: ClipId, reroll: int = 0, keep_prompt: bool = False
     ) -> StageReport:
         """Writes prompt.json. `reroll` picks another seed (0: the clip's default); with
         `keep_prompt` the clip keeps the prompt it has and only its seed changes, so every
-        later stage makes a new take of the same shot."""
+        later stage makes a new take of the same shot. Without a reroll, the clip takes the spare
+        an earlier clip's writer kept for it when there is one; otherwise the writer is asked."""
         started = time.monotonic()
         seed = clip.seed(self.channel, reroll)
+        attempts = 0
         if keep_prompt:
             record = self._record(clip).model_copy(update={"seed": seed})
-            attempts = 0
         else:
-            writer = self.backends.prompt_writer
-            written = writer.write(self.channel, seed, self._recent_prompts(clip))
-            record = ShotPromptRecord(
-                clip_id=clip.key,
-                channel=self.channel.slug,
-                prompt=written.prompt,
-                seed=seed,
-                backend=written.backend,
-                endpoint=written.endpoint,
-            )
-            attempts = written.attempts
+            recent = self._recent_records(clip)
+            spare = None if reroll else self._spare_for(recent)
+            if spare is not None:
+                record = spare.model_copy(update={"clip_id": clip.key, "seed": seed})
+            else:
+                writer = self.backends.prompt_writer
+                ordered = [recent[d].prompt for d in sorted(recent, reverse=True)]
+                written = writer.write(self.channel, seed, ordered)
+                record = ShotPromptRecord(
+                    clip_id=clip.key,
+                    channel=self.channel.slug,
+                    prompt=written.prompt,
+                    seed=seed,
+                    backend=written.backend,
+                    endpoint=written.endpoint,
+                    spares=written.spares[:RECENT_PROMPTS],
+                )
+                attempts = written.attempts
         stored = self.store.put_json(clip.object_key(clips.PROMPT), record.model_dump())
+        extra = {"words": len(record.prompt.split()), "reroll": reroll}
+        if record.from_batch_of:
+            extra["from_batch_of"] = record.from_batch_of
         return StageReport(
             clip_id=clip.key,
             uri=stored.uri,
@@ -117,7 +150,7 @@ class ClipProduction:
             prompt=record.prompt,
             seed=seed,
             work_seconds=time.monotonic() - started,
-            extra={"words": len(record.prompt.split()), "reroll": reroll},
+            extra=extra,
         )
 
     def _media_stage(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -27,12 +28,14 @@ class FakeLLM:
         self.default = (200, completion(default_content))
         self.script: list[tuple[int, dict]] = []
         self.requests: list[dict] = []
+        self.delay_seconds = 0.0  # before each answer: a slow endpoint
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 fake.requests.append(json.loads(self.rfile.read(length)))
+                time.sleep(fake.delay_seconds)
                 status, body = fake.script.pop(0) if fake.script else fake.default
                 payload = json.dumps(body).encode()
                 self.send_response(status)
@@ -40,7 +43,10 @@ class FakeLLM:
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("retry-after-ms", "10")
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting: what a slow endpoint sees
 
             def log_message(self, *args):
                 pass

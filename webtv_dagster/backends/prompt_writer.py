@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+import re
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import openai
 from openai import OpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from webtv_dagster.channels import Channel
 from webtv_dagster.model_endpoints import OpenAIEndpoint
@@ -32,6 +35,8 @@ class WrittenPrompt(BaseModel):
     backend: str
     endpoint: str
     attempts: int = 1
+    # The answer's other usable prompts, in order: the clips after this one take them.
+    spares: list[str] = Field(default_factory=list)
 
 
 class PromptWriter(Protocol):
@@ -122,53 +127,100 @@ def _instructions(channel: Channel, count: int) -> str:
     )
 
 
-def batch_problems(
-    prompts: Sequence[object], channel: Channel, count: int, recent: Sequence[str]
-) -> list[str]:
-    """Every reason the batch is unusable; empty when all of it can air."""
-    problems = []
-    if len(prompts) != count:
-        problems.append(f"expected {count} prompts, got {len(prompts)}")
+def sort_batch(
+    prompts: Sequence[object], channel: Channel, recent: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The batch's prompts that can air, in order, and why each other one cannot: empty or not
+    text, a repeat of a recent prompt or of one before it in the batch, or against the prompt
+    rules."""
+    usable: list[str] = []
+    problems: list[str] = []
     seen = {prompt.strip().lower() for prompt in recent}
-    for number, prompt in enumerate(prompts, start=1):
+    for number, item in enumerate(prompts, start=1):
+        prompt = item.get("prompt") if isinstance(item, dict) else item
         if not isinstance(prompt, str) or not prompt.strip():
             problems.append(f"prompt {number} is empty or not text")
             continue
-        if prompt.strip().lower() in seen:
+        prompt = " ".join(prompt.split())
+        if prompt.lower() in seen:
             problems.append(f"prompt {number} repeats an earlier prompt")
-        seen.add(prompt.strip().lower())
-        problems += [f"prompt {number}: {why}" for why in prompt_problems(prompt, channel)]
-    return problems
+            continue
+        seen.add(prompt.lower())
+        broken = prompt_problems(prompt, channel)
+        problems += [f"prompt {number}: {why}" for why in broken]
+        if not broken:
+            usable.append(prompt)
+    return usable, problems
+
+
+_FENCED = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.DOTALL)
 
 
 def parse_batch(text: str) -> list[object]:
-    """The prompts in an answer: {"prompts": [...]} or a bare list, code fences allowed."""
-    cleaned = text.strip()
-    if cleaned.startswith("```"):
-        cleaned = cleaned.strip("`").removeprefix("json").strip()
-    try:
-        document = json.loads(cleaned)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the answer is not JSON ({error.msg} at character {error.pos})") from None
-    if isinstance(document, dict):
-        document = document.get("prompts")
-    if not isinstance(document, list):
+    """The prompts in an answer: {"prompts": [...]} or a bare list, found in the answer even
+    when code fences or sentences surround it."""
+    candidates = [text.strip(), *(block.strip() for block in _FENCED.findall(text))]
+    decoder = json.JSONDecoder()
+    starts = [index for index, char in enumerate(text) if char in "{["][:50]
+    documents: list[object] = []
+    for candidate in candidates:
+        try:
+            documents.append(json.loads(candidate))
+        except json.JSONDecodeError:
+            continue
+    for start in starts:
+        try:
+            documents.append(decoder.raw_decode(text, start)[0])
+        except json.JSONDecodeError:
+            continue
+    for document in documents:
+        if isinstance(document, dict) and isinstance(document.get("prompts"), list):
+            return document["prompts"]
+        if isinstance(document, list):
+            return document
+    if documents:
         raise ValueError('the answer has no "prompts" list')
-    return document
+    raise ValueError("the answer holds no JSON")
+
+
+# Failures worth another request: the server is busy, slow, down for a moment or overloaded.
+RETRYABLE = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+             openai.InternalServerError)  # fmt: skip
+
+
+def _retry_after(error: Exception) -> float | None:
+    """The wait a 429 or 5xx answer asks for (Retry-After, or OpenAI's retry-after-ms)."""
+    response = getattr(error, "response", None)
+    headers = response.headers if response is not None else {}
+    for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            return float(headers[header]) * scale
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 class OpenAIPromptWriter:
     """Shot prompts from any OpenAI-compatible chat API, as a validated structured batch.
 
     Asks for `batch_size` prompts at once (JSON schema response format where the server
-    supports it, plain JSON otherwise), checks every one against the prompt rules, the recent
-    prompts and each other, and on problems asks again with the problems listed. 429s, 5xx and
-    timeouts are retried by the client with exponential backoff.
+    supports it, plain JSON otherwise) and reads the batch wherever it is in the answer (code
+    fences, sentences around it). Every prompt is checked against the prompt rules, the recent
+    prompts and the ones before it: the bad ones are dropped, the first good one is this clip's
+    and the others are spares for the clips after it. Only an answer with no usable prompt is
+    asked again, with its problems listed. 429s, 5xx, connection failures and timeouts are
+    retried with backoff (honouring Retry-After), all within `total_seconds` per prompt.
     """
 
     name = "openai"
 
-    def __init__(self, config: OpenAIEndpoint, api_key: str | None, client: OpenAI | None = None):
+    def __init__(
+        self,
+        config: OpenAIEndpoint,
+        api_key: str | None,
+        client: OpenAI | None = None,
+        sleep=time.sleep,
+    ):
         self.config = config
         self.endpoint = f"{mask_url(config.base_url)} ({config.model})"
         self._secrets = url_secrets(config.base_url) + ([api_key] if api_key else [])
@@ -176,37 +228,69 @@ class OpenAIPromptWriter:
             base_url=config.base_url,
             api_key=api_key or "unused",  # local servers take any key
             timeout=config.timeout_seconds,
-            max_retries=config.rate_limit_retries,
+            max_retries=0,  # retried here, within the prompt's time budget
         )
+        self._sleep = sleep
         self._structured = True
 
-    def _complete(self, messages: list[dict[str, str]], seed: int) -> str:
+    def _failure(self, error: Exception) -> PromptWriterError:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        return PromptWriterError(
+            f"LLM at {self.endpoint} failed: {type(error).__name__}: "
+            + mask_text(message, self._secrets)
+        )
+
+    def _create(self, request: dict[str, Any], deadline: float):
+        """One completion, retried on RETRYABLE failures until `deadline` (monotonic). A
+        refused response format is raised as is (the caller drops the format)."""
+        requests = 0
+        last = "none sent"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PromptWriterError(
+                    f"LLM at {self.endpoint} gave no answer within "
+                    f"{self.config.total_seconds:g} s ({requests} request(s); last: {last})"
+                )
+            try:
+                requests += 1
+                client = self._client.with_options(
+                    timeout=min(self.config.timeout_seconds, remaining)
+                )
+                return client.chat.completions.create(**request)
+            except RETRYABLE as error:
+                last = str(self._failure(error))
+                if requests > self.config.rate_limit_retries:
+                    raise self._failure(error) from None
+                wait = _retry_after(error) or 0.5 * 2 ** (requests - 1) * random.uniform(1, 1.5)
+                self._sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            except openai.BadRequestError as error:
+                if "response_format" in request:
+                    raise
+                raise self._failure(error) from None
+            except openai.APIError as error:
+                raise self._failure(error) from None
+
+    def _complete(self, messages: list[dict[str, str]], seed: int, deadline: float) -> str:
         request: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
             "temperature": self.config.temperature,
             "seed": seed,
         }
-        try:
-            if self._structured:
-                try:
-                    response = self._client.chat.completions.create(
-                        **request, response_format=JSON_SCHEMA_FORMAT
-                    )
-                except openai.BadRequestError:
-                    # Servers without structured output refuse the format: plain JSON it is.
-                    self._structured = False
-            if not self._structured:
-                response = self._client.chat.completions.create(**request)
-        except openai.APIError as error:
-            raise PromptWriterError(
-                f"LLM at {self.endpoint} failed: {type(error).__name__}: "
-                + mask_text(error.message, self._secrets)
-            ) from None
-        return response.choices[0].message.content or ""
+        if self._structured:
+            try:
+                response = self._create({**request, "response_format": JSON_SCHEMA_FORMAT},
+                                        deadline)  # fmt: skip
+                return response.choices[0].message.content or ""
+            except openai.BadRequestError:
+                # Servers without structured output refuse the format: plain JSON it is.
+                self._structured = False
+        return self._create(request, deadline).choices[0].message.content or ""
 
     def write(self, channel: Channel, seed: int, recent_prompts: Sequence[str]) -> WrittenPrompt:
         count = self.config.batch_size
+        deadline = time.monotonic() + self.config.total_seconds
         messages = [
             {"role": "system", "content": _instructions(channel, count)},
             {"role": "user", "content": "Recent prompts, not to repeat:\n"
@@ -214,26 +298,26 @@ class OpenAIPromptWriter:
         ]  # fmt: skip
         problems: list[str] = []
         for attempt in range(1, self.config.max_attempts + 1):
-            answer = self._complete(messages, seed + attempt - 1)
+            answer = self._complete(messages, seed + attempt - 1, deadline)
             try:
-                prompts = parse_batch(answer)
-                problems = batch_problems(prompts, channel, count, recent_prompts)
+                usable, problems = sort_batch(parse_batch(answer), channel, recent_prompts)
             except ValueError as error:
-                problems = [str(error)]
-            if not problems:
+                usable, problems = [], [str(error)]
+            if usable:
                 return WrittenPrompt(
-                    prompt=str(prompts[0]).strip(),
+                    prompt=usable[0],
+                    spares=usable[1:],
                     backend=self.name,
                     endpoint=self.endpoint,
                     attempts=attempt,
                 )
             messages += [
                 {"role": "assistant", "content": answer},
-                {"role": "user", "content": "That batch cannot be used:\n- "
+                {"role": "user", "content": "None of those prompts can be used:\n- "
                  + "\n- ".join(problems) + f"\nAnswer again with {count} corrected prompts."},
             ]  # fmt: skip
         raise PromptWriterError(
-            f"LLM at {self.endpoint} gave no usable batch of shot prompts in "
+            f"LLM at {self.endpoint} gave no usable shot prompt in "
             f"{self.config.max_attempts} attempt(s); last problems: " + "; ".join(problems)
         )
 
