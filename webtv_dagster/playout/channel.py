@@ -29,7 +29,7 @@ from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.conform import INTERMEDIATE_X264
-from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
+from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import Publisher, PublisherDied, Segment, remux_segment
@@ -56,6 +56,36 @@ FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before
 STALL_SECONDS = 3.0  # a publisher with data that sends nothing this long is replaced
 
 
+def title_subtitles(title: str, width: int, height: int) -> str:
+    """An ASS script that shows `title` centred for the whole clip, as written: libass draws
+    it with fallback fonts glyph by glyph (CJK, emoji), and nothing in it is a template or an
+    override (`%`, `%{localtime}`, `{\\b1}`, `\\N` are text)."""
+    text = " ".join(title.split())
+    # A backslash or a brace would start an ASS escape or override block: a word joiner after
+    # each backslash, and escaped braces, keep them text.
+    text = text.replace("\\", "\\\u2060").replace("{", "\\{").replace("}", "\\}")
+    return (
+        "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\n"
+        f"PlayResX: {width}\nPlayResY: {height}\n\n"
+        "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, "
+        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV\n"
+        "Style: Title,DejaVu Sans,64,&H00FFFFFF,&H00000000,1,3,0,5,40,40,0\n\n"
+        "[Events]\nFormat: Layer, Start, End, Style, Text\n"
+        f"Dialogue: 0,0:00:00.00,9:59:59.00,Title,{text}\n"
+    )
+
+
+def write_title(video: Path, title: str, output: Path) -> None:
+    """Draws the title on `video` (as written, see title_subtitles) into `output`."""
+    info = probe(video).video
+    script = output.with_suffix(".ass")
+    script.write_text(title_subtitles(title, info.width, info.height), encoding="utf-8")
+    run_ffmpeg(
+        ["-i", str(video), "-vf", f"ass='{script}'", *INTERMEDIATE_X264, str(output)],
+        f"writing {title!r} on the ident",
+    )  # fmt: skip
+
+
 def make_ident(channel: Channel, output: Path) -> Path:
     """A channel ident made locally with the offline backends, the title written on it."""
     with tempfile.TemporaryDirectory(prefix="webtv-ident-") as scratch:
@@ -71,13 +101,7 @@ def make_ident(channel: Channel, output: Path) -> Path:
         OpticalFlowInterpolator().interpolate(
             folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
         )
-        title = channel.title.replace("\\", "\\\\").replace("'", "\u2019").replace(":", "\\:")
-        run_ffmpeg(
-            ["-i", str(folder / "i.mp4"), "-vf",
-             f"drawtext=font=Sans:text='{title}':fontsize=64:fontcolor=white:borderw=3:"
-             "x=(w-text_w)/2:y=(h-text_h)/2", *INTERMEDIATE_X264, str(folder / "titled.mp4")],
-            f"writing {channel.title!r} on the ident",
-        )  # fmt: skip
+        write_title(folder / "i.mp4", channel.title, folder / "titled.mp4")
         music = MusicRequest(prompt=prompt, mood=channel.music_mood, seed=channel.seed,
                              seconds=frames / BROADCAST_PROFILE.fps)  # fmt: skip
         ProceduralMusicGenerator().compose(music, folder / "m.flac")
