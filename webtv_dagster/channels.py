@@ -6,13 +6,22 @@ field, so that nothing starts half-configured.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.model_endpoints import OFFLINE_BACKENDS, ModelEndpoint
@@ -76,17 +85,19 @@ class RetentionPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keep_days: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="remove clips older than this"
+        None, gt=0, le=36_500, allow_inf_nan=False, description="remove clips older than this"
     )
     keep_gb: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="remove the oldest clips beyond this"
-    )
+        None, gt=0, le=1_000_000, allow_inf_nan=False,
+        description="remove the oldest clips beyond this",
+    )  # fmt: skip
     protect_recent: int = Field(
-        10, ge=0, description="aired clips kept for replays whatever their age or size"
+        10, ge=0, le=10_000, description="aired clips kept for replays whatever their age or size"
     )
     keep_intermediates_hours: float | None = Field(
         24,
         ge=0,
+        le=8_760,
         allow_inf_nan=False,
         description="upscaled and interpolated takes are removed this long after the broadcast "
         "clip passed QC; null keeps them",
@@ -102,17 +113,21 @@ class Channel(BaseModel):
     style: NonEmptyText
     recurring_details: list[NonEmptyText] = Field(
         default_factory=list,
+        max_length=100,
         description="Details repeated verbatim in every prompt so that shots stay consistent.",
     )
     subjects: list[NonEmptyText] = Field(
         default_factory=list,
+        max_length=100,
         description="Who or what the shots show; empty means the theme itself is the subject.",
     )
     actions: list[NonEmptyText] = Field(
-        default_factory=list, description="What the subject does; empty means built-in actions."
+        default_factory=list,
+        max_length=100, description="What the subject does; empty means built-in actions."
     )
     settings: list[NonEmptyText] = Field(
-        default_factory=list, description="Where shots happen; empty means built-in settings."
+        default_factory=list,
+        max_length=100, description="Where shots happen; empty means built-in settings."
     )
     music_mood: NonEmptyText = "uplifting"
     clip_seconds: float = Field(default=8.0, gt=0, le=32, allow_inf_nan=False)
@@ -168,35 +183,41 @@ class ChannelsFile(BaseModel):
     models: dict[Annotated[str, Field(pattern=SLUG_PATTERN)], ModelEndpoint] = Field(
         default_factory=dict
     )
-    channels: list[Channel] = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")
-    def _slugs_are_unique(self) -> ChannelsFile:
-        seen: set[str] = set()
-        for channel in self.channels:
-            if channel.slug in seen:
-                raise ValueError(f"channel slug {channel.slug!r} is used twice")
-            seen.add(channel.slug)
-        return self
-
-    @model_validator(mode="after")
-    def _backends_exist(self) -> ChannelsFile:
-        problems = []
-        for channel in self.channels:
-            for family, name in channel.backends.model_dump().items():
-                offline = OFFLINE_BACKENDS[family]
-                model = self.models.get(name)
-                if name == offline or (model is not None and model.family == family):
-                    continue
-                fitting = [key for key, m in self.models.items() if m.family == family]
-                problems.append(
-                    f"channel {channel.slug!r}, field 'backends.{family}': no {family} "
-                    f"backend {name!r} (choose {offline!r}"
-                    + (f" or one of models {fitting})" if fitting else ")")
-                )
+    def _channels_fit_together(self) -> ChannelsFile:
+        problems = cross_problems(self.models, self.channels)
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def cross_problems(models: dict[str, ModelEndpoint], channels: list[Channel]) -> list[str]:
+    """What is wrong between fields that are each valid: slugs used twice, backends the file
+    does not define, and fixed words (style, recurring details, vocabulary) that would make
+    every prompt of a channel break the prompt rules."""
+    from webtv_dagster.prompt_rules import fixed_word_problems  # it builds on Channel
+
+    problems = []
+    seen: set[str] = set()
+    for channel in channels:
+        if channel.slug in seen:
+            problems.append(f"channel slug {channel.slug!r} is used twice")
+        seen.add(channel.slug)
+        for family, name in channel.backends.model_dump().items():
+            offline = OFFLINE_BACKENDS[family]
+            model = models.get(name)
+            if name == offline or (model is not None and model.family == family):
+                continue
+            fitting = [key for key, m in models.items() if m.family == family]
+            problems.append(
+                f"channel {channel.slug!r}, field 'backends.{family}': no {family} "
+                f"backend {name!r} (choose {offline!r}"
+                + (f" or one of models {fitting})" if fitting else ")")
+            )
+        problems += [f"channel {channel.slug!r}, {why}" for why in fixed_word_problems(channel)]
+    return problems
 
 
 class ChannelConfigError(ValueError):
@@ -231,13 +252,48 @@ def load_channels(path: Path | str) -> ChannelsFile:
         problems = []
         for issue in error.errors():
             message = issue["msg"].removeprefix("Value error, ")
+            if issue["type"] in NUMBER_ERRORS:
+                message += f" (got {issue['input']!r})"
             if issue["loc"]:
                 problems.append(f"  - {_describe_location(raw, tuple(issue['loc']))}: {message}")
             else:  # whole-file checks name their channel and field themselves
                 problems += [f"  - {line}" for line in message.splitlines()]
+        if any(issue["loc"] for issue in error.errors()):
+            # Fields failed, so the whole-file checks did not run: run them on what is valid.
+            problems += [f"  - {why}" for why in _cross_problems_of_valid_parts(raw)]
         raise ChannelConfigError(
             f"{path}: {len(problems)} problem(s) in the channels file:\n" + "\n".join(problems)
         ) from None
+
+
+# Pydantic's errors for numbers out of bounds or not finite: the value is shown with them.
+NUMBER_ERRORS = {"finite_number", "greater_than", "greater_than_equal", "less_than",
+                 "less_than_equal", "int_parsing", "float_parsing", "int_from_float"}  # fmt: skip
+
+
+def _cross_problems_of_valid_parts(raw: object) -> list[str]:
+    """cross_problems over the models of `raw` that are valid on their own, and its channels
+    without their invalid fields (reported already)."""
+    if not isinstance(raw, dict):
+        return []
+    models, channels = {}, []
+    raw_models = raw.get("models")
+    endpoint = TypeAdapter(ModelEndpoint)
+    for name, entry in (raw_models if isinstance(raw_models, dict) else {}).items():
+        with contextlib.suppress(ValidationError):
+            models[name] = endpoint.validate_python(entry)
+    raw_channels = raw.get("channels")
+    for entry in raw_channels if isinstance(raw_channels, list) else []:
+        try:
+            channels.append(Channel.model_validate(entry))
+        except ValidationError as error:
+            invalid = {issue["loc"][0] for issue in error.errors() if issue["loc"]}
+            if isinstance(entry, dict):
+                with contextlib.suppress(ValidationError):
+                    channels.append(Channel.model_validate(
+                        {key: value for key, value in entry.items() if key not in invalid}
+                    ))  # fmt: skip
+    return cross_problems(models, channels) if channels else []
 
 
 def find_channel(channels: ChannelsFile, slug: str) -> Channel:

@@ -34,11 +34,11 @@ class OpenAIEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["openai"]
-    base_url: str = Field(min_length=1)
-    model: str = Field(min_length=1)
+    base_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
+    model: str = Field(min_length=1, max_length=200)
     api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
     batch_size: int = Field(4, ge=1, le=20, description="prompts asked for per request")
-    temperature: float = Field(0.9, ge=0, le=2)
+    temperature: float = Field(0.9, ge=0, le=2, allow_inf_nan=False)
     timeout_seconds: float = Field(60, gt=0, le=3600, description="per request")
     total_seconds: float = Field(
         120, gt=0, le=3600, description="per prompt: every request and retry included"
@@ -77,15 +77,17 @@ class GradioSpacePool(BaseModel):
 
     kind: Literal["gradio"]
     family: SpaceFamily
-    spaces: list[str] = Field(min_length=1, description="Space ids (owner/name) or URLs")
+    spaces: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        min_length=1, max_length=64, description="Space ids (owner/name) or URLs"
+    )
     api_name: str | None = None
     fn_index: int | None = None
     inputs: list[Any] | None = None
     token_env: str = Field("HF_TOKEN", description="variable holding a Hugging Face token")
-    timeout_seconds: float = Field(600, gt=0, description="per call")
+    timeout_seconds: float = Field(600, gt=0, le=7200, description="per call")
     rounds: int = Field(3, ge=1, le=10, description="passes over the pool before giving up")
-    backoff_seconds: float = Field(2.0, ge=0, description="first wait between passes")
-    max_concurrent_calls: int = Field(2, ge=1, description="per pool and process")
+    backoff_seconds: float = Field(2.0, ge=0, le=600, description="first wait between passes")
+    max_concurrent_calls: int = Field(2, ge=1, le=64, description="per pool and process")
     max_answer_mb: float = Field(256, gt=0, le=4096, description="largest answer file fetched")
 
     @model_validator(mode="after")

@@ -96,7 +96,7 @@ MAX_PROMPT_WORDS = 75  # CLIP-based text encoders stop reading at 77 tokens.
 
 
 def forbidden_terms(channel: Channel) -> list[str]:
-    return [*TEXT_TRIGGER_TERMS, *(term.lower() for term in channel.forbidden_terms)]
+    return list(dict.fromkeys([*TEXT_TRIGGER_TERMS, *(t.lower() for t in channel.forbidden_terms)]))
 
 
 def _contains_term(text: str, term: str) -> bool:
@@ -123,4 +123,53 @@ def prompt_problems(prompt: str, channel: Channel) -> list[str]:
     for term in forbidden_terms(channel):
         if _contains_term(prompt, term):
             problems.append(f"contains {term!r}, which models paint into the picture")
+    return problems
+
+
+# Words a prompt needs beyond the channel's fixed ones: subject, action, setting, camera move
+# with its direction, lighting.
+MIN_SHOT_WORDS = 20
+
+
+def _longest(options: tuple[str, ...] | list[str], count: int = 1) -> int:
+    return sum(sorted((len(option.split()) for option in options), reverse=True)[:count])
+
+
+def fixed_word_problems(channel: Channel) -> list[str]:
+    """How the channel's fixed words would make its prompts break the rules, for the channels
+    file check: a forbidden term in the style, a recurring detail or the vocabulary (in every
+    prompt that uses it), style and recurring details that leave too few words for the shot,
+    and, with the offline writer, vocabulary whose longest combination runs over the limit."""
+    problems = []
+    fields = {"style": [channel.style], "recurring_details": channel.recurring_details,
+              "subjects": channel.subjects, "actions": channel.actions,
+              "settings": channel.settings}  # fmt: skip
+    for field, texts in fields.items():
+        for text in texts:
+            for term in forbidden_terms(channel):
+                if _contains_term(text, term):
+                    problems.append(
+                        f"field {field!r}: {text!r} contains {term!r}, which models paint into "
+                        "the picture (the prompts that use it would all be refused)"
+                    )
+    fixed = len(channel.style.split()) + sum(len(d.split()) for d in channel.recurring_details)
+    if fixed + MIN_SHOT_WORDS > MAX_PROMPT_WORDS:
+        problems.append(
+            f"fields 'style' and 'recurring_details': their {fixed} words are in every prompt, "
+            f"leaving {MAX_PROMPT_WORDS - fixed} of {MAX_PROMPT_WORDS} for the shot; at least "
+            f"{MIN_SHOT_WORDS} are needed"
+        )
+    elif channel.backends.prompt_writer == "rule-based":
+        longest = (
+            fixed + _longest(channel.subjects or [channel.theme])
+            + _longest(channel.actions or DEFAULT_ACTIONS) + 1
+            + _longest(channel.settings or DEFAULT_SETTINGS) + _longest(SUBJECT_MOTIONS)
+            + _longest(CAMERA_MOVES) + _longest(LIGHTING) + _longest(LOOKS, 2)
+        )  # fmt: skip
+        if longest > MAX_PROMPT_WORDS:
+            problems.append(
+                f"fields 'subjects', 'actions', 'settings': the offline writer's longest prompt "
+                f"would have {longest} words; at most {MAX_PROMPT_WORDS} are read (shorten the "
+                "longest entries)"
+            )
     return problems

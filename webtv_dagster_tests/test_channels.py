@@ -121,3 +121,56 @@ def test_a_bad_schedule_is_named(tmp_path, schedule, message):
     with pytest.raises(ChannelConfigError, match="channel 'c', field 'schedule") as error:
         load_channels(path)
     assert message in str(error.value)
+
+
+def test_every_problem_is_named_at_once_through_the_cli(tmp_path):
+    """Bad numbers (with the value given), an unknown backend in the same channel, and fixed
+    words that would make every prompt break the rules: all in one `webtv check`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = write(tmp_path, """
+        channels:
+          - slug: llamas
+            title: Llama Jobs
+            theme: llamas doing human jobs
+            style: IMAX Pixar style 3D animation
+            recurring_details: [a fluffy llama wearing a shirt with text on it]
+            clip_seconds: .nan
+            ahead_seconds: 1e12
+            backends: {text_to_video: nosuch}
+          - slug: wordy
+            title: Wordy
+            theme: t
+            style: %s
+            retention: {keep_days: .inf, protect_recent: 99999999999}
+        """ % ("very " * 60 + "long style"))  # fmt: skip
+    webtv = Path(sys.executable).with_name("webtv")
+    checked = subprocess.run([str(webtv), "check", str(path)], capture_output=True, text=True)
+    assert checked.returncode != 0 and "Traceback" not in checked.stderr
+    report = checked.stderr
+    for expected in [
+        "8 problem(s)",
+        "channel 'llamas', field 'clip_seconds': Input should be a finite number (got nan)",
+        "field 'ahead_seconds': Input should be less than or equal to 3600 (got '1e12')",
+        "channel 'wordy', field 'retention.keep_days': Input should be a finite number (got inf)",
+        "field 'retention.protect_recent': Input should be less than or equal to 10000",
+        "channel 'llamas', field 'backends.text_to_video': no text_to_video backend 'nosuch'",
+        "channel 'llamas', field 'style': 'IMAX Pixar style 3D animation' contains 'imax'",
+        "field 'recurring_details': 'a fluffy llama wearing a shirt with text on it' contains "
+        "'text'",
+        "channel 'wordy', fields 'style' and 'recurring_details': their 62 words are in every "
+        "prompt, leaving 13 of 75 for the shot",
+    ]:
+        assert expected in report, expected
+
+
+def test_the_offline_writers_longest_prompt_must_fit(tmp_path):
+    long_action = "very " * 50 + "slowly baking bread"
+    path = write(tmp_path, f"""
+        channels:
+          - {{slug: long, title: Long, theme: t, style: s, actions: ["{long_action}"]}}
+        """)  # fmt: skip
+    with pytest.raises(ChannelConfigError, match="the offline writer's longest prompt would have"):
+        load_channels(path)
