@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from webtv_dagster import hide_dagster_maturity_warnings
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
 from webtv_dagster.instance import (
@@ -336,7 +337,12 @@ def command_channel(args: argparse.Namespace) -> int:
             print(f"webtv: {args.channel} {'stopped' if was_running else 'was not running'}")
         elif args.action in {"start", "restart"}:
             restart = args.action == "restart"
-            done = ensure_playout(data_dir, args.channel, settings.playout_stale_seconds, restart)
+            print(f"webtv: {args.action}ing {args.channel} (up to 120 s: a first start makes "
+                  "its ident)", flush=True)  # fmt: skip
+            done = ensure_playout(
+                data_dir, args.channel, settings.playout_stale_seconds, restart,
+                progress=lambda line: print(f"webtv: {line}", flush=True),
+            )  # fmt: skip
             print(f"webtv: {args.channel} {done}")
     except PlayoutStartError as error:
         sys.exit(f"webtv: {error}")
@@ -495,6 +501,7 @@ def command_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hide_dagster_maturity_warnings()
     parser = argparse.ArgumentParser(prog="webtv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start SeaweedFS and the Dagster UI + daemon")

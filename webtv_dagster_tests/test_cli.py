@@ -94,6 +94,7 @@ def test_user_mistakes_are_said_without_a_traceback(tmp_path, arguments, says):
                           env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode != 0, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "Warning" not in done.stderr  # nothing buries the line that matters
 
 
 def test_a_broken_channels_file_is_named_not_a_traceback(tmp_path):

@@ -137,11 +137,14 @@ def test_with_the_rtmp_server_down_the_job_says_so_and_the_playout_airs_once_it_
             server.stop()
 
 
-def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, broadcast_clips):
+def test_a_stuck_playout_is_replaced(
+    on_air_env, media_store, llama_channel, broadcast_clips, monkeypatch
+):
     import json
     import sys
     import time
 
+    from webtv_dagster.playout import supervisor
     from webtv_dagster.playout.state import PlayoutState, state_path
     from webtv_dagster.playout.supervisor import ensure_playout
 
@@ -161,7 +164,11 @@ def test_a_stuck_playout_is_replaced(on_air_env, media_store, llama_channel, bro
             unplayed_seconds=0, schedule=[], up_next=[],
         ).model_dump_json()
     )  # fmt: skip
-    assert ensure_playout(on_air_env, SLUG, stale_after=60) == "restarted"
+    monkeypatch.setattr(supervisor, "PROGRESS_EVERY_SECONDS", 0.5)
+    heard: list[str] = []  # what `webtv channel start` prints while it waits
+    assert ensure_playout(on_air_env, SLUG, stale_after=60, progress=heard.append) == "restarted"
+    assert heard and heard[0].startswith(f"{SLUG}: waiting for the playout to go on air (")
+    assert "its log: " in heard[-1]
     assert stuck.wait(timeout=30) is not None
     assert playout_status(on_air_env, SLUG).pid not in (None, stuck.pid)
     assert ensure_playout(on_air_env, SLUG, stale_after=60) == "running"

@@ -107,7 +107,8 @@ def ensure_channel_playout(
     settings = Settings.from_env()
     data_dir = settings.data_dir.resolve()
     try:
-        action = ensure_playout(data_dir, slug, settings.playout_stale_seconds, config.restart)
+        action = ensure_playout(data_dir, slug, settings.playout_stale_seconds, config.restart,
+                                progress=context.log.info)  # fmt: skip
     except PlayoutStartError as error:
         raise dg.Failure(str(error)) from None
     status = playout_status(data_dir, slug)

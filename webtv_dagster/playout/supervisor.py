@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,13 +144,29 @@ def _supervised(data_dir: Path, slug: str) -> tuple[StackSupervisor, str] | None
     return supervisor, name
 
 
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+def _last_log_line(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "nothing yet"
+    return lines[-1][-160:] if lines else "nothing yet"
+
+
 def start_playout(
-    data_dir: Path, slug: str, timeout: float = 120.0, settle_seconds: float = 2.0
+    data_dir: Path,
+    slug: str,
+    timeout: float = 120.0,
+    settle_seconds: float = 2.0,
+    progress: Callable[[str], None] | None = None,
 ) -> int:
     """Starts the channel's playout (through supervisord when the stack's supervisord runs it,
     else as a process of its own) and waits until it has queued its first clip and is still
-    up `settle_seconds` later; returns its pid. Raises PlayoutStartError with the end of its
-    log if it exits."""
+    up `settle_seconds` later; returns its pid. While it waits, `progress` hears every few
+    seconds how long and the playout's last log line. Raises PlayoutStartError with the end of
+    its log if it exits."""
     started = time.time()
     (playout_folder(data_dir, slug) / STOPPED_MARKER).unlink(missing_ok=True)
     supervised = _supervised(data_dir, slug)
@@ -162,7 +179,12 @@ def start_playout(
     log_path = playout_folder(data_dir, slug) / "playout.log"
     deadline = time.monotonic() + timeout
     on_air_since = None
+    next_report = time.monotonic() + PROGRESS_EVERY_SECONDS
     while time.monotonic() < deadline:
+        if progress is not None and time.monotonic() >= next_report:
+            next_report += PROGRESS_EVERY_SECONDS
+            progress(f"{slug}: waiting for the playout to go on air ({time.time() - started:.0f}"
+                     f" of {timeout:.0f} s); its log: {_last_log_line(log_path)}")  # fmt: skip
         exited = process.poll() if process else _supervisor_exit(supervised)
         if exited is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-4:]
@@ -222,15 +244,21 @@ def _supervisor_exit(supervised: tuple[StackSupervisor, str]) -> int | None:
     return info.get("exitstatus") if info.get("statename") in {"FATAL", "STOPPED"} else None
 
 
-def ensure_playout(data_dir: Path, slug: str, stale_after: float, restart: bool = False) -> str:
+def ensure_playout(
+    data_dir: Path,
+    slug: str,
+    stale_after: float,
+    restart: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """Makes sure the channel is on air: starts its playout if none runs, restarts one that
-    stopped queueing clips (or any, with `restart`). Returns what it did: "running",
-    "started" or "restarted"."""
+    stopped queueing clips (or any, with `restart`); `progress` hears how a start goes.
+    Returns what it did: "running", "started" or "restarted"."""
     status = playout_status(data_dir, slug)
     if status.running and not restart and not status.needs_start(stale_after):
         return "running"
     action = "restarted" if status.running else "started"
     if status.running:
         stop_playout(data_dir, slug)
-    start_playout(data_dir, slug)
+    start_playout(data_dir, slug, progress=progress)
     return action
