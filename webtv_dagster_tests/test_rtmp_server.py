@@ -1,16 +1,16 @@
 """The generated nginx-rtmp server: publish, subscribe, HLS; refused when its ports are taken."""
 
-import contextlib
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.processes import free_port_block
 from webtv_dagster.rtmp_server import RtmpServerError, mirror_urls, start_rtmp_server
+
+from .conftest import command_lines
 
 
 def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
@@ -43,18 +43,6 @@ def test_ports_in_use_are_refused_clearly(rtmp_server, tmp_path):
         start_rtmp_server(
             tmp_path / "again", {"x": "X"}, rtmp_server.rtmp_port, rtmp_server.http_port, tmp_path
         )
-
-
-def command_lines(but: set[int]) -> str:
-    """The command line of every process on the machine but those of `but`, as `ps` shows
-    them to any user."""
-    lines = []
-    for path in Path("/proc").glob("[0-9]*/cmdline"):
-        if int(path.parent.name) in but:
-            continue
-        with contextlib.suppress(OSError):
-            lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-    return "\n".join(lines)
 
 
 def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_path):
