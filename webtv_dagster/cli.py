@@ -20,7 +20,7 @@ import yaml
 
 from webtv_dagster import hide_dagster_maturity_warnings
 from webtv_dagster.channels import ChannelConfigError, load_channels
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
+from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.instance import (
     drain_runs,
     instance_config,
@@ -98,6 +98,8 @@ def command_up(args: argparse.Namespace) -> int:
     data_dir = settings.data_dir
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
+    for variable in set(os.environ) - set(weed_environment(dict(os.environ))):
+        del os.environ[variable]  # WEED_* would override the embedded S3's security settings
     if StackSupervisor.connect(data_dir) is not None:
         sys.exit(f"webtv: a stack already runs on {data_dir} (`webtv status`, `webtv down`)")
     if args.local_spaces:

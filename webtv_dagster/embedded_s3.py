@@ -1,11 +1,21 @@
 """The embedded S3 server: SeaweedFS's `weed mini`, on loopback, with its data on disk.
 
 Every port it opens is named, so several instances (tests, a second checkout) never collide.
+Only its S3 API, with the keys it starts with, can read or change what it holds: `weed mini`
+also opens master, volume, filer and admin ports that answer anyone on the machine (a PUT to
+the filer port once replaced a channel's playlist). So its master and filer HTTP APIs are off
+(`-disableHttp`), its volume server wants a JWT for every read and write, every gRPC port
+wants a client certificate from a CA made at each start whose private key is never written,
+and its data folder is readable by its owner only (security.toml, written by
+`write_weed_security`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,13 +50,112 @@ def s3_credentials(access_key_id: str, secret_access_key: str) -> dict[str, str]
     return {"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key}
 
 
+def weed_environment(base: dict[str, str]) -> dict[str, str]:
+    """`base` without WEED_* variables: they would override the security settings."""
+    return {key: value for key, value in base.items() if not key.startswith("WEED_")}
+
+
+SECURITY_FOLDER = "security"  # in the data folder: security.toml and tls/
+GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "admin", "worker")
+COMMON_NAME = "webtv-seaweedfs"
+
+
+def _certificate(name: str, key, issuer: str, issuer_key, authority: bool):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=authority, path_length=None), critical=True)
+    )
+    if authority:
+        builder = builder.add_extension(
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                          content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, encipher_only=False,
+                          decipher_only=False),
+            critical=True,
+        )  # fmt: skip
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        ).add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def write_weed_security(data_dir: Path) -> Path:
+    """Locks `data_dir` to its owner and writes SeaweedFS's security.toml there (in
+    SECURITY_FOLDER): JWT keys for the volume server and the filer, and mutual TLS on every
+    gRPC port with one certificate signed by a CA made now, whose key is never written (so
+    nobody can make another). Returns the folder to pass as `weed -config_dir`. A few
+    milliseconds; new keys at every start, which data written before keeps working with."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the volumes hold the objects' bytes in clear
+    folder = data_dir / SECURITY_FOLDER
+    tls = folder / "tls"
+    tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+    authority_key = ec.generate_private_key(ec.SECP256R1())
+    authority = _certificate(f"{COMMON_NAME}-ca", authority_key, f"{COMMON_NAME}-ca",
+                             authority_key, authority=True)  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = _certificate(COMMON_NAME, key, f"{COMMON_NAME}-ca", authority_key, False)
+    pem = serialization.Encoding.PEM
+    _write_private(tls / "ca.crt", authority.public_bytes(pem))
+    _write_private(tls / "weed.crt", certificate.public_bytes(pem))
+    _write_private(tls / "weed.key", key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))  # fmt: skip
+    lines = []
+    for section in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing",
+                    "jwt.filer_signing.read"):  # fmt: skip
+        lines += [f"[{section}]", f'key = "{secrets.token_hex(32)}"', ""]
+    lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
+    for component in (*GRPC_COMPONENTS, "client"):
+        lines += [f"[grpc.{component}]", f'cert = "{tls / "weed.crt"}"',
+                  f'key = "{tls / "weed.key"}"']  # fmt: skip
+        if component != "client":
+            lines.append(f'allowed_commonNames = "{COMMON_NAME}"')
+        lines.append("")
+    _write_private(folder / "security.toml", "\n".join(lines).encode())
+    return folder
+
+
 def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:
-    """`weed mini` on loopback, S3 on `s3_port` and its other services on the ports after."""
+    """`weed mini` on loopback, S3 on `s3_port` and its other services on the ports after,
+    locked down (write_weed_security writes its security settings now)."""
     ports = {name: s3_port + offset for name, offset in PORT_OFFSETS.items()}
+    config = write_weed_security(data_dir)
     return [
-        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-bucket={bucket}", f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-webdav=false", "-admin.ui=false",
+        weed_binary(), f"-config_dir={config}", "mini", f"-dir={data_dir}", "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1", f"-bucket={bucket}", f"-s3.port={s3_port}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        "-disableHttp", "-master.telemetry=false",
         *(f"-{name}={port}" for name, port in ports.items()),
     ]  # fmt: skip
 
@@ -79,7 +188,8 @@ def start_embedded_s3(
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "weed.log"
-    environment = {**os.environ, **s3_credentials(access_key_id, secret_access_key)}
+    keys = s3_credentials(access_key_id, secret_access_key)
+    environment = weed_environment({**os.environ, **keys})
     command = weed_command(data_dir, s3_port, bucket)
     with log_path.open("ab") as log:
         process = subprocess.Popen(

@@ -61,3 +61,59 @@ def test_unreachable_endpoint_fails_clearly():
     store = MediaStore("media", f"http://127.0.0.1:{port}", "us-east-1", ACCESS_KEY, SECRET_KEY)
     with pytest.raises(StorageError, match=rf"cannot reach S3 at http://127.0.0.1:{port}"):
         store.get_json("x.json")
+
+
+def test_only_authenticated_s3_reaches_the_embedded_store(seaweedfs, media_store):
+    """What anyone on the machine could once do to what airs, tried for real: a PUT of a
+    playlist through the filer port, a collection delete through the master, reading the data
+    folder, and gRPC calls to the filer without the store's certificate. All refused; the
+    same gRPC call with the certificate is answered (so the refusal is the lock, not a fault)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import grpc
+
+    from webtv_dagster.embedded_s3 import PORT_OFFSETS, SECURITY_FOLDER
+
+    port = int(seaweedfs.endpoint_url.rsplit(":", 1)[1])
+    playlist = "channels/demo/playlist.json"
+    media_store.put_json(playlist, {"entries": []})
+
+    def status(method: str, url: str, body: bytes | None = None) -> int:
+        request = urllib.request.Request(url, data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    filer = f"http://127.0.0.1:{port + PORT_OFFSETS['filer.port']}"
+    forged = json.dumps({"entries": [{"clip_id": "evil"}]}).encode()
+    assert status("PUT", f"{filer}/buckets/{media_store.bucket}/{playlist}", forged) in (401, 404)
+    assert status("GET", f"{filer}/buckets/{media_store.bucket}/{playlist}") in (401, 404)
+    master = f"http://127.0.0.1:{port + PORT_OFFSETS['master.port']}"
+    for path in [f"/col/delete?collection={media_store.bucket}", "/dir/assign", "/vol/grow"]:
+        assert status("GET", master + path) in (401, 404), path
+    assert media_store.get_json(playlist) == {"entries": []}
+
+    data_dir = seaweedfs.log_path.parent
+    assert data_dir.stat().st_mode & 0o077 == 0
+
+    grpc_port = port + PORT_OFFSETS["filer.port.grpc"]
+    method = "/filer_pb.SeaweedFiler/GetFilerConfiguration"
+
+    def call(channel) -> bytes:
+        stub = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
+        return stub(b"", timeout=5)
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as plain, pytest.raises(grpc.RpcError):
+        call(plain)
+    tls = data_dir / SECURITY_FOLDER / "tls"
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(tls / "ca.crt").read_bytes(),
+        private_key=(tls / "weed.key").read_bytes(),
+        certificate_chain=(tls / "weed.crt").read_bytes(),
+    )
+    with grpc.secure_channel(f"127.0.0.1:{grpc_port}", credentials) as secure:
+        assert isinstance(call(secure), bytes)
