@@ -36,11 +36,13 @@ from webtv_dagster.playout.supervisor import (
 from webtv_dagster.processes import port_is_free
 from webtv_dagster.rtmp_server import (
     HLS_JS,
+    WORKER_USER,
     RtmpServerError,
     kill_leftover_workers,
     mirrors_of,
     nginx_command,
     previews_socket,
+    worker_account,
     write_rtmp_config,
 )
 from webtv_dagster.settings import Settings
@@ -140,6 +142,10 @@ def command_up(args: argparse.Namespace) -> int:
     if s3_port is not None:
         print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
     print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
+    if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
+        print(f"webtv: nginx's workers run as root: {WORKER_USER} cannot reach {data_dir} or the "
+              "installed viewer (a private folder on the way, such as /root); under a folder "
+              "others can pass through they drop root")  # fmt: skip
     if not HLS_JS.exists():
         print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
               "plays in browsers with native HLS only")  # fmt: skip

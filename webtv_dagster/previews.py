@@ -165,7 +165,9 @@ class PreviewServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_socket(socket_path)
         super().__init__(str(socket_path), PreviewHandler)
-        socket_path.chmod(0o660)  # nginx runs as this user (or root)
+        # nginx's workers may run as another account (rtmp_server.worker_account); the socket
+        # serves nothing its HTTP port does not serve to anyone.
+        socket_path.chmod(0o666)
 
     def server_close(self) -> None:
         super().server_close()

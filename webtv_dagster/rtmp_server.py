@@ -11,8 +11,10 @@ http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -29,6 +31,33 @@ STREAM_NAME = "live"
 VIEWER = Path(__file__).with_name("viewer")
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 PREVIEWS_PATH = "/previews/"  # proxied to the preview service (previews.py)
+
+
+WORKER_USER = "nobody"
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user who owns nothing on the way can reach `path`: every existing folder on
+    the way lets others through."""
+    path = path.resolve()
+    return all(
+        folder.stat().st_mode & 0o001 for folder in [path, *path.parents] if folder.is_dir()
+    )
+
+
+def worker_account(root: Path, data_dir: Path) -> pwd.struct_passwd | None:
+    """The unprivileged account nginx's workers run as when it is started as root (WORKER_USER)
+    if that account can reach everything they serve: the HLS and temporary folders, the
+    playout states, the previews socket and the viewer. None: the workers keep the master's
+    account (not root; or root, because a private folder is on the way)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        account = pwd.getpwnam(WORKER_USER)
+    except KeyError:
+        return None
+    needed = [root, data_dir / "playout", previews_socket(data_dir).parent, VIEWER, HLS_JS.parent]
+    return account if all(_reachable_by_others(path) for path in needed) else None
 
 
 def previews_socket(data_dir: Path) -> Path:
@@ -103,8 +132,11 @@ def nginx_conf(
         }}"""
         for slug in channels
     )
-    # A root master would hand its workers to `nobody`, who cannot write the HLS folder.
-    user = "user root;" if os.geteuid() == 0 else ""
+    account = worker_account(root, data_dir)
+    if account is not None:
+        user = f"user {account.pw_name} {grp.getgrgid(account.pw_gid).gr_name};"
+    else:  # not root, or root with a private folder on the way (see worker_account)
+        user = "user root;" if os.geteuid() == 0 else ""
     return f"""load_module {RTMP_MODULE};
 daemon off;
 {user}
@@ -204,8 +236,11 @@ def write_rtmp_config(
     (slug: title) and their `mirrors` (slug: RTMP URLs); returns the configuration's path.
     Playout states are served from `data_dir`."""
     root = root.resolve()
+    account = worker_account(root, data_dir)
     for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
         (root / folder).mkdir(parents=True, exist_ok=True)
+        if account is not None:  # the workers write HLS fragments and request bodies there
+            os.chown(root / folder, account.pw_uid, account.pw_gid)
     guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
     (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"

@@ -1,8 +1,12 @@
 """The generated nginx-rtmp server: publish, subscribe, HLS; refused when its ports are taken."""
 
+import os
+import pwd
+import shutil
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +106,49 @@ def test_a_mirror_url_that_nginx_cannot_push_is_refused_without_its_key(entry, m
     with pytest.raises(RtmpServerError, match="WEBTV_MIRRORS_TEST_LLAMAS: entry 2 is not") as e:
         mirror_urls("test-llamas")
     assert "s3cr3t" not in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root master hands its workers over")
+def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
+    """Under folders others can pass through, nginx's workers drop root, and still write HLS,
+    serve the playout states and the viewer. (pytest's own temporary folder is private, so
+    this runs in a public one.)"""
+    import json
+    import tempfile
+
+    public = Path(tempfile.mkdtemp(prefix="webtv-public-"))
+    public.chmod(0o755)
+    try:
+        port = free_port_block(2)
+        data_dir = public / "data"
+        (data_dir / "playout" / "test-llamas").mkdir(parents=True)
+        (data_dir / "playout" / "test-llamas" / "state.json").write_text(json.dumps({"x": 1}))
+        server = start_rtmp_server(public / "nginx", {"test-llamas": "Llamas"}, port, port + 1,
+                                   data_dir)  # fmt: skip
+        try:
+            workers = [
+                int(path.parent.name) for path in Path("/proc").glob("[0-9]*/stat")
+                if f") S {server.process.pid} " in path.read_text()
+                or f") R {server.process.pid} " in path.read_text()
+            ]  # fmt: skip
+            assert workers
+            for pid in workers:
+                uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text()
+                                .splitlines() if line.startswith("Uid:"))  # fmt: skip
+                assert uid_line.split()[1] == str(pwd.getpwnam("nobody").pw_uid)
+            subprocess.run(
+                ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                 "testsrc2=s=320x180:r=24", "-t", "5", "-c:v", "libx264", "-preset",
+                 "ultrafast", "-g", "24", "-f", "flv", server.publish_url("test-llamas")],
+                check=True, timeout=60,
+            )  # fmt: skip
+            http = f"http://127.0.0.1:{port + 1}"
+            playlist = urllib.request.urlopen(server.hls_url("test-llamas"), timeout=5).read()
+            assert b".ts" in playlist
+            state = urllib.request.urlopen(f"{http}/state/test-llamas.json", timeout=5).read()
+            assert json.loads(state) == {"x": 1}
+            assert urllib.request.urlopen(f"{http}/", timeout=5).status == 200
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
