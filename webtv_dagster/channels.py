@@ -193,10 +193,15 @@ class ChannelsFile(BaseModel):
         return self
 
 
-def cross_problems(models: dict[str, ModelEndpoint], channels: list[Channel]) -> list[str]:
+def cross_problems(
+    models: dict[str, ModelEndpoint],
+    channels: list[Channel],
+    invalid_models: frozenset[str] = frozenset(),
+) -> list[str]:
     """What is wrong between fields that are each valid: slugs used twice, backends the file
-    does not define, and fixed words (style, recurring details, vocabulary) that would make
-    every prompt of a channel break the prompt rules."""
+    does not define (a model that is there but invalid is reported on its own), and fixed
+    words (style, recurring details, vocabulary) that would make every prompt of a channel
+    break the prompt rules."""
     from webtv_dagster.prompt_rules import fixed_word_problems  # it builds on Channel
 
     problems = []
@@ -208,7 +213,7 @@ def cross_problems(models: dict[str, ModelEndpoint], channels: list[Channel]) ->
         for family, name in channel.backends.model_dump().items():
             offline = OFFLINE_BACKENDS[family]
             model = models.get(name)
-            if name == offline or (model is not None and model.family == family):
+            if name == offline or name in invalid_models or (model and model.family == family):
                 continue
             fitting = [key for key, m in models.items() if m.family == family]
             problems.append(
@@ -279,9 +284,12 @@ def _cross_problems_of_valid_parts(raw: object) -> list[str]:
     models, channels = {}, []
     raw_models = raw.get("models")
     endpoint = TypeAdapter(ModelEndpoint)
+    invalid = set()
     for name, entry in (raw_models if isinstance(raw_models, dict) else {}).items():
-        with contextlib.suppress(ValidationError):
+        try:
             models[name] = endpoint.validate_python(entry)
+        except ValidationError:
+            invalid.add(name)
     raw_channels = raw.get("channels")
     for entry in raw_channels if isinstance(raw_channels, list) else []:
         try:
@@ -293,7 +301,7 @@ def _cross_problems_of_valid_parts(raw: object) -> list[str]:
                     channels.append(Channel.model_validate(
                         {key: value for key, value in entry.items() if key not in invalid}
                     ))  # fmt: skip
-    return cross_problems(models, channels) if channels else []
+    return cross_problems(models, channels, frozenset(invalid)) if channels else []
 
 
 def find_channel(channels: ChannelsFile, slug: str) -> Channel:

@@ -42,6 +42,7 @@ from webtv_dagster.rtmp_server import (
     mirrors_of,
     nginx_command,
     previews_socket,
+    public_folder,
     worker_account,
     write_rtmp_config,
 )
@@ -114,7 +115,7 @@ def command_up(args: argparse.Namespace) -> int:
     s3_command = None
     if s3_port is not None:
         s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
-    rtmp_root = (data_dir / "nginx").resolve()
+    rtmp_root = public_folder(data_dir)
     write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir,
                       mirrors_of(list(titles)))  # fmt: skip
     home = _dagster_home(settings)
@@ -255,7 +256,7 @@ def command_rtmp_server(args: argparse.Namespace) -> int:
         root = Path(args.root)
     else:
         settings = Settings.from_env()
-        root = (settings.data_dir / "nginx").resolve()
+        root = public_folder(settings.data_dir)
         titles = _check_channels(settings)
         write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port,
                           settings.data_dir, mirrors_of(list(titles)))  # fmt: skip

@@ -142,9 +142,11 @@ def fixed_word_problems(channel: Channel) -> list[str]:
     and, with the offline writer, vocabulary whose longest combination runs over the limit."""
     problems = []
     fields = {"style": [channel.style], "recurring_details": channel.recurring_details,
-              "subjects": channel.subjects, "actions": channel.actions,
+              "subjects": channel.subjects or [channel.theme], "actions": channel.actions,
               "settings": channel.settings}  # fmt: skip
     for field, texts in fields.items():
+        if field == "subjects" and not channel.subjects:
+            field = "theme"  # the subject of every offline prompt then
         for text in texts:
             for term in forbidden_terms(channel):
                 if _contains_term(text, term):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -30,6 +31,7 @@ RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
 VIEWER = Path(__file__).with_name("viewer")
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
+VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PREVIEWS_PATH = "/previews/"  # proxied to the preview service (previews.py)
 
 
@@ -45,29 +47,62 @@ def _reachable_by_others(path: Path) -> bool:
     )
 
 
+class RtmpServerError(RuntimeError):
+    """nginx or its RTMP module is missing, the server did not come up, or its configuration
+    is wrong."""
+
+
 def worker_account(root: Path, data_dir: Path) -> pwd.struct_passwd | None:
     """The unprivileged account nginx's workers run as when it is started as root (WORKER_USER)
-    if that account can reach everything they serve: the HLS and temporary folders, the
-    playout states, the previews socket and the viewer. None: the workers keep the master's
-    account (not root; or root, because a private folder is on the way)."""
+    if that account can reach everything they serve: `root` (HLS, temporary files, the viewer)
+    and the data folder's public folder (playout states, previews socket). None: the workers
+    keep the master's account (not root; or root, because a private folder is on the way)."""
     if os.geteuid() != 0:
         return None
     try:
         account = pwd.getpwnam(WORKER_USER)
     except KeyError:
         return None
-    needed = [root, data_dir / "playout", previews_socket(data_dir).parent, VIEWER, HLS_JS.parent]
+    try:
+        grp.getgrgid(account.pw_gid)  # nginx's `user` directive names the group
+    except KeyError:
+        return None
+    needed = [root, public_folder(data_dir)]
     return account if all(_reachable_by_others(path) for path in needed) else None
+
+
+def public_folder(data_dir: Path) -> Path:
+    """Where what nginx serves from the data folder lives: `nginx/` in it, or, when started as
+    root with a private folder on the way to it (a checkout under /root), a folder of its own
+    in /var/tmp that others can pass through, so that nginx's workers can drop root. `webtv up`
+    puts nginx's whole root there."""
+    data_dir = data_dir.resolve()
+    if os.geteuid() != 0 or _reachable_by_others(data_dir):
+        return data_dir / "nginx"
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"webtv-{digest}"
+
+
+def make_public_folder(folder: Path) -> Path:
+    """Creates `folder` (0755) or checks the one there is ours and writable by us only: in a
+    shared /var/tmp, someone else could have made it first to plant files."""
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.geteuid():
+        raise RtmpServerError(f"{folder} exists but is not a folder of this account: remove it")
+    if info.st_mode & 0o022:
+        folder.chmod(0o755)
+    return folder
 
 
 def previews_socket(data_dir: Path) -> Path:
     """Where the preview service listens and nginx sends `PREVIEWS_PATH` requests."""
-    return data_dir.resolve() / "previews.sock"
+    return public_folder(data_dir) / "previews.sock"
 
 
-class RtmpServerError(RuntimeError):
-    """nginx or its RTMP module is missing, the server did not come up, or its configuration
-    is wrong."""
+def viewer_state_path(data_dir: Path, slug: str) -> Path:
+    """The copy of a channel's playout state the viewer reads (/state/<slug>.json)."""
+    return public_folder(data_dir) / "state" / f"{slug}.json"
 
 
 # What nginx-rtmp can push to, and nothing that could end or add a directive in its
@@ -171,21 +206,21 @@ http {{
     server {{
         listen 127.0.0.1:{http_port};
         location = / {{
-            root {VIEWER};
+            root {root}/viewer;
             try_files /index.html =404;
         }}
         location ~ ^/(viewer\\.js|viewer\\.css)$ {{
-            root {VIEWER};
+            root {root}/viewer;
         }}
         location = /vendor/hls.min.js {{
-            alias {HLS_JS};
+            alias {root}/viewer/hls.min.js;
         }}
         location = /channels.json {{
             alias {root}/channels.json;
             add_header Cache-Control no-cache;
         }}
         location ~ ^/state/([a-z0-9-]+)\\.json$ {{
-            alias {data_dir.resolve()}/playout/$1/state.json;
+            alias {public_folder(data_dir)}/state/$1.json;
             add_header Cache-Control no-cache;
         }}
         location /hls/ {{
@@ -235,8 +270,14 @@ def write_rtmp_config(
     """Writes nginx.conf (and the viewer's channels.json) under `root` for `channels`
     (slug: title) and their `mirrors` (slug: RTMP URLs); returns the configuration's path.
     Playout states are served from `data_dir`."""
-    root = root.resolve()
+    root = make_public_folder(root.resolve())
+    make_public_folder(public_folder(data_dir))
     account = worker_account(root, data_dir)
+    # The viewer is copied beside: the installed package may be where the workers cannot go.
+    (root / "viewer").mkdir(exist_ok=True)
+    for source in [*(VIEWER / name for name in VIEWER_FILES), HLS_JS]:
+        if source.exists():
+            shutil.copyfile(source, root / "viewer" / source.name)
     for folder in ["tmp", "hls", *(f"hls/{slug}" for slug in channels)]:
         (root / folder).mkdir(parents=True, exist_ok=True)
         if account is not None:  # the workers write HLS fragments and request bodies there

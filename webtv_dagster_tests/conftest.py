@@ -34,6 +34,16 @@ def instance():
         yield test_instance
 
 
+@pytest.fixture(scope="session", autouse=True)
+def public_folders_are_removed():
+    """Tests run as root keep their data in pytest's private folders, so the playouts' and
+    nginx's public files go to /var/tmp/webtv-* (rtmp_server.public_folder): removed after."""
+    before = set(Path("/var/tmp").glob("webtv-*"))
+    yield
+    for folder in set(Path("/var/tmp").glob("webtv-*")) - before:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     if not shutil.which("ffmpeg"):

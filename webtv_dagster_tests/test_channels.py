@@ -151,7 +151,9 @@ def test_every_problem_is_named_at_once_through_the_cli(tmp_path):
     assert checked.returncode != 0 and "Traceback" not in checked.stderr
     report = checked.stderr
     for expected in [
-        "8 problem(s)",
+        "9 problem(s)",
+        # The slug is a word models paint, and the theme is every offline prompt's subject.
+        "channel 'llamas', field 'theme': 'llamas doing human jobs' contains 'llamas'",
         "channel 'llamas', field 'clip_seconds': Input should be a finite number (got nan)",
         "field 'ahead_seconds': Input should be less than or equal to 3600 (got '1e12')",
         "channel 'wordy', field 'retention.keep_days': Input should be a finite number (got inf)",
@@ -174,3 +176,24 @@ def test_the_offline_writers_longest_prompt_must_fit(tmp_path):
         """)  # fmt: skip
     with pytest.raises(ChannelConfigError, match="the offline writer's longest prompt would have"):
         load_channels(path)
+
+
+def test_a_theme_that_would_be_every_subject_obeys_the_rules_and_a_bad_model_is_named_once(
+    tmp_path,
+):
+    path = write(tmp_path, """
+        models:
+          writer: {kind: openai, base_url: "http://127.0.0.1:1/v1", model: m, batch_size: 99}
+        channels:
+          - slug: coast
+            title: Coast
+            theme: drone footage of sunny coastlines
+            style: watercolour
+            backends: {prompt_writer: writer}
+        """)  # fmt: skip
+    with pytest.raises(ChannelConfigError) as error:
+        load_channels(path)
+    report = str(error.value)
+    assert "field 'models.writer.openai.batch_size'" in report
+    assert "channel 'coast', field 'theme': 'drone footage of sunny coastlines' contains" in report
+    assert "no prompt_writer backend" not in report  # the model is there, only invalid

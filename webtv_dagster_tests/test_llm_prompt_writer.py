@@ -116,6 +116,17 @@ def test_a_slow_endpoint_fails_within_the_prompt_budget(llm, llama_channel):
     assert "APITimeoutError" in str(error.value)
 
 
+@pytest.mark.parametrize("header", ["-1", "nan", "inf", "soon", "1e9"])
+def test_a_hostile_retry_after_header_is_bounded(header):
+    from types import SimpleNamespace
+
+    from webtv_dagster.backends.prompt_writer import _retry_after
+
+    error = SimpleNamespace(response=SimpleNamespace(headers={"retry-after": header}))
+    wait = _retry_after(error)
+    assert wait is None or 0 <= wait <= 60
+
+
 def test_rate_limits_are_retried_with_backoff(llm, llama_channel):
     llm.fail(429, "slow down")
     llm.fail(429, "slow down")
@@ -146,7 +157,8 @@ def test_servers_without_structured_output_get_plain_json(llm, llama_channel):
     "answer",
     ["```json\n" + json.dumps(GOOD) + "\n```",
      "Here you go: " + json.dumps({"prompts": GOOD}) + " Enjoy!",
-     "```\n" + json.dumps({"prompts": [{"prompt": p} for p in GOOD]}) + "\n```"],
+     "```\n" + json.dumps({"prompts": [{"prompt": p} for p in GOOD]}) + "\n```",
+     "Following rules [1] and [2]: " + json.dumps({"prompts": GOOD})],
 )  # fmt: skip
 def test_json_is_found_among_fences_and_chatter(llm, llama_channel, answer):
     llm.answer(answer)

@@ -279,6 +279,33 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     assert not [r for r in tick(instance, again).run_requests if REBOOK_OF in r.tags]
 
 
+def test_runs_that_failed_as_a_whole_or_were_re_executed_are_not_booked_again(instance):
+    """A run killed for memory (no step failed: the run did) would fail the same way again,
+    forever; a run an operator re-executed from the UI is being made already."""
+    from webtv_dagster.defs.sensors import REBOOK_OF
+
+    first = tick(instance)
+    job = defs.resolve_job_def("clip_job")
+    killed = instance.create_run_for_job(
+        job_def=job, tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000002"},
+        status=dg.DagsterRunStatus.FAILURE,
+    )  # fmt: skip
+    again = tick(instance, first)
+    assert not [r for r in again.run_requests if r.tags.get(REBOOK_OF) == killed.run_id]
+    stopped = instance.create_run_for_job(
+        job_def=job, tags={RANGE_START: "test-llamas-000003", RANGE_END: "test-llamas-000004",
+                           "webtv/stopped_with_stack": "true"},
+        status=dg.DagsterRunStatus.CANCELED,
+    )  # fmt: skip
+    instance.create_run_for_job(
+        job_def=job, tags={RANGE_START: "test-llamas-000003", RANGE_END: "test-llamas-000004",
+                           "dagster/parent_run_id": stopped.run_id},
+        status=dg.DagsterRunStatus.STARTED,
+    )  # fmt: skip
+    assert not [r for r in tick(instance, again).run_requests
+                if r.tags.get(REBOOK_OF) == stopped.run_id]  # fmt: skip
+
+
 def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path, monkeypatch):
     import time
 

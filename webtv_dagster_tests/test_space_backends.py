@@ -281,9 +281,48 @@ def test_answers_out_of_bounds_fail_over_to_the_next_replica(
         "still image": "a still",
         "giant picture": "8192x64 pictures; at most 4096x4096 accepted",
         "no video": "no video stream",
-        "not media": "the answer's file is over 6 MB",
+        "not media": "not a media file ffprobe can read",
     }.items():
         assert f"{hostile_spaces[kind]}: " in reasons
         assert reason in reasons.split(f"{hostile_spaces[kind]}: ")[1].split("; http")[0], kind
+    with pytest.raises(SpacesUnavailable, match="the answer's file is over 0.01 MB"):
+        SpaceTextToVideo(pool([local_spaces["text_to_video"]], rounds=1, max_answer_mb=0.01)
+                         ).render(request, tmp_path / "never.mp4")  # fmt: skip
     assert set(space_pool.DOWNLOADS.glob("*")) <= downloads
     assert not (tmp_path / "never.mp4").exists()
+
+
+def test_a_compressed_answer_is_refused_before_it_is_inflated(tmp_path):
+    """A few hundred compressed bytes can inflate to gigabytes past any size check made after
+    decompression: the file must come as it is, or not at all."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    bomb = gzip.compress(bytes(50_000_000))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        origin = f"http://127.0.0.1:{server.server_port}/"
+        client = SimpleNamespace(src=origin, headers={})
+        with pytest.raises(space_pool.SpaceOutputError, match="came compressed"):
+            space_pool.download_answer(client, origin + "file=take.mp4", 1_000_000, 10)
+        # And from another server, nothing is fetched at all.
+        with pytest.raises(space_pool.SpaceOutputError, match="not on the Space's own server"):
+            space_pool.download_answer(client, "http://127.0.0.2:9/take.mp4", 1_000_000, 10)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
@@ -173,10 +174,12 @@ def parse_batch(text: str) -> list[object]:
             documents.append(decoder.raw_decode(text, start)[0])
         except json.JSONDecodeError:
             continue
+    # A {"prompts": [...]} first, then a list with text in it: chatter may hold brackets too.
     for document in documents:
         if isinstance(document, dict) and isinstance(document.get("prompts"), list):
             return document["prompts"]
-        if isinstance(document, list):
+    for document in documents:
+        if isinstance(document, list) and any(isinstance(item, str | dict) for item in document):
             return document
     if documents:
         raise ValueError('the answer has no "prompts" list')
@@ -194,9 +197,11 @@ def _retry_after(error: Exception) -> float | None:
     headers = response.headers if response is not None else {}
     for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         try:
-            return float(headers[header]) * scale
+            wait = float(headers[header]) * scale
         except (KeyError, ValueError):
             continue
+        if math.isfinite(wait) and wait >= 0:  # a server's header is outside input too
+            return min(wait, 60.0)
     return None
 
 

@@ -87,7 +87,8 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 def download_answer(client: Client, url: str, max_bytes: int, timeout: float) -> Path:
     """Streams the answer's file from the Space's own origin, refusing one past `max_bytes`
-    (counted, not taken from its Content-Length) and one that takes longer than `timeout`."""
+    (counted as the bytes arrive, never compressed on the wire where a few bytes can inflate to
+    gigabytes) and one that takes longer than `timeout` in all."""
     if _origin(url) != _origin(client.src):
         raise SpaceOutputError("the answer's file is not on the Space's own server")
     suffix = re.sub(r"[^a-z0-9]", "", Path(urlsplit(url).path).suffix.lower())[:5]
@@ -96,12 +97,15 @@ def download_answer(client: Client, url: str, max_bytes: int, timeout: float) ->
     deadline = time.monotonic() + timeout
     received = 0
     try:
+        headers = {**client.headers, "Accept-Encoding": "identity"}
         with (
-            httpx.stream("GET", url, headers=client.headers, timeout=timeout) as response,
+            httpx.stream("GET", url, headers=headers, timeout=timeout) as response,
             path.open("wb") as file,
         ):
             response.raise_for_status()
-            for chunk in response.iter_bytes(1 << 20):
+            if response.headers.get("content-encoding", "identity") != "identity":
+                raise SpaceOutputError("the answer's file came compressed, which was not asked")
+            for chunk in response.iter_raw():
                 received += len(chunk)
                 if received > max_bytes:
                     raise SpaceOutputError(f"the answer's file is over {max_bytes / 1e6:g} MB")
@@ -178,7 +182,7 @@ class SpacePool:
             if limits is not None:
                 try:
                     check_media(answer, limits)
-                except ValueError:
+                except BaseException:
                     answer.unlink(missing_ok=True)
                     raise
             return answer

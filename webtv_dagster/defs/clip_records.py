@@ -148,6 +148,8 @@ def unfinished_clips(
     failures = instance.get_records_for_run(
         run.run_id, of_type=DagsterEventType.STEP_FAILURE
     ).records
+    if run.status == dg.DagsterRunStatus.FAILURE and not failures:
+        return {}  # the run itself failed (its process killed, its launch refused)
     for record in failures:
         user_failure = record.event_log_entry.dagster_event.step_failure_data.user_failure_data
         named = user_failure.metadata.get(FAILED_CLIPS) if user_failure else None

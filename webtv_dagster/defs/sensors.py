@@ -47,6 +47,7 @@ def clip_run_request(channel: Channel, batch: list[ClipId], deadline: float) -> 
 
 
 REBOOK_OF = "webtv/rebook_of"  # on a run that finishes the clips of an ended one
+PARENT_RUN = "dagster/parent_run_id"  # on a run re-executed from the UI
 REBOOKED_TAGS = (PRIORITY,)
 FAILED_RUNS_SEEN_SECONDS = 3600
 
@@ -79,7 +80,8 @@ def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], 
     requests, keys = [], set()
     for record in [*canceled, *failed]:
         run = record.dagster_run
-        if instance.get_run_records(dg.RunsFilter(tags={REBOOK_OF: run.run_id}), limit=1):
+        followed = [{REBOOK_OF: run.run_id}, {PARENT_RUN: run.run_id}]  # ours, or a UI re-execution
+        if any(instance.get_run_records(dg.RunsFilter(tags=tags), limit=1) for tags in followed):
             continue
         unfinished = {
             key: left for key, left in unfinished_clips(instance, run, stages).items() if left

@@ -40,8 +40,9 @@ class MediaLimits(BaseModel):
 
 
 def check_media(path: Path, limits: MediaLimits) -> MediaInfo:
-    """The file's probe if it is within `limits`; MediaRefused otherwise. Lengths are measured
-    from the packets ffprobe counts, not only taken from the container's header."""
+    """The file's probe if it is within `limits`; MediaRefused otherwise. A video's length is
+    also measured from the packets ffprobe counts, not only taken from the container's header
+    (an audio answer's length is the header's: the music stage cuts it to the clip anyway)."""
     try:
         info = probe(path)
     except MediaToolError:
@@ -61,9 +62,11 @@ def check_media(path: Path, limits: MediaLimits) -> MediaInfo:
             )
         if video.fps > limits.max_fps:
             raise MediaRefused(f"{video.fps:g} fps; at most {limits.max_fps:g} accepted")
+        if video.fps <= 0:
+            raise MediaRefused("no frame rate: not a video a stage can time")
         if video.frames is not None and video.frames < 2:
             raise MediaRefused(f"{video.frames} frame(s): a still, not a video")
-        if video.frames is not None and video.fps > 0:
+        if video.frames is not None:
             seconds = max(seconds, video.frames / video.fps)
     if seconds > limits.max_seconds:
         raise MediaRefused(

@@ -93,7 +93,13 @@ def aired_through_of(data_dir: Path, slug: str) -> int:
 
 
 def write_state(data_dir: Path, state: PlayoutState) -> None:
-    path = state_path(data_dir, state.channel)
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(state.model_dump(), indent=2))
-    partial.replace(path)  # readers never see half a file
+    """Writes the state, and the copy the viewer reads where nginx's workers can reach it."""
+    from webtv_dagster.rtmp_server import make_public_folder, viewer_state_path
+
+    text = json.dumps(state.model_dump(), indent=2)
+    copy = viewer_state_path(data_dir, state.channel)
+    make_public_folder(copy.parent)
+    for path in (state_path(data_dir, state.channel), copy):
+        partial = path.with_suffix(".part")
+        partial.write_text(text)
+        partial.replace(path)  # readers never see half a file

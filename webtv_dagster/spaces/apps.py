@@ -42,7 +42,7 @@ HOSTILE_ANSWERS = {
     "giant picture": ["-f", "lavfi", "-i", "color=c=blue:s=8192x64:r=8", "-t", "3",
                       "-c:v", "libx264", "-preset", "ultrafast", "answer.mp4"],
     "no video": ["-f", "lavfi", "-i", "sine=f=440", "-t", "3", "answer.m4a"],
-    "not media": [],  # 8 MB of random bytes named .mp4
+    "not media": [],  # 3 MB of random bytes named .mp4
 }  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def hostile_answer(kind: str, workshop: Workshop) -> str:
     args = HOSTILE_ANSWERS[kind]
     if not args:
         output = workshop.new_file("answer.mp4")
-        output.write_bytes(os.urandom(8_000_000))
+        output.write_bytes(os.urandom(3_000_000))
         return str(output)
     output = workshop.new_file(args[-1])
     run_ffmpeg([*args[:-1], str(output)], f"making a {kind} answer")
