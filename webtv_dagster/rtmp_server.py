@@ -33,6 +33,7 @@ VIEWER = Path(__file__).with_name("viewer")
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PREVIEWS_PATH = "/previews/"  # proxied to the preview service (previews.py)
+PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
 
 
 WORKER_USER = "nobody"
@@ -153,6 +154,10 @@ def nginx_conf(
             wait_video on;
             drop_idle_publisher 10s;
             allow publish 127.0.0.1;
+            # Only the stream name the playout uses may be published: every stream of the
+            # application is pushed to the mirrors, and a second one would go out there too.
+            notify_method get;
+            on_publish http://127.0.0.1:{http_port}{PUBLISH_CHECK};
             deny publish all;
             allow play all;
             hls on;
@@ -214,6 +219,12 @@ http {{
         }}
         location = /vendor/hls.min.js {{
             alias {root}/viewer/hls.min.js;
+        }}
+        location = {PUBLISH_CHECK} {{
+            if ($arg_name = "{STREAM_NAME}") {{
+                return 204;
+            }}
+            return 403;
         }}
         location = /channels.json {{
             alias {root}/channels.json;

@@ -56,8 +56,9 @@ def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_pa
     port = free_port_block(4)
     remote = start_rtmp_server(tmp_path / "remote", {"app": "Twitch"}, port + 2, port + 3,
                                tmp_path)  # fmt: skip
-    live_mirror = f"rtmp://127.0.0.1:{port + 2}/app/secret-key-123"
-    dead_mirror = f"rtmp://127.0.0.1:{free_port_block(1)}/app/dead-key-456"
+    # The stand-in for Twitch is our own nginx, which takes the stream name "live" only.
+    live_mirror = f"rtmp://127.0.0.1:{port + 2}/app/live?key=secret-key-123"
+    dead_mirror = f"rtmp://127.0.0.1:{free_port_block(1)}/app/live?key=dead-key-456"
     ours = start_rtmp_server(
         tmp_path / "ours", {"test-llamas": "Llamas"}, port, port + 1, tmp_path,
         mirrors={"test-llamas": [live_mirror, dead_mirror]},
@@ -79,6 +80,15 @@ def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_pa
              ours.publish_url("test-llamas")],
         )  # fmt: skip
         time.sleep(3)
+        # Another local process publishing another stream in the channel's application would
+        # be pushed to the mirrors too: it is refused.
+        intruder = subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=64x64:r=8",
+             "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv",
+             ours.publish_url("test-llamas").rsplit("/", 1)[0] + "/intruder"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert intruder.returncode != 0
         # The subscriber at the mirror's end is the test's stand-in for Twitch's viewers.
         processes = command_lines(but={subscribers[1].pid})
         publisher.wait(timeout=60)
