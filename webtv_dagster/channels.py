@@ -243,12 +243,37 @@ def _describe_location(raw: object, loc: tuple[int | str, ...]) -> str:
     return "field " + repr(".".join(str(part) for part in loc) or "(top level)")
 
 
+MAX_CHANNELS_FILE_BYTES = 1_000_000
+
+
+def _read_yaml(path: Path) -> object:
+    """The file's YAML, refusing what no channels file needs and a hostile one uses: more than
+    MAX_CHANNELS_FILE_BYTES, and anchors and aliases (a few lines of nested aliases expand to
+    billions of items for the validator to walk)."""
+    if path.stat().st_size > MAX_CHANNELS_FILE_BYTES:
+        raise ChannelConfigError(
+            f"{path}: {path.stat().st_size} bytes; a channels file has at most "
+            f"{MAX_CHANNELS_FILE_BYTES}"
+        )
+    text = path.read_text(encoding="utf-8")
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            line = token.start_mark.line + 1
+            raise ChannelConfigError(
+                f"{path}: line {line}: YAML anchors and aliases (&name, *name) are not "
+                "accepted in a channels file; write the values out"
+            )
+    return yaml.safe_load(text)
+
+
 def load_channels(path: Path | str) -> ChannelsFile:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _read_yaml(path)
     except FileNotFoundError as error:
         raise ChannelConfigError(f"{path}: channels file not found") from error
+    except UnicodeDecodeError as error:
+        raise ChannelConfigError(f"{path}: not UTF-8 text ({error.reason})") from error
     except yaml.YAMLError as error:
         raise ChannelConfigError(f"{path}: not valid YAML: {error}") from error
     try:

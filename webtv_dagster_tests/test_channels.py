@@ -197,3 +197,22 @@ def test_a_theme_that_would_be_every_subject_obeys_the_rules_and_a_bad_model_is_
     assert "field 'models.writer.openai.batch_size'" in report
     assert "channel 'coast', field 'theme': 'drone footage of sunny coastlines' contains" in report
     assert "no prompt_writer backend" not in report  # the model is there, only invalid
+
+
+def test_yaml_bombs_and_giant_files_are_refused_before_parsing(tmp_path):
+    bomb = write(tmp_path, """
+        a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
+        b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+        c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+        channels: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+        """)  # fmt: skip
+    with pytest.raises(ChannelConfigError, match="line 2: YAML anchors and aliases"):
+        load_channels(bomb)
+    giant = tmp_path / "giant.yaml"
+    giant.write_text("channels: []\n" + "# padding\n" * 200_000)
+    with pytest.raises(ChannelConfigError, match="a channels file has at most 1000000"):
+        load_channels(giant)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"channels: \xff\xfe\n")
+    with pytest.raises(ChannelConfigError, match="not UTF-8 text"):
+        load_channels(binary)

@@ -53,6 +53,8 @@ def test_good_batch_gives_a_prompt_with_structured_output(llm, llama_channel):
         (json.dumps({"prompts": [GOOD[0], GOOD[0]]}), "prompt 2 repeats"),
         (json.dumps({"prompts": ["a llama in IMAX", ""]}), "prompt 1:"),
         (json.dumps({"answer": "no"}), 'no "prompts" list'),
+        ("[" * 100_000 + "]" * 100_000, "characters; a batch needs far fewer"),
+        ('{"prompts": ' + "[" * 20_000 + "]" * 20_000 + "}", "holds no JSON"),
     ],
 )
 def test_answers_without_a_usable_prompt_are_asked_again_with_the_problems(

@@ -154,25 +154,29 @@ def sort_batch(
     return usable, problems
 
 
+MAX_ANSWER_CHARACTERS = 100_000  # 20 prompts of 75 words are under 10,000
 _FENCED = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.DOTALL)
 
 
 def parse_batch(text: str) -> list[object]:
     """The prompts in an answer: {"prompts": [...]} or a bare list, found in the answer even
     when code fences or sentences surround it."""
+    if len(text) > MAX_ANSWER_CHARACTERS:
+        raise ValueError(f"the answer has {len(text)} characters; a batch needs far fewer")
     candidates = [text.strip(), *(block.strip() for block in _FENCED.findall(text))]
     decoder = json.JSONDecoder()
     starts = [index for index, char in enumerate(text) if char in "{["][:50]
     documents: list[object] = []
+    # RecursionError: JSON nested thousands deep.
     for candidate in candidates:
         try:
             documents.append(json.loads(candidate))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     for start in starts:
         try:
             documents.append(decoder.raw_decode(text, start)[0])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     # A {"prompts": [...]} first, then a list with text in it: chatter may hold brackets too.
     for document in documents:
