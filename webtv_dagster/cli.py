@@ -46,7 +46,7 @@ from webtv_dagster.rtmp_server import (
     worker_account,
     write_rtmp_config,
 )
-from webtv_dagster.settings import Settings
+from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack import (
     PLAYOUT_GROUP,
     StackSupervisor,
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ChannelConfigError, RtmpServerError) as error:  # said without a traceback
+    except (ChannelConfigError, RtmpServerError, SettingsError) as error:  # no traceback
         print(f"webtv: {error}", file=sys.stderr)
         return 2
 

@@ -21,7 +21,7 @@ def test_settings_come_from_the_environment():
     settings = Settings.from_env({"WEBTV_S3_BUCKET": "tv", "WEBTV_CLIPS_PER_RUN": "3"})
     assert (settings.s3_bucket, settings.clips_per_run) == ("tv", 3)
     assert Settings.from_env({}).s3_endpoint_url == "http://127.0.0.1:8333"
-    with pytest.raises(ValueError, match="clips_per_run"):
+    with pytest.raises(ValueError, match="WEBTV_CLIPS_PER_RUN"):
         Settings.from_env({"WEBTV_CLIPS_PER_RUN": "0"})
 
 
@@ -109,3 +109,17 @@ def test_a_broken_channels_file_is_named_not_a_traceback(tmp_path):
                           env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert f"{broken}: not valid YAML" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_settings_out_of_bounds_are_named_by_their_variables():
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "WEBTV_CLIPS_PER_RUN": "0", "WEBTV_PLAYOUT_STALE_SECONDS": "inf"}
+    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", "check"], env=environment,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    said = done.stderr
+    assert "WEBTV_CLIPS_PER_RUN: Input should be greater than or equal to 1 (got '0')" in said
+    assert "WEBTV_PLAYOUT_STALE_SECONDS: Input should be a finite number (got 'inf')" in said
