@@ -244,25 +244,55 @@ def _describe_location(raw: object, loc: tuple[int | str, ...]) -> str:
 
 
 MAX_CHANNELS_FILE_BYTES = 1_000_000
+MAX_CHANNELS_FILE_NODES = 200_000  # values once aliases are expanded: 500 full channels fit
+
+
+def _expanded_nodes(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for once every alias in it is expanded, counted without
+    expanding (an alias is the node it names: each is counted once, then reused)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise ChannelConfigError("an alias refers to a value that contains it")
+    open_nodes.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_nodes(item, sizes, open_nodes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(
+            _expanded_nodes(name, sizes, open_nodes) + _expanded_nodes(value, sizes, open_nodes)
+            for name, value in node.value
+        )
+    else:
+        size = 1
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
 
 
 def _read_yaml(path: Path) -> object:
-    """The file's YAML, refusing what no channels file needs and a hostile one uses: more than
-    MAX_CHANNELS_FILE_BYTES, and anchors and aliases (a few lines of nested aliases expand to
-    billions of items for the validator to walk)."""
+    """The file's YAML, refusing what a hostile one uses and no channels file needs: more
+    than MAX_CHANNELS_FILE_BYTES, nesting deep enough to exhaust the parser, and aliases that
+    expand past MAX_CHANNELS_FILE_NODES values (a few lines of nested aliases stand for
+    billions of items for the validator to walk). Anchors and aliases within that are fine."""
     if path.stat().st_size > MAX_CHANNELS_FILE_BYTES:
         raise ChannelConfigError(
             f"{path}: {path.stat().st_size} bytes; a channels file has at most "
             f"{MAX_CHANNELS_FILE_BYTES}"
         )
     text = path.read_text(encoding="utf-8")
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
-            line = token.start_mark.line + 1
-            raise ChannelConfigError(
-                f"{path}: line {line}: YAML anchors and aliases (&name, *name) are not "
-                "accepted in a channels file; write the values out"
-            )
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        size = _expanded_nodes(root, {}, set()) if root is not None else 0
+    except RecursionError:
+        raise ChannelConfigError(f"{path}: nested too deep for a channels file") from None
+    except ChannelConfigError as error:
+        raise ChannelConfigError(f"{path}: {error}") from None
+    if size > MAX_CHANNELS_FILE_NODES:
+        raise ChannelConfigError(
+            f"{path}: its aliases expand to {size} values; a channels file has at most "
+            f"{MAX_CHANNELS_FILE_NODES} (write the values out, or fewer of them)"
+        )
     return yaml.safe_load(text)
 
 

@@ -204,10 +204,28 @@ def test_yaml_bombs_and_giant_files_are_refused_before_parsing(tmp_path):
         a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
         b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
         c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
-        channels: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+        d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+        e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+        f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+        g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+        channels: [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
         """)  # fmt: skip
-    with pytest.raises(ChannelConfigError, match="line 2: YAML anchors and aliases"):
+    with pytest.raises(ChannelConfigError, match=r"its aliases expand to \d{9} values"):
         load_channels(bomb)
+    # Anchors and aliases within bounds are fine (yaml.safe_dump writes them for shared values).
+    import yaml
+
+    template = {"title": "Farm TV", "theme": "llamas at work", "style": "watercolour"}
+    shared = {"channels": [template | {"slug": "first"}, template | {"slug": "second"}]}
+    shared["channels"][1]["backends"] = shared["channels"][0]["backends"] = {"music": "procedural"}
+    benign = tmp_path / "benign.yaml"
+    benign.write_text(yaml.safe_dump(shared))
+    assert "&id001" in benign.read_text()
+    assert len(load_channels(benign).channels) == 2
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("channels: " + "[" * 50_000 + "]" * 50_000)
+    with pytest.raises(ChannelConfigError, match="nested too deep|problem"):
+        load_channels(deep)
     giant = tmp_path / "giant.yaml"
     giant.write_text("channels: []\n" + "# padding\n" * 200_000)
     with pytest.raises(ChannelConfigError, match="a channels file has at most 1000000"):
