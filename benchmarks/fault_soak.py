@@ -38,6 +38,7 @@ from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.processes import free_port_block
+from webtv_dagster.rtmp_server import publish_url
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
 from webtv_dagster.stack import StackSupervisor
 from webtv_dagster.storage import MediaStore, StorageError
@@ -204,7 +205,7 @@ def main() -> None:
         WEBTV_ALERT_WEBHOOK_URL=stand_ins.url + SECRETS["WEBHOOK_PATH"],
     )
     up, store, data_dir, rtmp_port = stack.process, stack.store, stack.data_dir, stack.rtmp_port
-    url = f"rtmp://127.0.0.1:{rtmp_port}/{SLUG}/live"
+    url = publish_url(rtmp_port, SLUG)
     print(f"soak in {folder}; waiting for the first clips to air", flush=True)
     supervisor = None
     while supervisor is None:

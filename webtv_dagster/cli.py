@@ -43,6 +43,7 @@ from webtv_dagster.rtmp_server import (
     nginx_command,
     previews_socket,
     public_folder,
+    publish_url,
     worker_account,
     write_rtmp_config,
 )
@@ -144,9 +145,8 @@ def command_up(args: argparse.Namespace) -> int:
         print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
     print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
     if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
-        print(f"webtv: nginx's workers run as root: {WORKER_USER} cannot reach {data_dir} or the "
-              "installed viewer (a private folder on the way, such as /root); under a folder "
-              "others can pass through they drop root")  # fmt: skip
+        print(f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
+              "named group to hand them to")  # fmt: skip
     if not HLS_JS.exists():
         print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
               "plays in browsers with native HLS only")  # fmt: skip
@@ -318,7 +318,7 @@ def command_playout(args: argparse.Namespace) -> int:
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
     store = _media_store(settings)
-    main_url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{channel.slug}/live"
+    main_url = publish_url(settings.rtmp_port, channel.slug)
     try:
         with hold_playout_lock(data_dir, channel.slug):
             playout = ChannelPlayout(

@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webtv_dagster.processes import port_is_free, stop_process
+from webtv_dagster.secrets import write_private
 
 # Offsets from the S3 port for the other services weed mini runs.
 PORT_OFFSETS = {
@@ -99,13 +100,6 @@ def _certificate(name: str, key, issuer: str, issuer_key, authority: bool):
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-
-
 def write_weed_security(data_dir: Path) -> Path:
     """Locks `data_dir` to its owner and writes SeaweedFS's security.toml there (in
     SECURITY_FOLDER): JWT keys for the volume server and the filer, and mutual TLS on every
@@ -126,9 +120,9 @@ def write_weed_security(data_dir: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _certificate(COMMON_NAME, key, f"{COMMON_NAME}-ca", authority_key, False)
     pem = serialization.Encoding.PEM
-    _write_private(tls / "ca.crt", authority.public_bytes(pem))
-    _write_private(tls / "weed.crt", certificate.public_bytes(pem))
-    _write_private(tls / "weed.key", key.private_bytes(
+    write_private(tls / "ca.crt", authority.public_bytes(pem))
+    write_private(tls / "weed.crt", certificate.public_bytes(pem))
+    write_private(tls / "weed.key", key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ))  # fmt: skip
     lines = []
@@ -142,7 +136,7 @@ def write_weed_security(data_dir: Path) -> Path:
         if component != "client":
             lines.append(f'allowed_commonNames = "{COMMON_NAME}"')
         lines.append("")
-    _write_private(folder / "security.toml", "\n".join(lines).encode())
+    write_private(folder / "security.toml", "\n".join(lines))
     return folder
 
 

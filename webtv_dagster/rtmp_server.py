@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.processes import port_is_free, stop_process
+from webtv_dagster.secrets import write_private
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
@@ -101,6 +102,11 @@ def previews_socket(data_dir: Path) -> Path:
     return public_folder(data_dir) / "previews.sock"
 
 
+def publish_url(rtmp_port: int, slug: str) -> str:
+    """Where a channel's playout publishes: the one stream name its application takes."""
+    return f"rtmp://127.0.0.1:{rtmp_port}/{slug}/{STREAM_NAME}"
+
+
 def viewer_state_path(data_dir: Path, slug: str) -> Path:
     """The copy of a channel's playout state the viewer reads (/state/<slug>.json)."""
     return public_folder(data_dir) / "state" / f"{slug}.json"
@@ -142,9 +148,11 @@ def nginx_conf(
     http_port: int,
     data_dir: Path,
     mirrors: Mapping[str, list[str]],
+    account: pwd.struct_passwd | None,
 ) -> str:
     """The configuration; each channel's application pushes what it receives to the channel's
-    mirrors, so their stream keys are in this file (written 0600), never on a command line."""
+    mirrors, so their stream keys are in this file (written 0600), never on a command line.
+    The workers run as `account` (worker_account) if there is one."""
     applications = "\n".join(
         f"""
         application {slug} {{
@@ -172,7 +180,6 @@ def nginx_conf(
         }}"""
         for slug in channels
     )
-    account = worker_account(root, data_dir)
     if account is not None:
         user = f"user {account.pw_name} {grp.getgrgid(account.pw_gid).gr_name};"
     else:  # not root, or root with a private folder on the way (see worker_account)
@@ -257,7 +264,7 @@ class RtmpServer:
     http_port: int
 
     def publish_url(self, slug: str) -> str:
-        return f"rtmp://127.0.0.1:{self.rtmp_port}/{slug}/{STREAM_NAME}"
+        return publish_url(self.rtmp_port, slug)
 
     def hls_url(self, slug: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/hls/{slug}/{STREAM_NAME}.m3u8"
@@ -296,20 +303,11 @@ def write_rtmp_config(
     guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
     (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"
-    text = nginx_conf(root, channels, rtmp_port, http_port, data_dir, mirrors or {})
-    _write_private(conf, text)
+    text = nginx_conf(root, channels, rtmp_port, http_port, data_dir, mirrors or {}, account)
+    write_private(conf, text)
     # nginx-rtmp names a failing push's URL in its log.
-    _write_private(root / "error.log", "", append=True)
+    write_private(root / "error.log", "", append=True)
     return conf
-
-
-def _write_private(path: Path, text: str, append: bool = False) -> None:
-    """Writes a file only its owner can read, whatever mode it had."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    descriptor = os.open(path, flags, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
 
 
 def nginx_command(root: Path) -> list[str]:

@@ -7,7 +7,9 @@ metadata) or logged, and every error about one, goes through `mask_url` or `mask
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
@@ -60,3 +62,13 @@ def mask_text(text: str, secrets: list[str]) -> str:
         if secret:
             text = text.replace(secret, MASK)
     return text
+
+
+def write_private(path: Path, data: str | bytes, *, append: bool = False) -> None:
+    """Writes a file only its owner can read, whatever mode it had: for files that hold
+    secrets (keys, certificates, configurations with stream keys)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "ab" if append else "wb") as file:
+        file.write(data.encode() if isinstance(data, str) else data)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from webtv_dagster.rtmp_server import make_public_folder, viewer_state_path
+
 SCHEDULE_LENGTH = 10  # aired and queued clips kept in the state file (a player may lag 30 s)
 GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
 SKIPS_KEPT = 20  # most recent clips the playout refused to air
@@ -94,8 +96,6 @@ def aired_through_of(data_dir: Path, slug: str) -> int:
 
 def write_state(data_dir: Path, state: PlayoutState) -> None:
     """Writes the state, and the copy the viewer reads where nginx's workers can reach it."""
-    from webtv_dagster.rtmp_server import make_public_folder, viewer_state_path
-
     text = json.dumps(state.model_dump(), indent=2)
     copy = viewer_state_path(data_dir, state.channel)
     make_public_folder(copy.parent)
