@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -104,6 +104,62 @@ class RetentionPolicy(BaseModel):
     )
 
 
+class ChatBot(BaseModel):
+    """The channel's chat bot: viewers type `!add <idea>` in an IRC chat (Twitch chat is IRC
+    over TLS at irc.chat.twitch.tv:6697). Its token is read from the variable `token_env`,
+    never from this file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: str = Field("irc.chat.twitch.tv", min_length=1, max_length=253,
+                        pattern=r"^[A-Za-z0-9.-]+$")  # fmt: skip
+    port: int = Field(6697, ge=1, lt=65536)
+    tls: bool = True
+    channel: str = Field(pattern=r"^#[A-Za-z0-9_-]{1,50}$", description="e.g. '#mychannel'")
+    nick: str = Field(pattern=r"^[A-Za-z0-9_-]{1,50}$", description="the bot account's login")
+    token_env: str = Field(
+        "WEBTV_TWITCH_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="variable holding the OAuth token (oauth:...) the bot logs in with",
+    )  # fmt: skip
+    announce_seconds: float = Field(
+        30, ge=0, le=600, allow_inf_nan=False,
+        description="a requested clip is announced this long before it airs",
+    )  # fmt: skip
+
+
+class ShotRequestPolicy(BaseModel):
+    """Whether and how viewers may request shots (webtv_dagster/shot_requests.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    approval: Literal["auto", "operator"] = Field(
+        "operator", description="auto: what passes moderation is queued at once; operator: it "
+        "waits for approval in Dagster (review_requests_job)",
+    )  # fmt: skip
+    share: float = Field(
+        0.25, gt=0, le=1, allow_inf_nan=False,
+        description="at most this share of the channel's clips are viewers' requests",
+    )  # fmt: skip
+    max_queue: int = Field(50, ge=1, le=1_000, description="requests waiting at most")
+    per_client: int = Field(3, ge=1, le=100, description="requests one viewer may make ...")
+    per_client_seconds: float = Field(
+        600, ge=1, le=86_400, allow_inf_nan=False, description="... within this many seconds"
+    )
+    blocked_words: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=10_000,
+        description="words and phrases refused in requests, beside the built-in list",
+    )  # fmt: skip
+    builtin_blocked_words: bool = Field(
+        True, description="also refuse the built-in list (webtv_dagster/blocked_words.txt)"
+    )
+    judge: str | None = Field(
+        None, description="an OpenAI-compatible model under `models` that judges each request "
+        "after the rules and the word list",
+    )  # fmt: skip
+    chat: ChatBot | None = None
+
+
 class Channel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -149,6 +205,10 @@ class Channel(BaseModel):
         default_factory=RetentionPolicy,
         description="Old aired clips removed by age or total size (default: every clip kept), "
         "and intermediates a day after their clip passed QC.",
+    )
+    requests: ShotRequestPolicy = Field(
+        default_factory=ShotRequestPolicy,
+        description="Viewers' shot requests from the web viewer and chat (off by default).",
     )
 
     @field_validator("clip_seconds")
@@ -222,6 +282,17 @@ def cross_problems(
                 + (f" or one of models {fitting})" if fitting else ")")
             )
         problems += [f"channel {channel.slug!r}, {why}" for why in fixed_word_problems(channel)]
+        judge = channel.requests.judge
+        if judge is not None and judge not in invalid_models and models.get(judge) is None:
+            problems.append(
+                f"channel {channel.slug!r}, field 'requests.judge': no model {judge!r} under "
+                "'models' (an OpenAI-compatible one)"
+            )
+        elif judge is not None and judge in models and models[judge].kind != "openai":
+            problems.append(
+                f"channel {channel.slug!r}, field 'requests.judge': model {judge!r} is a "
+                f"{models[judge].kind} model; a judge is an OpenAI-compatible one"
+            )
     return problems
 
 

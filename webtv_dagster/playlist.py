@@ -39,6 +39,7 @@ class PlaylistEntry(BaseModel):
     # they were kept).
     size_bytes: int | None = None
     sha256: str | None = None
+    requested_by: str | None = None  # the viewer whose shot request the clip was made of
 
 
 class Playlist(BaseModel):
@@ -90,6 +91,7 @@ def build_playlist(store: MediaStore, channel: Channel, window: range) -> Playli
             path=record["key"].removeprefix(prefix),
             size_bytes=record.get("size_bytes"),
             sha256=record.get("sha256"),
+            requested_by=record.get("requested_by"),
         )
         for record in records
     ]

@@ -11,6 +11,7 @@ from webtv_dagster.backends.interpolator import (
     OpticalFlowInterpolator,
     SpaceInterpolator,
 )
+from webtv_dagster.backends.moderator import Moderator, OpenAIJudge, RuleModerator
 from webtv_dagster.backends.music import (
     MusicGenerator,
     ProceduralMusicGenerator,
@@ -28,7 +29,7 @@ from webtv_dagster.backends.text_to_video import (
     TextToVideo,
 )
 from webtv_dagster.backends.upscaler import LanczosUpscaler, SpaceUpscaler, Upscaler
-from webtv_dagster.channels import StageBackends
+from webtv_dagster.channels import Channel, StageBackends
 from webtv_dagster.model_endpoints import GradioSpacePool, ModelEndpoint, OpenAIEndpoint
 
 
@@ -80,3 +81,13 @@ def build_backends(
     return ModelBackends(
         **{family: _build(family, name, models, offline) for family, name in choice}
     )
+
+
+def build_moderators(channel: Channel, models: Mapping[str, ModelEndpoint]) -> list[Moderator]:
+    """The channel's moderators in the order they judge a request: its rules and word list,
+    then its judge model if it names one."""
+    moderators: list[Moderator] = [RuleModerator(channel)]
+    judge = models.get(channel.requests.judge or "")
+    if isinstance(judge, OpenAIEndpoint):
+        moderators.append(OpenAIJudge(judge, os.environ.get(judge.api_key_env)))
+    return moderators
