@@ -28,6 +28,7 @@ from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
 from webtv_dagster.prompt_rules import prompt_problems
 from webtv_dagster.quality import QualityLimits, QualityReport, inspect_broadcast_clip
+from webtv_dagster.shot_requests import RequestQueue
 from webtv_dagster.storage import MediaStore
 
 RECENT_PROMPTS = 8  # how many earlier prompts of the channel the writer must not repeat
@@ -46,6 +47,10 @@ class ShotPromptRecord(BaseModel):
     # this one (within RECENT_PROMPTS), so no prompt that was paid for is thrown away.
     spares: list[str] = Field(default_factory=list, max_length=RECENT_PROMPTS)
     from_batch_of: str | None = None  # the clip whose writer's answer held this prompt
+    # The viewer's shot request the clip was made of (webtv_dagster/shot_requests.py).
+    request_id: str | None = None
+    idea: str | None = None
+    requested_by: str | None = None
 
 
 class StageReport(BaseModel):
@@ -70,10 +75,17 @@ class StageReport(BaseModel):
 class ClipProduction:
     """Runs the stages of one channel's clips against one store."""
 
-    def __init__(self, store: MediaStore, channel: Channel, backends: ModelBackends):
+    def __init__(
+        self,
+        store: MediaStore,
+        channel: Channel,
+        backends: ModelBackends,
+        requests: RequestQueue | None = None,
+    ):
         self.store = store
         self.channel = channel
         self.backends = backends
+        self.requests = requests  # None: the channel takes no requests
 
     def _record(self, clip: ClipId) -> ShotPromptRecord:
         return ShotPromptRecord.model_validate(self.store.get_json(clip.object_key(clips.PROMPT)))
@@ -110,8 +122,10 @@ class ClipProduction:
     ) -> StageReport:
         """Writes prompt.json. `reroll` picks another seed (0: the clip's default); with
         `keep_prompt` the clip keeps the prompt it has and only its seed changes, so every
-        later stage makes a new take of the same shot. Without a reroll, the clip takes the spare
-        an earlier clip's writer kept for it when there is one; otherwise the writer is asked."""
+        later stage makes a new take of the same shot. A clip in a request slot is made of the
+        oldest approved viewer request (a rerun keeps its request); otherwise, without a reroll,
+        the clip takes the spare an earlier clip's writer kept for it when there is one, else
+        the writer is asked."""
         started = time.monotonic()
         seed = clip.seed(self.channel, reroll)
         attempts = 0
@@ -119,13 +133,14 @@ class ClipProduction:
             record = self._record(clip).model_copy(update={"seed": seed})
         else:
             recent = self._recent_records(clip)
-            spare = None if reroll else self._spare_for(recent)
+            request = self.requests.claim(self.channel, clip) if self.requests else None
+            spare = None if reroll or request else self._spare_for(recent)
             if spare is not None:
                 record = spare.model_copy(update={"clip_id": clip.key, "seed": seed})
             else:
                 writer = self.backends.prompt_writer
                 ordered = [recent[d].prompt for d in sorted(recent, reverse=True)]
-                written = writer.write(self.channel, seed, ordered)
+                written = writer.write(self.channel, seed, ordered, request and request.idea)
                 record = ShotPromptRecord(
                     clip_id=clip.key,
                     channel=self.channel.slug,
@@ -134,12 +149,18 @@ class ClipProduction:
                     backend=written.backend,
                     endpoint=written.endpoint,
                     spares=written.spares[:RECENT_PROMPTS],
+                    request_id=request and request.id,
+                    idea=request and request.idea,
+                    requested_by=request and request.requester,
                 )
                 attempts = written.attempts
         stored = self.store.put_json(clip.object_key(clips.PROMPT), record.model_dump())
         extra = {"words": len(record.prompt.split()), "reroll": reroll}
         if record.from_batch_of:
             extra["from_batch_of"] = record.from_batch_of
+        if record.request_id:
+            extra.update(request_id=record.request_id, idea=record.idea,
+                         requested_by=record.requested_by)  # fmt: skip
         return StageReport(
             clip_id=clip.key,
             uri=stored.uri,

@@ -31,6 +31,7 @@ from webtv_dagster.retention import (
     stored_clips,
 )
 from webtv_dagster.settings import Settings
+from webtv_dagster.shot_requests import RequestQueue, queue_path
 from webtv_dagster.storage import MediaStore
 from webtv_dagster.takedowns import TAKEN_DOWN, restore, take_down
 
@@ -137,7 +138,8 @@ def apply_retention(
     days, keep GB), never a clip that has not aired nor one kept for replays, and the playlist
     is rebuilt without them; removes intermediates a while after their clip passed QC. Dagster
     forgets what is gone: the removed clips' partitions and runs, and the runs and on-air
-    observations older than a week that made no clip (webtv_dagster/defs/history.py)."""
+    observations older than a week that made no clip (webtv_dagster/defs/history.py). Decided
+    shot requests are forgotten after 30 days (shot_requests.HISTORY_SECONDS)."""
     store = media_storage.store()
     data_dir = Settings.from_env().data_dir
     now = time.time()
@@ -164,6 +166,9 @@ def apply_retention(
         )
         if removed:
             republish_playlist(context, store, channel)
+    if queue_path(data_dir).exists():
+        forgotten = RequestQueue(queue_path(data_dir)).prune(now)
+        context.log.info(f"forgot {forgotten} decided shot request(s) past their history")
     runs = forget_old_runs(context.instance, now)
     observations = sum(
         forget_old_observations(context.instance, asset.key, now)

@@ -2,6 +2,7 @@
 
 import os
 from functools import cached_property
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,6 +12,7 @@ from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_cha
 from webtv_dagster.previews import public_base_url
 from webtv_dagster.production import ClipProduction
 from webtv_dagster.settings import Settings
+from webtv_dagster.shot_requests import RequestQueue, queue_path
 from webtv_dagster.storage import MediaStore
 
 
@@ -39,6 +41,7 @@ class Studio(dg.ConfigurableResource):
     """The channels file and how clips are made on this machine."""
 
     channels_file: str
+    data_dir: str = "data"  # where viewers' shot requests are queued
     parallel_clips: int = 2
     motion_height: int = 320
 
@@ -54,7 +57,11 @@ class Studio(dg.ConfigurableResource):
         backends = build_backends(
             channel.backends, self.channels.models, OfflineSettings(self.motion_height)
         )
-        return ClipProduction(store, channel, backends)
+        return ClipProduction(store, channel, backends, self.request_queue(channel))
+
+    def request_queue(self, channel: Channel) -> RequestQueue | None:
+        """The viewers' shot requests, for a channel that takes them."""
+        return RequestQueue(queue_path(Path(self.data_dir))) if channel.requests.enabled else None
 
 
 class AlertWebhook(dg.ConfigurableResource):
@@ -119,6 +126,7 @@ def resources() -> dg.Definitions:
             "alert_webhook": AlertWebhook(url=_secret("WEBTV_ALERT_WEBHOOK_URL") or ""),
             "studio": Studio(
                 channels_file=str(settings.channels_file),
+                data_dir=str(settings.data_dir),
                 parallel_clips=settings.parallel_clips,
                 motion_height=settings.motion_height,
             ),
