@@ -41,9 +41,9 @@ from webtv_dagster.rtmp_server import (
     kill_leftover_workers,
     mirrors_of,
     nginx_command,
-    previews_socket,
     public_folder,
     publish_url,
+    viewer_service_socket,
     worker_account,
     write_rtmp_config,
 )
@@ -290,18 +290,30 @@ def _media_store(settings: Settings) -> MediaStore:
     )
 
 
-def command_previews(args: argparse.Namespace) -> int:
-    """The supervised preview service: answers nginx's /previews/ requests from the bucket."""
+def command_viewer_service(args: argparse.Namespace) -> int:
+    """The supervised viewer service: answers what nginx proxies to it (stage previews from the
+    bucket, shot requests, the guide, XMLTV, the dump button)."""
     import logging
 
-    from webtv_dagster.previews import PreviewServiceError, serve_previews
+    from webtv_dagster.viewer_service import (
+        OPERATOR_TOKEN_ENV,
+        ViewerServiceError,
+        ViewerSite,
+        serve_viewer,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
-    socket_path = Path(args.socket) if args.socket else previews_socket(settings.data_dir)
+    socket_path = Path(args.socket) if args.socket else viewer_service_socket(settings.data_dir)
+    site = ViewerSite(
+        store=_media_store(settings),
+        channels=load_channels(settings.channels_file),
+        data_dir=settings.data_dir,
+        operator_token=os.environ.get(OPERATOR_TOKEN_ENV, ""),
+    )
     try:
-        serve_previews(socket_path, _media_store(settings))
-    except PreviewServiceError as error:
+        serve_viewer(socket_path, site)
+    except ViewerServiceError as error:
         sys.exit(f"webtv: {error}")
     return 0
 
@@ -531,11 +543,13 @@ def main(argv: list[str] | None = None) -> int:
                                "foreground, as supervisord and systemd do")  # fmt: skip
     rtmp.add_argument("root", nargs="?", help="a folder whose nginx.conf webtv up wrote")
     rtmp.set_defaults(run=command_rtmp_server)
-    previews = commands.add_parser("previews", help="serve the clips' stage previews to nginx "
-                                   "(/previews/) from the bucket, as supervisord and systemd "
-                                   "do")  # fmt: skip
-    previews.add_argument("--socket", help="Unix socket (default: previews.sock in the data dir)")
-    previews.set_defaults(run=command_previews)
+    viewer = commands.add_parser(
+        "viewer-service", help="serve what the viewer's nginx proxies (stage previews, shot "
+        "requests, guide, XMLTV, dump button), as supervisord and systemd run it",
+    )  # fmt: skip
+    viewer.add_argument("--socket", help="Unix socket (default: viewer-service.sock in the data "
+                        "dir's public folder)")  # fmt: skip
+    viewer.set_defaults(run=command_viewer_service)
     when = commands.add_parser("when-serving", help="(internal) run a command once a socket "
                                "accepts connections")  # fmt: skip
     when.add_argument("socket")

@@ -41,7 +41,7 @@ def preview_name(output_name: str) -> str:
     return f"{stem}.preview.png" if output_name == MUSIC_TRACK else f"{stem}.preview.jpg"
 
 
-# Every preview a clip can have: the only objects the preview service ever serves.
+# Every preview a clip can have: the only objects the viewer service ever serves.
 PREVIEW_NAMES = frozenset(
     preview_name(name)
     for name in (RAW_TAKE, UPSCALED_TAKE, INTERPOLATED_CLIP, MUSIC_TRACK, BROADCAST_CLIP)

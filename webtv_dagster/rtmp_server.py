@@ -1,8 +1,8 @@
 """The project's media server: nginx with libnginx-mod-rtmp. RTMP in, one application per
 channel; out over HTTP: HLS for each channel, the web viewer, each channel's playout state
-for the viewer's program guide, and the clips' stage previews (from the preview service). Its
-configuration is generated; it runs in the foreground under the process that started it, with
-everything it writes under one folder.
+for the viewer's program guide, and (from the viewer service) the clips' stage previews, shot
+requests, the guide and XMLTV. Its configuration is generated; it runs in the foreground under
+the process that started it, with everything it writes under one folder.
 
 Publish to rtmp://HOST:RTMP_PORT/<channel slug>/live; watch http://HOST:HTTP_PORT/ (viewer) or
 http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
@@ -33,7 +33,7 @@ STREAM_NAME = "live"
 VIEWER = Path(__file__).with_name("viewer")
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
-PREVIEWS_PATH = "/previews/"  # proxied to the preview service (previews.py)
+PREVIEWS_PATH = "/previews/"  # proxied to the viewer service (viewer_service.py)
 PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
 
 
@@ -57,7 +57,7 @@ class RtmpServerError(RuntimeError):
 def worker_account(root: Path, data_dir: Path) -> pwd.struct_passwd | None:
     """The unprivileged account nginx's workers run as when it is started as root (WORKER_USER)
     if that account can reach everything they serve: `root` (HLS, temporary files, the viewer)
-    and the data folder's public folder (playout states, previews socket). None: the workers
+    and the data folder's public folder (playout states, viewer service socket). None: the workers
     keep the master's account (not root; or root, because a private folder is on the way)."""
     if os.geteuid() != 0:
         return None
@@ -97,9 +97,9 @@ def make_public_folder(folder: Path) -> Path:
     return folder
 
 
-def previews_socket(data_dir: Path) -> Path:
-    """Where the preview service listens and nginx sends `PREVIEWS_PATH` requests."""
-    return public_folder(data_dir) / "previews.sock"
+def viewer_service_socket(data_dir: Path) -> Path:
+    """Where the viewer service listens for what nginx proxies to it (previews, /api/, /xmltv/)."""
+    return public_folder(data_dir) / "viewer-service.sock"
 
 
 def publish_url(rtmp_port: int, slug: str) -> str:
@@ -215,6 +215,7 @@ http {{
         application/vnd.apple.mpegurl m3u8;
         video/mp2t ts;
     }}
+    limit_req_zone $binary_remote_addr zone=webtv_api:1m rate=5r/s;
     server {{
         listen 127.0.0.1:{http_port};
         location = / {{
@@ -246,10 +247,22 @@ http {{
             add_header Cache-Control no-cache;
             add_header Access-Control-Allow-Origin *;
         }}
-        # Stage previews, from the bucket through the preview service (nginx cannot sign S3
+        # Stage previews, from the bucket through the viewer service (nginx cannot sign S3
         # requests); its answers carry their own Cache-Control.
         location {PREVIEWS_PATH} {{
-            proxy_pass http://unix:{previews_socket(data_dir)};
+            proxy_pass http://unix:{viewer_service_socket(data_dir)};
+        }}
+        # Shot requests, the guide and the dump button: a viewer may send a few a second
+        # (the queue has its own per-viewer rate); the service learns who from X-Real-IP.
+        location /api/ {{
+            limit_req zone=webtv_api burst=20 nodelay;
+            limit_req_status 429;
+            client_max_body_size 8k;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_pass http://unix:{viewer_service_socket(data_dir)};
+        }}
+        location /xmltv/ {{
+            proxy_pass http://unix:{viewer_service_socket(data_dir)};
         }}
     }}
 }}

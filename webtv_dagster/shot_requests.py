@@ -293,13 +293,17 @@ class RequestQueue:
         row = db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         return ShotRequest(**{k: row[k] for k in row.keys() if k != "client"}) if row else None
 
-    def listed(self, slug: str, statuses: Sequence[Status], limit: int = 100) -> list[ShotRequest]:
-        """The channel's requests in these statuses, oldest first (queue order)."""
+    def listed(
+        self, slug: str, statuses: Sequence[Status], limit: int = 100, newest: bool = False
+    ) -> list[ShotRequest]:
+        """The channel's requests in these statuses, oldest first (queue order), or the newest
+        first."""
         marks = ",".join("?" * len(statuses))
+        order = "decided_at DESC, received_at DESC" if newest else "decided_at, received_at"
         with self._connection() as db:
             rows = db.execute(
                 f"SELECT * FROM requests WHERE channel = ? AND status IN ({marks}) "
-                "ORDER BY decided_at IS NULL, decided_at, received_at LIMIT ?",
+                f"ORDER BY decided_at IS NULL, {order} LIMIT ?",
                 (slug, *statuses, limit),
             ).fetchall()
         return [ShotRequest(**{k: row[k] for k in row.keys() if k != "client"}) for row in rows]

@@ -2,7 +2,7 @@
 configuration webtv writes for this machine.
 
 Every long-running process is a supervised program: the embedded S3 (SeaweedFS), the RTMP/HLS
-server (nginx) and the preview service behind it, the Dagster code server, webserver and
+server (nginx) and the viewer service behind it, the Dagster code server, webserver and
 daemon, and one playout per channel. supervisord restarts a program within about a second of
 its death; one that dies again within a second of starting is retried after 1, 2, 3...
 seconds, and given up (FATAL) after START_RETRIES tries, which the alert listener reports.
@@ -27,7 +27,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from webtv_dagster.playout.state import playout_folder
 from webtv_dagster.processes import unix_socket_is_served
-from webtv_dagster.rtmp_server import nginx_command, previews_socket
+from webtv_dagster.rtmp_server import nginx_command, viewer_service_socket
 
 PLAYOUT_GROUP = "playouts"
 START_RETRIES = 20  # tries a program that keeps dying at start gets, 1 s more apart each time
@@ -95,7 +95,7 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
 def media_programs(
     data_dir: Path, slugs: list[str], rtmp_root: Path, s3_command: list[str] | None
 ) -> list[Program]:
-    """The S3 (when embedded), the RTMP/HLS server, the preview service behind it and one
+    """The S3 (when embedded), the RTMP/HLS server, the viewer service behind it and one
     playout per channel."""
     programs = []
     if s3_command is not None:
@@ -107,10 +107,9 @@ def media_programs(
         Program("rtmp", webtv_command("rtmp-server", str(rtmp_root)), priority=20,
                 log=rtmp_root / "nginx.out")  # fmt: skip
     )
-    socket_path = previews_socket(data_dir)
-    programs.append(
-        Program("previews", webtv_command("previews", "--socket", str(socket_path)), priority=20)
-    )
+    socket_path = viewer_service_socket(data_dir)
+    service = webtv_command("viewer-service", "--socket", str(socket_path))
+    programs.append(Program("viewer-service", service, priority=20))
     for slug in slugs:
         programs.append(
             Program(

@@ -1,5 +1,5 @@
 """systemd units for a production host, rendered from the templates in systemd/ with this
-installation's paths: the RTMP/HLS server and the preview service behind it, one playout per
+installation's paths: the RTMP/HLS server and the viewer service behind it, one playout per
 channel (a template unit), the Dagster code server, webserver and daemon, an alert unit that
 systemd starts when another gives up (OnFailure=), and webtv.target that groups them.
 

@@ -1,5 +1,6 @@
-"""The preview service on a real SeaweedFS: it serves a clip's stage previews and nothing else,
-directly on its Unix socket and through the viewer's nginx; previews go with their clip."""
+"""Previews from the viewer service on a real SeaweedFS: it serves a clip's stage previews and no
+other object, directly on its Unix socket and through the viewer's nginx; previews go with their
+clip."""
 
 import http.client
 import logging
@@ -14,16 +15,18 @@ import urllib.request
 import pytest
 
 from webtv_dagster import clips
+from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 from webtv_dagster.media.preview import contact_sheet_jpeg
-from webtv_dagster.previews import PreviewServer, PreviewServiceError, public_base_url
+from webtv_dagster.previews import PublicUrlError, public_base_url
 from webtv_dagster.retention import remove_clip, stored_clips
-from webtv_dagster.rtmp_server import previews_socket
+from webtv_dagster.rtmp_server import viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack import wait_until_serving, webtv_command
+from webtv_dagster.viewer_service import ViewerService, ViewerServiceError, ViewerSite
 
-from .conftest import ACCESS_KEY, SECRET_KEY
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
 
 CLIP = ClipId(channel="test-llamas", number=1)
 PREVIEW = clips.preview_name(clips.BROADCAST_CLIP)
@@ -58,15 +61,16 @@ def stored_clip(media_store, contact_sheet):
 
 
 def serving(socket_path, store):
-    """Starts a preview server on `socket_path` in a thread; returns it (shut it down after)."""
-    server = PreviewServer(socket_path, store)
+    """Starts a viewer service on `socket_path` in a thread; returns it (shut it down after)."""
+    site = ViewerSite(store, load_channels(TEST_CHANNELS), socket_path.parent / "data")
+    server = ViewerService(socket_path, site)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 
 @pytest.fixture
 def preview_server(tmp_path, stored_clip):
-    server = serving(tmp_path / "previews.sock", stored_clip)
+    server = serving(tmp_path / "viewer-service.sock", stored_clip)
     yield server
     server.shutdown()
     server.server_close()
@@ -116,7 +120,7 @@ def test_anything_but_a_stored_preview_is_not_found(preview_server, path, caplog
     # Neither the answer nor the log names the bucket, an object key or a credential.
     for said in (body.decode(), caplog.text):
         assert "secret" not in said and "channels/test-llamas/clips" not in said
-        assert preview_server.store.bucket not in said and ACCESS_KEY not in said
+        assert preview_server.site.store.bucket not in said and ACCESS_KEY not in said
 
 
 def test_a_failing_store_answers_502_without_naming_the_object(tmp_path, caplog):
@@ -124,7 +128,7 @@ def test_a_failing_store_answers_502_without_naming_the_object(tmp_path, caplog)
 
     caplog.set_level(logging.DEBUG, logger="webtv_dagster.previews")
     closed = MediaStore("media", "http://127.0.0.1:9", "us-east-1", ACCESS_KEY, SECRET_KEY)
-    server = serving(tmp_path / "previews.sock", closed)
+    server = serving(tmp_path / "viewer-service.sock", closed)
     try:
         response, body = get(server.socket_path, PREVIEW_PATH)
     finally:
@@ -136,13 +140,13 @@ def test_a_failing_store_answers_502_without_naming_the_object(tmp_path, caplog)
 
 
 def test_a_second_server_on_a_served_socket_is_refused(preview_server):
-    with pytest.raises(PreviewServiceError, match="served already"):
-        PreviewServer(preview_server.socket_path, preview_server.store)
+    with pytest.raises(ViewerServiceError, match="served already"):
+        ViewerService(preview_server.socket_path, preview_server.site)
 
 
 def test_nginx_serves_previews_through_the_service(rtmp_server, stored_clip, contact_sheet):
     # The rtmp_server fixture serves the data folder tmp_path / "data".
-    socket_path = previews_socket(rtmp_server.root.parent / "data")
+    socket_path = viewer_service_socket(rtmp_server.root.parent / "data")
     server = serving(socket_path, stored_clip)
     base = f"http://127.0.0.1:{rtmp_server.http_port}"
     try:
@@ -164,13 +168,13 @@ def test_previews_go_with_their_clip(stored_clip):
     assert stored_clip.list_keys(f"channels/test-llamas/clips/{CLIP.key}/") == []
 
 
-def test_webtv_previews_serves_until_sigterm_then_removes_its_socket(tmp_path, stored_clip):
-    socket_path = tmp_path / "previews.sock"
+def test_webtv_viewer_service_serves_until_sigterm_then_removes_its_socket(tmp_path, stored_clip):
+    socket_path = tmp_path / "viewer-service.sock"
     environment = {**os.environ, "WEBTV_S3_ENDPOINT_URL": stored_clip.endpoint,
                    "WEBTV_S3_BUCKET": stored_clip.bucket, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
                    "AWS_SECRET_ACCESS_KEY": SECRET_KEY}  # fmt: skip
     service = subprocess.Popen(
-        webtv_command("previews", "--socket", str(socket_path)), env=environment,
+        webtv_command("viewer-service", "--socket", str(socket_path)), env=environment,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -192,5 +196,5 @@ def test_the_public_url_defaults_to_the_viewer_and_carries_no_credentials():
     settings = Settings.from_env({"WEBTV_PUBLIC_URL": "https://tv.example.org/"})
     assert public_base_url(settings) == "https://tv.example.org"
     for refused in ("https://ops:pw@tv.example.org", "ftp://tv.example.org", "tv.example.org"):
-        with pytest.raises(PreviewServiceError, match="WEBTV_PUBLIC_URL"):
+        with pytest.raises(PublicUrlError, match="WEBTV_PUBLIC_URL"):
             public_base_url(Settings.from_env({"WEBTV_PUBLIC_URL": refused}))

@@ -149,7 +149,7 @@ def test_every_process_killed_comes_back_by_itself(
         capsys.readouterr()
         main(["status"])
         listed = capsys.readouterr().out
-        for name in ("s3", "rtmp", "previews", "playouts:test-llamas", "playouts:test-ocean"):
+        for name in ("s3", "rtmp", "viewer-service", "playouts:test-llamas", "playouts:test-ocean"):
             assert re.search(rf"^{name} +RUNNING +pid \d+", listed, re.MULTILINE), listed
         assert "channel test-llamas: on air" in listed
 
