@@ -352,6 +352,9 @@ class ViewerService(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Answers the viewer's nginx on a Unix socket, a thread per connection."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 refuses connections in a burst (nginx then answers
+    # 502): a burst of nginx's limit_req and the viewers' guide polls fit in this one.
+    request_queue_size = 256
 
     def __init__(self, socket_path: Path, site: ViewerSite):
         self.site = site

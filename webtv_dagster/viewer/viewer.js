@@ -1,5 +1,8 @@
 // The channel viewer: plays a channel's HLS stream and shows the prompt of the clip on screen
-// with what comes next, from the playout's state (/state/<slug>.json).
+// with what comes next, from the playout's state (/state/<slug>.json); and, from the viewer
+// service (/api/<slug>/guide.json), who requested a clip, the viewers' requests waiting, and a
+// box to suggest a shot. With ?operator in the address, a button takes the clip on screen off
+// air (the operator token is asked once and kept for the browser tab).
 //
 // Which clip is on screen is worked out on the stream's own timeline: with hls.js, each HLS
 // fragment is named by its stream timestamp (nginx `hls_fragment_naming timestamp`), so the
@@ -9,7 +12,9 @@
 
 const FRAGMENT_SECONDS = 2; // hls_fragment in the nginx configuration
 const STATE_POLL_MS = 1000;
+const GUIDE_POLL_MS = 3000;
 const RETRY_MS = 3000;
+const operator = new URLSearchParams(location.search).has("operator");
 
 const video = document.getElementById("video");
 const promptBox = document.getElementById("on-air-prompt");
@@ -23,6 +28,7 @@ const viewer = {
   hls: null,
   fragment: null, // {streamSeconds, mediaSeconds} of the fragment under the playhead (hls.js)
   state: null,
+  guide: null, // the viewer service's guide: credits by clip, viewers' requests
   onAir: null, // the schedule entry whose prompt is on screen
   // The playhead's position on the stream's timeline, in seconds, or null before playback.
   position() {
@@ -125,6 +131,100 @@ function showOnAir() {
     statusLine.textContent = "";
     showGuide();
   }
+  showCredit();
+}
+
+function creditOf(clipId) {
+  return (viewer.guide && viewer.guide.credits[clipId]) || null;
+}
+
+function showCredit() {
+  const name = viewer.onAir ? creditOf(viewer.onAir.clip_id) : null;
+  const credit = document.getElementById("credit");
+  credit.hidden = !name;
+  document.getElementById("credit-name").textContent = name || "";
+  document.getElementById("dump").hidden = !(operator && viewer.onAir && viewer.onAir.clip_id !== "ident");
+}
+
+function formatAt(unixSeconds) {
+  const seconds = unixSeconds - Date.now() / 1000;
+  if (seconds < 3600) return formatIn(seconds);
+  return `at ${new Date(unixSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+}
+
+function showRequests() {
+  const guideData = viewer.guide;
+  document.getElementById("suggest").hidden = !(guideData && guideData.takes_requests);
+  if (!guideData) return;
+  const list = document.getElementById("requests");
+  list.replaceChildren(
+    ...guideData.requests.map((request) => {
+      const item = document.createElement("li");
+      const when = document.createElement("time");
+      when.textContent = request.expected_at ? `about ${formatAt(request.expected_at)}` : request.message;
+      const by = document.createElement("span");
+      by.className = "by";
+      by.textContent = ` by ${request.requested_by}`;
+      item.append(when, request.idea, by);
+      item.dataset.requestId = request.id;
+      return item;
+    }),
+  );
+  document.getElementById("requests-empty").hidden = guideData.requests.length > 0;
+}
+
+async function pollGuide() {
+  const slug = viewer.slug;
+  try {
+    const response = await fetch(`/api/${slug}/guide.json`, { cache: "no-store" });
+    if (slug !== viewer.slug || !response.ok) return;
+    viewer.guide = await response.json();
+    showRequests();
+    showCredit();
+  } catch (error) {
+    // The guide is extra: the picture and the prompt go on without it.
+  }
+}
+
+async function suggestShot(event) {
+  event.preventDefault();
+  const answer = document.getElementById("suggest-answer");
+  const idea = document.getElementById("idea");
+  const name = document.getElementById("requester");
+  try {
+    const response = await fetch(`/api/${viewer.slug}/requests`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ idea: idea.value, name: name.value }),
+    });
+    const body = await response.json().catch(() => ({}));
+    answer.textContent = body.message || body.error || "Too many requests: try again in a moment.";
+    answer.dataset.status = body.status || String(response.status);
+    if (body.accepted) idea.value = "";
+    pollGuide();
+  } catch (error) {
+    answer.textContent = "Cannot reach the server; try again.";
+  }
+}
+
+async function dumpClip() {
+  const clip = viewer.onAir;
+  if (!clip) return;
+  let token = sessionStorage.getItem("webtvOperatorToken");
+  if (!token) {
+    token = prompt("Operator token (WEBTV_OPERATOR_TOKEN)");
+    if (!token) return;
+  }
+  const reason = prompt(`Take ${clip.clip_id} off air now. Why?`, "") || "";
+  const response = await fetch(`/api/${viewer.slug}/dump`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ clip_id: clip.clip_id, reason }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) sessionStorage.setItem("webtvOperatorToken", token);
+  else if (response.status === 401) sessionStorage.removeItem("webtvOperatorToken");
+  statusLine.textContent = response.ok ? `${clip.clip_id} taken off air` : body.error || `refused (${response.status})`;
 }
 
 function showGuide() {
@@ -150,6 +250,13 @@ function showGuide() {
       const when = document.createElement("time");
       when.textContent = formatIn(clip.startsIn);
       item.append(when, clip.prompt);
+      const name = creditOf(clip.clip_id);
+      if (name) {
+        const by = document.createElement("span");
+        by.className = "by";
+        by.textContent = ` (requested by ${name})`;
+        item.append(by);
+      }
       item.dataset.clipId = clip.clip_id;
       return item;
     }),
@@ -176,8 +283,11 @@ async function pollState() {
 function tuneTo(channel) {
   viewer.slug = channel.slug;
   viewer.state = null;
+  viewer.guide = null;
   viewer.onAir = null;
   document.getElementById("channel-title").textContent = channel.title;
+  document.getElementById("xmltv").href = `/xmltv/${channel.slug}.xml`;
+  document.getElementById("suggest-answer").textContent = "";
   document.title = `${channel.title} · AI WebTV`;
   for (const button of document.querySelectorAll("#channels button")) {
     button.setAttribute("aria-current", String(button.dataset.slug === channel.slug));
@@ -187,6 +297,7 @@ function tuneTo(channel) {
   delete promptBox.dataset.clipId;
   guide.replaceChildren();
   pollState();
+  pollGuide();
   startPlayer();
 }
 
@@ -207,7 +318,10 @@ async function main() {
     video.muted = !video.muted;
     event.target.textContent = video.muted ? "Sound on" : "Sound off";
   });
+  document.getElementById("suggest-form").addEventListener("submit", suggestShot);
+  document.getElementById("dump").addEventListener("click", dumpClip);
   setInterval(pollState, STATE_POLL_MS);
+  setInterval(pollGuide, GUIDE_POLL_MS);
   setInterval(() => {
     showOnAir();
     showGuide();

@@ -1,0 +1,207 @@
+"""Shot requests, the guide and the dump button through the viewer's real nginx and the real
+`webtv viewer-service` process: floods from one viewer and from many, a service killed in the
+middle of a flood, wrong operator tokens."""
+
+import collections
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from webtv_dagster.rtmp_server import viewer_service_socket
+from webtv_dagster.shot_requests import RequestQueue, queue_path
+from webtv_dagster.stack import wait_until_serving, webtv_command
+from webtv_dagster.takedowns import read_takedowns
+
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
+from .test_previews import UnixHTTPConnection
+
+SLUG = "test-llamas"
+OPERATOR_TOKEN = "OPERATOR-SECRET-4711"
+
+
+def requests_channels_file(path, **policy):
+    raw = yaml.safe_load(TEST_CHANNELS.read_text())
+    raw["channels"][0]["requests"] = {"enabled": True, "approval": "auto", "share": 1.0,
+                                      "blocked_words": ["broccoli"], **policy}  # fmt: skip
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+class ViewerServiceProcess:
+    """`webtv viewer-service` as supervisord runs it, on the data folder nginx proxies to."""
+
+    def __init__(self, data_dir, channels_file, store):
+        self.data_dir = data_dir
+        self.socket = viewer_service_socket(data_dir)
+        self.log = data_dir.parent / "viewer-service.log"
+        self.environment = {
+            **os.environ, "WEBTV_DATA_DIR": str(data_dir),
+            "WEBTV_CHANNELS_FILE": str(channels_file), "WEBTV_S3_ENDPOINT_URL": store.endpoint,
+            "WEBTV_S3_BUCKET": store.bucket, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "WEBTV_OPERATOR_TOKEN": OPERATOR_TOKEN,
+        }  # fmt: skip
+        self.process = None
+
+    def start(self):
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(webtv_command("viewer-service"), env=self.environment,
+                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        assert wait_until_serving(self.socket, timeout=30), self.log.read_text()
+        return self
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def service(rtmp_server, media_store, tmp_path):
+    # The rtmp_server fixture's nginx proxies to the data folder tmp_path / "data".
+    data_dir = rtmp_server.root.parent / "data"
+    channels_file = requests_channels_file(tmp_path / "channels.yaml", per_client=3, max_queue=600)
+    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
+    yield service
+    service.stop()
+
+
+def call(url, body=None, headers=None):
+    """(status, JSON answer) of a request to nginx."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={
+        "Content-Type": "application/json", **(headers or {})})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        try:
+            return error.code, json.loads(payload)
+        except ValueError:
+            return error.code, {"nginx": payload.decode(errors="replace")}
+
+
+def on_socket(socket_path, body, client):
+    """(status, JSON answer) of a request sent as nginx sends it, for client address `client`."""
+    connection = UnixHTTPConnection(socket_path)
+    connection.request("POST", f"/api/{SLUG}/requests", json.dumps(body),
+                       {"Content-Type": "application/json", "X-Real-IP": client})  # fmt: skip
+    response = connection.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    connection.close()
+    return answer
+
+
+def test_requests_are_answered_in_words_and_listed_in_the_guide(service, rtmp_server):
+    base = f"http://127.0.0.1:{rtmp_server.http_port}/api/{SLUG}"
+    asked_at = time.time()
+    status, answer = call(f"{base}/requests", {"idea": "the llama juggling lemons", "name": "Ann"})
+    assert status == 202 and answer["accepted"] and "in the queue" in answer["message"]
+    status, refused = call(f"{base}/requests", {"idea": "a llama eating BROCCOLI", "name": "Bo"})
+    assert status == 422 and "broccoli" in refused["message"]
+    status, mine = call(f"{base}/requests/{answer['request_id']}")
+    assert status == 200 and mine["status"] == "approved" and mine["requested_by"] == "Ann"
+    assert call(f"{base}/requests/{refused['request_id']}")[1]["message"].startswith("not this")
+    status, guide = call(f"{base}/guide.json")
+    assert status == 200 and guide["takes_requests"]
+    (queued,) = guide["requests"]
+    # Nothing is on air or made: it airs as soon as its clip is made.
+    assert queued["idea"] == "the llama juggling lemons" and queued["expected_at"] >= asked_at
+    assert "client" not in json.dumps(guide)
+    # Junk is refused with a reason, never a crash.
+    for junk in (["not", "an", "object"], {"idea": 42}, {"name": "no idea"}):
+        assert call(f"{base}/requests", junk)[0] == 400
+    status, big = call(f"{base}/requests", {"idea": "x" * 9000})
+    assert status == 413
+    assert call(f"http://127.0.0.1:{rtmp_server.http_port}/api/nope/guide.json")[0] == 404
+
+
+def test_a_flood_from_one_viewer_and_from_many_keeps_the_queue_bounded_and_answering(
+    service, rtmp_server
+):
+    base = f"http://127.0.0.1:{rtmp_server.http_port}/api/{SLUG}"
+    statuses, guide_seconds = [], []
+    started = time.monotonic()
+
+    def one_viewer(n):
+        return call(f"{base}/requests", {"idea": f"the llama painting fence {n}", "name": "F"})
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        flood = [pool.submit(one_viewer, n) for n in range(1000)]
+        while not all(f.done() for f in flood):
+            asked = time.monotonic()
+            assert call(f"{base}/guide.json")[0] in (200, 429)
+            guide_seconds.append(time.monotonic() - asked)
+            time.sleep(0.2)
+        statuses = [f.result()[0] for f in flood]
+    flood_seconds = time.monotonic() - started
+    assert flood_seconds < 30, f"1000 requests took {flood_seconds:.1f} s"
+    # One address: nginx lets a few a second through, the queue's per-viewer rate takes three.
+    counted = collections.Counter(statuses)
+    assert counted == {202: 3, 429: 997}, counted
+    assert max(guide_seconds) < 2.0, f"the guide took {max(guide_seconds):.2f} s in the flood"
+
+    # Many viewers (sent as nginx sends them, each with its own address), and the service
+    # killed for real in the middle: every request it said it took is still queued after.
+    accepted = []
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        futures = []
+        for n in range(1000):
+            if n == 200:
+                service.kill()
+                service.start()
+            idea = {"idea": f"the llama sailing boat {n}", "name": f"v{n}"}
+            client = f"10.0.{n // 250}.{n % 250}"
+            futures.append(pool.submit(on_socket_retrying, service.socket, idea, client))
+        for future in concurrent.futures.as_completed(futures):
+            status, answer = future.result()
+            if status == 202:
+                accepted.append(answer["request_id"])
+            else:
+                assert status == 429 and answer["status"] == "queue_full", answer
+    queue = RequestQueue(queue_path(service.data_dir))
+    waiting = {r.id for r in queue.listed(SLUG, ["approved", "pending"], 1000)}
+    # The bound holds (a request cut off by the kill and sent again may hold a slot too).
+    assert len(waiting) == 600 and set(accepted) <= waiting and len(accepted) >= 590
+
+
+def on_socket_retrying(socket_path, body, client):
+    """A viewer's browser retries when the service is down for a moment (killed, restarting)."""
+    for _ in range(100):
+        try:
+            return on_socket(socket_path, body, client)
+        except (OSError, http.client.HTTPException):  # refused, reset, or cut off mid-answer
+            time.sleep(0.1)
+    raise AssertionError("the viewer service did not come back")
+
+
+def test_the_dump_button_needs_the_operator_token_and_takes_the_clip_down(
+    service, rtmp_server, media_store
+):
+    dump = f"http://127.0.0.1:{rtmp_server.http_port}/api/{SLUG}/dump"
+    clip = {"clip_id": f"{SLUG}-000007", "reason": "a viewer complained"}
+    assert call(dump, clip)[0] == 401
+    assert call(dump, clip, {"Authorization": "Bearer wrong-token"})[0] == 401
+    assert call(dump, {"clip_id": "test-ocean-000001"},
+                {"Authorization": f"Bearer {OPERATOR_TOKEN}"})[0] == 400  # fmt: skip
+    status, answer = call(dump, clip, {"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    assert status == 200 and answer["taken_down"] == f"{SLUG}-000007"
+    takedown = read_takedowns(media_store, SLUG).clips[f"{SLUG}-000007"]
+    assert takedown.reason == "dumped from the viewer: a viewer complained"
+    service.stop()
+    logs = [service.log, *rtmp_server.root.glob("*.log")]
+    said = "".join(path.read_text(errors="replace") for path in logs)
+    assert OPERATOR_TOKEN not in said and "wrong-token" not in said
+    service.start()  # the fixture stops it
