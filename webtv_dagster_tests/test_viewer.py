@@ -180,3 +180,67 @@ def test_a_viewer_watching_through_a_publisher_and_a_server_death_plays_on(
             assert agreeing >= 5, fault
         page.close()
     print(f"longest time the picture stood still after each fault: {stalls}")
+
+
+def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
+    browser, rtmp_server, media_store, seaweedfs, broadcast_clips, instance, tmp_path
+):
+    """A viewer suggests a shot in Chromium; the request is queued (auto approval), made into a
+    clip by the real assets, aired, and the viewer says who asked for it while it airs."""
+    import dagster as dg
+
+    from webtv_dagster.channels import load_channels
+    from webtv_dagster.defs.jobs import CLIP_STAGES
+    from webtv_dagster.defs.resources import Studio
+    from webtv_dagster.playlist import Playlist, build_playlist, publish_playlist
+
+    from .conftest import clip_resources
+    from .test_viewer_service import ViewerServiceProcess, requests_channels_file
+
+    data_dir = rtmp_server.root.parent / "data"
+    channels_file = requests_channels_file(tmp_path / "channels.yaml")
+    channel = load_channels(channels_file).channels[0]
+    upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 9)})
+    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
+    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
+                             data_dir, 2**28)  # fmt: skip
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        page = open_viewer(browser, rtmp_server, "", channel.slug)
+        wait_for(lambda: page.is_visible("#suggest"), 20, "the suggest box")
+        page.fill("#idea", "the llama conducting a choir of geese")
+        page.fill("#requester", "Zoë")
+        page.click("#suggest-form button")
+        wait_for(lambda: "in the queue" in page.inner_text("#suggest-answer"), 20, "the answer")
+        wait_for(lambda: "choir of geese" in page.inner_text("#requests"), 20, "the request listed")
+
+        # The pipeline makes the next clip of the channel: a request slot (share 1.0).
+        resources = clip_resources(seaweedfs, media_store.bucket, channels_file)
+        resources["studio"] = Studio(channels_file=str(channels_file), data_dir=str(data_dir))
+        key = f"{channel.slug}-000009"
+        instance.add_dynamic_partitions("clips", [key])
+        made = dg.materialize(CLIP_STAGES, partition_key=key, instance=instance,
+                              resources=resources)  # fmt: skip
+        assert made.success
+        (entry,) = build_playlist(media_store, channel, range(9, 10)).entries
+        assert entry.requested_by == "Zoë"
+        listed = media_store.get_json(f"channels/{channel.slug}/playlist.json")
+        current = Playlist.model_validate(listed)
+        publish_playlist(media_store, current.model_copy(update={"entries": [*current.entries,
+                                                                             entry]}))  # fmt: skip
+
+        def credit_on_screen():
+            sample = page.evaluate(SAMPLE)
+            credit = page.inner_text("#credit") if page.is_visible("#credit") else ""
+            return sample["clipId"] == key and "Requested by Zoë" in credit and sample
+
+        sample = wait_for(credit_on_screen, 90, "the requested clip on air with its credit")
+        assert "choir of geese" in sample["prompt"]
+        # Before and after it, no credit: a clip nobody requested names nobody.
+        wait_for(lambda: page.evaluate(SAMPLE)["clipId"] != key, 30, "the next clip")
+        assert not page.is_visible("#credit")
+    finally:
+        playout.shutdown()
+        thread.join(timeout=30)
+        service.stop()
