@@ -284,6 +284,21 @@ class RequestQueue:
             )
             return self._get(db, row["id"])
 
+    def release(self, clip_ids: Sequence[str]) -> list[str]:
+        """Puts the requests of clips that failed back at the front of the queue (they keep
+        their place: the order is by decision time), so that another clip is made of them;
+        returns their ids."""
+        if not clip_ids:
+            return []
+        marks = ",".join("?" * len(clip_ids))
+        with self._connection(immediate=True) as db:
+            rows = db.execute(
+                f"UPDATE requests SET status = 'approved', clip_id = NULL WHERE status = "
+                f"'scheduled' AND clip_id IN ({marks}) RETURNING id",
+                tuple(clip_ids),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def get(self, request_id: str) -> ShotRequest | None:
         with self._connection() as db:
             return self._get(db, request_id)

@@ -2,13 +2,17 @@ import json
 from datetime import UTC
 
 import dagster as dg
+import yaml
 
+from webtv_dagster.channels import load_channels
+from webtv_dagster.clips import ClipId
 from webtv_dagster.definitions import defs
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.jobs import add_clips_job
 from webtv_dagster.defs.resources import Studio
 from webtv_dagster.defs.sensors import clip_production_sensor, playlist_refresh_sensor
+from webtv_dagster.shot_requests import RequestQueue, queue_path
 
 from .conftest import TEST_CHANNELS
 
@@ -34,7 +38,7 @@ def test_definitions_load():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
-        "broadcast_clip", "playlist", "on_air_stream",
+        "broadcast_clip", "playlist", "on_air_stream", "shot_requests",
     }  # fmt: skip
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
@@ -181,6 +185,40 @@ def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
                              ("test-llamas-000003", "test-llamas-000004"),
                              ("test-llamas-000005", "test-llamas-000006")]  # fmt: skip
     assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000008")]
+
+
+def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(
+    instance, tmp_path, monkeypatch
+):
+    raw = yaml.safe_load(TEST_CHANNELS.read_text())
+    raw["channels"][0]["requests"] = {"enabled": True, "approval": "auto", "share": 1.0}
+    channels_file = tmp_path / "channels.yaml"
+    channels_file.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("WEBTV_CHANNELS_FILE", str(channels_file))
+    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    channel = load_channels(channels_file).channels[0]
+    queue = RequestQueue(queue_path(tmp_path))
+    first, second = (
+        queue.submit(channel, idea, "Ann", "web", f"c{n}", []).request_id
+        for n, idea in enumerate(["the llama on a unicycle", "the llama on skis"])
+    )
+    assert queue.claim(channel, ClipId(channel=channel.slug, number=1)).id == first
+    before = tick(instance)
+    failed = dg.materialize(
+        [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
+        partition_key="test-llamas-000001",
+        instance=instance,
+        resources={"studio": Studio(channels_file=str(channels_file)),
+                   "media_storage": dg.ResourceDefinition.none_resource()},
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not failed.success
+    tick(instance, before)
+    released = queue.get(first)
+    assert (released.status, released.clip_id) == ("approved", None)
+    # It keeps its place: the next clip made of a request is made of it, not of the later one.
+    assert queue.claim(channel, ClipId(channel=channel.slug, number=7)).id == first
+    assert queue.get(second).status == "approved"
 
 
 def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):

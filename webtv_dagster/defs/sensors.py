@@ -28,6 +28,7 @@ from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, clips_needed, run_batches, run_priority
 from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.settings import Settings
+from webtv_dagster.shot_requests import RequestQueue, queue_path
 
 PRIORITY = "dagster/priority"
 
@@ -200,7 +201,8 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
 
     Every planned clip that has neither aired nor failed counts as unaired: what has aired comes
     from the channel's playout state (`webtv playout`; without one, nothing has), and failed
-    clips stay for an operator to rerun while new ones take their place in the buffer. A tick
+    clips stay for an operator to rerun while new ones take their place in the buffer; a
+    viewer's request a failed clip was made of goes back to the front of its queue. A tick
     reads only the partitions added since the last one and, for every channel at once, the
     clips past air, so its cost grows with neither history nor (much) with channels; a channel
     that fails to plan is logged and the others go on."""
@@ -227,6 +229,10 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     statuses = clip_statuses(context.instance, keys)
     failed = {key for key, status in statuses.items() if status == ClipStatus.FAILED} - rebooked
     not_airing = failed | taken_down_keys(context.instance, keys)
+    if failed and any(channel.requests.enabled for channel in channels):
+        released = RequestQueue(queue_path(settings.data_dir)).release(sorted(failed))
+        if released:
+            context.log.info(f"shot requests of failed clips queued again: {released}")
     added: list[str] = []
     for channel in channels:
         planned = previous[channel.slug].model_copy()
