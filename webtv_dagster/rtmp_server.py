@@ -215,7 +215,12 @@ http {{
         application/vnd.apple.mpegurl m3u8;
         video/mp2t ts;
     }}
-    limit_req_zone $binary_remote_addr zone=webtv_api:1m rate=5r/s;
+    # Only what viewers send is limited: guide polls from many viewers behind one address pass.
+    map $request_method $webtv_api_sender {{
+        POST $binary_remote_addr;
+        default "";
+    }}
+    limit_req_zone $webtv_api_sender zone=webtv_api:1m rate=5r/s;
     server {{
         listen 127.0.0.1:{http_port};
         location = / {{
@@ -253,7 +258,8 @@ http {{
             proxy_pass http://unix:{viewer_service_socket(data_dir)};
         }}
         # Shot requests, the guide and the dump button: a viewer may send a few a second
-        # (the queue has its own per-viewer rate); the service learns who from X-Real-IP.
+        # (the queue has its own per-viewer rate, and the dump button's token is not
+        # guessed at this pace); the service learns who from X-Real-IP.
         location /api/ {{
             limit_req zone=webtv_api burst=20 nodelay;
             limit_req_status 429;

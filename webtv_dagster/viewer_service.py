@@ -232,6 +232,9 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
         except StorageError as error:
             log.error("the media store did not answer: %s", type(error).__name__)
             self._json(502, {"error": "the media store did not answer; try again"})
+        except Exception:  # a fault of ours: logged, answered, and the service goes on
+            log.exception("%s %s failed", self.command, path)
+            self._json(500, {"error": "the viewer service failed; try again"})
 
     def _api(self, site: ViewerSite, channel: Channel, what: str, request_id: str | None) -> None:
         if what == "guide.json" and self.command == "GET" and request_id is None:

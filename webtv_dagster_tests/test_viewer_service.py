@@ -142,7 +142,7 @@ def test_a_flood_from_one_viewer_and_from_many_keeps_the_queue_bounded_and_answe
         flood = [pool.submit(one_viewer, n) for n in range(1000)]
         while not all(f.done() for f in flood):
             asked = time.monotonic()
-            assert call(f"{base}/guide.json")[0] in (200, 429)
+            assert call(f"{base}/guide.json")[0] == 200  # polls are not rate-limited
             guide_seconds.append(time.monotonic() - asked)
             time.sleep(0.2)
         statuses = [f.result()[0] for f in flood]
