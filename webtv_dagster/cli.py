@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import yaml
 
 from webtv_dagster import hide_dagster_maturity_warnings
-from webtv_dagster.channels import ChannelConfigError, load_channels
+from webtv_dagster.channels import ChannelConfigError, ChannelsFile, find_channel, load_channels
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.instance import (
     drain_runs,
@@ -64,15 +64,36 @@ if TYPE_CHECKING:
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
 
-def _check_channels(settings: Settings) -> dict[str, str]:
-    """The channels of the settings' file, slug: title; exits with the file's problem."""
+def _load_channels(settings: Settings) -> ChannelsFile:
+    """The settings' channels file, announced; exits with the file's problems."""
     try:
         channels = load_channels(settings.channels_file)
     except ChannelConfigError as error:
         sys.exit(f"webtv: {error}")
-    titles = {channel.slug: channel.title for channel in channels.channels}
-    print(f"webtv: channels from {settings.channels_file}: {', '.join(titles)}")
-    return titles
+    slugs = ", ".join(channel.slug for channel in channels.channels)
+    print(f"webtv: channels from {settings.channels_file}: {slugs}")
+    return channels
+
+
+def _check_channels(settings: Settings) -> dict[str, str]:
+    """The channels of the settings' file, slug: title; exits with the file's problems."""
+    return {channel.slug: channel.title for channel in _load_channels(settings).channels}
+
+
+def _chat_bots(channels: ChannelsFile) -> list[str]:
+    """The channels whose chat bot can start: those taking requests with a `chat`, and the token
+    in the environment (a missing one is said here, once, rather than by a bot dying)."""
+    slugs = []
+    for channel in channels.channels:
+        chat = channel.requests.chat
+        if not channel.requests.enabled or chat is None:
+            continue
+        if os.environ.get(chat.token_env):
+            slugs.append(channel.slug)
+        else:
+            print(f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
+                  "(docs/viewer-requests.md)")  # fmt: skip
+    return slugs
 
 
 def _embedded_s3_port(settings: Settings) -> int | None:
@@ -95,7 +116,8 @@ def command_up(args: argparse.Namespace) -> int:
     """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order
     (`stop_stack`)."""
     settings = Settings.from_env()
-    titles = _check_channels(settings)
+    channels = _load_channels(settings)
+    titles = {channel.slug: channel.title for channel in channels.channels}
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
     os.environ["WEBTV_DATA_DIR"] = str(settings.data_dir.resolve())
     settings = Settings.from_env()
@@ -122,7 +144,7 @@ def command_up(args: argparse.Namespace) -> int:
     home = _dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(home)
     programs = [
-        *media_programs(data_dir, list(titles), rtmp_root, s3_command),
+        *media_programs(data_dir, list(titles), rtmp_root, s3_command, _chat_bots(channels)),
         *dagster_programs(home, args.host, args.port),
     ]
     conf = write_supervisord_conf(data_dir, programs)
@@ -318,10 +340,27 @@ def command_viewer_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_chat_bot(args: argparse.Namespace) -> int:
+    """The supervised chat bot of one channel: `!add <idea>` in its chat becomes a shot
+    request; requested clips are announced before they air. Stops on SIGTERM."""
+    import logging
+
+    from webtv_dagster.chat_bot import ChatBotConfigError, run_chat_bot
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    channels = load_channels(settings.channels_file)
+    channel = find_channel(channels, args.channel)
+    try:
+        run_chat_bot(channel, channels.models, settings.data_dir, threading.Event())
+    except ChatBotConfigError as error:
+        sys.exit(f"webtv: {error}")
+    return 0
+
+
 def command_playout(args: argparse.Namespace) -> int:
     import logging
 
-    from webtv_dagster.channels import find_channel
     from webtv_dagster.playout.channel import ChannelPlayout
     from webtv_dagster.playout.supervisor import hold_playout_lock
 
@@ -375,7 +414,6 @@ def command_channel(args: argparse.Namespace) -> int:
 def command_add_clips(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from webtv_dagster.channels import find_channel
     from webtv_dagster.defs.clip_records import add_clips
     from webtv_dagster.planning import check_clip_count
     from webtv_dagster.playout.state import aired_through_of
@@ -550,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     viewer.add_argument("--socket", help="Unix socket (default: viewer-service.sock in the data "
                         "dir's public folder)")  # fmt: skip
     viewer.set_defaults(run=command_viewer_service)
+    chat = commands.add_parser("chat-bot", help="run a channel's chat bot (`!add <idea>` in its "
+                               "Twitch chat), as supervisord and systemd run it")  # fmt: skip
+    chat.add_argument("channel", help="channel slug")
+    chat.set_defaults(run=command_chat_bot)
     when = commands.add_parser("when-serving", help="(internal) run a command once a socket "
                                "accepts connections")  # fmt: skip
     when.add_argument("socket")

@@ -30,6 +30,7 @@ from webtv_dagster.processes import unix_socket_is_served
 from webtv_dagster.rtmp_server import nginx_command, viewer_service_socket
 
 PLAYOUT_GROUP = "playouts"
+CHAT_GROUP = "chat"
 START_RETRIES = 20  # tries a program that keeps dying at start gets, 1 s more apart each time
 LOG_BYTES = "10MB"  # per program log, three of them kept
 
@@ -93,10 +94,14 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
 
 
 def media_programs(
-    data_dir: Path, slugs: list[str], rtmp_root: Path, s3_command: list[str] | None
+    data_dir: Path,
+    slugs: list[str],
+    rtmp_root: Path,
+    s3_command: list[str] | None,
+    chat_slugs: list[str] = (),
 ) -> list[Program]:
-    """The S3 (when embedded), the RTMP/HLS server, the viewer service behind it and one
-    playout per channel."""
+    """The S3 (when embedded), the RTMP/HLS server, the viewer service behind it, one playout
+    per channel and one chat bot per channel of `chat_slugs`."""
     programs = []
     if s3_command is not None:
         programs.append(
@@ -117,6 +122,9 @@ def media_programs(
                 stop_wait_seconds=5, log=playout_folder(data_dir, slug) / "playout.log",
             )  # fmt: skip
         )
+    for slug in chat_slugs:
+        programs.append(Program(f"{CHAT_GROUP}:{slug}", webtv_command("chat-bot", slug),
+                                priority=50, stop_wait_seconds=5))  # fmt: skip
     return programs
 
 

@@ -17,9 +17,11 @@ def test_the_units_verify_and_restart_every_service(tmp_path):
     env_file = tmp_path / "webtv.env"
     env_file.write_text("WEBTV_S3_ENDPOINT_URL=http://127.0.0.1:9000\n")
     units = render_units(tmp_path / "units", tmp_path / "data", env_file, "root")
-    playout = tmp_path / "units" / "webtv-playout@llama-jobs.service"
-    shutil.copy(tmp_path / "units" / "webtv-playout@.service", playout)
-    checked = [u for u in units if "@" not in u.name] + [playout]
+    instances = []
+    for template in ("webtv-playout@", "webtv-chat@"):
+        instances.append(tmp_path / "units" / f"{template}llama-jobs.service")
+        shutil.copy(tmp_path / "units" / f"{template}.service", instances[-1])
+    checked = [u for u in units if "@" not in u.name] + instances
     result = subprocess.run(
         [analyze, "verify", "--man=no", *map(str, checked)], capture_output=True, text=True
     )
