@@ -125,6 +125,11 @@ class ChatBot(BaseModel):
         30, ge=0, le=600, allow_inf_nan=False,
         description="a requested clip is announced this long before it airs",
     )  # fmt: skip
+    reply_interval_seconds: float = Field(
+        1.5, ge=0.3, le=60, allow_inf_nan=False,
+        description="at least this long between two messages of the bot (Twitch disconnects "
+        "an account that sends over 20 in 30 s; 0.3 suits a bot that is a channel moderator)",
+    )  # fmt: skip
 
 
 class ShotRequestPolicy(BaseModel):

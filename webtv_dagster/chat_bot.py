@@ -482,13 +482,15 @@ def run_chat_bot(
     stop: threading.Event,
     environ: Mapping[str, str] = os.environ,
     *,
-    pacing: ChatPacing = ChatPacing(),
+    pacing: ChatPacing | None = None,
     tls_context: ssl.SSLContext | None = None,
 ) -> None:
     """Runs the channel's chat bot until `stop` is set (or SIGTERM, in the main thread).
     Raises ChatBotConfigError when the channel has no `requests.chat` or its token variable is
-    unset. `tls_context` replaces the system's trusted certificates (tests)."""
-    chat_settings(channel)
+    unset. `pacing` defaults to Twitch's with the channel's `reply_interval_seconds`;
+    `tls_context` replaces the system's trusted certificates (tests)."""
+    chat = chat_settings(channel)
+    pacing = pacing or ChatPacing(reply_interval=chat.reply_interval_seconds)
     token = read_token(channel, environ)
     if not channel.requests.enabled:
         log.warning("channel %s does not take requests (requests.enabled is false): its chat "
