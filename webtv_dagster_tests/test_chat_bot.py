@@ -590,3 +590,61 @@ def test_sigterm_stops_a_bot_process_cleanly(irc_server, llama_channel, tmp_path
         assert process.returncode == 0 and "stopped cleanly" in output, output
         ann.wait_for(lambda: ann.find(rf"^:{BOT}!\S+ QUIT"), "the bot's QUIT")
         assert SECRET not in output
+
+
+def test_the_supervised_bot_killed_is_restarted_and_answers_again(
+    irc_server, llama_channel, tmp_path
+):
+    """`webtv chat-bot` as `webtv up` supervises it (program chat:<slug>), from a channels file
+    and the token in the environment; SIGKILLed, supervisord starts it again and it rejoins."""
+    import yaml
+
+    from webtv_dagster.rtmp_server import public_folder
+    from webtv_dagster.stack import (
+        CHAT_GROUP,
+        StackSupervisor,
+        media_programs,
+        supervisord_binary,
+        write_supervisord_conf,
+    )
+
+    from .conftest import TEST_CHANNELS, wait_for
+
+    raw = yaml.safe_load(TEST_CHANNELS.read_text())
+    raw["channels"][0]["requests"] = {
+        "enabled": True, "approval": "auto",
+        "chat": {"server": "127.0.0.1", "port": irc_server.port, "tls": False,
+                 "channel": ROOM, "nick": BOT, "reply_interval_seconds": 0.3},
+    }  # fmt: skip
+    channels_file = tmp_path / "channels.yaml"
+    channels_file.write_text(yaml.safe_dump(raw))
+    data_dir = (tmp_path / "data").resolve()
+    slug = llama_channel.slug
+    programs = media_programs(data_dir, [], public_folder(data_dir), None, [slug])
+    conf = write_supervisord_conf(data_dir, [p for p in programs if p.name.startswith(CHAT_GROUP)])
+    environment = {**os.environ, "WEBTV_TWITCH_TOKEN": TOKEN, "WEBTV_DATA_DIR": str(data_dir),
+                   "WEBTV_CHANNELS_FILE": str(channels_file)}  # fmt: skip
+    supervisord = subprocess.Popen([supervisord_binary(), "-c", str(conf)], env=environment,
+                                   start_new_session=True)  # fmt: skip
+    try:
+        supervisor = wait_for(lambda: StackSupervisor.connect(data_dir), 30, "supervisord")
+        program = f"{CHAT_GROUP}:{slug}"
+        with viewer(irc_server.port, "ann") as ann:
+            ann.wait_for(ann.bot_is_here, "the supervised bot", timeout=60)
+            assert "in the queue" in ann.ask(f"!add {KITE}")
+            first = supervisor.process(program)["pid"]
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: supervisor.process(program)["pid"] not in (0, first), 20,
+                     "the bot started again")  # fmt: skip
+            ann.wait_for(lambda: len(ann.find(rf"^:{BOT}!\S+ JOIN")) >= 2, "the bot back",
+                         timeout=60)  # fmt: skip
+            assert "in the queue" in ann.ask("!add a llama rowing a tiny boat")
+        assert len(approved(data_dir, slug)) == 2
+        assert SECRET not in conf.read_text()
+    finally:
+        with contextlib.suppress(Exception):
+            StackSupervisor(data_dir).shutdown()
+        try:
+            supervisord.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(supervisord.pid, signal.SIGKILL)
