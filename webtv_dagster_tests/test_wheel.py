@@ -2,11 +2,13 @@
 a fresh virtualenv, runs the whole stack from its own package data (instance settings,
 channels, viewer, hls.js, systemd templates)."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -68,6 +70,19 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
             return "on air" in status.stdout
 
         wait_for(on_air, 120, "the demo channel on air")
+        # The demo channel takes requests: moderated with the built-in word list (package data).
+        asked = {"refused": "a naked llama baking bread", "queued": "the llama baking bread"}
+        for want, idea in asked.items():
+            request = urllib.request.Request(
+                f"{viewer}/api/llama-jobs/requests", json.dumps({"idea": idea}).encode(),
+                {"Content-Type": "application/json"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    said = json.loads(answer.read())
+            except urllib.error.HTTPError as error:
+                said = json.loads(error.read())
+            assert ("naked" in said["message"]) == (want == "refused"), said
     finally:
         subprocess.run([webtv, "down"], cwd=run, env=environment, timeout=120)
         try:
