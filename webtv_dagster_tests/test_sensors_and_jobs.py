@@ -163,19 +163,23 @@ def test_playlist_sensor_refreshes_channels_with_new_clips(instance):
     assert not quiet.run_requests
 
 
-def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
-    first = tick(instance)  # 6 clips: three whole runs
-    # The first clip's run fails (no media storage here), so broadcast_clip is never made.
+def fail_first_clip(instance, channels_file):
+    """A run of the first clip that fails (no media storage here): broadcast_clip never made."""
     failed = dg.materialize(
         [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
         partition_key="test-llamas-000001",
         instance=instance,
-        resources={"studio": Studio(channels_file=str(TEST_CHANNELS)),
+        resources={"studio": Studio(channels_file=str(channels_file)),
                    "media_storage": dg.ResourceDefinition.none_resource()},
         raise_on_error=False,
     )  # fmt: skip
     assert not failed.success
+
+
+def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
+    first = tick(instance)  # 6 clips: three whole runs
+    fail_first_clip(instance, TEST_CHANNELS)
     again = tick(instance, first)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007", "test-llamas-000008"]  # one replaced: a whole run
@@ -204,15 +208,7 @@ def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(
     )
     assert queue.claim(channel, ClipId(channel=channel.slug, number=1)).id == first
     before = tick(instance)
-    failed = dg.materialize(
-        [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
-        partition_key="test-llamas-000001",
-        instance=instance,
-        resources={"studio": Studio(channels_file=str(channels_file)),
-                   "media_storage": dg.ResourceDefinition.none_resource()},
-        raise_on_error=False,
-    )  # fmt: skip
-    assert not failed.success
+    fail_first_clip(instance, channels_file)
     tick(instance, before)
     released = queue.get(first)
     assert (released.status, released.clip_id) == ("approved", None)
