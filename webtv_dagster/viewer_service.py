@@ -52,6 +52,8 @@ from webtv_dagster.shot_requests import (
 )
 from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster.takedowns import take_down
+from webtv_dagster.xmltv import CONTENT_TYPE as XMLTV_CONTENT_TYPE
+from webtv_dagster.xmltv import channel_xmltv
 
 # A rerun replaces a clip's previews: browsers keep one a minute, then ask again (ETag).
 PREVIEW_CACHE_CONTROL = "public, max-age=60"
@@ -177,8 +179,6 @@ class ViewerSite:
         return views[:GUIDE_REQUESTS]
 
     def xmltv(self, channel: Channel) -> bytes:
-        from webtv_dagster.xmltv import channel_xmltv
-
         return channel_xmltv(channel, read_state(self.data_dir, channel.slug),
                              self.playlist(channel.slug))  # fmt: skip
 
@@ -222,7 +222,7 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
                 self._preview(key, path, with_body)
             elif self.command != "POST" and (match := _XMLTV.match(path)):
                 body = site.xmltv(site.channel(match["slug"]))
-                self._send(200, body, "application/xml; charset=utf-8", "max-age=10")
+                self._send(200, body, XMLTV_CONTENT_TYPE, "max-age=10")
             elif match := _API.match(path):
                 self._api(site, site.channel(match["slug"]), match["what"], match["id"])
             else:
