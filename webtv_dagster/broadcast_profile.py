@@ -11,7 +11,7 @@ class BroadcastProfile(BaseModel):
     width: int = 1024
     height: int = 576
     fps: int = 24
-    keyframe_interval: int = 48
+    keyframe_interval: int = 24  # a keyframe a second: a clip taken down is cut within one
     video_codec: str = "h264"
     pix_fmt: str = "yuv420p"
     audio_codec: str = "aac"

@@ -194,6 +194,19 @@ class MediaStore:
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
+    def get_bytes_if_changed(self, key: str, etag: str) -> tuple[bytes, str] | None:
+        """The object and its ETag, or None when its ETag is still `etag` (one request, and
+        no body, for an object polled often that rarely changes)."""
+        condition = {"IfNoneMatch": etag} if etag else {}
+        with self._s3_call("reading", key):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=key, **condition)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in {"304", "NotModified"}:
+                    return None
+                raise
+            return response["Body"].read(), response.get("ETag", "")
+
     def delete(self, key: str) -> None:
         """Removes the object; removing one that does not exist is not an error."""
         with self._s3_call("deleting", key):

@@ -1,9 +1,12 @@
 """Clips an operator pulled off air, with the reason: kept in the bucket beside the channel's
-playlist (takedowns.json), so they stay off through restarts and rebuilds of the playlist."""
+playlist (takedowns.json), so they stay off through restarts and rebuilds of the playlist. The
+playout watches the file (TakedownWatch) and cuts a clip taken down while it airs."""
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -53,3 +56,46 @@ def restore(store: MediaStore, clip: ClipId) -> Takedown | None:
     if removed is not None:
         store.put_json(_key(clip.channel), takedowns.model_dump())
     return removed
+
+
+class TakedownWatch:
+    """A channel's take-downs as last read, for a playout: read again only when the file changed
+    (a conditional GET: cheap enough to ask several times a second), and kept in a local copy so
+    that a playout restarted while S3 is away still knows them."""
+
+    def __init__(self, store: MediaStore, slug: str, copy: Path):
+        self.store = store
+        self.key = _key(slug)
+        self.copy = copy
+        self.etag = ""
+        self.clips: dict[str, Takedown] = self._saved()
+        self.answered = threading.Event()  # set once S3 was asked (answering or not)
+
+    def _saved(self) -> dict[str, Takedown]:
+        try:
+            return Takedowns.model_validate_json(self.copy.read_bytes()).clips
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def refresh(self) -> bool:
+        """Reads the file if it changed; returns whether the take-downs did. Raises StorageError
+        (S3 away) or ValueError (a bad document): the take-downs known so far stay."""
+        try:
+            try:
+                changed = self.store.get_bytes_if_changed(self.key, self.etag)
+            except FileNotFoundError:
+                changed = (Takedowns().model_dump_json().encode(), "")
+        finally:
+            self.answered.set()
+        if changed is None:
+            return False
+        body, etag = changed
+        clips = Takedowns.model_validate_json(body).clips
+        self.etag = etag
+        if clips == self.clips:
+            return False
+        self.clips = clips  # replaced whole: readers in other threads see one or the other
+        partial = self.copy.with_suffix(".part")
+        partial.write_bytes(body)
+        partial.replace(self.copy)
+        return True

@@ -75,7 +75,7 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     assert (final.audio.codec, final.audio.sample_rate, final.audio.channels) == ("aac", 48_000, 2)
     assert final.video.duration == pytest.approx(64 / 24, abs=1e-3)
     assert final.audio.duration == pytest.approx(final.video.duration, abs=1e-3)
-    assert key_frame_indices(final_path) == [0, 48]
+    assert key_frame_indices(final_path) == [0, 24, 48]  # a keyframe a second: cut points
     assert black_spans(final_path, final.duration).seconds == 0
     assert frozen_spans(final_path, final.duration).seconds == 0
     assert silent_spans(final_path, final.duration).seconds == 0

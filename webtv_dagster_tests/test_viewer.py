@@ -244,3 +244,50 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
         playout.shutdown()
         thread.join(timeout=30)
         service.stop()
+
+
+def test_the_operators_dump_button_cuts_the_clip_on_screen(
+    browser, rtmp_server, media_store, broadcast_clips, tmp_path
+):
+    """With ?operator, the viewer shows a dump button; one click (token and reason asked in
+    dialogs) takes the clip on screen off air, and the playout cuts it."""
+    from webtv_dagster.channels import load_channels
+    from webtv_dagster.takedowns import read_takedowns
+
+    from .test_viewer_service import OPERATOR_TOKEN, ViewerServiceProcess, requests_channels_file
+
+    data_dir = rtmp_server.root.parent / "data"
+    channels_file = requests_channels_file(tmp_path / "channels.yaml")
+    channel = load_channels(channels_file).channels[0]
+    upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
+    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
+                             data_dir, 2**28)  # fmt: skip
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        plain = open_viewer(browser, rtmp_server, "", channel.slug)
+        assert not plain.is_visible("#dump")  # viewers have no dump button
+        page = open_viewer(browser, rtmp_server, "?operator", channel.slug)
+        answers = iter([OPERATOR_TOKEN, "offensive picture"])
+        page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+        wait_for(lambda: page.is_visible("#dump"), 20, "the dump button")
+        on_screen = page.evaluate(SAMPLE)["clipId"]
+        page.click("#dump")
+        wait_for(lambda: "taken off air" in page.inner_text("#operator-status"), 20, "the answer")
+        takedown = read_takedowns(media_store, channel.slug).clips[on_screen]
+        assert takedown.reason == "dumped from the viewer: offensive picture"
+
+        # HLS shows the air seconds late: the clip on screen may have left the air already.
+        # If it was still on air, the playout cut it; it never airs again either way.
+        time.sleep(6)
+        state = read_state(data_dir, channel.slug)
+        entries = [c for c in state.schedule if c.clip_id == on_screen]
+        cut = [s for s in state.skipped if s.clip_id == on_screen and s.taken_down]
+        if entries and entries[-1].starts_at + 64 / 24 > takedown.taken_down_at + 1.5:
+            assert cut and "offensive picture" in cut[0].reason, (entries, state.skipped)
+        assert all(c.starts_at < takedown.taken_down_at for c in entries)
+    finally:
+        playout.shutdown()
+        thread.join(timeout=30)
+        service.stop()

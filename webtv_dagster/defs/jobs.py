@@ -97,8 +97,9 @@ def take_down_clip(
     media_storage: S3MediaStorage,
 ):
     """Pulls a clip off air, recording why (or puts it back, with `restore`), and rebuilds its
-    channel's playlist at once: the playout reads the playlist before every clip, so the clip
-    never airs again, replays included. The take-down is kept in the bucket
+    channel's playlist. The playout watches the take-downs: a clip on air is cut at its next
+    keyframe, within 2 s, the stream going on into the next clip; a clip waiting to air never
+    airs, replays included. The take-down is kept in the bucket
     (channels/<slug>/takedowns.json) and survives restarts and playlist rebuilds."""
     try:
         clip = ClipId.parse(config.clip_id)

@@ -18,6 +18,7 @@ from webtv_dagster.playout.supervisor import (
     playout_status,
 )
 from webtv_dagster.settings import Settings
+from webtv_dagster.takedowns import TAKEN_DOWN
 
 CHANNEL_TAG = "webtv/channel"
 PLAYOUT_CHECK_SECONDS = 15
@@ -40,12 +41,16 @@ def skip_observations(
     instance: dg.DagsterInstance, state: PlayoutState, after: float
 ) -> list[dg.AssetObservation]:
     """The clips the playout refused to air since `after`, as observations of their
-    broadcast_clip partition with the reason (the operator's cue to rerun them)."""
+    broadcast_clip partition with the reason (the operator's cue to rerun them); one it cut or
+    left out because it was taken down is recorded as taken down."""
     return [
         dg.AssetObservation(
             asset_key=broadcast_clip.key,
             partition=skip.clip_id,
-            metadata={"on_air": "skipped by the playout", "reason": skip.reason},
+            metadata={
+                "on_air": TAKEN_DOWN if skip.taken_down else "skipped by the playout",
+                "reason": skip.reason,
+            },
         )
         for skip in state.skipped
         if skip.at > after and instance.has_dynamic_partition(clip_partitions.name, skip.clip_id)

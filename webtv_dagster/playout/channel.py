@@ -6,8 +6,11 @@ Three threads, so that nothing slow sits between two clips:
 - the library (library.py) reads the playlist and fetches upcoming clips from S3;
 - the preparer picks what airs next (the next unaired clip, else a recent clip again, else the
   ident), checks it against its record and remuxes it onto the timeline, one clip ahead;
-- the feeder (the caller of `run`) writes prepared segments into the publisher, and starts a
-  new publisher at the first segment the old one had not sent when it dies or stalls.
+- the feeder (the caller of `run`) writes prepared segments into the publisher, a keyframe to
+  the next, and starts a new publisher at the first segment the old one had not sent when it
+  dies or stalls.
+A fourth watches the channel's take-downs: a clip taken down while it airs is cut at its next
+keyframe not yet written (within 2 s), and what follows is placed where it stopped.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from webtv_dagster.media.conform import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.library import ClipLibrary
-from webtv_dagster.playout.publisher import Publisher, PublisherDied, Segment, remux_segment
+from webtv_dagster.playout.publisher import (
+    Publisher,
+    PublisherDied,
+    Segment,
+    placed_at,
+    remux_segment,
+)
 from webtv_dagster.playout.state import (
     GUIDE_LENGTH,
     SCHEDULE_LENGTH,
@@ -46,6 +55,7 @@ from webtv_dagster.playout.state import (
     write_state,
 )
 from webtv_dagster.storage import MediaStore
+from webtv_dagster.takedowns import Takedown, TakedownWatch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,11 @@ IDENT_FRAMES = 128  # 5.333 s: two gapless units
 FETCH_AHEAD = 3  # unaired clips kept ready in the cache
 FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
 STALL_SECONDS = 3.0  # a publisher with data that sends nothing this long is replaced
+TAKEDOWN_POLL_SECONDS = 0.2  # how often the take-downs are asked for (a conditional GET)
+# A piece (one keyframe to the next) is written once the publisher has sent up to this long
+# before it: enough to never leave the publisher waiting, short enough that a take-down reaches
+# the air at the next keyframe, within 2 s.
+FEED_LEAD_SECONDS = 0.25
 
 
 def title_subtitles(title: str, width: int, height: int) -> str:
@@ -142,6 +157,7 @@ class ChannelPlayout:
         self.folder = playout_folder(data_dir, channel.slug)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.library = ClipLibrary(store, channel.slug, self.folder, cache_bytes)
+        self.takedowns = TakedownWatch(store, channel.slug, self.folder / "takedowns.json")
         self.url = url
         self.recent_loop = recent_loop
         self.stop = threading.Event()
@@ -149,8 +165,11 @@ class ChannelPlayout:
         # A restarted playout goes on after the last clip it aired, on the same timeline.
         self.aired_through = previous.aired_through if previous else 0
         self._prepared_through = self.aired_through
+        # Where the preparer places its next segment; a cut moves it back (under the lock).
         self._next_stream_seconds = previous.timeline_end if previous else 0.0
+        self._timeline_lock = threading.Lock()
         self._skipped: list[SkippedClip] = previous.skipped if previous else []
+        self._skips_lock = threading.Lock()  # the preparer and the feeder both add skips
         self._schedule: list[ScheduledClip] = []
         self._replays = 0
         self._segments: queue.Queue[Segment] = queue.Queue(maxsize=1)
@@ -173,6 +192,10 @@ class ChannelPlayout:
         self.library.want(unaired[:FETCH_AHEAD])
         while unaired:
             entry, later = unaired[0], unaired[1:]
+            if takedown := self._taken_down(entry.clip_id):
+                self._skip(entry.clip_id, f"taken down: {takedown.reason}", taken_down=True)
+                unaired = later
+                continue  # before it was fetched, or after (the playlist rebuild comes later)
             problem = self.library.unairable(entry)
             if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
                 return entry, path, later
@@ -182,8 +205,9 @@ class ChannelPlayout:
             unaired = later
         # Replays: recent clips with a cached copy, round robin; only the one picked is verified.
         recent = [
-            e for e in entries[-self.recent_loop :] if self.library.cache.path(e.clip_id).exists()
-        ]
+            e for e in entries[-self.recent_loop :]
+            if self.library.cache.path(e.clip_id).exists() and not self._taken_down(e.clip_id)
+        ]  # fmt: skip
         for _ in recent:
             self._replays += 1
             entry = recent[self._replays % len(recent)]
@@ -191,41 +215,51 @@ class ChannelPlayout:
                 return entry, path, unaired
         return None, None, unaired
 
-    def _skip(self, clip_id: str, reason: str) -> None:
-        log.warning("%s: skipped: %s", clip_id, reason)
+    def _taken_down(self, clip_id: str) -> Takedown | None:
+        return self.takedowns.clips.get(clip_id)
+
+    def _skip(self, clip_id: str, reason: str, taken_down: bool = False) -> None:
+        """Records why the clip does not air (once for a take-down: a clip left out as it is
+        prepared, again as a replay, is one take-down)."""
         number = ClipId.parse(clip_id).number
         self._prepared_through = max(self._prepared_through, number)
         self.aired_through = max(self.aired_through, number)
-        skip = SkippedClip(clip_id=clip_id, reason=reason, at=time.time())
-        self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
+        with self._skips_lock:
+            if taken_down and self._takedown_recorded(clip_id):
+                return
+            log.warning("%s: skipped: %s", clip_id, reason)
+            skip = SkippedClip(
+                clip_id=clip_id, reason=reason, at=time.time(), taken_down=taken_down
+            )
+            self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
 
-    def _ident_segment(self) -> Segment:
+    def _takedown_recorded(self, clip_id: str) -> bool:
+        return any(skip.clip_id == clip_id and skip.taken_down for skip in self._skipped)
+
+    def _ident_segment(self, start: float) -> Segment:
         ident = self.folder / f"{IDENT}.mp4"
         prompt = f"{self.channel.title} ident"
         for _ in range(2):
             if not ident.exists():
                 make_ident(self.channel, ident)
             try:
-                return remux_segment(
-                    ident, IDENT, prompt, self._next_stream_seconds, BROADCAST_PROFILE.fps
-                )
+                return remux_segment(ident, IDENT, prompt, start, BROADCAST_PROFILE.fps)
             except MediaToolError as error:
                 log.warning("the ident does not remux (%s): making it again", error)
                 ident.unlink(missing_ok=True)
         raise MediaToolError(f"the ident of {self.channel.slug} cannot be made to air")
 
-    def _prepare(self) -> Segment:
-        """The next segment on the timeline; a clip that fails its checks is skipped."""
+    def _prepare(self, start: float) -> Segment:
+        """The next segment, placed at `start`; a clip that fails its checks is skipped."""
         while True:
             entry, path, later = self._next()
             self._up_next = later
             if entry is None:
-                return self._ident_segment()
+                return self._ident_segment(start)
             expected = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
             try:
                 segment = remux_segment(
-                    path, entry.clip_id, entry.prompt, self._next_stream_seconds,
-                    BROADCAST_PROFILE.fps,
+                    path, entry.clip_id, entry.prompt, start, BROADCAST_PROFILE.fps,
                 )  # fmt: skip
                 if segment.frames != expected:
                     raise MediaToolError(
@@ -240,13 +274,21 @@ class ChannelPlayout:
             return segment
 
     def _keep_prepared(self) -> None:
-        # At start, give S3 a moment to answer with the playlist before airing the ident.
-        self.library.refreshed.wait(FETCH_WAIT_SECONDS)
+        # At start, give S3 a moment to answer with the playlist and the take-downs before
+        # airing the ident (the take-downs last read are kept on disk meanwhile).
+        deadline = time.monotonic() + FETCH_WAIT_SECONDS
+        for answered in (self.library.refreshed, self.takedowns.answered):
+            answered.wait(max(0.0, deadline - time.monotonic()))
         try:
             while not self.stop.is_set():
-                segment = self._prepare()
-                # The timeline advances by what was actually remuxed, never by a record's claim.
-                self._next_stream_seconds = segment.end
+                with self._timeline_lock:
+                    start = self._next_stream_seconds
+                segment = self._prepare(start)
+                # The timeline advances by what was actually remuxed, never by a record's claim;
+                # by its length, not to its end: a cut meanwhile moved the timeline back (the
+                # feeder places this segment where the cut left off).
+                with self._timeline_lock:
+                    self._next_stream_seconds += segment.duration
                 while not self.stop.is_set():
                     with contextlib.suppress(queue.Full):
                         self._segments.put(segment, timeout=0.5)
@@ -260,31 +302,33 @@ class ChannelPlayout:
 
     def run(self) -> None:
         self.library.start()
+        for watch in (self._watch_takedowns, self._watch_publisher):
+            threading.Thread(target=watch, daemon=True).start()
         preparer = threading.Thread(target=self._keep_prepared, daemon=True)
         preparer.start()
-        watchdog = threading.Thread(target=self._watch_publisher, daemon=True)
-        watchdog.start()
         to_send: list[Segment] = []
         given: list[Segment] = []  # given to the current publisher, maybe not sent yet
         failures = 0  # publishers in a row that died having sent nothing
+        position: float | None = None  # where the timeline goes on: the last segment's end
         try:
             while not self.stop.is_set():
                 if not to_send:
                     try:
-                        to_send = [self._segments.get(timeout=0.5)]
+                        fresh = self._segments.get(timeout=0.5)
                     except queue.Empty:
                         continue
+                    to_send = [placed] if (placed := self._placed(fresh, position)) else []
                 try:
-                    if self.publisher is None:
-                        self.publisher = Publisher(
-                            self.url, self.folder / "publisher.log", to_send[0].stream_seconds
-                        )
                     while to_send:
-                        # Recorded first: a playout killed while it sends this segment goes on
-                        # after it when restarted, never back over frames already on air.
-                        self._record_on_air(to_send[0])
-                        self.publisher.send(to_send[0])
-                        given.append(to_send.pop(0))
+                        segment = to_send.pop(0)
+                        if self.publisher is None:
+                            self.publisher = Publisher(
+                                self.url, self.folder / "publisher.log", segment.stream_seconds
+                            )
+                        # Where the next one goes even if this publisher dies while sending it
+                        # (its unsent part is then skipped, as the preparer's timeline did).
+                        position = segment.end
+                        position = self._feed(segment, given)
                         given = [s for s in given if s.end > self.publisher.sent_through]
                 except PublisherDied as died:
                     if self.stop.is_set():
@@ -297,6 +341,103 @@ class ChannelPlayout:
             if self.publisher is not None:
                 self.publisher.kill()
             preparer.join(timeout=5)
+
+    def _placed(self, segment: Segment, position: float | None) -> Segment | None:
+        """A fresh segment from the preparer, placed where the timeline is (a cut may have
+        moved the timeline back after it was prepared: it is remuxed again there). None if it
+        cannot be placed."""
+        if position is None:
+            return segment
+        if takedown := self._taken_down(segment.clip_id):
+            self._cut(segment, 0, takedown)  # taken down while it waited: never aired
+            return None
+        try:
+            placed = placed_at(segment, position)
+        except MediaToolError as error:  # its cached copy went meanwhile
+            placed = None
+            if segment.clip_id != IDENT:
+                self._skip(segment.clip_id, f"it could not be placed after a cut: {error}")
+        # The preparer counted the segment as it was remuxed first: it goes on from here.
+        with self._timeline_lock:
+            self._next_stream_seconds += (placed.duration if placed else 0) - segment.duration
+        return placed
+
+    def _feed(self, segment: Segment, given: list[Segment]) -> float:
+        """Writes the segment into the publisher a keyframe to the next, each piece when the air
+        comes within FEED_LEAD_SECONDS of it; if its clip is taken down meanwhile, what is not
+        written yet is left out (nothing of it, if nothing was written). Returns where it ends
+        on the timeline."""
+
+        def taken_down() -> Takedown | None:
+            return self._taken_down(segment.clip_id)
+
+        sent = 0
+        for piece in segment.pieces():
+            if not taken_down():
+                self.publisher.wait_until_sending(
+                    piece.stream_seconds - FEED_LEAD_SECONDS,
+                    lambda: self.stop.is_set() or taken_down() is not None,
+                )
+            if takedown := taken_down():
+                cut = self._cut(segment, sent, takedown)
+                if sent:
+                    given[-1] = cut  # a publisher that dies now resends nothing of it
+                return cut.end
+            self._note_takedowns_aired(before=segment.stream_seconds)
+            if self.stop.is_set():
+                break
+            if not sent:
+                # Recorded first: a playout killed while it sends this segment goes on after
+                # it when restarted, never back over frames already on air.
+                self._record_on_air(segment)
+                given.append(segment)
+            self.publisher.send(piece)
+            sent += piece.frames
+        return segment.end
+
+    def _cut(self, segment: Segment, frames: int, takedown: Takedown) -> Segment:
+        """The segment cut after `frames` (a keyframe; 0: before it aired), recorded like a
+        skip with the take-down's reason; the timeline moves back by what was left out."""
+        cut = segment.cut_after(frames)
+        with self._timeline_lock:
+            self._next_stream_seconds -= segment.end - cut.end
+        if frames:
+            # The schedule (the viewers' guide) shows what aired: the clip as long as it was.
+            self._schedule = [
+                clip.model_copy(update={"duration_seconds": cut.duration})
+                if clip.stream_seconds == segment.stream_seconds else clip
+                for clip in self._schedule
+            ]  # fmt: skip
+            reason = f"taken down on air after {cut.duration:.1f} s: {takedown.reason}"
+            log.warning("%s: cut on air after %.1f s", segment.clip_id, cut.duration)
+        else:
+            reason = f"taken down: {takedown.reason}"
+        self._skip(segment.clip_id, reason, taken_down=True)
+        self._write_state()
+        return cut
+
+    def _note_takedowns_aired(self, before: float) -> None:
+        """Records the take-down of a clip of the schedule that had left the feeder (a viewer's
+        player, seconds behind, may still show it): it never airs again."""
+        for clip in self._schedule:
+            takedown = self._taken_down(clip.clip_id)
+            if (
+                clip.stream_seconds < before
+                and takedown
+                and not self._takedown_recorded(clip.clip_id)
+            ):
+                self._skip(clip.clip_id, f"taken down after it aired: {takedown.reason}", True)
+                self._write_state()
+
+    def _watch_takedowns(self) -> None:
+        """Keeps the take-downs current (never on the air path: the feeder and the preparer
+        read the last set known, so a slow or dead S3 only delays a take-down)."""
+        while not self.stop.is_set():
+            try:
+                self.takedowns.refresh()
+            except Exception as error:  # S3 away, a bad document: the last set stays
+                log.debug("%s: take-downs not read: %s", self.channel.slug, error)
+            self.stop.wait(TAKEDOWN_POLL_SECONDS)
 
     def _replace_publisher(
         self, died: PublisherDied, given: list[Segment], failures: int
@@ -352,7 +493,7 @@ class ChannelPlayout:
         self._write_state()
 
     def _write_state(self) -> None:
-        later = self._up_next
+        later = [entry for entry in self._up_next if not self._taken_down(entry.clip_id)]
         state = PlayoutState(
             channel=self.channel.slug,
             title=self.channel.title,

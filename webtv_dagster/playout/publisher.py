@@ -10,6 +10,10 @@ each clip's AAC priming packet (negative timestamp) is dropped, and the timeline
 TIMELINE_START rather than 0 so that no clip's B-frame delay pushes a DTS below zero (the TS
 muxer would then shift that clip alone).
 
+A segment is written piece by piece, one keyframe to the next, so that a clip taken down while
+it airs can be left at its next keyframe; what follows is remuxed again to start where it
+stopped (`placed_at`), so the timeline stays continuous.
+
 A publisher can die (killed, or its RTMP server gone). The playout then starts another at the
 next segment it has not sent, with `-output_ts_offset` set to that segment's place on the
 timeline, so the stream's timestamps go on from where the last one stopped: RTMP subscribers
@@ -20,17 +24,48 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from webtv_dagster.media.ffmpeg import MediaToolError
 
 TIMELINE_START = 10.0
 PROGRESS_PERIOD = 0.25  # seconds between the publisher's progress reports
+
+
+TS_PACKET = 188
+WAIT_SLICE = 0.05  # how often a feeder waiting for the publisher looks whether to stop waiting
+
+
+def keyframe_cuts(data: bytes) -> tuple[tuple[int, int], ...]:
+    """Where MPEG-TS `data` (one clip, as FFmpeg's muxer writes it) can be cut: for each video
+    keyframe after the first, the byte offset of its first TS packet and the video frames before
+    it. FFmpeg flags a keyframe's first packet (random_access_indicator) and writes each PES
+    packet (one video frame, or one audio frame: the remux's `-muxdelay 0`) contiguously, so the
+    bytes before the offset are whole frames."""
+    cuts, frames = [], 0
+    for offset in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
+        sync, flags, _, control = data[offset : offset + 4]
+        if sync != 0x47 or not flags & 0x40:
+            continue  # not a packet that starts a PES
+        payload, random_access = offset + 4, False
+        if control & 0x20:  # an adaptation field
+            length = data[offset + 4]
+            random_access = length > 0 and bool(data[offset + 5] & 0x40)
+            payload += 1 + length
+        if not control & 0x10 or payload + 4 > offset + TS_PACKET:
+            continue  # no payload
+        if data[payload : payload + 3] == b"\x00\x00\x01" and 0xE0 <= data[payload + 3] <= 0xEF:
+            if random_access and frames:  # a video PES (one frame) that starts a keyframe
+                cuts.append((offset, frames))
+            frames += 1
+    return tuple(cuts)
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,8 @@ class Segment:
     frames: int
     fps: int
     data: bytes
+    source: Path | None = None  # the clip file, to place it elsewhere on the timeline
+    cuts: tuple[tuple[int, int], ...] = ()  # (byte offset, frames before): its keyframes
 
     @property
     def duration(self) -> float:
@@ -51,6 +88,30 @@ class Segment:
     @property
     def end(self) -> float:
         return self.stream_seconds + self.duration
+
+    def pieces(self) -> list[Segment]:
+        """The segment cut at each keyframe: pieces the feeder sends one by one, so that a clip
+        taken down on air stops at its next keyframe."""
+        bounds = [(0, 0), *self.cuts, (len(self.data), self.frames)]
+        return [
+            replace(
+                self,
+                stream_seconds=self.stream_seconds + before / self.fps,
+                frames=through - before,
+                data=self.data[start:end],
+                cuts=(),
+            )
+            for (start, before), (end, through) in itertools.pairwise(bounds)
+        ]
+
+    def cut_after(self, frames: int) -> Segment:
+        """The segment's first `frames` frames (0, or a cut point): what aired of it when its
+        clip was taken down."""
+        offsets = {0: 0, **{before: offset for offset, before in self.cuts}}
+        if frames not in offsets:
+            raise ValueError(f"{self.clip_id} has no keyframe after {frames} frames")
+        cuts = tuple(cut for cut in self.cuts if cut[1] < frames)
+        return replace(self, frames=frames, data=self.data[: offsets[frames]], cuts=cuts)
 
 
 def remux_segment(
@@ -74,7 +135,19 @@ def remux_segment(
     if remux.returncode != 0 or not frames:
         errors = [line for line in report.splitlines() if "=" not in line]
         raise MediaToolError(f"cannot remux {clip.name} for air: {' '.join(errors)[-300:]}")
-    return Segment(clip_id, prompt, stream_seconds, frames[-1], fps, remux.stdout)
+    return Segment(clip_id, prompt, stream_seconds, frames[-1], fps, remux.stdout, clip,
+                   keyframe_cuts(remux.stdout))  # fmt: skip
+
+
+def placed_at(segment: Segment, stream_seconds: float) -> Segment:
+    """The segment remuxed again to start at `stream_seconds` (after a cut moved the timeline
+    back); the same segment when it starts there already."""
+    if abs(segment.stream_seconds - stream_seconds) < 1e-6:
+        return segment
+    if segment.source is None:
+        raise MediaToolError(f"{segment.clip_id} cannot be placed again: its file is not known")
+    return remux_segment(segment.source, segment.clip_id, segment.prompt, stream_seconds,
+                         segment.fps)  # fmt: skip
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: a forked child only calls it
@@ -108,6 +181,7 @@ class Publisher:
         self.written_through = stream_seconds  # the end of the last segment given to it
         self.last_progress = time.monotonic()
         self._lock = threading.Lock()
+        self._progressed = threading.Condition()
         self.process = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
              "-f", "mpegts", "-i", "pipe:0", "-c", "copy",
@@ -128,8 +202,12 @@ class Publisher:
                 with contextlib.suppress(ValueError):
                     sent = int(raw[12:]) / 1e6
                     if sent > self.sent_seconds:
-                        self.sent_seconds = sent
-                        self.last_progress = time.monotonic()
+                        with self._progressed:
+                            self.sent_seconds = sent
+                            self.last_progress = time.monotonic()
+                            self._progressed.notify_all()
+        with self._progressed:  # it exited: nobody waits for more
+            self._progressed.notify_all()
 
     @property
     def sent_through(self) -> float:
@@ -140,6 +218,30 @@ class Publisher:
         """When this publisher sends the frame at `stream_seconds` (it paces to real time)."""
         started = self.started_at if self.started_at is not None else time.time()
         return started + stream_seconds - self.first_stream_seconds
+
+    def sending_at(self) -> float:
+        """Where on the timeline it is sending now: its last progress report, moved on by the
+        time since (it paces to real time). It reports only between reads, so a report goes
+        stale while it waits for input; the wall clock does not."""
+        if self.sent_seconds <= 0:
+            return self.sent_through
+        ahead = time.monotonic() - self.last_progress
+        return min(self.sent_through + ahead, self.written_through)
+
+    def wait_until_sending(self, stream_seconds: float, interrupted: Callable[[], bool]) -> None:
+        """Returns once it sends at `stream_seconds` (sending_at), has exited, or `interrupted()`
+        (asked every WAIT_SLICE): a feeder that waits for this stays a bounded time ahead of the
+        air whatever the bitrate (a pipe holds 64 KB: seconds of a still picture). Before it
+        sends anything (it reads the start of its input to find the streams, connects) it does
+        not wait."""
+        with self._progressed:
+            while (
+                self.sent_seconds > 0
+                and (behind := stream_seconds - self.sending_at()) > 0
+                and self.process.poll() is None
+                and not interrupted()
+            ):
+                self._progressed.wait(min(behind, WAIT_SLICE))
 
     def send(self, segment: Segment) -> None:
         """Appends the segment to the stream; returns once it is queued (the pipe paces this to

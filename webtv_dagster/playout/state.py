@@ -34,6 +34,7 @@ class SkippedClip(BaseModel):
     clip_id: str
     reason: str
     at: float = Field(description="Unix time of the skip")
+    taken_down: bool = Field(False, description="an operator took it down (cut if on air)")
 
 
 class PlayoutState(BaseModel):
@@ -55,8 +56,9 @@ class PlayoutState(BaseModel):
     )
     publisher_restarts: int = Field(0, description="publishers replaced since the playout began")
     publisher_error: str | None = Field(
-        None, description="why the last publisher died, until a new one sends (the playout "
-        "keeps replacing it)"
+        None,
+        description="why the last publisher died, until a new one sends (the playout "
+        "keeps replacing it)",
     )
 
     def on_air(self, now: float | None = None) -> ScheduledClip | None:

@@ -224,7 +224,9 @@ async function dumpClip() {
   const body = await response.json().catch(() => ({}));
   if (response.ok) sessionStorage.setItem("webtvOperatorToken", token);
   else if (response.status === 401) sessionStorage.removeItem("webtvOperatorToken");
-  statusLine.textContent = response.ok ? `${clip.clip_id} taken off air` : body.error || `refused (${response.status})`;
+  document.getElementById("operator-status").textContent = response.ok
+    ? `${clip.clip_id} taken off air`
+    : body.error || `refused (${response.status})`;
 }
 
 function showGuide() {

@@ -1,0 +1,228 @@
+"""The dump button: a clip taken down while it airs leaves the stream at its next keyframe,
+within 2 s, with the timeline continuous and no reconnect; one taken down while it waits,
+prepared, never airs; neither airs again. Measured as a viewer sees it, on a real nginx-rtmp:
+one RTMP subscriber notes when each packet arrives and its timestamp, another decodes the
+picture (each clip is one solid colour)."""
+
+import json
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.clips import ClipId
+from webtv_dagster.media.broadcast import normalize_clip
+from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.playlist import Playlist, publish_playlist
+from webtv_dagster.playout.publisher import keyframe_cuts, placed_at, remux_segment
+from webtv_dagster.playout.state import read_state
+from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.takedowns import TakedownWatch, restore, take_down
+
+from .air_monitor import FRAME_MS, AirMonitor
+from .conftest import upload_playlist, wait_for
+from .test_playout_faults import SLUG, on_air
+
+FRAMES = 192  # 8 s clips, as the channels air them
+COLOURS = {"red": (255, 0, 0), "lime": (0, 255, 0), "blue": (0, 0, 255),
+           "yellow": (255, 255, 0), "magenta": (255, 0, 255)}  # fmt: skip
+NAMES = list(COLOURS)  # clip n is NAMES[n - 1]
+
+
+@pytest.fixture(scope="module")
+def eight_second_clips(tmp_path_factory):
+    """Broadcast clips of 8 s, each one solid colour of COLOURS with a tone of its own."""
+    folder = tmp_path_factory.mktemp("eight")
+    for index, colour in enumerate(NAMES):
+        picture, tone = f"color=c={colour}:s=1024x576:r=24", f"sine=f={440 + 110 * index}"
+        run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", str(FRAMES), "-c:v", "libx264",
+                    "-preset", "ultrafast", str(folder / f"v{index}.mp4")], "video")  # fmt: skip
+        run_ffmpeg(["-f", "lavfi", "-i", f"{tone}:r=48000", "-t", "8", "-ac", "2",
+                    str(folder / f"m{index}.flac")], "tone")  # fmt: skip
+        normalize_clip(folder / f"v{index}.mp4", folder / f"m{index}.flac", FRAMES,
+                       folder / f"c{index}.mp4", BROADCAST_PROFILE)  # fmt: skip
+    return [folder / f"c{index}.mp4" for index in range(len(NAMES))]
+
+
+def clip_key(number: int) -> str:
+    return ClipId(channel=SLUG, number=number).key
+
+
+def publish_eight_second_clips(store, channel, clips) -> None:
+    upload_playlist(store, channel, {n: clip for n, clip in enumerate(clips, 1)})
+    playlist = Playlist.model_validate(store.get_json(f"channels/{SLUG}/playlist.json"))
+    entries = [e.model_copy(update={"duration_seconds": FRAMES / 24}) for e in playlist.entries]
+    publish_playlist(store, playlist.model_copy(update={"entries": entries}))
+
+
+class ColourWatcher:
+    """An RTMP subscriber that decodes the picture: (arrival, colour name) of every frame."""
+
+    def __init__(self, url: str):
+        self.frames: list[tuple[float, str]] = []
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-loglevel", "quiet", "-fflags", "nobuffer", "-analyzeduration", "0",
+             "-probesize", "32", "-i", url, "-map", "0:v", "-vf", "scale=1:1,format=rgb24",
+             "-flush_packets", "1", "-f", "rawvideo", "-"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while len(pixel := self.process.stdout.read(3)) == 3:
+            distance = {n: sum((a - b) ** 2 for a, b in zip(c, pixel, strict=True))
+                        for n, c in COLOURS.items()}  # fmt: skip
+            self.frames.append((time.monotonic(), min(distance, key=distance.get)))
+
+    def count(self, colour: str) -> int:
+        return sum(1 for _, name in list(self.frames) if name == colour)
+
+    def first(self, colour: str, since: float = 0.0) -> float | None:
+        return next((t for t, name in list(self.frames) if name == colour and t >= since), None)
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def scheduled(data_dir, number: int):
+    """Clip `number`'s latest entry in the playout's schedule, or None."""
+    state = read_state(data_dir, SLUG)
+    entries = [c for c in state.schedule if c.clip_id == clip_key(number)] if state else []
+    return entries[-1] if entries else None
+
+
+def takedown_record(data_dir, number: int):
+    state = read_state(data_dir, SLUG)
+    skips = [s for s in state.skipped if s.clip_id == clip_key(number)] if state else []
+    return skips[-1] if skips and skips[-1].taken_down else None
+
+
+def packets(data: bytes) -> list[dict]:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,dts_time,flags",
+         "-of", "json", "-i", "pipe:0"], input=data, capture_output=True, check=True,
+    )  # fmt: skip
+    return json.loads(probe.stdout)["packets"]
+
+
+def test_segments_are_cut_at_every_keyframe_and_what_follows_goes_on_from_the_cut(
+    eight_second_clips,
+):
+    segment = remux_segment(eight_second_clips[0], clip_key(1), "p", 3.0, 24)
+    # A keyframe a second (the broadcast profile's), found in the MPEG-TS bytes.
+    assert BROADCAST_PROFILE.keyframe_interval == 24
+    assert [frames for _, frames in segment.cuts] == list(range(24, FRAMES, 24))
+    assert keyframe_cuts(segment.data) == segment.cuts
+    pieces = segment.pieces()
+    assert [p.frames for p in pieces] == [24] * 8
+    assert b"".join(p.data for p in pieces) == segment.data
+    assert [p.stream_seconds for p in pieces] == [3.0 + n for n in range(8)]
+    for piece in pieces:  # each piece starts with its keyframe, and holds its frames whole
+        video = [p for p in packets(piece.data) if p["stream_index"] == 0]
+        assert len(video) == 24 and video[0]["flags"].startswith("K")
+    cut = segment.cut_after(72)
+    assert (cut.frames, cut.end, cut.data) == (72, 6.0, segment.data[: segment.cuts[2][0]])
+    assert segment.cut_after(0).data == b""
+    # The next clip, prepared where clip 1 would have ended, is placed again at the cut: video
+    # timestamps step one frame across the cut, audio ones never go back.
+    following = remux_segment(eight_second_clips[1], clip_key(2), "p", segment.end, 24)
+    placed = placed_at(following, cut.end)
+    assert (placed.stream_seconds, placed.frames) == (6.0, FRAMES)
+    joined = packets(cut.data + placed.data)
+    video = [float(p["dts_time"]) for p in joined if p["stream_index"] == 0]
+    audio = [float(p["dts_time"]) for p in joined if p["stream_index"] == 1]
+    assert len(video) == 72 + FRAMES
+    assert {round((b - a) * 24, 6) for a, b in zip(video, video[1:], strict=False)} == {1.0}
+    assert all(b > a for a, b in zip(audio, audio[1:], strict=False))
+    # Audio stops where the video's decoding does (the B-frame delay before the keyframe).
+    assert 13.0 - 0.15 < max(a for a in audio if a < 13.0) < 13.0
+
+
+def test_the_takedowns_are_read_again_only_when_they_change_and_kept_on_disk(
+    media_store, tmp_path
+):
+    copy = tmp_path / "takedowns.json"
+    watch = TakedownWatch(media_store, SLUG, copy)
+    assert watch.refresh() is False and watch.clips == {} and watch.answered.is_set()
+    take_down(media_store, ClipId.parse(clip_key(7)), "wrong picture")
+    assert watch.refresh() is True and watch.clips[clip_key(7)].reason == "wrong picture"
+    # Unchanged: S3 answers 304 Not Modified, no body.
+    assert media_store.get_bytes_if_changed(watch.key, watch.etag) is None
+    assert watch.refresh() is False
+    # A playout restarted while S3 is away still knows them; S3 errors leave them as known.
+    away = MediaStore(media_store.bucket, "http://127.0.0.1:9", "us-east-1", "a", "b")
+    restarted = TakedownWatch(away, SLUG, copy)
+    assert list(restarted.clips) == [clip_key(7)]
+    with pytest.raises(StorageError):
+        restarted.refresh()
+    assert list(restarted.clips) == [clip_key(7)] and restarted.answered.is_set()
+    restore(media_store, ClipId.parse(clip_key(7)))
+    assert watch.refresh() is True and watch.clips == {}
+
+
+def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
+    rtmp_server, media_store, llama_channel, eight_second_clips, tmp_path
+):
+    publish_eight_second_clips(media_store, llama_channel, eight_second_clips)
+    data_dir = tmp_path / "data"
+    url = rtmp_server.publish_url(SLUG)
+    watcher = ColourWatcher(url)
+    try:
+        with AirMonitor(url) as viewer, on_air(media_store, llama_channel, rtmp_server,
+                                               data_dir) as playout:  # fmt: skip
+            # Clip 2 on air for 2 to 3 s (a random phase against its keyframes): dumped.
+            clip2 = wait_for(lambda: scheduled(data_dir, 2), 60, "clip 2 on air")
+            time.sleep(max(0.0, clip2.starts_at + random.uniform(2.0, 3.0) - time.time()))
+            publisher = playout.publisher.process.pid
+            pressed = time.monotonic()
+            take_down(media_store, ClipId.parse(clip_key(2)), "a viewer complained")
+            cut = wait_for(lambda: takedown_record(data_dir, 2), 5, "the cut recorded")
+            clip3 = wait_for(lambda: scheduled(data_dir, 3), 5, "clip 3 after the cut")
+            # The first frame of clip 3 as the subscriber gets it: FLV timestamps are the
+            # stream's position in ms, from the stream's first frame (this subscriber's first).
+            origin = viewer.video()[0].dts_ms
+            due = origin + clip3.stream_seconds * 1000 - FRAME_MS / 2
+            first3 = wait_for(lambda: next((p for p in viewer.video() if p.dts_ms >= due), None),
+                              10, "clip 3's first frame")  # fmt: skip
+            # Clip 3 on air; clip 4 is prepared, queued behind it: taken down, it never airs.
+            wait_for(lambda: time.time() > clip3.starts_at + 1, 10, "clip 3 on air")
+            queued = wait_for(lambda: list(playout._segments.queue), 10, "clip 4 prepared")
+            assert [s.clip_id for s in queued] == [clip_key(4)]
+            take_down(media_store, ClipId.parse(clip_key(4)), "not for this hour")
+            dropped = wait_for(lambda: takedown_record(data_dir, 4), 10, "clip 4 dropped")
+            clip5 = wait_for(lambda: scheduled(data_dir, 5), 15, "clip 5 after clip 3")
+            # The playlist is dry: replays of clips 1, 3 and 5 only, never 2 or 4.
+            replays = lambda: [c for c in read_state(data_dir, SLUG).schedule  # noqa: E731
+                               if c.stream_seconds > clip5.stream_seconds]  # fmt: skip
+            wait_for(lambda: len(replays()) >= 2, 40, "two replays")
+            wait_for(lambda: watcher.first(NAMES[2], first3.wall + 9), 20, "a replay on screen")
+            same_publisher = playout.publisher.process.pid == publisher
+        state = read_state(data_dir, SLUG)
+    finally:
+        watcher.close()
+    latency = first3.wall - pressed
+    shown = watcher.first(NAMES[2], pressed)
+    aired = clip3.stream_seconds - clip2.stream_seconds
+    print(f"clip 2 cut after {aired:.1f} s; clip 3's first frame came {latency:.2f} s after the "
+          f"take-down (decoded: {shown - pressed:.2f} s)")  # fmt: skip
+    assert latency < 2.0, f"clip 3 came {latency:.2f} s after the take-down"
+    # Clip 2 aired in part: as long as the record and the schedule say, cut at a keyframe.
+    assert aired < 8 - 1 and round(aired * 24) % 24 == 0
+    assert cut.reason == f"taken down on air after {aired:.1f} s: a viewer complained"
+    assert scheduled(data_dir, 2).duration_seconds == pytest.approx(aired)
+    assert watcher.count(NAMES[1]) == pytest.approx(aired * 24, abs=1)
+    # Clip 4 never aired; clip 5 starts where clip 3 ended.
+    assert dropped.reason == "taken down: not for this hour" and watcher.count(NAMES[3]) == 0
+    assert clip5.stream_seconds == pytest.approx(clip3.stream_seconds + 8)
+    # Neither airs again: replays of clips 1, 3 and 5 only.
+    after = [c.clip_id for c in state.schedule if c.stream_seconds > clip3.stream_seconds]
+    assert after and set(after) <= {clip_key(3), clip_key(5), clip_key(1)}, after
+    assert len(after) >= 3 and watcher.first(NAMES[1], first3.wall + 0.5) is None
+    # The timeline runs on, one frame a step (FLV: 41 or 42 ms), through both take-downs, from
+    # one publisher over one subscriber connection.
+    assert set(viewer.timestamp_steps()) <= {41, 42}, sorted(set(viewer.timestamp_steps()))
+    assert same_publisher and state.publisher_restarts == 0 and viewer.connections == 1
