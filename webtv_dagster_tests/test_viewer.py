@@ -3,6 +3,7 @@ live, and the prompt it shows belongs to the clip in the picture."""
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,31 @@ def test_a_viewer_watching_through_a_publisher_and_a_server_death_plays_on(
     print(f"longest time the picture stood still after each fault: {stalls}")
 
 
+@contextmanager
+def requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path, clips: int):
+    """The test channel taking requests (auto approval, every clip a request slot), on air with
+    `clips` clips behind the real viewer service; yields (channel, channels file, data dir)."""
+    from webtv_dagster.channels import load_channels
+
+    from .test_viewer_service import ViewerServiceProcess, requests_channels_file
+
+    data_dir = rtmp_server.root.parent / "data"
+    channels_file = requests_channels_file(tmp_path / "channels.yaml")
+    channel = load_channels(channels_file).channels[0]
+    upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, clips + 1)})
+    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
+    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
+                             data_dir, 2**28)  # fmt: skip
+    thread = threading.Thread(target=playout.run)
+    thread.start()
+    try:
+        yield channel, channels_file, data_dir
+    finally:
+        playout.shutdown()
+        thread.join(timeout=30)
+        service.stop()
+
+
 def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     browser, rtmp_server, media_store, seaweedfs, broadcast_clips, instance, tmp_path
 ):
@@ -189,24 +215,14 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     clip by the real assets, aired, and the viewer says who asked for it while it airs."""
     import dagster as dg
 
-    from webtv_dagster.channels import load_channels
     from webtv_dagster.defs.jobs import CLIP_STAGES
     from webtv_dagster.defs.resources import Studio
     from webtv_dagster.playlist import Playlist, build_playlist, publish_playlist
 
     from .conftest import clip_resources
-    from .test_viewer_service import ViewerServiceProcess, requests_channels_file
 
-    data_dir = rtmp_server.root.parent / "data"
-    channels_file = requests_channels_file(tmp_path / "channels.yaml")
-    channel = load_channels(channels_file).channels[0]
-    upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 9)})
-    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
-    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
-                             data_dir, 2**28)  # fmt: skip
-    thread = threading.Thread(target=playout.run)
-    thread.start()
-    try:
+    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
+                                 8) as (channel, channels_file, data_dir):  # fmt: skip
         page = open_viewer(browser, rtmp_server, "", channel.slug)
         wait_for(lambda: page.is_visible("#suggest"), 20, "the suggest box")
         page.fill("#idea", "the llama conducting a choir of geese")
@@ -240,10 +256,6 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
         # Before and after it, no credit: a clip nobody requested names nobody.
         wait_for(lambda: page.evaluate(SAMPLE)["clipId"] != key, 30, "the next clip")
         assert not page.is_visible("#credit")
-    finally:
-        playout.shutdown()
-        thread.join(timeout=30)
-        service.stop()
 
 
 def test_the_operators_dump_button_cuts_the_clip_on_screen(
@@ -251,21 +263,12 @@ def test_the_operators_dump_button_cuts_the_clip_on_screen(
 ):
     """With ?operator, the viewer shows a dump button; one click (token and reason asked in
     dialogs) takes the clip on screen off air, and the playout cuts it."""
-    from webtv_dagster.channels import load_channels
     from webtv_dagster.takedowns import read_takedowns
 
-    from .test_viewer_service import OPERATOR_TOKEN, ViewerServiceProcess, requests_channels_file
+    from .test_viewer_service import OPERATOR_TOKEN
 
-    data_dir = rtmp_server.root.parent / "data"
-    channels_file = requests_channels_file(tmp_path / "channels.yaml")
-    channel = load_channels(channels_file).channels[0]
-    upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
-    service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
-    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
-                             data_dir, 2**28)  # fmt: skip
-    thread = threading.Thread(target=playout.run)
-    thread.start()
-    try:
+    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
+                                 12) as (channel, _, data_dir):  # fmt: skip
         plain = open_viewer(browser, rtmp_server, "", channel.slug)
         assert not plain.is_visible("#dump")  # viewers have no dump button
         page = open_viewer(browser, rtmp_server, "?operator", channel.slug)
@@ -287,7 +290,3 @@ def test_the_operators_dump_button_cuts_the_clip_on_screen(
         if entries and entries[-1].starts_at + 64 / 24 > takedown.taken_down_at + 1.5:
             assert cut and "offensive picture" in cut[0].reason, (entries, state.skipped)
         assert all(c.starts_at < takedown.taken_down_at for c in entries)
-    finally:
-        playout.shutdown()
-        thread.join(timeout=30)
-        service.stop()
