@@ -70,6 +70,9 @@ class TakedownWatch:
         self.etag = ""
         self.clips: dict[str, Takedown] = self._saved()
         self.answered = threading.Event()  # set once S3 was asked (answering or not)
+        # When this watch first knew of each take-down (a clip restored, then taken down
+        # again, is a new take-down).
+        self.known_since = dict.fromkeys(self.clips, time.time())
 
     def _saved(self) -> dict[str, Takedown]:
         try:
@@ -94,6 +97,8 @@ class TakedownWatch:
         self.etag = etag
         if clips == self.clips:
             return False
+        now = time.time()
+        self.known_since = {clip: self.known_since.get(clip, now) for clip in clips}
         self.clips = clips  # replaced whole: readers in other threads see one or the other
         partial = self.copy.with_suffix(".part")
         partial.write_bytes(body)

@@ -5,10 +5,13 @@ one RTMP subscriber notes when each packet arrives and its timestamp, another de
 picture (each clip is one solid colour)."""
 
 import json
+import os
 import random
+import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -17,7 +20,13 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 from webtv_dagster.playlist import Playlist, publish_playlist
-from webtv_dagster.playout.publisher import keyframe_cuts, placed_at, remux_segment
+from webtv_dagster.playout.channel import FEED_LEAD_SECONDS
+from webtv_dagster.playout.publisher import (
+    TIMELINE_START,
+    keyframe_cuts,
+    placed_at,
+    remux_segment,
+)
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster.takedowns import TakedownWatch, restore, take_down
@@ -88,6 +97,29 @@ class ColourWatcher:
         self.process.wait()
 
 
+@contextmanager
+def watched_on_air(rtmp_server, store, channel, clips, data_dir):
+    """The clips published, aired, and watched by both subscribers: (viewer, watcher, playout)."""
+    publish_eight_second_clips(store, channel, clips)
+    url = rtmp_server.publish_url(SLUG)
+    watcher = ColourWatcher(url)
+    try:
+        with AirMonitor(url) as viewer, on_air(store, channel, rtmp_server, data_dir) as playout:
+            yield viewer, watcher, playout
+    finally:
+        watcher.close()
+
+
+def take_down_clip_2_after(seconds: float, store, data_dir):
+    """Takes clip 2 down once it has been on air (by the playout's state) `seconds`; returns its
+    schedule entry and when."""
+    clip2 = wait_for(lambda: scheduled(data_dir, 2), 60, "clip 2 on air")
+    time.sleep(max(0.0, clip2.starts_at + seconds - time.time()))
+    pressed = time.monotonic()
+    take_down(store, ClipId.parse(clip_key(2)), "a viewer complained")
+    return clip2, pressed
+
+
 def scheduled(data_dir, number: int):
     """Clip `number`'s latest entry in the playout's schedule, or None."""
     state = read_state(data_dir, SLUG)
@@ -136,15 +168,15 @@ def test_segments_are_cut_at_every_keyframe_and_what_follows_goes_on_from_the_cu
     video = [float(p["dts_time"]) for p in joined if p["stream_index"] == 0]
     audio = [float(p["dts_time"]) for p in joined if p["stream_index"] == 1]
     assert len(video) == 72 + FRAMES
-    assert {round((b - a) * 24, 6) for a, b in zip(video, video[1:], strict=False)} == {1.0}
+    assert {round((b - a) * 24, 3) for a, b in zip(video, video[1:], strict=False)} == {1.0}
     assert all(b > a for a, b in zip(audio, audio[1:], strict=False))
     # Audio stops where the video's decoding does (the B-frame delay before the keyframe).
-    assert 13.0 - 0.15 < max(a for a in audio if a < 13.0) < 13.0
+    at_cut = TIMELINE_START + cut.end
+    assert at_cut - 0.15 < max(a for a in audio if a < at_cut)
+    assert min(a for a in audio if a >= at_cut) == pytest.approx(at_cut)
 
 
-def test_the_takedowns_are_read_again_only_when_they_change_and_kept_on_disk(
-    media_store, tmp_path
-):
+def test_the_takedowns_are_read_again_only_when_they_change_and_kept_on_disk(media_store, tmp_path):
     copy = tmp_path / "takedowns.json"
     watch = TakedownWatch(media_store, SLUG, copy)
     assert watch.refresh() is False and watch.clips == {} and watch.answered.is_set()
@@ -160,50 +192,50 @@ def test_the_takedowns_are_read_again_only_when_they_change_and_kept_on_disk(
     with pytest.raises(StorageError):
         restarted.refresh()
     assert list(restarted.clips) == [clip_key(7)] and restarted.answered.is_set()
+    # Restored, then taken down again: a new take-down, known since it was seen.
+    first_seen = watch.known_since[clip_key(7)]
     restore(media_store, ClipId.parse(clip_key(7)))
-    assert watch.refresh() is True and watch.clips == {}
+    assert watch.refresh() is True and watch.clips == {} == watch.known_since
+    take_down(media_store, ClipId.parse(clip_key(7)), "wrong picture")
+    assert watch.refresh() is True and watch.known_since[clip_key(7)] > first_seen
 
 
 def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
     rtmp_server, media_store, llama_channel, eight_second_clips, tmp_path
 ):
-    publish_eight_second_clips(media_store, llama_channel, eight_second_clips)
     data_dir = tmp_path / "data"
-    url = rtmp_server.publish_url(SLUG)
-    watcher = ColourWatcher(url)
-    try:
-        with AirMonitor(url) as viewer, on_air(media_store, llama_channel, rtmp_server,
-                                               data_dir) as playout:  # fmt: skip
-            # Clip 2 on air for 2 to 3 s (a random phase against its keyframes): dumped.
-            clip2 = wait_for(lambda: scheduled(data_dir, 2), 60, "clip 2 on air")
-            time.sleep(max(0.0, clip2.starts_at + random.uniform(2.0, 3.0) - time.time()))
-            publisher = playout.publisher.process.pid
-            pressed = time.monotonic()
-            take_down(media_store, ClipId.parse(clip_key(2)), "a viewer complained")
-            cut = wait_for(lambda: takedown_record(data_dir, 2), 5, "the cut recorded")
-            clip3 = wait_for(lambda: scheduled(data_dir, 3), 5, "clip 3 after the cut")
-            # The first frame of clip 3 as the subscriber gets it: FLV timestamps are the
-            # stream's position in ms, from the stream's first frame (this subscriber's first).
-            origin = viewer.video()[0].dts_ms
-            due = origin + clip3.stream_seconds * 1000 - FRAME_MS / 2
-            first3 = wait_for(lambda: next((p for p in viewer.video() if p.dts_ms >= due), None),
-                              10, "clip 3's first frame")  # fmt: skip
-            # Clip 3 on air; clip 4 is prepared, queued behind it: taken down, it never airs.
-            wait_for(lambda: time.time() > clip3.starts_at + 1, 10, "clip 3 on air")
-            queued = wait_for(lambda: list(playout._segments.queue), 10, "clip 4 prepared")
-            assert [s.clip_id for s in queued] == [clip_key(4)]
-            take_down(media_store, ClipId.parse(clip_key(4)), "not for this hour")
-            dropped = wait_for(lambda: takedown_record(data_dir, 4), 10, "clip 4 dropped")
-            clip5 = wait_for(lambda: scheduled(data_dir, 5), 15, "clip 5 after clip 3")
-            # The playlist is dry: replays of clips 1, 3 and 5 only, never 2 or 4.
-            replays = lambda: [c for c in read_state(data_dir, SLUG).schedule  # noqa: E731
-                               if c.stream_seconds > clip5.stream_seconds]  # fmt: skip
-            wait_for(lambda: len(replays()) >= 2, 40, "two replays")
-            wait_for(lambda: watcher.first(NAMES[2], first3.wall + 9), 20, "a replay on screen")
-            same_publisher = playout.publisher.process.pid == publisher
-        state = read_state(data_dir, SLUG)
-    finally:
-        watcher.close()
+    with watched_on_air(rtmp_server, media_store, llama_channel, eight_second_clips,
+                        data_dir) as (viewer, watcher, playout):  # fmt: skip
+        # Clip 2 on air for 2.8 s: dumped just after the feeder wrote its fourth second (a
+        # keyframe a second, written FEED_LEAD_SECONDS before it airs), the worst moment.
+        phase = 3 - FEED_LEAD_SECONDS + random.uniform(0.05, 0.2)
+        clip2, pressed = take_down_clip_2_after(phase, media_store, data_dir)
+        publisher = playout.publisher.process.pid
+        cut = wait_for(lambda: takedown_record(data_dir, 2), 15, "the cut recorded")
+        clip3 = wait_for(lambda: scheduled(data_dir, 3), 15, "clip 3 after the cut")
+        # The first frame of clip 3 as the subscriber gets it: FLV timestamps are the
+        # stream's position in ms, from the stream's first frame (this subscriber's first).
+        origin = viewer.video()[0].dts_ms
+        due = origin + clip3.stream_seconds * 1000 - FRAME_MS / 2
+        first3 = wait_for(lambda: next((p for p in viewer.video() if p.dts_ms >= due), None),
+                          10, "clip 3's first frame")  # fmt: skip
+        # Clip 3 on air; clip 4 is prepared, queued behind it: taken down, it never airs.
+        wait_for(lambda: time.time() > clip3.starts_at + 1, 10, "clip 3 on air")
+        queued = wait_for(lambda: list(playout._segments.queue), 10, "clip 4 prepared")
+        assert [s.clip_id for s in queued] == [clip_key(4)]
+        take_down(media_store, ClipId.parse(clip_key(4)), "not for this hour")
+        dropped = wait_for(lambda: takedown_record(data_dir, 4), 10, "clip 4 dropped")
+        # Clip 1, aired before, is taken down too (a player seconds behind may show it).
+        take_down(media_store, ClipId.parse(clip_key(1)), "wrong channel")
+        aired1 = wait_for(lambda: takedown_record(data_dir, 1), 10, "clip 1 recorded")
+        clip5 = wait_for(lambda: scheduled(data_dir, 5), 15, "clip 5 after clip 3")
+        # The playlist is dry: replays of clips 3 and 5 only, never 1, 2 or 4.
+        replays = lambda: [c for c in read_state(data_dir, SLUG).schedule  # noqa: E731
+                           if c.stream_seconds > clip5.stream_seconds]  # fmt: skip
+        wait_for(lambda: len(replays()) >= 2, 40, "two replays")
+        wait_for(lambda: watcher.first(NAMES[2], first3.wall + 9), 20, "a replay on screen")
+        same_publisher = playout.publisher.process.pid == publisher
+    state = read_state(data_dir, SLUG)
     latency = first3.wall - pressed
     shown = watcher.first(NAMES[2], pressed)
     aired = clip3.stream_seconds - clip2.stream_seconds
@@ -218,11 +250,43 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
     # Clip 4 never aired; clip 5 starts where clip 3 ended.
     assert dropped.reason == "taken down: not for this hour" and watcher.count(NAMES[3]) == 0
     assert clip5.stream_seconds == pytest.approx(clip3.stream_seconds + 8)
-    # Neither airs again: replays of clips 1, 3 and 5 only.
+    # None airs again: replays of clips 3 and 5 only.
+    assert aired1.reason == "taken down after it aired: wrong channel"
     after = [c.clip_id for c in state.schedule if c.stream_seconds > clip3.stream_seconds]
-    assert after and set(after) <= {clip_key(3), clip_key(5), clip_key(1)}, after
-    assert len(after) >= 3 and watcher.first(NAMES[1], first3.wall + 0.5) is None
-    # The timeline runs on, one frame a step (FLV: 41 or 42 ms), through both take-downs, from
+    assert set(after) == {clip_key(3), clip_key(5)} and len(after) >= 3, after
+    assert watcher.first(NAMES[1], first3.wall + 0.5) is None
+    assert watcher.first(NAMES[0], first3.wall) is None
+    # The timeline runs on, one frame a step (FLV: 41 or 42 ms), through the take-downs, from
     # one publisher over one subscriber connection.
     assert set(viewer.timestamp_steps()) <= {41, 42}, sorted(set(viewer.timestamp_steps()))
     assert same_publisher and state.publisher_restarts == 0 and viewer.connections == 1
+
+
+def test_a_publisher_killed_just_after_a_cut_goes_on_after_the_cut(
+    rtmp_server, media_store, llama_channel, eight_second_clips, tmp_path
+):
+    data_dir = tmp_path / "data"
+    with watched_on_air(rtmp_server, media_store, llama_channel, eight_second_clips[:3],
+                        data_dir) as (viewer, watcher, playout):  # fmt: skip
+        clip2, _ = take_down_clip_2_after(2.5, media_store, data_dir)
+        wait_for(lambda: takedown_record(data_dir, 2), 15, "the cut recorded")
+        # The dead publisher had the cut clip's last second or so, maybe clip 3's first.
+        first = playout.publisher.process.pid
+        killed_at = time.monotonic()
+        os.kill(first, signal.SIGKILL)
+        clip3 = wait_for(lambda: scheduled(data_dir, 3), 15, "clip 3 after the cut")
+        wait_for(lambda: watcher.first(NAMES[2], killed_at), 15, "clip 3 on screen")
+        time.sleep(3)
+        replacement = playout.publisher.process.pid
+    state = read_state(data_dir, SLUG)
+    assert replacement != first and state.publisher_restarts == 1
+    # Clip 3 goes on where clip 2 was cut, never over it: timestamps step forward once, by what
+    # the dead publisher had not sent (at most a keyframe interval and the feeder's lead).
+    aired = clip3.stream_seconds - clip2.stream_seconds
+    assert aired < 8 - 1 and scheduled(data_dir, 2).duration_seconds == pytest.approx(aired)
+    steps = viewer.timestamp_steps()
+    print(f"clip 2 cut after {aired:.1f} s; the new publisher stepped {max(steps)} ms")
+    assert min(steps) > 0 and viewer.connections == 1
+    assert all(step < (1 + FEED_LEAD_SECONDS) * 1000 + FRAME_MS for step in steps), max(steps)
+    assert watcher.count(NAMES[1]) <= aired * 24  # clip 2 was not sent again
+    assert [s.clip_id for s in state.skipped if s.taken_down] == [clip_key(2)]

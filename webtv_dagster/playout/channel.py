@@ -189,7 +189,7 @@ class ChannelPlayout:
         playlist = self.library.playlist
         entries = playlist.entries if playlist else []
         unaired = unaired_entries(playlist, self._prepared_through)
-        self.library.want(unaired[:FETCH_AHEAD])
+        self.library.want([e for e in unaired if not self._taken_down(e.clip_id)][:FETCH_AHEAD])
         while unaired:
             entry, later = unaired[0], unaired[1:]
             if takedown := self._taken_down(entry.clip_id):
@@ -234,7 +234,9 @@ class ChannelPlayout:
             self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
 
     def _takedown_recorded(self, clip_id: str) -> bool:
-        return any(skip.clip_id == clip_id and skip.taken_down for skip in self._skipped)
+        """Whether the clip's take-down, as this playout knows it, is recorded already."""
+        since = self.takedowns.known_since.get(clip_id, 0.0)
+        return any(s.clip_id == clip_id and s.taken_down and s.at >= since for s in self._skipped)
 
     def _ident_segment(self, start: float) -> Segment:
         ident = self.folder / f"{IDENT}.mp4"
