@@ -9,8 +9,7 @@ import time
 
 from pydantic import BaseModel
 
-from webtv_dagster.clips import ClipId
-from webtv_dagster.playlist import Playlist
+from webtv_dagster.playlist import Playlist, unaired_entries
 from webtv_dagster.playout.state import PlayoutState
 
 MAX_PLANNED = 200  # clips planned at most: hours of air
@@ -45,13 +44,10 @@ def planned_air(
         for clip in (state.schedule if state else [])
         if clip.starts_at + clip.duration_seconds > now
     ]
-    aired_through = state.aired_through if state else 0
     starts_at = planned[-1].stops_at if planned else now
-    for entry in entries:
+    for entry in unaired_entries(playlist, state.aired_through if state else 0):
         if len(planned) >= MAX_PLANNED:
             break
-        if ClipId.parse(entry.clip_id).number <= aired_through:
-            continue
         planned.append(PlannedClip(
             clip_id=entry.clip_id, prompt=entry.prompt, starts_at=starts_at,
             duration_seconds=entry.duration_seconds, requested_by=entry.requested_by,

@@ -58,6 +58,12 @@ class Playlist(BaseModel):
         return "\n".join(lines) + "\n"
 
 
+def unaired_entries(playlist: Playlist | None, through: int) -> list[PlaylistEntry]:
+    """The playlist's clips after clip number `through`, in order: what airs next."""
+    entries = playlist.entries if playlist else []
+    return [e for e in entries if ClipId.parse(e.clip_id).number > through]
+
+
 def playlist_window(aired_through: int, highest: int, backlog_cap: int) -> range:
     """The clip numbers a playlist lists: the last REPLAY_CLIPS aired and every clip after them
     up to the channel's highest, at most `backlog_cap` of those past air."""

@@ -45,7 +45,7 @@ def resources(seaweedfs, media_store):
 
 
 def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resources, tmp_path):
-    from webtv_dagster.playout.channel import unaired_entries
+    from webtv_dagster.playlist import unaired_entries
 
     keys = [store_airable_clip(media_store, n) for n in (1, 2, 3)]
     with dg.instance_for_test() as instance:

@@ -33,7 +33,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.conform import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
-from webtv_dagster.playlist import Playlist, PlaylistEntry
+from webtv_dagster.playlist import PlaylistEntry, unaired_entries
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import (
     Publisher,
@@ -124,12 +124,6 @@ def make_ident(channel: Channel, output: Path) -> Path:
         normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, partial, BROADCAST_PROFILE)
         partial.replace(output)
     return output
-
-
-def unaired_entries(playlist: Playlist | None, through: int) -> list[PlaylistEntry]:
-    """The playlist's clips after clip number `through`, in order: what airs next."""
-    entries = playlist.entries if playlist else []
-    return [e for e in entries if ClipId.parse(e.clip_id).number > through]
 
 
 def restart_backoff(failures: int) -> float:
