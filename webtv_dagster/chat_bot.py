@@ -38,7 +38,7 @@ from webtv_dagster.backends.moderator import Moderator
 from webtv_dagster.backends.registry import build_moderators
 from webtv_dagster.channels import Channel, ChatBot
 from webtv_dagster.model_endpoints import ModelEndpoint
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist
+from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.shot_requests import RequestQueue, ShotRequest, queue_path
 
@@ -392,11 +392,7 @@ class ChannelChatBot:
 
     def _planned(self, now: float) -> list[PlannedClip]:
         """The air plan from the playout's state and its last good copy of the playlist."""
-        try:
-            path = playout_folder(self.data_dir, self.channel.slug) / PLAYLIST_JSON
-            playlist = Playlist.model_validate_json(path.read_text())
-        except (OSError, ValueError):
-            playlist = None
+        playlist = saved_playlist(playout_folder(self.data_dir, self.channel.slug))
         return planned_air(read_state(self.data_dir, self.channel.slug), playlist, now)
 
     def _send_due(self) -> None:

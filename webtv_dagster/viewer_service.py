@@ -36,11 +36,12 @@ from urllib.parse import urlsplit
 
 from webtv_dagster import clips
 from webtv_dagster.air_plan import planned_air
-from webtv_dagster.backends.moderator import Moderator
+from webtv_dagster.backends.moderator import Moderator, clean_text
 from webtv_dagster.backends.registry import build_moderators
-from webtv_dagster.channels import Channel, ChannelsFile
+from webtv_dagster.channels import Channel, ChannelConfigError, ChannelsFile, find_channel
 from webtv_dagster.clips import ClipId
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist
+from webtv_dagster.playlist import Playlist
+from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.previews import preview_object_key
 from webtv_dagster.processes import unix_socket_is_served
@@ -106,10 +107,10 @@ class ViewerSite:
     _queue: RequestQueue | None = None
 
     def channel(self, slug: str) -> Channel:
-        for channel in self.channels.channels:
-            if channel.slug == slug:
-                return channel
-        raise BadRequest(404, "no such channel")
+        try:
+            return find_channel(self.channels, slug)
+        except ChannelConfigError:
+            raise BadRequest(404, "no such channel") from None
 
     @property
     def queue(self) -> RequestQueue:
@@ -124,10 +125,7 @@ class ViewerSite:
 
     def playlist(self, slug: str) -> Playlist | None:
         """The playout's last good copy of the playlist: no S3 call per viewer."""
-        path = playout_folder(self.data_dir, slug) / PLAYLIST_JSON
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            return Playlist.model_validate_json(path.read_text())
-        return None
+        return saved_playlist(playout_folder(self.data_dir, slug))
 
     def guide(self, channel: Channel, now: float | None = None) -> dict[str, Any]:
         """The clips ahead with planned times and credits, and the queued requests with their
@@ -194,7 +192,7 @@ class ViewerSite:
             raise BadRequest(400, str(error)) from None
         if clip.channel != channel.slug:
             raise BadRequest(400, f"{clip.key} is not a clip of {channel.slug}")
-        reason = " ".join(str(body.get("reason") or "").split())[:300]
+        reason = clean_text(str(body.get("reason") or ""), 300)
         takedown = take_down(store=self.store, clip=clip,
                              reason=f"dumped from the viewer: {reason or 'no reason given'}")
         log.warning("%s: taken off air from the viewer (%s)", clip.key, takedown.reason)

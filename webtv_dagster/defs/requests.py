@@ -5,7 +5,6 @@ approves or refuses requests. The queue itself is webtv_dagster/shot_requests.py
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -13,7 +12,7 @@ from pydantic import Field
 from webtv_dagster.channels import Channel
 from webtv_dagster.defs.partitions import channel_partitions
 from webtv_dagster.defs.resources import Studio
-from webtv_dagster.shot_requests import RequestQueue, ShotRequest, queue_path
+from webtv_dagster.shot_requests import RequestQueue, ShotRequest
 
 LISTED = 25  # requests shown per status in an observation
 
@@ -64,10 +63,9 @@ def shot_requests_sensor(context: dg.SensorEvaluationContext, studio: Studio) ->
     lists the requests waiting for an operator (with their ids for review_requests_job)."""
     seen = json.loads(context.cursor) if context.cursor else {}
     events = []
-    for channel in studio.channels.channels:
-        queue = studio.request_queue(channel)
-        if queue is None:
-            continue
+    taking = [channel for channel in studio.channels.channels if channel.requests.enabled]
+    queue = studio.shot_request_queue() if taking else None  # one database for them all
+    for channel in taking:
         observation = queue_observation(queue, channel)
         fingerprint = hashlib.sha256(
             json.dumps({k: str(v.value) for k, v in observation.metadata.items()}).encode()
@@ -92,7 +90,7 @@ def review_requests(context: dg.OpExecutionContext, config: ReviewRequestsConfig
     decisions = [(i, True) for i in config.approve] + [(i, False) for i in config.refuse]
     if not decisions:
         raise dg.Failure("name requests to approve or refuse (config: approve, refuse)")
-    queue = RequestQueue(queue_path(Path(studio.data_dir)))
+    queue = studio.shot_request_queue()
     touched: dict[str, Channel] = {}
     problems = []
     for request_id, approve in decisions:

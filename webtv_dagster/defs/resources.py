@@ -59,9 +59,13 @@ class Studio(dg.ConfigurableResource):
         )
         return ClipProduction(store, channel, backends, self.request_queue(channel))
 
+    def shot_request_queue(self) -> RequestQueue:
+        """Every channel's shot requests (one database in the data folder)."""
+        return RequestQueue(queue_path(Path(self.data_dir)))
+
     def request_queue(self, channel: Channel) -> RequestQueue | None:
         """The viewers' shot requests, for a channel that takes them."""
-        return RequestQueue(queue_path(Path(self.data_dir))) if channel.requests.enabled else None
+        return self.shot_request_queue() if channel.requests.enabled else None
 
 
 class AlertWebhook(dg.ConfigurableResource):

@@ -28,6 +28,15 @@ def mismatch(path: Path, entry: PlaylistEntry) -> str | None:
     return None
 
 
+def saved_playlist(folder: Path) -> Playlist | None:
+    """The last good playlist a playout kept in its folder (playout_folder), or None: none yet,
+    or unreadable. The viewer service and the chat bot read it too, rather than S3."""
+    try:
+        return Playlist.model_validate_json((folder / PLAYLIST_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class ClipCache:
     """Local copies of clips, bounded by size, least recently used evicted first."""
 
@@ -81,7 +90,7 @@ class ClipLibrary:
         self.cache = ClipCache(folder / "cache", cache_bytes)
         self.refresh_seconds = refresh_seconds
         self._playlist_copy = folder / PLAYLIST_JSON
-        self.playlist: Playlist | None = self._saved_playlist()
+        self.playlist: Playlist | None = saved_playlist(folder)
         self._wanted: list[PlaylistEntry] = []
         self._unairable: dict[str, tuple[str | None, str]] = {}  # clip: (its sha256, why)
         self._wake = threading.Event()
@@ -93,11 +102,6 @@ class ClipLibrary:
         self._thread.start()
         return self
 
-    def _saved_playlist(self) -> Playlist | None:
-        try:
-            return Playlist.model_validate_json(self._playlist_copy.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
 
     def want(self, entries: list[PlaylistEntry]) -> None:
         """The clips to have ready next, in order."""
