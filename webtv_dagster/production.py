@@ -73,7 +73,13 @@ class StageReport(BaseModel):
 
 
 class ClipProduction:
-    """Runs the stages of one channel's clips against one store."""
+    """Runs the stages of one channel's clips against one store.
+
+    Made once for many clips (every clip of the channel in a step, from any number of threads:
+    its backends' calls into a pool of Spaces are bounded and spread across them all), then
+    closed: `close()`, or `with ClipProduction(...) as production:`. It owns its backends and
+    closes them (their Spaces' clients, their LLM's HTTP client).
+    """
 
     def __init__(
         self,
@@ -86,6 +92,15 @@ class ClipProduction:
         self.channel = channel
         self.backends = backends
         self.requests = requests  # None: the channel takes no requests
+
+    def close(self) -> None:
+        self.backends.close()
+
+    def __enter__(self) -> ClipProduction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _record(self, clip: ClipId) -> ShotPromptRecord:
         return ShotPromptRecord.model_validate(self.store.get_json(clip.object_key(clips.PROMPT)))

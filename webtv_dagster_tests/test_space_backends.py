@@ -8,8 +8,10 @@ import pytest
 
 from webtv_dagster import clips
 from webtv_dagster.backends import space_pool
-from webtv_dagster.backends.space_pool import SpacePool, SpacesUnavailable
+from webtv_dagster.backends.registry import OfflineSettings, build_backends
+from webtv_dagster.backends.space_pool import SpaceConnections, SpacePool, SpacesUnavailable
 from webtv_dagster.backends.text_to_video import SpaceTextToVideo, TakeRequest
+from webtv_dagster.channels import StageBackends
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.music import music_track
@@ -50,23 +52,31 @@ def llm():
     server.close()
 
 
-def pool(spaces, **settings):
+@pytest.fixture
+def connections():
+    with SpaceConnections() as connections:
+        yield connections
+
+
+def pool(spaces, connections, **settings):
     config = GradioSpacePool(kind="gradio", family="text_to_video", spaces=spaces, **settings)
-    return SpacePool("t2v", config, token=None)
+    return SpacePool("t2v", config, None, connections)
 
 
 VALUES = {"prompt": GOOD[0], "seed": 3, "frames": 16, "fps": 8}
 
 
-def test_a_call_fails_over_past_failing_and_hanging_replicas(local_spaces, monkeypatch):
+def test_a_call_fails_over_past_failing_and_hanging_replicas(
+    local_spaces, connections, monkeypatch
+):
     monkeypatch.setattr(space_pool.random, "randrange", lambda n: 0)  # start at the first
     spaces = [local_spaces["failing"], local_spaces["hanging"], local_spaces["text_to_video"]]
-    path, call = pool(spaces, timeout_seconds=3, rounds=1).call(VALUES)
+    path, call = pool(spaces, connections, timeout_seconds=3, rounds=1).call(VALUES)
     assert (call.endpoint, call.attempts) == (local_spaces["text_to_video"], 3)
     assert probe(path).video.frames == 16
 
 
-def test_all_replicas_down_is_a_clear_error_after_backoff(local_spaces):
+def test_all_replicas_down_is_a_clear_error_after_backoff(local_spaces, connections):
     dead = f"http://127.0.0.1:{free_port_block(1)}"
     waits = []
     config = GradioSpacePool(
@@ -74,7 +84,7 @@ def test_all_replicas_down_is_a_clear_error_after_backoff(local_spaces):
         rounds=2, backoff_seconds=0.5,
     )  # fmt: skip
     with pytest.raises(SpacesUnavailable) as error:
-        SpacePool("t2v", config, token=None, sleep=waits.append).call(VALUES)
+        SpacePool("t2v", config, None, connections, sleep=waits.append).call(VALUES)
     message = str(error.value)
     assert "pool 't2v': every Space failed 2 time(s) (4 attempts)" in message
     assert dead in message and local_spaces["failing"] in message
@@ -179,7 +189,8 @@ def test_all_upscalers_down_fails_the_clip_and_keeps_its_take(
     assert probe(raw).video.frames == 24
 
 
-def test_concurrent_calls_spread_over_the_replicas(local_spaces, monkeypatch):
+def test_concurrent_calls_spread_over_the_replicas(local_spaces, connections, monkeypatch):
+    """Pools that share their owner's connections (the clips of one step) spread their calls."""
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(space_pool.random, "randrange", lambda n: 0)  # all start at the first
@@ -190,12 +201,41 @@ def test_concurrent_calls_spread_over_the_replicas(local_spaces, monkeypatch):
     try:
         with ThreadPoolExecutor(max_workers=2) as threads:
             calls = list(
-                threads.map(lambda _: pool(urls, max_concurrent_calls=2).call(VALUES)[1], [0, 1])
+                threads.map(
+                    lambda _: pool(urls, connections, max_concurrent_calls=2).call(VALUES)[1],
+                    [0, 1],
+                )
             )
     finally:
         for space in slow:
             space.app.close()
     assert sorted(call.endpoint for call in calls) == sorted(urls)
+
+
+def test_backends_share_one_owner_of_connections_and_close_its_clients(
+    local_spaces, monkeypatch, tmp_path
+):
+    """The Space pools of one build share their connections (bounds, busy counts, clients);
+    another build has its own; closing the backends closes the clients they opened."""
+    closed = []
+    close = space_pool.Client.close
+    monkeypatch.setattr(space_pool.Client, "close", lambda c: (closed.append(c.src), close(c)))
+    models = {
+        "zeroscope": GradioSpacePool(
+            kind="gradio", family="text_to_video", spaces=[local_spaces["text_to_video"]]
+        ),
+        "musicgen": GradioSpacePool(kind="gradio", family="music", spaces=[local_spaces["music"]]),
+    }
+    choice = StageBackends(text_to_video="zeroscope", music="musicgen")
+    with build_backends(choice, models, OfflineSettings()) as backends:
+        shared = {backends.text_to_video.pool.connections, backends.music.pool.connections}
+        assert shared == {backends.connections}
+        other = build_backends(choice, models, OfflineSettings())
+        assert other.connections is not backends.connections
+        backends.text_to_video.render(TakeRequest(prompt=GOOD[0], seed=3, frames=16),
+                                      tmp_path / "take.mp4")  # fmt: skip
+        assert closed == []
+    assert [url.rstrip("/") for url in closed] == [local_spaces["text_to_video"].rstrip("/")]
 
 
 SECRET = "sekrit-in-url"
@@ -256,7 +296,7 @@ def hostile_spaces():
 
 
 def test_answers_out_of_bounds_fail_over_to_the_next_replica(
-    hostile_spaces, local_spaces, monkeypatch, tmp_path
+    hostile_spaces, local_spaces, connections, monkeypatch, tmp_path
 ):
     """Each hostile answer is refused before any stage decodes it, for a stated reason, and
     the take comes from the next replica; nothing refused is left on disk."""
@@ -264,15 +304,15 @@ def test_answers_out_of_bounds_fail_over_to_the_next_replica(
     request = TakeRequest(prompt=GOOD[0], seed=3, frames=16)
     downloads = set(space_pool.DOWNLOADS.glob("*"))
     hostile = list(hostile_spaces.values())
-    backend = SpaceTextToVideo(pool([*hostile, local_spaces["text_to_video"]], rounds=1,
-                                    max_answer_mb=6))  # fmt: skip
+    backend = SpaceTextToVideo(pool([*hostile, local_spaces["text_to_video"]], connections,
+                                    rounds=1, max_answer_mb=6))  # fmt: skip
     call = backend.render(request, tmp_path / "take.mp4")
     assert (call.endpoint, call.attempts) == (local_spaces["text_to_video"], len(hostile) + 1)
     take = probe(tmp_path / "take.mp4").video
     assert (take.width, take.height, take.frames) == (576, 320, 16)
 
     with pytest.raises(SpacesUnavailable) as error:
-        SpaceTextToVideo(pool(hostile, rounds=1, max_answer_mb=6)).render(
+        SpaceTextToVideo(pool(hostile, connections, rounds=1, max_answer_mb=6)).render(
             request, tmp_path / "never.mp4"
         )
     reasons = str(error.value)
@@ -286,8 +326,8 @@ def test_answers_out_of_bounds_fail_over_to_the_next_replica(
         assert f"{hostile_spaces[kind]}: " in reasons
         assert reason in reasons.split(f"{hostile_spaces[kind]}: ")[1].split("; http")[0], kind
     with pytest.raises(SpacesUnavailable, match="the answer's file is over 0.01 MB"):
-        SpaceTextToVideo(pool([local_spaces["text_to_video"]], rounds=1, max_answer_mb=0.01)
-                         ).render(request, tmp_path / "never.mp4")  # fmt: skip
+        tiny = pool([local_spaces["text_to_video"]], connections, rounds=1, max_answer_mb=0.01)
+        SpaceTextToVideo(tiny).render(request, tmp_path / "never.mp4")
     assert set(space_pool.DOWNLOADS.glob("*")) <= downloads
     assert not (tmp_path / "never.mp4").exists()
 

@@ -253,13 +253,12 @@ class OpenAIPromptWriter:
         self,
         config: OpenAIEndpoint,
         api_key: str | None,
-        client: OpenAI | None = None,
         sleep=time.sleep,
     ):
         self.config = config
         self.endpoint = f"{mask_url(config.base_url)} ({config.model})"
         self._secrets = url_secrets(config.base_url) + ([api_key] if api_key else [])
-        self._client = client or OpenAI(
+        self._client = OpenAI(
             base_url=config.base_url,
             api_key=api_key or "unused",  # local servers take any key
             timeout=config.timeout_seconds,
@@ -267,6 +266,10 @@ class OpenAIPromptWriter:
         )
         self._sleep = sleep
         self._structured = True
+
+    def close(self) -> None:
+        """Closes its HTTP client (and the connections it keeps open to the server)."""
+        self._client.close()
 
     def _failure(self, error: Exception) -> PromptWriterError:
         message = getattr(error, "message", None) or str(error) or type(error).__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from webtv_dagster.backends.interpolator import (
     Interpolator,
@@ -22,7 +22,7 @@ from webtv_dagster.backends.prompt_writer import (
     PromptWriter,
     RuleBasedPromptWriter,
 )
-from webtv_dagster.backends.space_pool import SpacePool
+from webtv_dagster.backends.space_pool import SpaceConnections, SpacePool
 from webtv_dagster.backends.text_to_video import (
     ProceduralTextToVideo,
     SpaceTextToVideo,
@@ -35,11 +35,29 @@ from webtv_dagster.model_endpoints import GradioSpacePool, ModelEndpoint, OpenAI
 
 @dataclass(frozen=True)
 class ModelBackends:
+    """One channel's backends, made to be used for many clips (every clip of a step) and closed
+    after: `close()`, or `with build_backends(...) as backends:`. Their Space pools share
+    `connections`, so the calls into one pool are bounded and spread over its Spaces across all
+    the clips these backends make at once."""
+
     prompt_writer: PromptWriter
     text_to_video: TextToVideo
     upscaler: Upscaler
     interpolator: Interpolator
     music: MusicGenerator
+    connections: SpaceConnections = field(default_factory=SpaceConnections)
+
+    def close(self) -> None:
+        """Closes what the backends hold open: the Spaces' clients, the LLM's HTTP client."""
+        if isinstance(self.prompt_writer, OpenAIPromptWriter):
+            self.prompt_writer.close()
+        self.connections.close()
+
+    def __enter__(self) -> ModelBackends:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -63,12 +81,19 @@ ON_SPACES = {
 }
 
 
-def _build(family: str, name: str, models: Mapping[str, ModelEndpoint], offline: OfflineSettings):
+def _build(
+    family: str,
+    name: str,
+    models: Mapping[str, ModelEndpoint],
+    offline: OfflineSettings,
+    connections: SpaceConnections,
+):
     model = models.get(name)
     if isinstance(model, OpenAIEndpoint):
         return OpenAIPromptWriter(model, os.environ.get(model.api_key_env))
     if isinstance(model, GradioSpacePool):
-        return ON_SPACES[family](SpacePool(name, model, os.environ.get(model.token_env)))
+        token = os.environ.get(model.token_env)
+        return ON_SPACES[family](SpacePool(name, model, token, connections))
     if family == "interpolator":
         return OpticalFlowInterpolator(offline.motion_height)
     return OFFLINE[family]()
@@ -77,9 +102,13 @@ def _build(family: str, name: str, models: Mapping[str, ModelEndpoint], offline:
 def build_backends(
     choice: StageBackends, models: Mapping[str, ModelEndpoint], offline: OfflineSettings
 ) -> ModelBackends:
-    """The backends a channel chose (validated against `models` when the file was loaded)."""
+    """The backends a channel chose (validated against `models` when the file was loaded),
+    with the connections they share: build them once for all the clips they make, and close
+    them after."""
+    connections = SpaceConnections()
     return ModelBackends(
-        **{family: _build(family, name, models, offline) for family, name in choice}
+        **{family: _build(family, name, models, offline, connections) for family, name in choice},
+        connections=connections,
     )
 
 

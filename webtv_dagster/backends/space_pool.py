@@ -3,7 +3,9 @@
 Public Spaces get crowded, paused and slow. Each call has a timeout; a Space that errors,
 refuses, is paused or times out is skipped for the next one in the pool; after a full pass
 the pool waits (exponential backoff with jitter) and tries again, and after `rounds` passes
-the call fails with every Space's reason. Calls into one pool are bounded per process.
+the call fails with every Space's reason. Calls into one pool are bounded, and spread over
+its Spaces, per `SpaceConnections`: the state that the pools of one `ModelBackends` share
+(backends/registry.py), which closes it with them.
 
 An answer is hostile until checked: its file is fetched from the Space's own origin only (never
 read from a path the answer names), streamed to a size cap, then held to the stage's media
@@ -34,10 +36,6 @@ from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.secrets import mask_text, mask_url, url_secrets
 
 DOWNLOADS = Path(tempfile.gettempdir()) / "webtv-gradio-downloads"
-_semaphores: dict[str, threading.Semaphore] = {}
-_clients: dict[str, Client] = {}
-_in_flight: dict[str, int] = {}  # calls this process has running on each Space
-_lock = threading.Lock()
 
 
 class SpacesUnavailable(RuntimeError):
@@ -123,54 +121,94 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
+class SpaceConnections:
+    """What the Space pools of one owner share: a gradio client per Space, the calls running on
+    each Space, and each pool's bound on the calls it has running at once. The owner (the
+    `ModelBackends` that `build_backends` made) closes it when its work is done; a closed one
+    connects again if it is called."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, Client] = {}
+        self._in_flight: dict[str, int] = {}  # calls running on each Space
+        self._bounds: dict[str, threading.Semaphore] = {}
+
+    def bound(self, pool: str, max_calls: int) -> threading.Semaphore:
+        """The semaphore that bounds the calls into `pool` (the first pool of a name sets it)."""
+        with self._lock:
+            return self._bounds.setdefault(pool, threading.Semaphore(max_calls))
+
+    def client(self, space: str, token: str | None, timeout: float) -> Client:
+        """The Space's client, connected on first use."""
+        with self._lock:
+            client = self._clients.get(space)
+        if client is None:
+            client = Client(
+                space,
+                token=token,
+                verbose=False,
+                download_files=False,  # fetched by download_answer, bounded
+                httpx_kwargs={"timeout": timeout},
+            )
+            with self._lock:
+                self._clients[space] = client
+        return client
+
+    def forget(self, space: str) -> None:
+        """Drops the Space's client (it may have restarted): the next call connects again."""
+        with self._lock:
+            self._clients.pop(space, None)
+
+    def reserve_least_busy(self, candidates: list[str]) -> str:
+        """The candidate with the fewest calls running (earliest on ties), counted as busy
+        until `release`.
+
+        A Space's queue takes work even while busy, so calls must be spread here."""
+        with self._lock:
+            space = min(candidates, key=lambda candidate: self._in_flight.get(candidate, 0))
+            self._in_flight[space] = self._in_flight.get(space, 0) + 1
+        return space
+
+    def release(self, space: str) -> None:
+        with self._lock:
+            self._in_flight[space] -= 1
+
+    def close(self) -> None:
+        """Closes every client (each holds a heartbeat thread to its Space)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> SpaceConnections:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class SpacePool:
     def __init__(
         self,
         name: str,
         config: GradioSpacePool,
         token: str | None,
+        connections: SpaceConnections,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.name = name
         self.config = config
         self._token = token
+        self.connections = connections
         self._sleep = sleep
-        with _lock:
-            self._semaphore = _semaphores.setdefault(
-                name, threading.Semaphore(config.max_concurrent_calls)
-            )
+        self._semaphore = connections.bound(name, config.max_concurrent_calls)
         # Start each pool at a random Space so that processes spread their load.
         self._turn = itertools.count(random.randrange(len(config.spaces)))
-
-    def _client(self, space: str) -> Client:
-        with _lock:
-            client = _clients.get(space)
-        if client is None:
-            client = Client(
-                space,
-                token=self._token,
-                verbose=False,
-                download_files=False,  # fetched by download_answer, bounded
-                httpx_kwargs={"timeout": self.config.timeout_seconds},
-            )
-            with _lock:
-                _clients[space] = client
-        return client
-
-    @staticmethod
-    def _reserve_least_busy(candidates: list[str]) -> str:
-        """The candidate with the fewest calls running (earliest on ties), counted as busy.
-
-        A Space's queue takes work even while busy, so calls must be spread here."""
-        with _lock:
-            space = min(candidates, key=lambda candidate: _in_flight.get(candidate, 0))
-            _in_flight[space] = _in_flight.get(space, 0) + 1
-        return space
 
     def _call_space(self, space: str, inputs: list[Any], limits: MediaLimits | None) -> Path:
         call, timeout = self.config.call, self.config.timeout_seconds
         try:
-            client = self._client(space)
+            client = self.connections.client(space, self._token, timeout)
             job = client.submit(*inputs, api_name=call.api_name, fn_index=call.fn_index)
             try:
                 result = job.result(timeout=timeout)
@@ -187,8 +225,7 @@ class SpacePool:
                     raise
             return answer
         except BaseException:
-            with _lock:  # the Space may have restarted: reconnect next time
-                _clients.pop(space, None)
+            self.connections.forget(space)
             raise
 
     def fetch(
@@ -221,7 +258,7 @@ class SpacePool:
             while untried:
                 attempts += 1
                 with self._semaphore:
-                    space = self._reserve_least_busy(untried)
+                    space = self.connections.reserve_least_busy(untried)
                     untried.remove(space)
                     try:
                         path = self._call_space(space, inputs, limits)
@@ -230,8 +267,7 @@ class SpacePool:
                     except Exception as error:  # any failure of one Space moves on to the next
                         reasons[mask_url(space)] = mask_text(_describe(error), url_secrets(space))
                     finally:
-                        with _lock:
-                            _in_flight[space] -= 1
+                        self.connections.release(space)
             if round_index + 1 < self.config.rounds:
                 delay = self.config.backoff_seconds * 2**round_index
                 self._sleep(delay * random.uniform(1.0, 1.5))
