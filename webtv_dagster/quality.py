@@ -7,9 +7,7 @@ act on. The Dagster asset checks of `broadcast_clip` report these, one per check
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,22 +69,13 @@ CHECK_DESCRIPTIONS = {
 CHECK_NAMES = list(CHECK_DESCRIPTIONS)
 
 
-def _audio_packets(path: Path) -> int:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-count_packets", "-show_entries",
-         "stream=nb_read_packets", "-of", "json", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    streams = json.loads(out.stdout or "{}").get("streams", [])
-    return int(streams[0].get("nb_read_packets", 0)) if streams else 0
-
-
-def _check_decodes(path: Path, measured: ClipMeasurements, frames: int, profile):
+def _check_decodes(info: MediaInfo, measured: ClipMeasurements, frames: int, profile):
     """Every video frame decodes and every audio frame is there, without decoder errors: a
     damaged file can carry intact headers (so ffprobe's durations look right) over missing or
     broken media."""
     audio_frames = frames * profile.samples_per_frame // 1024  # AAC frames of 1024 samples
-    counted = {"video": measured.video_frames, "audio": _audio_packets(path)}
+    audio_packets = (info.audio.frames or 0) if info.audio else 0
+    counted = {"video": measured.video_frames, "audio": audio_packets}
     expected = {"video": frames, "audio": audio_frames}
     problems = [
         f"{kind}: {counted[kind]} of {want} frames decode"
@@ -97,17 +86,6 @@ def _check_decodes(path: Path, measured: ClipMeasurements, frames: int, profile)
         problems.append(f"decoder errors: {' | '.join(measured.decoder_errors[-3:])}")
     reason = "; ".join(problems) or f"{frames} video and {audio_frames} audio frames decode"
     return not problems, reason, {f"{kind}_frames": n for kind, n in counted.items()}
-
-
-def _keyframe_times(path: Path) -> list[float]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey",
-         "-show_entries", "frame=pts_time", "-of", "json", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        raise MediaToolError(f"ffprobe could not list the keyframes of {path.name}")
-    return [float(f["pts_time"]) for f in json.loads(out.stdout).get("frames", [])]
 
 
 def _check_duration(info: MediaInfo, expected_seconds: float, limits: QualityLimits):
@@ -121,7 +99,7 @@ def _check_duration(info: MediaInfo, expected_seconds: float, limits: QualityLim
     return passed, reason, {"video_seconds": video, "audio_seconds": audio}
 
 
-def _check_profile(path: Path, info: MediaInfo, profile: BroadcastProfile):
+def _check_profile(info: MediaInfo, profile: BroadcastProfile):
     problems = []
     video, audio = info.video, info.audio
     if video is None:
@@ -131,7 +109,7 @@ def _check_profile(path: Path, info: MediaInfo, profile: BroadcastProfile):
         want = (profile.video_codec, profile.width, profile.height, profile.fps, profile.pix_fmt)
         if got != want:
             problems.append(f"video {got} is not {want}")
-        keyframes = [round(time, 3) for time in _keyframe_times(path)]
+        keyframes = [round(time, 3) for time in video.keyframe_times or []]
         interval = profile.keyframe_interval / profile.fps
         count = math.ceil(video.duration / interval - 1e-6)
         wanted = [round(index * interval, 3) for index in range(count)]
@@ -184,7 +162,7 @@ def inspect_broadcast_clip(
     reason, rather than raising: the report is what the operator sees."""
     expected = frames / profile.fps
     try:
-        info = probe(path)
+        info = probe(path, keyframes=True)
     except MediaToolError as error:
         failed = [QualityCheck(name=name, passed=False, reason=f"unreadable: {error}")
                   for name in CHECK_NAMES]  # fmt: skip
@@ -196,11 +174,11 @@ def inspect_broadcast_clip(
         decoded = error
     measurements: dict[str, Callable] = {
         "duration": lambda: _check_duration(info, expected, limits),
-        "broadcast_profile": lambda: _check_profile(path, info, profile),
+        "broadcast_profile": lambda: _check_profile(info, profile),
     }
     if isinstance(decoded, ClipMeasurements):
         measurements |= {
-            "decodes": lambda: _check_decodes(path, decoded, frames, profile),
+            "decodes": lambda: _check_decodes(info, decoded, frames, profile),
             "not_black": lambda: _share_check(
                 decoded.black, duration, limits.max_black_share, "is black"
             ),

@@ -57,6 +57,7 @@ class AudioStreamInfo(BaseModel):
     sample_rate: int
     channels: int
     duration: float
+    frames: int | None = None  # packets in the container: an AAC frame (1024 samples) each
 
 
 class MediaInfo(BaseModel):
@@ -77,8 +78,10 @@ def _rate(text: str) -> float:
 
 def probe(path: Path, keyframes: bool = False) -> MediaInfo:
     """ffprobe summary of a media file; a file ffprobe cannot read is a MediaToolError. With
-    `keyframes`, the video's keyframe times too (from the packets ffprobe reads anyway to count
-    them: nothing is decoded)."""
+    `keyframes`, the video's keyframe times too: the packets the container flags as keyframes,
+    where a stream copy can cut (read from the packets ffprobe reads anyway to count them:
+    nothing is decoded). This is the one listing of keyframes: previews, the broadcast
+    profile's check and quality control all read it."""
     packets = {"show_entries": "packet=stream_index,pts_time,flags"} if keyframes else {}
     try:
         report = ffmpeg.probe(str(path), count_packets=None, **packets)
@@ -114,6 +117,7 @@ def probe(path: Path, keyframes: bool = False) -> MediaInfo:
                 sample_rate=int(stream.get("sample_rate", 0)),
                 channels=int(stream.get("channels", 0)),
                 duration=duration,
+                frames=int(stream["nb_read_packets"]) if "nb_read_packets" in stream else None,
             )
     return info
 
