@@ -109,6 +109,8 @@ def test_empty_file_is_refused(tmp_path):
     ("schedule", "message"),
     [
         ("{cron: 'every hour'}", "'every hour' is not a cron expression"),
+        ("{cron: '0 0 * * * *'}", "'0 0 * * * *' is not a cron expression"),  # six fields
+        ("{cron: '0 0 30 2 *'}", "'0 0 30 2 *' is not a cron expression"),  # 30 February
         ("{cron: '0 20 * * *', timezone: Mars/Olympus}", "'Mars/Olympus' is not an IANA time zone"),
         ("{cron: '0 20 * * *', clips: 0}", "greater than or equal to 1"),
     ],
