@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
+from plotting import Panel, add_plot_argument, save_plot
 
 
 def channels_document(count: int, clip_seconds: float, ahead_seconds: float) -> dict:
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=15.0)
     parser.add_argument("--playlist-delay", type=float, default=15.0)
     parser.add_argument("--limit", type=float, default=4 * 3600, help="simulated seconds")
+    add_plot_argument(parser)
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="webtv-fair-start-"))
@@ -68,7 +70,6 @@ def main() -> None:
         WEBTV_CLIPS_PER_RUN=str(args.clips_per_run),
         DAGSTER_HOME=str(folder / "dagster"),
     )
-    # Imported once the environment names the channels: definitions read them at import.
     import dagster as dg
     from dagster._core.events import DagsterEvent, DagsterEventType
     from dagster._core.remote_origin import (
@@ -82,15 +83,19 @@ def main() -> None:
     )
 
     from webtv_dagster.clips import ClipId
-    from webtv_dagster.definitions import defs
+    from webtv_dagster.definitions import build_definitions
     from webtv_dagster.defs import sensors
+    from webtv_dagster.defs.resources import Studio
     from webtv_dagster.instance import write_instance_yaml
     from webtv_dagster.playout.state import PlayoutState, write_state
+    from webtv_dagster.settings import Settings
 
     write_instance_yaml(folder / "dagster", postgres=False)
     clock = types.SimpleNamespace(now=1_800_000_000.0)
     sensors.time = types.SimpleNamespace(time=lambda: clock.now)  # deadlines in simulated time
-    clip_job = defs.resolve_job_def("clip_job")
+    settings = Settings.from_env()
+    studio = Studio.from_settings(settings)
+    clip_job = build_definitions(settings).resolve_job_def("clip_job")
     # Queued runs name where their code lives; nothing launches them here.
     origin = RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(
@@ -124,11 +129,14 @@ def main() -> None:
         while len(first_air) < args.channels and t < args.limit:
             clock.now = 1_800_000_000.0 + t
             if t % args.tick == 0:
-                context = dg.build_sensor_context(instance=instance, cursor=cursor)
+                context = dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources={"studio": studio}
+                )
                 result = sensors.clip_production_sensor(context)
                 cursor = result.cursor
                 for request in result.dynamic_partitions_requests or []:
-                    instance.add_dynamic_partitions("clips", list(request.partition_keys))
+                    keys = list(request.partition_keys)
+                    instance.add_dynamic_partitions(request.partitions_def_name, keys)
                 for request in result.run_requests:
                     if request.run_key not in booked:
                         booked.add(request.run_key)
@@ -183,6 +191,19 @@ def main() -> None:
           f"all {args.channels} on air after {last:.0f} s")  # fmt: skip
     print(f"clips made by then: most by one channel {max(made.values())}, "
           f"fewest {min(made[slug] for slug in slugs)}")  # fmt: skip
+    if args.plot:
+        order = sorted(slugs, key=lambda slug: first_air[slug])
+        labels = [slug.removeprefix("channel-") for slug in order]
+        save_plot(args.plot, f"{args.channels} channels starting at once: first clip on air", [
+            Panel("seconds until the channel's first clip airs", "bar", labels,
+                  {"s": [first_air[slug] for slug in order]}, xlabel="channel",
+                  ylabel="simulated s", value_format=""),
+            Panel(f"clips made by {last:.0f} s (all on air)", "bar", labels,
+                  {"clips": [made[slug] for slug in order]}, xlabel="channel",
+                  ylabel="clips", value_format=""),
+        ], note=f"{args.clip_seconds:g} s clips, {args.ahead_seconds:g} s ahead, runs of "
+                f"{args.clips_per_run}: {args.run_start:g} s start + {args.clip_work:g} s per "
+                "clip, 2 clip runs at once (simulated clock)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.snap import JobSnap
 from dagster._core.storage.event_log.schema import DynamicPartitionsTable
 from dagster._serdes import deserialize_value, serialize_value
+from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, Channel, load_channels
 from webtv_dagster.clips import ClipId
@@ -76,6 +77,7 @@ from webtv_dagster.retention import (
     remove_intermediates,
     stored_clips,
 )
+from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import running_postgres
 
@@ -318,7 +320,7 @@ def measure_real_clips(
             bucket="media",
             **{k.lower(): v for k, v in S3_KEYS.items()},
         ),
-        "studio": Studio(channels_file=os.environ["WEBTV_CHANNELS_FILE"]),
+        "studio": Studio.from_settings(Settings.from_env()),
     }
     batch = [ClipId(channel=channel.slug, number=n) for n in range(1, clips + 1)]
     keys = [clip.key for clip in batch]
@@ -341,7 +343,9 @@ def measure_real_clips(
             instance=instance, partition_key=channel.slug, resources=resources, run_config=QUIET
         )
         write_air_state(data_dir, air_state(channel, clips, time.time(), prompt))
-        sensed = on_air_stream_sensor(dg.build_sensor_context(instance=instance))
+        sensed = on_air_stream_sensor(
+            dg.build_sensor_context(instance=instance, resources={"studio": resources["studio"]})
+        )
         for event in sensed.asset_events:
             instance.report_runless_asset_event(event)
         observed = instance.fetch_observations(on_air_stream.key, limit=1).records[0]
@@ -513,16 +517,22 @@ class Simulation:
     def tick(self, fresh: bool = False) -> float:
         """One evaluation of the clip sensor (timed), its new partitions then added as the
         daemon does; `fresh` starts from no cursor (a first tick over the whole history)."""
+        from webtv_dagster.defs.resources import Studio
         from webtv_dagster.defs.sensors import clip_production_sensor
 
         cursor = None if fresh else self.cursor
-        context = dg.build_sensor_context(instance=self.instance, cursor=cursor)
+        studio = Studio.from_settings(Settings.from_env())
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=cursor, resources={"studio": studio}
+        )
         started = time.perf_counter()
         result = clip_production_sensor(context)
         seconds = time.perf_counter() - started
         for request in result.dynamic_partitions_requests:
             keys = list(request.partition_keys)
             self.writer.add_dynamic_partitions(request.partitions_def_name, keys)
+            if request.partitions_def_name != "clips":
+                continue  # the channels' partitions
             for clip in map(ClipId.parse, keys):
                 self.air[clip.channel].highest = max(self.air[clip.channel].highest, clip.number)
         self.cursor = result.cursor
@@ -1212,6 +1222,7 @@ def main() -> None:
         action="store_false",
         help="skip the measures without retention",
     )
+    add_plot_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.days, args.channels, args.channel_days = 3, 2, 3
@@ -1258,7 +1269,37 @@ def main() -> None:
                 run_scenario("many", channels, args.channel_days, args, postgres, templates, work)
             )
     print_targets(results)
+    if args.plot:
+        plot_days(args.plot, results, args)
     shutil.rmtree(work, ignore_errors=True)  # kept when the run failed, for its logs
+
+
+def plot_days(path: Path, results: list[dict], args) -> None:
+    """Per simulated day, for each scenario: the database size, the rows of the tables that
+    grow with clips, and the steady sensor tick: flat lines once retention runs."""
+    panels = [
+        Panel("database size after each day", "line", [], {}, xlabel="day", ylabel="MB"),
+        Panel("rows after each day", "line", [], {}, xlabel="day", ylabel="rows", log=True),
+        Panel("steady clip-sensor tick (median)", "line", [], {}, xlabel="day", ylabel="s"),
+    ]
+    for result in results:
+        days = result["days"]
+        label = result["label"]
+        panels[0].series[label] = [day.size / 1e6 for day in days]
+        for table in ("dynamic_partitions", "event_logs", "runs"):
+            panels[1].series[f"{label}: {table}"] = [day.rows[table] for day in days]
+        panels[2].series[label] = [statistics.median(day.steady_ticks) for day in days]
+    for panel in panels:  # lines of unequal length: each scenario has its own days
+        lengths = {len(values) for values in panel.series.values()}
+        if len(lengths) > 1:
+            longest = max(lengths)
+            panel.series = {name: values + [float("nan")] * (longest - len(values))
+                            for name, values in panel.series.items()}  # fmt: skip
+        panel.labels = list(range(1, max(lengths) + 1))
+    title = "A month of one channel, a week of many: what grows, and the tick"
+    note = (f"{args.clips_per_day:,} clip partitions a day per channel, "
+            f"{args.materialized_per_day} made a day, keep_days {args.keep_days:g}")  # fmt: skip
+    save_plot(path, title, panels, note=note)
 
 
 if __name__ == "__main__":

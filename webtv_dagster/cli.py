@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import yaml
@@ -58,9 +57,6 @@ from webtv_dagster.stack import (
     write_supervisord_conf,
 )
 
-if TYPE_CHECKING:
-    from webtv_dagster.storage import MediaStore
-
 EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
 
 
@@ -98,7 +94,7 @@ def _chat_bots(channels: ChannelsFile) -> list[str]:
 
 def _embedded_s3_port(settings: Settings) -> int | None:
     """The port to serve S3 on when the endpoint is loopback and embedding is not turned off."""
-    if os.environ.get("WEBTV_EMBEDDED_S3", "1") == "0":
+    if not settings.embedded_s3:
         return None
     endpoint = urlparse(settings.s3_endpoint_url)
     if endpoint.hostname in {"127.0.0.1", "localhost"}:
@@ -112,16 +108,15 @@ def _dagster_home(settings: Settings) -> Path:
     return home
 
 
-def command_up(args: argparse.Namespace) -> int:
+def command_up(args: argparse.Namespace, settings: Settings) -> int:
     """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order
     (`stop_stack`)."""
-    settings = Settings.from_env()
     channels = _load_channels(settings)
     titles = {channel.slug: channel.title for channel in channels.channels}
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
-    os.environ["WEBTV_DATA_DIR"] = str(settings.data_dir.resolve())
-    settings = Settings.from_env()
-    data_dir = settings.data_dir
+    data_dir = settings.data_dir.resolve()
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    os.environ["WEBTV_DATA_DIR"] = str(data_dir)
     for variable, value in EMBEDDED_KEYS.items():
         os.environ.setdefault(variable, value)
     for variable in set(os.environ) - set(weed_environment(dict(os.environ))):
@@ -132,6 +127,7 @@ def command_up(args: argparse.Namespace) -> int:
         models = _launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
         routed = _channels_on_local_spaces(settings, models)
         os.environ["WEBTV_CHANNELS_FILE"] = str(routed)
+        settings = settings.model_copy(update={"channels_file": routed})
         urls = ", ".join(url for model in models.values() for url in model["spaces"])
         print(f"webtv: local Spaces on {urls}; channels routed through them in {routed}")
     s3_port = _embedded_s3_port(settings)
@@ -140,7 +136,7 @@ def command_up(args: argparse.Namespace) -> int:
         s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
     rtmp_root = public_folder(data_dir)
     write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir,
-                      mirrors_of(list(titles)))  # fmt: skip
+                      mirrors_of(settings, list(titles)))  # fmt: skip
     home = _dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(home)
     programs = [
@@ -173,7 +169,7 @@ def command_up(args: argparse.Namespace) -> int:
         print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
               "plays in browsers with native HLS only")  # fmt: skip
     for slug in titles:
-        print(f"webtv: {slug}: RTMP rtmp://127.0.0.1:{settings.rtmp_port}/{slug}/live, "
+        print(f"webtv: {slug}: RTMP {publish_url(settings.rtmp_port, slug)}, "
               f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8")  # fmt: skip
     print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
     print(f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
@@ -232,9 +228,8 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     print(f"webtv: stopped in {time.monotonic() - started:.1f} s", flush=True)
 
 
-def command_down(args: argparse.Namespace) -> int:
+def command_down(args: argparse.Namespace, settings: Settings) -> int:
     """Stops a stack that `webtv up` runs elsewhere (another terminal, a service)."""
-    settings = Settings.from_env()
     supervisor = StackSupervisor.connect(settings.data_dir)
     if supervisor is None:
         print(f"webtv: no stack runs on {settings.data_dir}")
@@ -243,9 +238,8 @@ def command_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_status(args: argparse.Namespace) -> int:
+def command_status(args: argparse.Namespace, settings: Settings) -> int:
     """Every supervised process with its state, and each channel's playout."""
-    settings = Settings.from_env()
     supervisor = StackSupervisor.connect(settings.data_dir)
     if supervisor is None:
         print(f"webtv: no stack runs on {settings.data_dir} (start it with `webtv up`)")
@@ -269,7 +263,7 @@ def command_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_rtmp_server(args: argparse.Namespace) -> int:
+def command_rtmp_server(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised RTMP/HLS server: clears workers a killed predecessor left behind, then
     becomes nginx (same pid, so supervisord or systemd signals nginx itself). Without a root
     whose configuration `webtv up` wrote, writes one from the settings under the data folder
@@ -277,18 +271,17 @@ def command_rtmp_server(args: argparse.Namespace) -> int:
     if args.root:
         root = Path(args.root)
     else:
-        settings = Settings.from_env()
         root = public_folder(settings.data_dir)
         titles = _check_channels(settings)
         write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port,
-                          settings.data_dir, mirrors_of(list(titles)))  # fmt: skip
+                          settings.data_dir, mirrors_of(settings, list(titles)))  # fmt: skip
     command = nginx_command(root)
     if killed := kill_leftover_workers(root):
         print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
     os.execv(command[0], command)
 
 
-def command_when_serving(args: argparse.Namespace) -> int:
+def command_when_serving(args: argparse.Namespace, settings: Settings) -> int:
     """Becomes `command` once the Unix socket accepts connections (a supervised program that
     needs another to be up first)."""
     from webtv_dagster.stack import wait_until_serving
@@ -299,39 +292,30 @@ def command_when_serving(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
-def _media_store(settings: Settings) -> MediaStore:
-    """The bucket of the settings, with the S3 keys of the environment (or boto3's chain)."""
-    from webtv_dagster.storage import MediaStore
+def _media_store(settings: Settings):
+    from webtv_dagster.storage import MediaStore  # boto3: only the commands that need it
 
-    return MediaStore(
-        bucket=settings.s3_bucket,
-        endpoint_url=settings.s3_endpoint_url or None,
-        region=settings.s3_region,
-        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-    )
+    return MediaStore.from_settings(settings)
 
 
-def command_viewer_service(args: argparse.Namespace) -> int:
+def command_viewer_service(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised viewer service: answers what nginx proxies to it (stage previews from the
     bucket, shot requests, the guide, XMLTV, the dump button)."""
     import logging
 
     from webtv_dagster.viewer_service import (
-        OPERATOR_TOKEN_ENV,
         ViewerServiceError,
         ViewerSite,
         serve_viewer,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
     socket_path = Path(args.socket) if args.socket else viewer_service_socket(settings.data_dir)
     site = ViewerSite(
         store=_media_store(settings),
         channels=load_channels(settings.channels_file),
         data_dir=settings.data_dir,
-        operator_token=os.environ.get(OPERATOR_TOKEN_ENV, ""),
+        operator_token=settings.operator_token.get_secret_value(),
     )
     try:
         serve_viewer(socket_path, site)
@@ -340,7 +324,7 @@ def command_viewer_service(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_chat_bot(args: argparse.Namespace) -> int:
+def command_chat_bot(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised chat bot of one channel: `!add <idea>` in its chat becomes a shot
     request; requested clips are announced before they air. Stops on SIGTERM."""
     import logging
@@ -348,7 +332,6 @@ def command_chat_bot(args: argparse.Namespace) -> int:
     from webtv_dagster.chat_bot import ChatBotConfigError, run_chat_bot
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
     channels = load_channels(settings.channels_file)
     channel = find_channel(channels, args.channel)
     try:
@@ -358,14 +341,13 @@ def command_chat_bot(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_playout(args: argparse.Namespace) -> int:
+def command_playout(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
     from webtv_dagster.playout.channel import ChannelPlayout
     from webtv_dagster.playout.supervisor import hold_playout_lock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
     store = _media_store(settings)
@@ -385,9 +367,8 @@ def command_playout(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_channel(args: argparse.Namespace) -> int:
+def command_channel(args: argparse.Namespace, settings: Settings) -> int:
     """Operator control of one channel's playout: status, start, stop, restart."""
-    settings = Settings.from_env()
     if args.channel not in _check_channels(settings):
         sys.exit(f"webtv: no channel {args.channel!r} in {settings.channels_file}")
     data_dir = settings.data_dir.resolve()
@@ -411,14 +392,13 @@ def command_channel(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_add_clips(args: argparse.Namespace) -> int:
+def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
     import dagster as dg
 
     from webtv_dagster.defs.clip_records import add_clips
     from webtv_dagster.planning import check_clip_count
     from webtv_dagster.playout.state import aired_through_of
 
-    settings = Settings.from_env()
     try:
         check_clip_count(args.count)
         channel = find_channel(load_channels(settings.channels_file), args.channel)
@@ -469,7 +449,7 @@ def _channels_on_local_spaces(settings: Settings, models: dict[str, dict]) -> Pa
     return routed
 
 
-def command_spaces(args: argparse.Namespace) -> int:
+def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
     models = _launch_local_spaces(args.replicas, args.base_port, args.delay)
     print("webtv: local Spaces are up; add these models to a channels file and name them in")
     print("its channels' backends (README: 'Real models'). Ctrl-C stops them.\n")
@@ -481,10 +461,9 @@ def command_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_worker(args: argparse.Namespace) -> int:
+def command_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Becomes a Celery worker for the runs of WEBTV_EXECUTOR=celery deployments: it executes
     run steps taken from the broker's `dagster` queue, against the instance of DAGSTER_HOME."""
-    settings = Settings.from_env()
     if "DAGSTER_HOME" not in os.environ:
         os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
     os.environ["WEBTV_EXECUTOR"] = "celery"  # the jobs it reconstructs run steps on Celery too
@@ -518,10 +497,9 @@ def command_worker(args: argparse.Namespace) -> int:
     os.execv(celery, command)  # the worker is this process: signals reach Celery directly
 
 
-def command_systemd_units(args: argparse.Namespace) -> int:
+def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.systemd_units import render_units
 
-    settings = Settings.from_env()
     units = render_units(
         Path(args.output), settings.data_dir, Path(args.env_file).resolve(), args.user,
         args.ui_port, args.code_server_port,
@@ -532,11 +510,11 @@ def command_systemd_units(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_alert(args: argparse.Namespace) -> int:
+def command_alert(args: argparse.Namespace, settings: Settings) -> int:
     """Sends an alert to WEBTV_ALERT_WEBHOOK_URL (systemd's OnFailure= unit calls this)."""
     from webtv_dagster.alerts import AlertError, notifier
 
-    webhook = notifier(os.environ.get("WEBTV_ALERT_WEBHOOK_URL", ""))
+    webhook = notifier(settings.alert_webhook_url.get_secret_value())
     if webhook is None:
         sys.exit(f"webtv: no WEBTV_ALERT_WEBHOOK_URL: alert not sent: {args.title}")
     try:
@@ -546,13 +524,12 @@ def command_alert(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_instance_config(args: argparse.Namespace) -> int:
+def command_instance_config(args: argparse.Namespace, settings: Settings) -> int:
     print(yaml.safe_dump(instance_config(postgres=args.postgres), sort_keys=False), end="")
     return 0
 
 
-def command_check(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+def command_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.file:
         settings = settings.model_copy(update={"channels_file": Path(args.file)})
     _check_channels(settings)
@@ -639,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(run=command_check)
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        return args.run(args, Settings.from_env())
     except (ChannelConfigError, RtmpServerError, SettingsError) as error:  # no traceback
         print(f"webtv: {error}", file=sys.stderr)
         return 2

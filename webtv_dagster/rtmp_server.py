@@ -27,6 +27,7 @@ from pathlib import Path
 
 from webtv_dagster.processes import port_is_free, stop_process
 from webtv_dagster.secrets import write_private
+from webtv_dagster.settings import Settings
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
@@ -117,16 +118,11 @@ def viewer_state_path(data_dir: Path, slug: str) -> Path:
 MIRROR_URL = re.compile(r"rtmp://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/?=&%+-]+")
 
 
-def mirror_variable(slug: str) -> str:
-    return "WEBTV_MIRRORS_" + slug.upper().replace("-", "_")
-
-
-def mirror_urls(slug: str) -> list[str]:
-    """Extra RTMP outputs of a channel (Twitch, YouTube...), with their stream keys, from
+def mirror_urls(variable: str, value: str) -> list[str]:
+    """Extra RTMP outputs of a channel (Twitch, YouTube...), with their stream keys, from its
     WEBTV_MIRRORS_<SLUG> (comma-separated; SLUG upper-case with underscores). An entry that
     is not a plain rtmp:// URL is refused, named by its position (it holds a stream key)."""
-    variable = mirror_variable(slug)
-    urls = [url.strip() for url in os.environ.get(variable, "").split(",") if url.strip()]
+    urls = [url.strip() for url in value.split(",") if url.strip()]
     for number, url in enumerate(urls, 1):
         if not MIRROR_URL.fullmatch(url):
             raise RtmpServerError(
@@ -137,8 +133,8 @@ def mirror_urls(slug: str) -> list[str]:
     return urls
 
 
-def mirrors_of(slugs: list[str]) -> dict[str, list[str]]:
-    return {slug: mirror_urls(slug) for slug in slugs}
+def mirrors_of(settings: Settings, slugs: list[str]) -> dict[str, list[str]]:
+    return {slug: mirror_urls(*settings.mirror_variable_value(slug)) for slug in slugs}
 
 
 def nginx_conf(

@@ -1,71 +1,120 @@
-"""Settings read from the environment, each with a documented default (see README)."""
+"""The deployment's settings: read from the environment once per process (`Settings.from_env`
+in `webtv` commands and where the code location loads), then handed down as arguments and
+Dagster resources. Every one is documented, with its default, in docs/configuration.md."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE
+
+PREFIX = "WEBTV_"
+MIRRORS_PREFIX = PREFIX + "MIRRORS_"
 
 
 class SettingsError(ValueError):
     """Settings in the environment that cannot be used, each named by its variable."""
 
 
-class Settings(BaseModel):
-    channels_file: Path = Field(DEFAULT_CHANNELS_FILE, description="WEBTV_CHANNELS_FILE")
-    data_dir: Path = Field(Path("data"), description="WEBTV_DATA_DIR")
-    s3_endpoint_url: str = Field("http://127.0.0.1:8333", description="WEBTV_S3_ENDPOINT_URL")
-    s3_bucket: str = Field("media", description="WEBTV_S3_BUCKET")
-    s3_region: str = Field("us-east-1", description="WEBTV_S3_REGION")
-    clips_per_run: int = Field(8, ge=1, le=100, description="WEBTV_CLIPS_PER_RUN")
-    parallel_clips: int = Field(
-        default_factory=lambda: os.cpu_count() or 2, ge=1, le=256,
-        description="WEBTV_PARALLEL_CLIPS",
-    )
-    motion_height: int = Field(320, ge=0, le=2160, description="WEBTV_MOTION_HEIGHT")
-    rtmp_port: int = Field(1935, ge=1, lt=65536, description="WEBTV_RTMP_PORT")
-    hls_port: int = Field(8080, ge=1, lt=65536, description="WEBTV_HLS_PORT")
-    playout_cache_mb: int = Field(2048, ge=64, le=1_048_576, description="WEBTV_PLAYOUT_CACHE_MB")
-    executor: Literal["in_process", "multiprocess", "celery", "k8s"] = Field(
-        "in_process", description="WEBTV_EXECUTOR"
-    )
-    celery_broker: str = Field("redis://127.0.0.1:6379/0", description="WEBTV_CELERY_BROKER")
-    celery_backend: str = Field("", description="WEBTV_CELERY_BACKEND")
-    stage_retries: int = Field(2, ge=0, le=10, description="WEBTV_STAGE_RETRIES")
-    stage_retry_delay_seconds: float = Field(
-        30, ge=0, le=3600, allow_inf_nan=False, description="WEBTV_STAGE_RETRY_DELAY_SECONDS"
-    )
-    playout_stale_seconds: float = Field(
-        90, ge=10, le=86_400, allow_inf_nan=False, description="WEBTV_PLAYOUT_STALE_SECONDS"
-    )
-    stop_grace_seconds: float = Field(5, ge=0, le=3600, description="WEBTV_STOP_GRACE_SECONDS")
-    public_url: str = Field("", description="WEBTV_PUBLIC_URL")
+class MirrorVariables(PydanticBaseSettingsSource):
+    """Every WEBTV_MIRRORS_<SLUG> variable (one per channel that is mirrored, so they cannot be
+    fields): {SLUG: its comma-separated RTMP URLs}."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        mirrors = {
+            name[len(MIRRORS_PREFIX) :]: value
+            for name, value in os.environ.items()
+            if name.startswith(MIRRORS_PREFIX) and value.strip()
+        }
+        return {"mirrors": mirrors} if mirrors else {}
+
+
+def _secret(variable: str) -> Any:
+    """A secret read from `variable` (no WEBTV_ prefix of its own, as boto3 names it)."""
+    return Field(None, validation_alias=AliasChoices(variable), description=variable)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    channels_file: Path = DEFAULT_CHANNELS_FILE
+    data_dir: Path = Path("data")
+    s3_endpoint_url: str = "http://127.0.0.1:8333"
+    s3_bucket: str = "media"
+    s3_region: str = "us-east-1"
+    # Whether `webtv up` serves the S3 endpoint itself when it is a loopback address.
+    embedded_s3: bool = True
+    clips_per_run: int = Field(8, ge=1, le=100)
+    parallel_clips: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1, le=256)
+    motion_height: int = Field(320, ge=0, le=2160)
+    rtmp_port: int = Field(1935, ge=1, lt=65536)
+    hls_port: int = Field(8080, ge=1, lt=65536)
+    playout_cache_mb: int = Field(2048, ge=64, le=1_048_576)
+    executor: Literal["in_process", "multiprocess", "celery", "k8s"] = "in_process"
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str = ""
+    stage_retries: int = Field(2, ge=0, le=10)
+    stage_retry_delay_seconds: float = Field(30, ge=0, le=3600, allow_inf_nan=False)
+    playout_stale_seconds: float = Field(90, ge=10, le=86_400, allow_inf_nan=False)
+    stop_grace_seconds: float = Field(5, ge=0, le=3600, allow_inf_nan=False)
+    public_url: str = ""
+    # Secrets: never shown (SecretStr), never written to a record.
+    alert_webhook_url: SecretStr = SecretStr("")
+    operator_token: SecretStr = SecretStr("")
+    aws_access_key_id: SecretStr | None = _secret("AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = _secret("AWS_SECRET_ACCESS_KEY")
+    # WEBTV_MIRRORS_<SLUG>: extra RTMP outputs with their stream keys (rtmp_server.mirror_urls).
+    mirrors: dict[str, SecretStr] = {}
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        environ = dict(os.environ if environ is None else environ)
-        values = {}
-        for name, field in cls.model_fields.items():
-            variable = field.description
-            if variable and variable in environ:
-                values[name] = environ[variable]
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, MirrorVariables(settings_cls)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings of the environment; a bad value raises SettingsError naming every
+        variable that is wrong (a secret's value is never repeated)."""
         try:
-            return cls.model_validate(values)
+            return cls()
         except ValidationError as error:
-            problems = [
-                f"  - {_variable_of(issue['loc'])}: {issue['msg']} (got {issue['input']!r})"
-                for issue in error.errors()
-            ]
+            problems = [_problem(issue) for issue in error.errors()]
             raise SettingsError(
                 f"{len(problems)} setting(s) in the environment cannot be used:\n"
                 + "\n".join(problems)
             ) from None
 
+    def mirror_variable_value(self, slug: str) -> tuple[str, str]:
+        """The WEBTV_MIRRORS_<SLUG> variable of a channel, and its value ("" when unset)."""
+        suffix = slug.upper().replace("-", "_")
+        value = self.mirrors.get(suffix)
+        return MIRRORS_PREFIX + suffix, value.get_secret_value() if value else ""
 
-def _variable_of(location: tuple) -> str:
-    field = Settings.model_fields.get(str(location[0])) if location else None
-    return field.description if field is not None and field.description else "settings"
+
+def variable_of(name: str) -> str:
+    """The environment variable a settings field is read from."""
+    field = Settings.model_fields.get(name)
+    if field is not None and field.description:
+        return field.description
+    return PREFIX + name.upper()
+
+
+def _problem(issue: Any) -> str:
+    name = str(issue["loc"][0]) if issue["loc"] else ""
+    field = Settings.model_fields.get(name) or next(
+        (f for f in Settings.model_fields.values() if f.description == name), None
+    )
+    variable = variable_of(name) if name in Settings.model_fields else (name or "settings")
+    secret = field is None or "SecretStr" in str(field.annotation)
+    shown = "" if secret else f" (got {issue['input']!r})"
+    return f"  - {variable}: {issue['msg']}{shown}"

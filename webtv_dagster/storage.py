@@ -21,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel
 
+from webtv_dagster.settings import Settings
+
 MULTIPART = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20)
 CREDENTIAL_ERRORS = {
     "InvalidAccessKeyId",
@@ -91,6 +93,20 @@ class MediaStore:
                 retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path"},
             ),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediaStore:
+        """The deployment's bucket (WEBTV_S3_*) with its keys, or boto3's own chain (instance
+        roles, ~/.aws) where none are set."""
+        keys = (settings.aws_access_key_id, settings.aws_secret_access_key)
+        access_key_id, secret_access_key = (k.get_secret_value() if k else None for k in keys)
+        return cls(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
         )
 
     def uri(self, key: str) -> str:

@@ -58,7 +58,6 @@ from webtv_dagster.xmltv import channel_xmltv
 
 # A rerun replaces a clip's previews: browsers keep one a minute, then ask again (ETag).
 PREVIEW_CACHE_CONTROL = "public, max-age=60"
-OPERATOR_TOKEN_ENV = "WEBTV_OPERATOR_TOKEN"  # the dump button's token; unset: no dump button
 MAX_BODY_BYTES = 4_096
 GUIDE_SECONDS = 2.0  # a channel's guide is worked out at most this often
 GUIDE_CLIPS = 20

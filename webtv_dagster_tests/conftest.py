@@ -1,5 +1,4 @@
 import contextlib
-import os
 import shutil
 import time
 import uuid
@@ -7,18 +6,13 @@ from pathlib import Path
 
 import pytest
 
-TEST_CHANNELS = Path(__file__).with_name("channels.yaml")
-# Definitions read the channels file when imported: point them at the test channels first.
-os.environ["WEBTV_CHANNELS_FILE"] = str(TEST_CHANNELS)
-os.environ.setdefault("WEBTV_PARALLEL_CLIPS", "2")
-# One retry, at once: tests see retries happen without waiting for production delays.
-os.environ.setdefault("WEBTV_STAGE_RETRIES", "1")
-os.environ.setdefault("WEBTV_STAGE_RETRY_DELAY_SECONDS", "0")
+from webtv_dagster.channels import load_channels
+from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
+from webtv_dagster.processes import free_port_block
+from webtv_dagster.settings import Settings
+from webtv_dagster.storage import MediaStore
 
-from webtv_dagster.channels import load_channels  # noqa: E402
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3  # noqa: E402
-from webtv_dagster.processes import free_port_block  # noqa: E402
-from webtv_dagster.storage import MediaStore  # noqa: E402
+TEST_CHANNELS = Path(__file__).with_name("channels.yaml")
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-do-not-log"
@@ -27,10 +21,13 @@ PUBLIC_URL = "http://viewer.test:8080"  # where the tests' preview links point
 
 @pytest.fixture
 def instance():
-    """A temporary Dagster instance (SQLite under a temporary folder)."""
+    """A temporary Dagster instance (SQLite under a temporary folder) that knows the test
+    channels, as the clip sensor's first tick leaves it."""
     import dagster as dg
 
     with dg.instance_for_test() as test_instance:
+        slugs = [channel.slug for channel in load_channels(TEST_CHANNELS).channels]
+        test_instance.add_dynamic_partitions("channels", slugs)
         yield test_instance
 
 
@@ -83,9 +80,36 @@ def rtmp_server(tmp_path, channels):
     server.stop()
 
 
-def clip_resources(seaweedfs, bucket: str, channels_file) -> dict:
-    """The resources the clip assets need, on the test SeaweedFS and a channels file."""
-    from webtv_dagster.defs.resources import S3MediaStorage, Studio
+def settings_for_tests(**changes) -> Settings:
+    """The tests' settings: the test channels, two clips at once, and one retry at once (tests
+    see retries happen without waiting for production delays); `changes` on top."""
+    base = {
+        "channels_file": TEST_CHANNELS,
+        "parallel_clips": 2,
+        "stage_retries": 1,
+        "stage_retry_delay_seconds": 0,
+    }
+    return Settings(**(base | changes))
+
+
+def studio_for_tests(**changes):
+    """The Studio resource of settings_for_tests(**changes)."""
+    from webtv_dagster.defs.resources import Studio
+
+    return Studio.from_settings(settings_for_tests(**changes))
+
+
+def definitions_for_tests(**changes):
+    """The code location's definitions as settings_for_tests(**changes) make them."""
+    from webtv_dagster.definitions import build_definitions
+
+    return build_definitions(settings_for_tests(**changes))
+
+
+def clip_resources(seaweedfs, bucket: str, channels_file, **settings) -> dict:
+    """The resources the clip assets need, on the test SeaweedFS and a channels file (and other
+    test settings changed by `settings`)."""
+    from webtv_dagster.defs.resources import S3MediaStorage
 
     return {
         "media_storage": S3MediaStorage(
@@ -95,7 +119,7 @@ def clip_resources(seaweedfs, bucket: str, channels_file) -> dict:
             access_key_id=ACCESS_KEY,
             secret_access_key=SECRET_KEY,
         ),
-        "studio": Studio(channels_file=str(channels_file), parallel_clips=2),
+        "studio": studio_for_tests(channels_file=channels_file, **settings),
     }
 
 

@@ -9,10 +9,11 @@ import dagster as dg
 import pytest
 
 from webtv_dagster.alerts import AlertError, WebhookNotifier
-from webtv_dagster.definitions import defs
 from webtv_dagster.defs.alerts import off_air_alert_sensor, run_failure_alert_sensor
 from webtv_dagster.defs.resources import AlertWebhook
 from webtv_dagster.processes import free_port_block
+
+from .conftest import definitions_for_tests, studio_for_tests
 
 SECRET_PATH = "/services/T0001/B0002/very-secret-token"
 
@@ -42,7 +43,7 @@ def receiver():
 def test_a_failed_run_is_sent_to_the_webhook(receiver, caplog):
     url, received = receiver
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("add_clips_job").execute_in_process(
+        result = definitions_for_tests().resolve_job_def("add_clips_job").execute_in_process(
             run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nosuch"}}}},
             instance=instance, raise_on_error=False,
         )  # fmt: skip
@@ -80,20 +81,20 @@ def test_an_unreachable_webhook_is_named_by_its_host_only():
 
 
 def test_a_channel_off_air_is_alerted_once_after_a_tick_of_grace_and_again_when_back(
-    receiver, tmp_path, monkeypatch
+    receiver, tmp_path
 ):
     from webtv_dagster.playout.state import PlayoutState, write_state
     from webtv_dagster.playout.supervisor import hold_playout_lock, stop_playout
 
     url, received = receiver
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    studio = studio_for_tests(data_dir=tmp_path)
     stop_playout(tmp_path, "test-ocean")  # an operator took this one off air: no alert
     webhook = AlertWebhook(url=url)
     with dg.instance_for_test() as instance:
 
         def tick(cursor):
             context = dg.build_sensor_context(instance=instance, cursor=cursor)
-            return off_air_alert_sensor(context, alert_webhook=webhook).cursor
+            return off_air_alert_sensor(context, alert_webhook=webhook, studio=studio).cursor
 
         cursor = tick(None)
         assert received == []  # one tick of grace: the supervisor may fix it meanwhile

@@ -6,7 +6,7 @@ from webtv_dagster.settings import Settings
 
 def test_check_accepts_the_embedded_channels(capsys):
     assert main(["check"]) == 0
-    assert "test-llamas" in capsys.readouterr().out
+    assert "llama-jobs" in capsys.readouterr().out
 
 
 def test_check_refuses_a_broken_file_with_its_reason(tmp_path):
@@ -17,12 +17,23 @@ def test_check_refuses_a_broken_file_with_its_reason(tmp_path):
     assert "channel 'x', field 'style': Field required" in str(stop.value.code)
 
 
-def test_settings_come_from_the_environment():
-    settings = Settings.from_env({"WEBTV_S3_BUCKET": "tv", "WEBTV_CLIPS_PER_RUN": "3"})
-    assert (settings.s3_bucket, settings.clips_per_run) == ("tv", 3)
-    assert Settings.from_env({}).s3_endpoint_url == "http://127.0.0.1:8333"
-    with pytest.raises(ValueError, match="WEBTV_CLIPS_PER_RUN"):
-        Settings.from_env({"WEBTV_CLIPS_PER_RUN": "0"})
+def test_settings_come_from_the_environment(monkeypatch):
+    assert Settings.from_env().s3_endpoint_url == "http://127.0.0.1:8333"
+    monkeypatch.setenv("WEBTV_S3_BUCKET", "tv")
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "3")
+    monkeypatch.setenv("WEBTV_EMBEDDED_S3", "0")
+    monkeypatch.setenv("WEBTV_MIRRORS_TEST_LLAMAS", "rtmp://live.example/app/key-1")
+    settings = Settings.from_env()
+    assert (settings.s3_bucket, settings.clips_per_run, settings.embedded_s3) == ("tv", 3, False)
+    assert settings.mirror_variable_value("test-llamas") == (
+        "WEBTV_MIRRORS_TEST_LLAMAS", "rtmp://live.example/app/key-1"
+    )
+    assert "key-1" not in repr(settings)
+    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "0")
+    monkeypatch.setenv("WEBTV_OPERATOR_TOKEN", "")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "")
+    with pytest.raises(ValueError, match="WEBTV_CLIPS_PER_RUN.*got '0'"):
+        Settings.from_env()
 
 
 def test_channels_can_be_routed_through_local_spaces(tmp_path):
@@ -35,7 +46,7 @@ def test_channels_can_be_routed_through_local_spaces(tmp_path):
         }
         for family in ("text_to_video", "upscaler", "interpolator", "music")
     }  # fmt: skip
-    settings = Settings.from_env({"WEBTV_DATA_DIR": str(tmp_path)})
+    settings = Settings(data_dir=tmp_path)
     routed = load_channels(_channels_on_local_spaces(settings, models))
     for channel in routed.channels:
         assert channel.backends.text_to_video == "local-text-to-video"
@@ -65,9 +76,9 @@ def test_the_project_instance_config_is_valid():
         per_model = {limit["key"]: limit for limit in limits[1:]}
         assert set(per_model) == {f"webtv/{family}_model" for family in OFFLINE_BACKENDS}
         assert all(limit["value"] == {"applyLimitPerUniqueValue": True} for limit in limits[1:])
-        from webtv_dagster.definitions import defs
+        from webtv_dagster.defs.jobs import clip_job
 
-        assert defs.resolve_job_def("clip_job").tags["webtv/stage"] == "clips"
+        assert clip_job.tags["webtv/stage"] == "clips"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,13 @@ from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.media.inspection import black_spans, frozen_spans, measure_loudness, silent_spans
 
-from .conftest import PUBLIC_URL, TEST_CHANNELS, clip_resources, latest_metadata
+from .conftest import (
+    PUBLIC_URL,
+    TEST_CHANNELS,
+    clip_resources,
+    latest_metadata,
+    studio_for_tests,
+)
 
 CLIP_ASSETS = [shot_prompt, raw_take, upscaled_take, interpolated_clip, music_track, broadcast_clip]
 STAGE_PREVIEWS = [
@@ -236,8 +242,8 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
     failure = first.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert list(failure.metadata["failed_clips"].value) == [keys[2]]
 
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "1")  # so the planner adds clip by clip
-    tick = clip_production_sensor(dg.build_sensor_context(instance=instance))
+    planner = {"studio": studio_for_tests(clips_per_run=1)}  # it adds clip by clip
+    tick = clip_production_sensor(dg.build_sensor_context(instance=instance, resources=planner))
     rebooks = [r for r in tick.run_requests if r.tags.get(REBOOK_OF) == first.run_id]
     later_stages = [upscaled_take.key, interpolated_clip.key, broadcast_clip.key]
     assert [(r.tags["dagster/asset_partition_range_start"],
@@ -265,5 +271,7 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
         assert media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
     # A later tick books nothing again, and replaces only the failed clip.
     instance.add_dynamic_partitions("clips", added)
-    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
+    again = clip_production_sensor(
+        dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources=planner)
+    )
     assert not [r for r in again.run_requests if REBOOK_OF in r.tags]

@@ -8,10 +8,9 @@ from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.defs import sensors
 from webtv_dagster.defs.clip_records import add_clips, latest_clip_number
 from webtv_dagster.defs.jobs import add_clips_job
-from webtv_dagster.defs.resources import Studio
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, BacklogFull
 
-from .conftest import TEST_CHANNELS
+from .conftest import TEST_CHANNELS, definitions_for_tests, studio_for_tests
 from .test_sensors_and_jobs import ranges, tick
 
 
@@ -45,7 +44,7 @@ def test_clips_past_the_backlog_cap_are_refused_with_how_many_fit(instance):
         instance=instance,
         run_config={"ops": {"add_clip_partitions": {"config": {"channel": "test-llamas",
                                                                 "count": 501}}}},
-        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+        resources={"studio": studio_for_tests()},
         raise_on_error=False,
     )  # fmt: skip
     error = str(result.get_step_failure_events()[0].step_failure_data.error)
@@ -74,7 +73,7 @@ def test_a_channel_that_fails_to_plan_does_not_stop_the_others(instance, monkeyp
 def test_the_cursor_of_the_previous_planner_is_read(instance):
     instance.add_dynamic_partitions("clips", [f"test-llamas-{n:06d}" for n in range(1, 7)])
     old = '{"test-llamas": {"requested": 6, "seen": 6}, "test-ocean": {"requested": 0, "seen": 0}}'
-    result = sensors.clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=old))
+    result = tick(instance, dg.SensorResult(cursor=old))
     assert not result.run_requests and not result.dynamic_partitions_requests
 
 
@@ -115,16 +114,16 @@ def test_the_playlist_lists_the_clips_past_air_and_recent_ones_not_the_history(m
 def test_a_schedule_whose_clips_do_not_fit_the_backlog_skips_its_tick_saying_why(instance):
     from datetime import UTC, datetime
 
-    from webtv_dagster.definitions import defs
-
     ocean = load_channels(TEST_CHANNELS).channels[1]
     add_clips(instance, ocean, 500, aired_through=0)
     instance.add_dynamic_partitions(
         "clips", [f"test-ocean-{n:06d}" for n in range(501, MAX_BACKLOG_CLIPS)]
     )
-    schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
+    schedule = definitions_for_tests().resolve_schedule_def("test_ocean_clip_schedule")
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC),
+        resources={"studio": studio_for_tests()},
     )
     result = schedule.evaluate_tick(context)
     assert not result.run_requests

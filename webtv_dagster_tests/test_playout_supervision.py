@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from webtv_dagster.definitions import defs
-from webtv_dagster.defs.stream import CHANNEL_TAG, playout_watchdog_sensor
+from webtv_dagster.defs.resources import Studio
+from webtv_dagster.defs.stream import CHANNEL_TAG, playout_job, playout_watchdog_sensor
 from webtv_dagster.playout.state import playout_folder, read_state
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
@@ -17,8 +17,9 @@ from webtv_dagster.playout.supervisor import (
     playout_status,
     stop_playout,
 )
+from webtv_dagster.settings import Settings
 
-from .conftest import ACCESS_KEY, SECRET_KEY, upload_playlist, wait_for
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, upload_playlist, wait_for
 
 SLUG = "test-llamas"
 
@@ -30,6 +31,7 @@ def on_air_env(seaweedfs, media_store, rtmp_server, tmp_path, monkeypatch) -> Pa
     data_dir = tmp_path / "data"
     for variable, value in {
         "WEBTV_DATA_DIR": str(data_dir),
+        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
         "WEBTV_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
         "WEBTV_S3_BUCKET": media_store.bucket,
         "WEBTV_RTMP_PORT": str(rtmp_server.rtmp_port),
@@ -42,14 +44,23 @@ def on_air_env(seaweedfs, media_store, rtmp_server, tmp_path, monkeypatch) -> Pa
         stop_playout(data_dir, slug)
 
 
+def studio_from_env() -> Studio:
+    """The studio of the settings on_air_env gives the playouts (as `webtv up` gives the code
+    location and its children the same environment)."""
+    return Studio.from_settings(Settings.from_env())
+
+
 def watchdog_request(instance, slug: str) -> dg.RunRequest | None:
-    result = playout_watchdog_sensor(dg.build_sensor_context(instance=instance))
+    result = playout_watchdog_sensor(
+        dg.build_sensor_context(instance=instance, resources={"studio": studio_from_env()})
+    )
     requests = [r for r in result.run_requests or [] if r.tags[CHANNEL_TAG] == slug]
     return requests[0] if requests else None
 
 
 def run_playout_job(instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def("playout_job")
+    resources = {"studio": studio_from_env()}
+    job = dg.Definitions(jobs=[playout_job], resources=resources).resolve_job_def("playout_job")
     return job.execute_in_process(
         run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False
     )
@@ -193,14 +204,17 @@ def test_a_playout_restarted_by_its_supervisor_is_recorded_on_the_stream(on_air_
 
     with dg.instance_for_test() as instance:
         first = playout_holding_the_lock()
-        tick = playout_watchdog_sensor(dg.build_sensor_context(instance=instance))
+        resources = {"studio": studio_from_env()}
+        tick = playout_watchdog_sensor(
+            dg.build_sensor_context(instance=instance, resources=resources)
+        )
         assert not [e for e in tick.asset_events if e.partition == SLUG]
         first.kill()
         first.wait()
         second = playout_holding_the_lock()  # what supervisord does: a new process
         try:
             again = playout_watchdog_sensor(
-                dg.build_sensor_context(instance=instance, cursor=tick.cursor)
+                dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources=resources)
             )
         finally:
             second.kill()

@@ -190,11 +190,11 @@ def test_webtv_viewer_service_serves_until_sigterm_then_removes_its_socket(tmp_p
 
 
 def test_the_public_url_defaults_to_the_viewer_and_carries_no_credentials():
-    assert public_base_url(Settings.from_env({"WEBTV_HLS_PORT": "8090"})) == (
+    assert public_base_url(Settings(hls_port=8090)) == (
         "http://127.0.0.1:8090"
     )
-    settings = Settings.from_env({"WEBTV_PUBLIC_URL": "https://tv.example.org/"})
+    settings = Settings(public_url="https://tv.example.org/")
     assert public_base_url(settings) == "https://tv.example.org"
     for refused in ("https://ops:pw@tv.example.org", "ftp://tv.example.org", "tv.example.org"):
         with pytest.raises(PublicUrlError, match="WEBTV_PUBLIC_URL"):
-            public_base_url(Settings.from_env({"WEBTV_PUBLIC_URL": refused}))
+            public_base_url(Settings(public_url=refused))

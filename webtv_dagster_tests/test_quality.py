@@ -6,10 +6,10 @@ import pytest
 
 from webtv_dagster import clips
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.clip_steps import QUALITY_CHECK
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.assets.playlist import playlist
-from webtv_dagster.defs.clip_batches import QUALITY_CHECK
 from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg

@@ -7,7 +7,6 @@ import yaml
 from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId
-from webtv_dagster.definitions import defs
 from webtv_dagster.defs.partitions import RANGE_END, RANGE_START
 from webtv_dagster.playout.state import PlayoutState, state_path
 from webtv_dagster.retention import (
@@ -17,7 +16,9 @@ from webtv_dagster.retention import (
     stored_clips,
 )
 
-from .conftest import TEST_CHANNELS, clip_resources
+from .conftest import TEST_CHANNELS, clip_resources, definitions_for_tests
+
+defs = definitions_for_tests()
 
 DAY = 86_400
 NOW = 1_800_000_000.0
@@ -47,14 +48,34 @@ def test_age_and_size_limits_spare_unaired_and_replayed_clips():
     assert clips_to_remove(library, everything, aired_through=0, now=NOW) == []
 
 
+def test_an_object_key_gives_back_its_clip_and_name_and_no_other_key_does():
+    clip = ClipId(channel="test-llamas", number=42)
+    for name in (clips.BROADCAST_RECORD, clips.preview_name(clips.RAW_TAKE)):
+        assert ClipId.from_object_key(clip.object_key(name)) == (clip, name)
+    assert ClipId.from_object_key("channels/a-b/clips/a-b-1234567/x.mp4")[0].number == 1234567
+    for key in (
+        "channels/test-llamas/playlist.json",  # the channel's, not a clip's
+        "channels/test-llamas/clips/test-llamas-000042/",  # no name
+        "channels/test-llamas/clips/other-000042/raw.mp4",  # another channel's clip id
+        "channels/test-llamas/clips/test-llamas-42/raw.mp4",  # not a clip id
+        "channels/test-llamas/clips/test-llamas-000042/sub/raw.mp4",  # deeper
+        "media/test-llamas/clips/test-llamas-000042/raw.mp4",  # another layout
+    ):
+        try:
+            ClipId.from_object_key(key)
+        except ValueError as error:
+            assert repr(key) in str(error)
+        else:
+            raise AssertionError(f"{key} was read as a clip's object")
+
+
 def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
-    seaweedfs, media_store, tmp_path, monkeypatch
+    seaweedfs, media_store, tmp_path
 ):
     document = yaml.safe_load(TEST_CHANNELS.read_text())
     document["channels"][0]["retention"] = {"keep_gb": 2.5e-6, "protect_recent": 1}
     channels_file = tmp_path / "channels.yaml"
     channels_file.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path / "data"))
     keys = []
     for number in range(1, 7):  # six clips of about 1 MB
         clip = ClipId(channel="test-llamas", number=number)
@@ -82,7 +103,9 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
             ).run_id  # fmt: skip
         result = defs.resolve_job_def("retention_job").execute_in_process(
             instance=instance,
-            resources=clip_resources(seaweedfs, media_store.bucket, channels_file),
+            resources=clip_resources(
+                seaweedfs, media_store.bucket, channels_file, data_dir=tmp_path / "data"
+            ),
         )
         assert result.success
         # 6 MB against 2.5 MB: clips 1..3 go; 4 is kept for replays, 5 and 6 have not aired.

@@ -12,7 +12,8 @@ import pytest
 
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.processes import free_port_block
-from webtv_dagster.rtmp_server import RtmpServerError, mirror_urls, start_rtmp_server
+from webtv_dagster.rtmp_server import RtmpServerError, mirrors_of, start_rtmp_server
+from webtv_dagster.settings import Settings
 
 from .conftest import command_lines
 
@@ -114,7 +115,7 @@ def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_pa
 def test_a_mirror_url_that_nginx_cannot_push_is_refused_without_its_key(entry, monkeypatch):
     monkeypatch.setenv("WEBTV_MIRRORS_TEST_LLAMAS", f"rtmp://ok.example/app/k1, {entry}")
     with pytest.raises(RtmpServerError, match="WEBTV_MIRRORS_TEST_LLAMAS: entry 2 is not") as e:
-        mirror_urls("test-llamas")
+        mirrors_of(Settings.from_env(), ["test-llamas"])
     assert "s3cr3t" not in str(e.value)
 
 

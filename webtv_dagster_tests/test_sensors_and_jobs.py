@@ -6,15 +6,15 @@ import yaml
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
-from webtv_dagster.definitions import defs
 from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.defs.jobs import add_clips_job
-from webtv_dagster.defs.resources import Studio
 from webtv_dagster.defs.sensors import clip_production_sensor, playlist_refresh_sensor
 from webtv_dagster.shot_requests import RequestQueue, queue_path
 
-from .conftest import TEST_CHANNELS
+from .conftest import TEST_CHANNELS, definitions_for_tests, studio_for_tests
+
+defs = definitions_for_tests()
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -22,7 +22,9 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 def apply_partition_requests(instance, result):
     for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            keys = list(request.partition_keys)
+            instance.add_dynamic_partitions(request.partitions_def_name, keys)
 
 
 def ranges(result):
@@ -43,24 +45,26 @@ def test_definitions_load():
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
 
-def tick(instance, previous=None):
-    """One evaluation of the buffer sensor after `previous`, its partitions applied."""
+def tick(instance, previous=None, **settings):
+    """One evaluation of the buffer sensor after `previous` with the test settings changed by
+    `settings`, its partitions applied."""
     cursor = previous.cursor if previous else None
-    result = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    resources = {"studio": studio_for_tests(**settings)}
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = clip_production_sensor(context)
     apply_partition_requests(instance, result)
     return result
 
 
-def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkeypatch):
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "4")
-    result = tick(instance)
+def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance):
+    result = tick(instance, clips_per_run=4)
     # test-llamas wants 16 s ahead at 2.667 s a clip: 6 clips, planned as two whole runs of 4;
     # test-ocean wants nothing.
     added = [key for r in result.dynamic_partitions_requests for key in r.partition_keys]
     assert added == [f"test-llamas-{n:06d}" for n in range(1, 9)]
     assert not result.run_requests  # new clips wait one tick, in case another booked them
 
-    booking = tick(instance, result)
+    booking = tick(instance, result, clips_per_run=4)
     # Nothing is ahead of air: the first run makes one clip, so that the channel airs soon.
     assert ranges(booking) == [
         ("test-llamas-000001", "test-llamas-000001"),
@@ -76,7 +80,7 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
     assert booking.run_requests[0].tags["webtv/text_to_video_model"] == "procedural"
 
     # Next tick: the buffer is full and every clip was requested once.
-    again = tick(instance, booking)
+    again = tick(instance, booking, clips_per_run=4)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
     # An operator adds clips (job or UI): the sensor requests exactly those.
@@ -85,11 +89,11 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
         run_config={
             "ops": {"add_clip_partitions": {"config": {"channel": "test-ocean", "count": 3}}}
         },
-        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+        resources={"studio": studio_for_tests()},
     )
-    seen = tick(instance, again)
+    seen = tick(instance, again, clips_per_run=4)
     assert not seen.run_requests
-    manual = tick(instance, seen)
+    manual = tick(instance, seen, clips_per_run=4)
     assert ranges(manual) == [("test-ocean-000001", "test-ocean-000001"),
                               ("test-ocean-000002", "test-ocean-000003")]  # fmt: skip
     assert json.loads(manual.cursor)["channels"] == {
@@ -101,12 +105,12 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance, monkey
 def test_scheduled_clips_are_booked_once(instance):
     from datetime import datetime
 
-    from webtv_dagster.definitions import defs
-
     first = tick(instance)  # the sensor plans test-llamas 1..8 (6 needed, one run of 8)
     schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC)
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC),
+        resources={"studio": studio_for_tests()},
     )
     scheduled = schedule.evaluate_tick(context).run_requests
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in scheduled] == [
@@ -121,6 +125,24 @@ def test_scheduled_clips_are_booked_once(instance):
     booked = ranges(second) + ranges(third)
     assert booked == [("test-llamas-000001", "test-llamas-000001"),
                       ("test-llamas-000002", "test-llamas-000008")]  # fmt: skip
+
+
+def test_channel_partitions_follow_the_channels_file(tmp_path):
+    """The clip sensor adds a partition for each channel of the file and deletes those of
+    channels taken out of it, at its next tick: no reload of the definitions."""
+    raw = yaml.safe_load(TEST_CHANNELS.read_text())
+    with dg.instance_for_test() as fresh:
+        tick(fresh)
+        assert fresh.get_dynamic_partitions("channels") == ["test-llamas", "test-ocean"]
+        raw["channels"] = raw["channels"][1:]
+        channels_file = tmp_path / "channels.yaml"
+        channels_file.write_text(yaml.safe_dump(raw))
+        result = tick(fresh, channels_file=channels_file)
+        for request in result.dynamic_partitions_requests:
+            if isinstance(request, dg.DeleteDynamicPartitionsRequest):
+                for key in request.partition_keys:
+                    fresh.delete_dynamic_partition(request.partitions_def_name, key)
+        assert fresh.get_dynamic_partitions("channels") == ["test-ocean"]
 
 
 def test_clips_already_made_are_not_requested_again(instance):
@@ -140,7 +162,7 @@ def test_add_clips_job_refuses_unknown_channel(instance):
     result = add_clips_job.execute_in_process(
         instance=instance,
         run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nope", "count": 1}}}},
-        resources={"studio": Studio(channels_file=str(TEST_CHANNELS))},
+        resources={"studio": studio_for_tests()},
         raise_on_error=False,
     )
     assert not result.success
@@ -169,18 +191,17 @@ def fail_first_clip(instance, channels_file):
         [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
         partition_key="test-llamas-000001",
         instance=instance,
-        resources={"studio": Studio(channels_file=str(channels_file)),
+        resources={"studio": studio_for_tests(channels_file=channels_file),
                    "media_storage": dg.ResourceDefinition.none_resource()},
         raise_on_error=False,
     )  # fmt: skip
     assert not failed.success
 
 
-def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
-    first = tick(instance)  # 6 clips: three whole runs
+def test_failed_clips_are_replaced_in_the_buffer(instance):
+    first = tick(instance, clips_per_run=2)  # 6 clips: three whole runs
     fail_first_clip(instance, TEST_CHANNELS)
-    again = tick(instance, first)
+    again = tick(instance, first, clips_per_run=2)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007", "test-llamas-000008"]  # one replaced: a whole run
     # The failed clip was booked (its run failed): only the others are requested, then the
@@ -188,18 +209,17 @@ def test_failed_clips_are_replaced_in_the_buffer(instance, monkeypatch):
     assert ranges(again) == [("test-llamas-000002", "test-llamas-000002"),
                              ("test-llamas-000003", "test-llamas-000004"),
                              ("test-llamas-000005", "test-llamas-000006")]  # fmt: skip
-    assert ranges(tick(instance, again)) == [("test-llamas-000007", "test-llamas-000008")]
+    assert ranges(tick(instance, again, clips_per_run=2)) == [
+        ("test-llamas-000007", "test-llamas-000008")
+    ]
 
 
-def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(
-    instance, tmp_path, monkeypatch
-):
+def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(instance, tmp_path):
     raw = yaml.safe_load(TEST_CHANNELS.read_text())
     raw["channels"][0]["requests"] = {"enabled": True, "approval": "auto", "share": 1.0}
     channels_file = tmp_path / "channels.yaml"
     channels_file.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("WEBTV_CHANNELS_FILE", str(channels_file))
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    settings = {"channels_file": channels_file, "data_dir": tmp_path}
     channel = load_channels(channels_file).channels[0]
     queue = RequestQueue(queue_path(tmp_path))
     first, second = (
@@ -207,9 +227,9 @@ def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(
         for n, idea in enumerate(["the llama on a unicycle", "the llama on skis"])
     )
     assert queue.claim(channel, ClipId(channel=channel.slug, number=1)).id == first
-    before = tick(instance)
+    before = tick(instance, **settings)
     fail_first_clip(instance, channels_file)
-    tick(instance, before)
+    tick(instance, before, **settings)
     released = queue.get(first)
     assert (released.status, released.clip_id) == ("approved", None)
     # It keeps its place: the next clip made of a request is made of it, not of the later one.
@@ -217,13 +237,10 @@ def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(
     assert queue.get(second).status == "approved"
 
 
-def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
+def test_aired_clips_leave_the_buffer(instance, tmp_path):
     from webtv_dagster.playout.state import PlayoutState, state_path
 
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
-    first = clip_production_sensor(dg.build_sensor_context(instance=instance))
-    apply_partition_requests(instance, first)
+    first = tick(instance, data_dir=tmp_path, clips_per_run=2)
     path = state_path(tmp_path, "test-llamas")
     path.parent.mkdir(parents=True)
     path.write_text(
@@ -233,19 +250,21 @@ def test_aired_clips_leave_the_buffer(instance, tmp_path, monkeypatch):
         ).model_dump_json()
     )  # fmt: skip
     # Six clips planned, four aired: two are left, so four more keep 16 s ahead.
-    again = clip_production_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    again = tick(instance, first, data_dir=tmp_path, clips_per_run=2)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == [f"test-llamas-{n:06d}" for n in range(7, 11)]
 
 
-def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monkeypatch):
+def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path):
     import time
 
     from webtv_dagster.defs.stream import on_air_stream_sensor
     from webtv_dagster.playout.state import PlayoutState, ScheduledClip, state_path
 
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
-    assert on_air_stream_sensor(dg.build_sensor_context(instance=instance)).skip_reason
+    resources = {"studio": studio_for_tests(data_dir=tmp_path)}
+    assert on_air_stream_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources)
+    ).skip_reason
     now = time.time()
     path = state_path(tmp_path, "test-llamas")
     path.parent.mkdir(parents=True)
@@ -259,7 +278,7 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
             aired_through=3, unplayed_seconds=24, schedule=[clip], up_next=[],
         ).model_dump_json()
     )  # fmt: skip
-    result = on_air_stream_sensor(dg.build_sensor_context(instance=instance))
+    result = on_air_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     (observation,) = result.asset_events
     assert observation.partition == "test-llamas"
     assert observation.metadata["on_air"].value == "test-llamas-000003"
@@ -268,9 +287,8 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path, monke
     assert observation.metadata["uptime_seconds"].value >= 100
 
 
-def test_taken_down_clips_leave_the_buffer(instance, monkeypatch):
-    monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "2")
-    first = tick(instance)  # test-llamas 1..6 planned: 16 s ahead
+def test_taken_down_clips_leave_the_buffer(instance):
+    first = tick(instance, clips_per_run=2)  # test-llamas 1..6 planned: 16 s ahead
     for key, on_air in [("test-llamas-000002", "taken down"), ("test-llamas-000003", "taken down"),
                         ("test-llamas-000003", "restored")]:  # fmt: skip
         instance.report_runless_asset_event(
@@ -278,7 +296,7 @@ def test_taken_down_clips_leave_the_buffer(instance, monkeypatch):
                 asset_key=broadcast_clip.key, partition=key, metadata={"on_air": on_air}
             )  # fmt: skip
         )
-    again = tick(instance, first)
+    again = tick(instance, first, clips_per_run=2)
     # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead, a run of two.
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
     assert added == ["test-llamas-000007", "test-llamas-000008"]
@@ -340,13 +358,13 @@ def test_runs_that_failed_as_a_whole_or_were_re_executed_are_not_booked_again(in
                 if r.tags.get(REBOOK_OF) == stopped.run_id]  # fmt: skip
 
 
-def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path, monkeypatch):
+def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path):
     import time
 
     from webtv_dagster.defs.stream import on_air_stream_sensor
     from webtv_dagster.playout.state import PlayoutState, SkippedClip, state_path
 
-    monkeypatch.setenv("WEBTV_DATA_DIR", str(tmp_path))
+    resources = {"studio": studio_for_tests(data_dir=tmp_path)}
     tick(instance)  # test-llamas 1..6 exist
     path = state_path(tmp_path, "test-llamas")
     path.parent.mkdir(parents=True)
@@ -357,10 +375,12 @@ def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp
             aired_through=3, unplayed_seconds=0, schedule=[], up_next=[], skipped=[skip],
         ).model_dump_json()
     )  # fmt: skip
-    first = on_air_stream_sensor(dg.build_sensor_context(instance=instance))
+    first = on_air_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     (observation,) = [e for e in first.asset_events if e.asset_key == broadcast_clip.key]
     assert observation.partition == "test-llamas-000002"
     assert observation.metadata["reason"].value == "it remuxes to 30 frames"
     # Recorded once: the next tick has nothing new to say about it.
-    again = on_air_stream_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    again = on_air_stream_sensor(
+        dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)
+    )
     assert not [e for e in again.asset_events if e.asset_key == broadcast_clip.key]

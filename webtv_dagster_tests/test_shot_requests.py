@@ -14,13 +14,12 @@ from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.jobs import CLIP_STAGES
 from webtv_dagster.defs.requests import review_requests_job, shot_requests_sensor
-from webtv_dagster.defs.resources import Studio
 from webtv_dagster.model_endpoints import OpenAIEndpoint
 from webtv_dagster.playlist import build_playlist
 from webtv_dagster.prompt_rules import prompt_problems
 from webtv_dagster.shot_requests import RequestQueue, is_request_slot, queue_path
 
-from .conftest import TEST_CHANNELS, clip_resources, latest_metadata
+from .conftest import TEST_CHANNELS, clip_resources, latest_metadata, studio_for_tests
 from .fake_llm import FakeLLM
 
 NOW = 1_800_000_000.0
@@ -173,7 +172,7 @@ def test_an_approved_request_is_made_into_a_clip_and_credited(
 ):
     channel = load_channels(request_channels_file).channels[0]
     resources = clip_resources(seaweedfs, media_store.bucket, request_channels_file)
-    resources["studio"] = Studio(channels_file=str(request_channels_file), data_dir=str(tmp_path))
+    resources["studio"] = studio_for_tests(channels_file=request_channels_file, data_dir=tmp_path)
     queue = RequestQueue(queue_path(tmp_path))
     idea = "the llama playing chess with a pigeon"
     answer = submit(queue, channel, idea, name="Zoë <b>")

@@ -216,10 +216,9 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     import dagster as dg
 
     from webtv_dagster.defs.jobs import CLIP_STAGES
-    from webtv_dagster.defs.resources import Studio
     from webtv_dagster.playlist import Playlist, build_playlist, publish_playlist
 
-    from .conftest import clip_resources
+    from .conftest import clip_resources, studio_for_tests
 
     with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
                                  8) as (channel, channels_file, data_dir):  # fmt: skip
@@ -233,7 +232,7 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
 
         # The pipeline makes the next clip of the channel: a request slot (share 1.0).
         resources = clip_resources(seaweedfs, media_store.bucket, channels_file)
-        resources["studio"] = Studio(channels_file=str(channels_file), data_dir=str(data_dir))
+        resources["studio"] = studio_for_tests(channels_file=channels_file, data_dir=data_dir)
         key = f"{channel.slug}-000009"
         instance.add_dynamic_partitions("clips", [key])
         made = dg.materialize(CLIP_STAGES, partition_key=key, instance=instance,

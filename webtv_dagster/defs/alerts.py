@@ -7,11 +7,9 @@ import time
 
 import dagster as dg
 
-from webtv_dagster.defs.partitions import channel_partitions
-from webtv_dagster.defs.resources import AlertWebhook
+from webtv_dagster.defs.resources import AlertWebhook, Studio
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.playout.supervisor import playout_status
-from webtv_dagster.settings import Settings
 from webtv_dagster.stack import StackSupervisor
 
 ALERT_CHECK_SECONDS = 30
@@ -36,16 +34,16 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_webhook:
     )  # fmt: skip
 
 
-def channel_problem(settings: Settings, slug: str, now: float) -> str | None:
+def channel_problem(studio: Studio, slug: str, now: float) -> str | None:
     """Why the channel is not airing as it should, or None."""
-    status = playout_status(settings.data_dir, slug, now)
+    status = playout_status(studio.data_folder, slug, now)
     if status.stopped_by_operator:
         return None
     if not status.running:
         return "its playout is not running"
-    if status.needs_start(settings.playout_stale_seconds):
+    if status.needs_start(studio.playout_stale_seconds):
         return f"its playout queued nothing for {status.seconds_since_update:.0f} s"
-    state = read_state(settings.data_dir, slug)
+    state = read_state(studio.data_folder, slug)
     if state is not None and state.publisher_error:
         return f"it cannot publish: {state.publisher_error}"
     return None
@@ -54,17 +52,17 @@ def channel_problem(settings: Settings, slug: str, now: float) -> str | None:
 @dg.sensor(
     minimum_interval_seconds=ALERT_CHECK_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
 )
-def off_air_alert_sensor(context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook):
+def off_air_alert_sensor(
+    context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook, studio: Studio
+):
     """Alerts when a channel has been off air, stuck or unable to publish on two ticks in a row
     (the playout and the supervisor fix the short faults), when a supervised process gave up
     restarting (FATAL), and again when each comes back."""
-    settings = Settings.from_env()
     now = time.time()
     problems = {
-        slug: channel_problem(settings, slug, now)
-        for slug in channel_partitions.get_partition_keys()
+        slug: channel_problem(studio, slug, now) for slug in studio.slugs()
     }
-    supervisor = StackSupervisor.connect(settings.data_dir)
+    supervisor = StackSupervisor.connect(studio.data_folder)
     for info in supervisor.processes() if supervisor else []:
         problems[f"process {info['name']}"] = (
             f"it gave up restarting: {info['spawnerr'] or info['description']}"

@@ -13,9 +13,9 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from webtv_dagster.channels import Channel
+from webtv_dagster.clip_steps import FAILED_CLIPS
 from webtv_dagster.clips import ClipId, clips_of_channel
 from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.clip_batches import FAILED_CLIPS
 from webtv_dagster.defs.partitions import clip_keys_of_run, clip_partitions
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, BacklogFull
 from webtv_dagster.takedowns import TAKEN_DOWN

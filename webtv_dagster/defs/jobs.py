@@ -22,7 +22,6 @@ from webtv_dagster.defs.history import (
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.defs.stream import on_air_stream
 from webtv_dagster.planning import check_clip_count
-from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.retention import (
     clips_to_remove,
     intermediates_to_remove,
@@ -30,7 +29,6 @@ from webtv_dagster.retention import (
     remove_intermediates,
     stored_clips,
 )
-from webtv_dagster.settings import Settings
 from webtv_dagster.shot_requests import RequestQueue, queue_path
 from webtv_dagster.storage import MediaStore
 from webtv_dagster.takedowns import TAKEN_DOWN, restore, take_down
@@ -61,8 +59,9 @@ def add_clip_partitions(context: dg.OpExecutionContext, config: AddClipsConfig, 
     try:
         check_clip_count(config.count)
         channel = studio.channel(config.channel)
-        aired_through = aired_through_of(Settings.from_env().data_dir, channel.slug)
-        added = add_clips(context.instance, channel, config.count, aired_through)
+        added = add_clips(
+            context.instance, channel, config.count, studio.aired_through(channel.slug)
+        )
     except (ValueError, KeyError) as error:
         raise dg.Failure(str(error).strip('"')) from None
     context.log.info(f"added {len(added)} clip(s) to {channel.slug}: {added[0].key} .. "
@@ -74,10 +73,13 @@ def add_clips_job():
     add_clip_partitions()
 
 
-def republish_playlist(context: dg.OpExecutionContext, store: MediaStore, channel: Channel):
+def republish_playlist(
+    context: dg.OpExecutionContext, studio: Studio, store: MediaStore, channel: Channel
+):
     """Rebuilds the channel's playlist from an op, recorded as a materialization of `playlist`
     (the clips it lists changed outside a playlist run)."""
-    metadata = refresh_playlist(context.instance, store, channel)
+    aired_through = studio.aired_through(channel.slug)
+    metadata = refresh_playlist(context.instance, store, channel, aired_through)
     context.log_event(
         dg.AssetMaterialization(playlist.key, partition=channel.slug, metadata=metadata)
     )
@@ -113,7 +115,7 @@ def take_down_clip(
             event = {"on_air": TAKEN_DOWN, "reason": take_down(store, clip, config.reason).reason}
     except (ValueError, KeyError) as error:
         raise dg.Failure(str(error)) from None
-    republish_playlist(context, store, channel)
+    republish_playlist(context, studio, store, channel)
     context.log_event(dg.AssetObservation(broadcast_clip.key, partition=clip.key, metadata=event))
     context.log.info(f"{clip.key}: {event['on_air']}; {channel.slug} playlist rebuilt")
 
@@ -142,12 +144,12 @@ def apply_retention(
     observations older than a week that made no clip (webtv_dagster/defs/history.py). Decided
     shot requests are forgotten after 30 days (shot_requests.HISTORY_SECONDS)."""
     store = media_storage.store()
-    data_dir = Settings.from_env().data_dir
+    data_dir = studio.data_folder
     now = time.time()
     channels = [studio.channel(config.channel)] if config.channel else studio.channels.channels
     for channel in channels:
         policy = channel.retention
-        aired_through = aired_through_of(data_dir, channel.slug)
+        aired_through = studio.aired_through(channel.slug)
         clips = stored_clips(store, channel.slug)
         removed = clips_to_remove(clips, policy, aired_through, now)
         for clip in removed:
@@ -166,7 +168,7 @@ def apply_retention(
             f"Dagster forgot their partitions and {runs} run(s)"
         )
         if removed:
-            republish_playlist(context, store, channel)
+            republish_playlist(context, studio, store, channel)
     if queue_path(data_dir).exists():
         forgotten = RequestQueue(queue_path(data_dir)).prune(now)
         context.log.info(f"forgot {forgotten} decided shot request(s) past their history")

@@ -5,9 +5,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from webtv_dagster.channels import load_channels
+from webtv_dagster.channels import ChannelsFile
 from webtv_dagster.clips import ClipId
-from webtv_dagster.settings import Settings
 
 clip_partitions = dg.DynamicPartitionsDefinition(name="clips")
 
@@ -29,11 +28,26 @@ def clip_keys_of_run(tags: Mapping[str, str]) -> list[str]:
     return []
 
 
-# Read at load time: a broken channels file stops the code location with the file's error.
-channel_partitions = dg.StaticPartitionsDefinition(
-    [channel.slug for channel in load_channels(Settings.from_env().channels_file).channels]
-)
+# One per channel of the channels file, kept in step with the file by the clip sensor at every
+# tick (channel_partition_requests): nothing about the channels is frozen at import.
+channel_partitions = dg.DynamicPartitionsDefinition(name="channels")
 
-clip_backfill_policy = dg.BackfillPolicy.multi_run(
-    max_partitions_per_run=Settings.from_env().clips_per_run
-)
+
+def channel_partition_requests(
+    instance: dg.DagsterInstance, channels: ChannelsFile
+) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """What brings the channel partitions in step with the file: a partition added for each new
+    channel, deleted for each channel it no longer has (their clips and history stay)."""
+    wanted = [channel.slug for channel in channels.channels]
+    known = set(instance.get_dynamic_partitions(channel_partitions.name))
+    missing = [slug for slug in wanted if slug not in known]
+    gone = sorted(known - set(wanted))
+    return [
+        *([channel_partitions.build_add_request(missing)] if missing else []),
+        *([channel_partitions.build_delete_request(gone)] if gone else []),
+    ]
+
+
+# Backfills launched from the UI run this many clips per run (the runs the sensors and
+# schedules book have WEBTV_CLIPS_PER_RUN clips; a policy is fixed when the asset is defined).
+clip_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=8)

@@ -1,14 +1,16 @@
-"""Resources: the media store and the studio (channels + model backends), from the environment."""
+"""Resources: the media store, the studio (channels, data folder, model backends) and the alert
+webhook, made from the settings the code location read once (`resources_for`)."""
 
-import os
 from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
+from pydantic import SecretStr
 
 from webtv_dagster.alerts import AlertError, WebhookNotifier
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_channels
+from webtv_dagster.playout.state import aired_through_of
 from webtv_dagster.previews import public_base_url
 from webtv_dagster.production import ClipProduction
 from webtv_dagster.settings import Settings
@@ -38,16 +40,45 @@ class S3MediaStorage(dg.ConfigurableResource):
 
 
 class Studio(dg.ConfigurableResource):
-    """The channels file and how clips are made on this machine."""
+    """The channels file, the data folder (playout states, shot requests), and how clips are
+    made and aired on this machine (see docs/configuration.md for each setting)."""
 
     channels_file: str
-    data_dir: str = "data"  # where viewers' shot requests are queued
+    data_dir: str = "data"
     parallel_clips: int = 2
     motion_height: int = 320
+    clips_per_run: int = 8
+    stage_retries: int = 2
+    stage_retry_delay_seconds: float = 30
+    playout_stale_seconds: float = 90
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Studio":
+        return cls(
+            channels_file=str(settings.channels_file),
+            data_dir=str(settings.data_dir),
+            parallel_clips=settings.parallel_clips,
+            motion_height=settings.motion_height,
+            clips_per_run=settings.clips_per_run,
+            stage_retries=settings.stage_retries,
+            stage_retry_delay_seconds=settings.stage_retry_delay_seconds,
+            playout_stale_seconds=settings.playout_stale_seconds,
+        )
+
+    @property
+    def data_folder(self) -> Path:
+        return Path(self.data_dir)
+
+    def aired_through(self, slug: str) -> int:
+        """The highest clip number of the channel that aired or was skipped (0: none yet)."""
+        return aired_through_of(self.data_folder, slug)
 
     @cached_property
     def channels(self) -> ChannelsFile:
         return load_channels(self.channels_file)
+
+    def slugs(self) -> list[str]:
+        return [channel.slug for channel in self.channels.channels]
 
     def channel(self, slug: str) -> Channel:
         return find_channel(self.channels, slug)
@@ -61,7 +92,7 @@ class Studio(dg.ConfigurableResource):
 
     def shot_request_queue(self) -> RequestQueue:
         """Every channel's shot requests (one database in the data folder)."""
-        return RequestQueue(queue_path(Path(self.data_dir)))
+        return RequestQueue(queue_path(self.data_folder))
 
     def request_queue(self, channel: Channel) -> RequestQueue | None:
         """The viewers' shot requests, for a channel that takes them."""
@@ -87,10 +118,10 @@ class AlertWebhook(dg.ConfigurableResource):
         return True
 
 
-def _secret(variable: str) -> dg.EnvVar | None:
-    # Unset keys fall back to boto3's own chain (instance roles, ~/.aws); set ones stay
-    # EnvVars, so their values never show in the UI.
-    return dg.EnvVar(variable) if os.environ.get(variable) else None
+def _secret(value: SecretStr | None, variable: str) -> dg.EnvVar | None:
+    # Set secrets stay EnvVars, so their values never show in the UI; unset S3 keys fall back
+    # to boto3's own chain (instance roles, ~/.aws).
+    return dg.EnvVar(variable) if value is not None and value.get_secret_value() else None
 
 
 def executor(settings: Settings) -> dg.ExecutorDefinition:
@@ -114,26 +145,19 @@ def executor(settings: Settings) -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-@dg.definitions
-def resources() -> dg.Definitions:
-    settings = Settings.from_env()
-    return dg.Definitions(
-        resources={
-            "media_storage": S3MediaStorage(
-                public_url=public_base_url(settings),
-                endpoint_url=settings.s3_endpoint_url,
-                bucket=settings.s3_bucket,
-                region=settings.s3_region,
-                access_key_id=_secret("AWS_ACCESS_KEY_ID"),
-                secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
-            ),
-            "alert_webhook": AlertWebhook(url=_secret("WEBTV_ALERT_WEBHOOK_URL") or ""),
-            "studio": Studio(
-                channels_file=str(settings.channels_file),
-                data_dir=str(settings.data_dir),
-                parallel_clips=settings.parallel_clips,
-                motion_height=settings.motion_height,
-            ),
-        },
-        executor=executor(settings),
-    )
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The code location's resources, from the settings it read once."""
+    return {
+        "media_storage": S3MediaStorage(
+            public_url=public_base_url(settings),
+            endpoint_url=settings.s3_endpoint_url,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            access_key_id=_secret(settings.aws_access_key_id, "AWS_ACCESS_KEY_ID"),
+            secret_access_key=_secret(settings.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+        ),
+        "alert_webhook": AlertWebhook(
+            url=_secret(settings.alert_webhook_url, "WEBTV_ALERT_WEBHOOK_URL") or ""
+        ),
+        "studio": Studio.from_settings(settings),
+    }

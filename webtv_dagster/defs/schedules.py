@@ -9,13 +9,12 @@ import time
 
 import dagster as dg
 
-from webtv_dagster.channels import Channel, load_channels
+from webtv_dagster.channels import Channel, ChannelsFile
 from webtv_dagster.defs.clip_records import add_clips
 from webtv_dagster.defs.jobs import clip_job, retention_job
+from webtv_dagster.defs.resources import Studio
 from webtv_dagster.defs.sensors import clip_run_request
 from webtv_dagster.planning import BacklogFull, run_batches
-from webtv_dagster.playout.state import aired_through_of
-from webtv_dagster.settings import Settings
 
 
 def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
@@ -31,10 +30,9 @@ def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
         f"({schedule.timezone}) and requests their runs.",
     )
     def add_scheduled_clips(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, studio: Studio
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        settings = Settings.from_env()
-        aired_through = aired_through_of(settings.data_dir, channel.slug)
+        aired_through = studio.aired_through(channel.slug)
         try:
             added = add_clips(context.instance, channel, schedule.clips, aired_through)
         except BacklogFull as error:
@@ -42,7 +40,7 @@ def clip_schedule(channel: Channel) -> dg.ScheduleDefinition:
         context.log.info(f"added {added[0].key} .. {added[-1].key}")
         # Due on air after the backlog before them (its older clips air first).
         deadline = time.time() + (added[0].number - 1 - aired_through) * channel.clip_seconds
-        batches = run_batches(added, settings.clips_per_run)
+        batches = run_batches(added, studio.clips_per_run)
         return [clip_run_request(channel, batch, deadline) for batch in batches]
 
     return add_scheduled_clips
@@ -59,8 +57,7 @@ retention_schedule = dg.ScheduleDefinition(
 )
 
 
-@dg.definitions
-def schedules() -> dg.Definitions:
-    channels = load_channels(Settings.from_env().channels_file).channels
-    clip_schedules = [clip_schedule(channel) for channel in channels if channel.schedule]
-    return dg.Definitions(schedules=[*clip_schedules, retention_schedule])
+def clip_schedules(channels: ChannelsFile) -> list[dg.ScheduleDefinition]:
+    """A schedule for each channel with a `schedule:` (made where the code location loads: a
+    schedule's timetable is part of its definition, so a changed one needs a reload)."""
+    return [clip_schedule(channel) for channel in channels.channels if channel.schedule]

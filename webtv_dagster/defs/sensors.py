@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from webtv_dagster.channels import Channel, load_channels
+from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId, clips_of_channel
 from webtv_dagster.defs.assets.clips import broadcast_clip
 from webtv_dagster.defs.clip_records import (
@@ -21,14 +21,13 @@ from webtv_dagster.defs.jobs import CLIP_STAGES, clip_job, playlist_job
 from webtv_dagster.defs.partitions import (
     RANGE_END,
     RANGE_START,
+    channel_partition_requests,
     channel_partitions,
     clip_partitions,
 )
+from webtv_dagster.defs.resources import Studio
 from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS, clips_needed, run_batches, run_priority
-from webtv_dagster.playout.state import aired_through_of
-from webtv_dagster.settings import Settings
-from webtv_dagster.shot_requests import RequestQueue, queue_path
 
 PRIORITY = "dagster/priority"
 
@@ -152,6 +151,7 @@ def plan_channel(
     aired_through: int,
     statuses: dict[str, ClipStatus],
     not_airing: set[str],
+    clips_per_run: int,
 ) -> tuple[list[ClipId], list[dg.RunRequest]]:
     """One channel's tick: the clips to add so that its buffer holds `ahead_seconds`, and runs
     for its clips added since the last tick that nobody booked (`cursor` moves on). `statuses`
@@ -161,7 +161,6 @@ def plan_channel(
         # First sight of the channel: clips some run already targeted were booked before.
         cursor.requested = max((c.number for c in window if c.key in statuses), default=0)
     unaired = [clip for clip in window if clip.key not in not_airing]
-    clips_per_run = Settings.from_env().clips_per_run
     backlog = highest - min(aired_through, highest)
     count = clips_needed(channel, len(unaired), backlog, clips_per_run)
     added = [ClipId(channel=channel.slug, number=highest + n) for n in range(1, count + 1)]
@@ -191,7 +190,9 @@ def plan_channel(
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def clip_production_sensor(
+    context: dg.SensorEvaluationContext, studio: Studio
+) -> dg.SensorResult:
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
     run for every clip partition added since (by this sensor, a schedule, the add_clips job or
     the UI) that nobody has booked yet, in batches of WEBTV_CLIPS_PER_RUN, queued by how soon
@@ -205,19 +206,19 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     viewer's request a failed clip was made of goes back to the front of its queue. A tick
     reads only the partitions added since the last one and, for every channel at once, the
     clips past air, so its cost grows with neither history nor (much) with channels; a channel
-    that fails to plan is logged and the others go on."""
-    settings = Settings.from_env()
+    that fails to plan is logged and the others go on. Keeps the channel partitions in step
+    with the channels file."""
     cursor = read_planner_cursor(context.cursor)
     new_keys, cursor.partitions = added_partitions(context.instance, cursor.partitions)
     run_requests, rebooked = rebook_requests(context.instance)
-    channels = load_channels(settings.channels_file).channels
+    channels = studio.channels.channels
     previous, highest, aired = {}, {}, {}
     for channel in channels:
         slug = channel.slug
         previous[slug] = cursor.channels.get(slug, ChannelCursor())
         numbers = [clip.number for clip in clips_of_channel(new_keys, slug)]
         highest[slug] = max([previous[slug].seen, *numbers])
-        aired[slug] = aired_through_of(settings.data_dir, slug)
+        aired[slug] = studio.aired_through(slug)
         # Its new clips are remembered even if it fails to plan below (the partition position
         # moved on); the next tick that plans the channel books them.
         cursor.channels[slug] = previous[slug].model_copy(update={"seen": highest[slug]})
@@ -230,7 +231,7 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
     failed = {key for key, status in statuses.items() if status == ClipStatus.FAILED} - rebooked
     not_airing = failed | taken_down_keys(context.instance, keys)
     if failed and any(channel.requests.enabled for channel in channels):
-        released = RequestQueue(queue_path(settings.data_dir)).release(sorted(failed))
+        released = studio.shot_request_queue().release(sorted(failed))
         if released:
             context.log.info(f"shot requests of failed clips queued again: {released}")
     added: list[str] = []
@@ -238,7 +239,13 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
         planned = previous[channel.slug].model_copy()
         try:
             clips, requests = plan_channel(
-                channel, planned, highest[channel.slug], aired[channel.slug], statuses, not_airing
+                channel,
+                planned,
+                highest[channel.slug],
+                aired[channel.slug],
+                statuses,
+                not_airing,
+                studio.clips_per_run,
             )
         except Exception:  # one channel's fault must not stop the others' planning
             context.log.exception(f"{channel.slug}: planning failed; the other channels go on")
@@ -248,7 +255,10 @@ def clip_production_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResu
         run_requests += requests
     return dg.SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[clip_partitions.build_add_request(added)] if added else [],
+        dynamic_partitions_requests=[
+            *channel_partition_requests(context.instance, studio.channels),
+            *([clip_partitions.build_add_request(added)] if added else []),
+        ],
         cursor=cursor.model_dump_json(),
     )
 
@@ -273,7 +283,7 @@ def playlist_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
         key = record.partition_key
         if key:
             latest[ClipId.parse(key).channel] = record.storage_id
-    known = set(channel_partitions.get_partition_keys())
+    known = set(context.instance.get_dynamic_partitions(channel_partitions.name))
     run_requests = [
         dg.RunRequest(run_key=f"playlist:{slug}@{storage_id}", partition_key=slug)
         for slug, storage_id in sorted(latest.items())

@@ -17,7 +17,6 @@ from webtv_dagster.playout.supervisor import (
     ensure_playout,
     playout_status,
 )
-from webtv_dagster.settings import Settings
 from webtv_dagster.takedowns import TAKEN_DOWN
 
 CHANNEL_TAG = "webtv/channel"
@@ -58,22 +57,21 @@ def skip_observations(
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def on_air_stream_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def on_air_stream_sensor(context: dg.SensorEvaluationContext, studio: Studio) -> dg.SensorResult:
     """Observes each channel's stream from its playout state: clip on air, its prompt,
     unaired seconds left in the playlist, uptime, publisher restarts, and how long since the
     state last moved; and records each clip the playout skipped on that clip's partition."""
-    settings = Settings.from_env()
     now = time.time()
     skips_seen = json.loads(context.cursor) if context.cursor else {}
     observations = []
-    for slug in channel_partitions.get_partition_keys():
-        state = read_state(settings.data_dir, slug)
+    for slug in studio.slugs():
+        state = read_state(studio.data_folder, slug)
         if state is None:
             continue
         observations += skip_observations(context.instance, state, skips_seen.get(slug, 0.0))
         if state.skipped:
             skips_seen[slug] = max(skip.at for skip in state.skipped)
-        if state.publisher_error or now - state.updated_at > settings.playout_stale_seconds:
+        if state.publisher_error or now - state.updated_at > studio.playout_stale_seconds:
             continue  # not airing as it should: no sign of life to record
         on_air = state.on_air(now)
         observations.append(
@@ -109,10 +107,9 @@ def ensure_channel_playout(
     one that stopped queueing clips (or any, with `restart`). The playout reads the channel's
     latest playlist before every clip, so a running one needs nothing more."""
     slug = studio.channel(config.channel).slug
-    settings = Settings.from_env()
-    data_dir = settings.data_dir.resolve()
+    data_dir = studio.data_folder.resolve()
     try:
-        action = ensure_playout(data_dir, slug, settings.playout_stale_seconds, config.restart,
+        action = ensure_playout(data_dir, slug, studio.playout_stale_seconds, config.restart,
                                 progress=context.log.info)  # fmt: skip
     except PlayoutStartError as error:
         raise dg.Failure(str(error)) from None
@@ -172,18 +169,19 @@ def _waiting_for_earlier_run(instance: dg.DagsterInstance, slug: str, now: float
     minimum_interval_seconds=PLAYOUT_CHECK_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def playout_watchdog_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def playout_watchdog_sensor(
+    context: dg.SensorEvaluationContext, studio: Studio
+) -> dg.SensorResult:
     """Requests a playout_job run for every channel whose playout is not running or has not
     queued a clip for WEBTV_PLAYOUT_STALE_SECONDS; leaves alone the channels an operator
     stopped (`webtv channel stop`), and backs off after failed restarts. Records on
     `on_air_stream` each playout that came back with a new process meanwhile (supervisord's
     restarts), so every restart shows in Dagster whoever made it."""
-    settings = Settings.from_env()
     now = time.time()
     requests, observations = [], []
     known_pids = json.loads(context.cursor) if context.cursor else {}
-    for slug in channel_partitions.get_partition_keys():
-        status = playout_status(settings.data_dir, slug, now)
+    for slug in studio.slugs():
+        status = playout_status(studio.data_folder, slug, now)
         if status.pid:
             changed = known_pids.get(slug) not in (None, status.pid)
             if changed and not _recorded(context.instance, slug, status.pid):
@@ -195,7 +193,7 @@ def playout_watchdog_sensor(context: dg.SensorEvaluationContext) -> dg.SensorRes
                     )
                 )
             known_pids[slug] = status.pid
-        if not status.needs_start(settings.playout_stale_seconds):
+        if not status.needs_start(studio.playout_stale_seconds):
             continue
         if _waiting_for_earlier_run(context.instance, slug, now):
             continue

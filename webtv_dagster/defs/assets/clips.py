@@ -1,13 +1,13 @@
 import dagster as dg
 
-from webtv_dagster.defs.assets.music import music_track
-from webtv_dagster.defs.assets.takes import upscaled_take
-from webtv_dagster.defs.clip_batches import (
+from webtv_dagster.clip_steps import (
     OWNERS,
     clip_asset,
     materialize_clips,
     quality_check_specs,
 )
+from webtv_dagster.defs.assets.music import music_track
+from webtv_dagster.defs.assets.takes import upscaled_take
 from webtv_dagster.defs.partitions import clip_backfill_policy, clip_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction

@@ -1,7 +1,7 @@
 import dagster as dg
 
+from webtv_dagster.clip_steps import clip_asset, materialize_clips
 from webtv_dagster.defs.assets.prompts import shot_prompt
-from webtv_dagster.defs.clip_batches import clip_asset, materialize_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction
 

@@ -3,15 +3,13 @@ from typing import Any
 import dagster as dg
 
 from webtv_dagster.channels import Channel
+from webtv_dagster.clip_steps import OWNERS
 from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.clip_batches import OWNERS
 from webtv_dagster.defs.clip_records import latest_clip_number
 from webtv_dagster.defs.partitions import channel_partitions
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.planning import MAX_BACKLOG_CLIPS
 from webtv_dagster.playlist import build_playlist, playlist_window, publish_playlist
-from webtv_dagster.playout.state import aired_through_of
-from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore
 from webtv_dagster.takedowns import read_takedowns
 
@@ -31,16 +29,16 @@ def playlist(
     """The channel's airable clips in clip order (playlist.json and playlist.ffconcat): those
     that passed their quality checks and were not taken down."""
     channel = studio.channel(context.partition_key)
-    metadata = refresh_playlist(context.instance, media_storage.store(), channel)
+    aired_through = studio.aired_through(channel.slug)
+    metadata = refresh_playlist(context.instance, media_storage.store(), channel, aired_through)
     return dg.MaterializeResult(metadata=metadata)
 
 
 def refresh_playlist(
-    instance: dg.DagsterInstance, store: MediaStore, channel: Channel
+    instance: dg.DagsterInstance, store: MediaStore, channel: Channel, aired_through: int
 ) -> dict[str, Any]:
-    """Rebuilds and publishes the channel's playlist (its window: the clips past air, from the
-    playout state, up to its highest clip in Dagster); returns its metadata."""
-    aired_through = aired_through_of(Settings.from_env().data_dir, channel.slug)
+    """Rebuilds and publishes the channel's playlist (its window: the clips past air, as the
+    playout state says, up to its highest clip in Dagster); returns its metadata."""
     highest = latest_clip_number(instance, channel.slug)
     window = playlist_window(aired_through, highest, MAX_BACKLOG_CLIPS)
     channel_playlist = build_playlist(store, channel, window)

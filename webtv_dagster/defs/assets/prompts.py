@@ -1,8 +1,8 @@
 import dagster as dg
 from pydantic import Field
 
+from webtv_dagster.clip_steps import clip_asset, materialize_clips
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.clip_batches import clip_asset, materialize_clips
 from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.production import ClipProduction, StageReport
 

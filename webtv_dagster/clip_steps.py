@@ -15,7 +15,6 @@ from webtv_dagster.defs.resources import S3MediaStorage, Studio
 from webtv_dagster.previews import preview_markdown
 from webtv_dagster.production import ClipProduction, StageReport
 from webtv_dagster.quality import CHECK_DESCRIPTIONS
-from webtv_dagster.settings import Settings
 
 Stage = Callable[[ClipProduction, ClipId], StageReport]
 OWNERS = ["team:webtv"]
@@ -24,14 +23,14 @@ OWNERS = ["team:webtv"]
 FAILED_CLIPS = "failed_clips"
 
 
-def model_stage_retry_policy() -> dg.RetryPolicy:
+def stage_retry_policy(studio: Studio) -> dg.RetryPolicy:
     """A model stage that failed is tried again after a delay that doubles, with jitter so that
-    runs failing together do not come back together; then it fails for good. A retry redoes only
-    the clips that failed (see materialize_clips)."""
-    settings = Settings.from_env()
+    runs failing together do not come back together; then it fails for good. Applied by
+    materialize_clips (the settings are the studio's, read when the run starts, not when the
+    asset is defined); a retry redoes only the clips that failed."""
     return dg.RetryPolicy(
-        max_retries=settings.stage_retries,
-        delay=settings.stage_retry_delay_seconds,
+        max_retries=studio.stage_retries,
+        delay=studio.stage_retry_delay_seconds,
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
@@ -39,12 +38,11 @@ def model_stage_retry_policy() -> dg.RetryPolicy:
 
 def clip_asset(*, group_name: str, kinds: set[str], pool: str, deps: Sequence[Any] = ()) -> Any:
     """`@dg.asset` for a model stage of each clip: clip partitions, batched backfills, owners,
-    retries with backoff, and the Dagster pool (named after the model family) that bounds how
+    and the Dagster pool (named after the model family) that bounds how
     many runs call it at once."""
     return dg.asset(
         deps=list(deps),
         pool=pool,
-        retry_policy=model_stage_retry_policy(),
         partitions_def=clip_partitions,
         backfill_policy=clip_backfill_policy,
         group_name=group_name,
@@ -108,8 +106,26 @@ def materialize_clips(
 
     `in_clip_order` runs clips one after another in clip order (a prompt writer must see the
     prompts of the clips before it); otherwise up to `studio.parallel_clips` run at once.
-    Failures are collected and raised together once every clip had its chance.
+    Failures are collected and raised together once every clip had its chance, and the step is
+    retried by the studio's `stage_retry_policy`.
     """
+    try:
+        _materialize_clips(context, studio, media_storage, stage, in_clip_order)
+    except Exception as error:
+        policy = stage_retry_policy(studio)
+        if context.retry_number >= policy.max_retries:
+            raise
+        delay = max(0.0, policy.calculate_delay(context.retry_number + 1))
+        raise dg.RetryRequested(policy.max_retries, seconds_to_wait=delay) from error
+
+
+def _materialize_clips(
+    context: dg.AssetExecutionContext,
+    studio: Studio,
+    media_storage: S3MediaStorage,
+    stage: Stage,
+    in_clip_order: bool,
+) -> None:
     store = media_storage.store()
     public_url = media_storage.public_url
     made: dict[str, dict[str, Any]] = _made_by_earlier_attempts(context)
@@ -118,9 +134,12 @@ def materialize_clips(
         key=lambda clip: clip.number,
     )
 
+    # The backends of each channel are built once for the step, not once per clip.
+    productions = {slug: studio.production(store, slug) for slug in {c.channel for c in clips}}
+
     def run(clip: ClipId) -> tuple[StageReport, tuple[float, float]]:
         started = time.time()
-        report = stage(studio.production(store, clip.channel), clip)
+        report = stage(productions[clip.channel], clip)
         return report, (started, time.time())
 
     workers = 1 if in_clip_order else max(1, min(studio.parallel_clips, len(clips)))
