@@ -74,6 +74,17 @@ class ClipId(BaseModel):
     def object_key(self, name: str) -> str:
         return f"{channel_prefix(self.channel)}clips/{self.key}/{name}"
 
+    @classmethod
+    def from_object_key(cls, key: str) -> tuple[ClipId, str]:
+        """The clip and the object name of a key `object_key` makes (its inverse); a
+        ValueError for any other key."""
+        folder, _, name = key.rpartition("/")
+        match = CLIP_KEY_PATTERN.match(folder.rpartition("/")[2])
+        clip = cls(channel=match["slug"], number=int(match["number"])) if match else None
+        if clip is None or not name or clip.object_key(name) != key:
+            raise ValueError(f"{key!r} is not the key of a clip's object")
+        return clip, name
+
     def seed(self, channel: Channel, reroll: int = 0) -> int:
         """The clip's seed: fixed by channel seed, clip number and reroll, so that a rerun
         reproduces the clip and a rerun with another `reroll` makes a new one."""
@@ -82,6 +93,15 @@ class ClipId(BaseModel):
 
 def channel_prefix(slug: str) -> str:
     return f"channels/{slug}/"
+
+
+IDENT_CLIP = "ident.mp4"
+
+
+def ident_key(slug: str) -> str:
+    """The object key of the channel's ident, the filler clip its playout airs when it has no
+    clip of its own to air (one per channel, replaced when the ident is made again)."""
+    return channel_prefix(slug) + IDENT_CLIP
 
 
 def clips_of_channel(keys: Iterable[str], slug: str) -> list[ClipId]:

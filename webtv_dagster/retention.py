@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 
 from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
-from webtv_dagster.clips import CLIP_KEY_PATTERN, ClipId, channel_prefix
-from webtv_dagster.storage import MediaStore
+from webtv_dagster.clips import ClipId, channel_prefix
+from webtv_dagster.storage import ListedObject, MediaStore
 
 INTERMEDIATES = (clips.UPSCALED_TAKE, clips.INTERPOLATED_CLIP)
 
@@ -38,19 +38,21 @@ class StoredClip(BaseModel):
 
 def stored_clips(store: MediaStore, slug: str) -> list[StoredClip]:
     """The channel's clips in the bucket, oldest number first, with their objects and size."""
-    objects = defaultdict(list)
+    objects: dict[ClipId, dict[str, ListedObject]] = defaultdict(dict)
     for listed in store.list_objects(f"{channel_prefix(slug)}clips/"):
-        clip_key = listed.key.split("/")[-2]
-        if CLIP_KEY_PATTERN.match(clip_key):
-            objects[clip_key].append(listed)
+        try:
+            clip, name = ClipId.from_object_key(listed.key)
+        except ValueError:
+            continue  # not a clip's object
+        objects[clip][name] = listed
     stored = []
-    for clip_key, items in objects.items():
-        by_name = {item.key.rsplit("/", 1)[-1]: item for item in items}
+    for clip, by_name in objects.items():
+        items = list(by_name.values())
         record = by_name.get(clips.BROADCAST_RECORD)
         stored.append(
             StoredClip(
-                clip_id=clip_key,
-                number=ClipId.parse(clip_key).number,
+                clip_id=clip.key,
+                number=clip.number,
                 size_bytes=sum(item.size_bytes for item in items),
                 made_at=max(item.modified_at for item in items),
                 keys=[item.key for item in items],
@@ -107,5 +109,6 @@ def remove_intermediates(store: MediaStore, clip: StoredClip) -> None:
 def remove_clip(store: MediaStore, clip: StoredClip) -> None:
     """Deletes the clip's broadcast record first, so that no playlist built meanwhile lists a
     clip whose media is going."""
-    for key in sorted(clip.keys, key=lambda key: not key.endswith("/broadcast.json")):
+    record = ClipId.parse(clip.clip_id).object_key(clips.BROADCAST_RECORD)
+    for key in sorted(clip.keys, key=lambda key: key != record):
         store.delete(key)
