@@ -99,7 +99,7 @@ class ClipProduction:
     def __enter__(self) -> ClipProduction:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def _record(self, clip: ClipId) -> ShotPromptRecord:

@@ -120,12 +120,6 @@ class RuleBasedPromptWriter:
         return prompt
 
 
-class ShotPromptBatch(BaseModel):
-    """The structured answer asked of an LLM."""
-
-    prompts: list[str]
-
-
 class PromptWriterError(RuntimeError):
     """The LLM could not be reached or kept answering with prompts that break the rules."""
 

@@ -56,7 +56,7 @@ class ModelBackends:
     def __enter__(self) -> ModelBackends:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 

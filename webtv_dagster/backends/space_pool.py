@@ -183,7 +183,7 @@ class SpaceConnections:
     def __enter__(self) -> SpaceConnections:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 
