@@ -380,6 +380,10 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
             restart = args.action == "restart"
             print(f"webtv: {args.action}ing {args.channel} (up to 120 s: a first start makes "
                   "its ident)", flush=True)  # fmt: skip
+            from webtv_dagster.defs.assets.ident import materialize_missing_ident
+
+            os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
+            materialize_missing_ident(settings, args.channel)  # before the channel's first air
             done = ensure_playout(
                 data_dir, args.channel, settings.playout_stale_seconds, restart,
                 progress=lambda line: print(f"webtv: {line}", flush=True),

@@ -123,9 +123,12 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
 ):
     import threading
 
+    from webtv_dagster.ident import make_ident, publish_ident
     from webtv_dagster.media.ffmpeg import probe
     from webtv_dagster.playout.channel import ChannelPlayout, read_state
 
+    # The pipeline made the ident (the channel_ident asset); the playout fetches and keeps it.
+    publish_ident(media_store, llama_channel.slug, make_ident(llama_channel, tmp_path / "i.mp4"))
     url = rtmp_server.publish_url("test-llamas")
     playout = ChannelPlayout(media_store, llama_channel, url, tmp_path / "d", 2**20)
     thread = threading.Thread(target=playout.run)

@@ -92,3 +92,27 @@ def normalize_clip(
         ],
         f"normalizing {video.name} + {music.name} to the broadcast profile",
     )  # fmt: skip
+
+
+def render_slate(output: Path, frames: int, profile: BroadcastProfile) -> Path:
+    """A test card in `profile`: SMPTE colour bars with silent audio, exactly `frames` frames
+    long, made by FFmpeg alone (lavfi sources, no model): what a playout airs when it has
+    nothing else, not even its channel's ident."""
+    samples = frames * profile.samples_per_frame
+    size = f"{profile.width}x{profile.height}"
+    partial = output.with_suffix(".part.mp4")
+    run_ffmpeg(
+        [
+            "-f", "lavfi", "-i", f"smptehdbars=size={size}:rate={profile.fps}",
+            "-f", "lavfi", "-i", f"anullsrc=r={profile.sample_rate}:cl=stereo",
+            "-filter_complex",
+            f"[0:v]trim=end_frame={frames},format={profile.pix_fmt}[v];"
+            f"[1:a]atrim=end_sample={samples},asetpts=N/SR/TB[a]",
+            "-map", "[v]", *broadcast_x264(profile), "-map", "[a]",
+            "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.sample_rate),
+            "-ac", str(profile.channels), "-movflags", "+faststart", str(partial),
+        ],
+        "making the test card (slate)",
+    )  # fmt: skip
+    partial.replace(output)
+    return output

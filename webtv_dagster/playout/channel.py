@@ -1,16 +1,21 @@
 """A channel on air: clips from its playlist, verified and remuxed ahead of air, fed to one
-publisher that is replaced at once if it dies; a locally made ident when nothing else can air;
-a state file for viewers and sensors.
+publisher that is replaced at once if it dies; a filler (the channel's ident, made by the
+pipeline) when nothing else can air; a state file for viewers and sensors.
 
 Three threads, so that nothing slow sits between two clips:
-- the library (library.py) reads the playlist and fetches upcoming clips from S3;
-- the preparer picks what airs next (the next unaired clip, else a recent clip again, else the
-  ident), checks it against its record and remuxes it onto the timeline, one clip ahead;
+- the library (library.py) reads the playlist and fetches upcoming clips and the ident from S3;
+- the preparer picks what airs next from a chain of sources tried in order (UnairedClips, the
+  next unaired clip; Replays, a recent clip again; Filler, the ident or a test card), checks it
+  against its record and remuxes it onto the timeline, one clip ahead;
 - the feeder (the caller of `run`) writes prepared segments into the publisher, a keyframe to
   the next, and starts a new publisher at the first segment the old one had not sent when it
   dies or stalls.
 A fourth watches the channel's take-downs: a clip taken down while it airs is cut at its next
 keyframe not yet written (within 2 s), and what follows is placed where it stopped.
+
+The playout makes nothing: the ident is the `channel_ident` asset's. Only when it has no ident
+(never made, or it does not remux) does it air a test card, SMPTE bars made by FFmpeg alone
+(media.broadcast.render_slate), so that a channel never goes dark.
 """
 
 from __future__ import annotations
@@ -18,22 +23,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
-from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
-from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
-from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
-from webtv_dagster.media.broadcast import normalize_clip
-from webtv_dagster.media.conform import INTERMEDIATE_X264
-from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
-from webtv_dagster.playlist import PlaylistEntry, unaired_entries
+from webtv_dagster.media.broadcast import render_slate
+from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.playlist import Playlist, PlaylistEntry, unaired_entries
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import (
     Publisher,
@@ -47,10 +48,10 @@ from webtv_dagster.playout.state import (
     SCHEDULE_LENGTH,
     SKIPS_KEPT,
     GuideEntry,
+    PlayoutFolder,
     PlayoutState,
     ScheduledClip,
     SkippedClip,
-    playout_folder,
     read_state,
     write_state,
 )
@@ -59,8 +60,8 @@ from webtv_dagster.takedowns import Takedown, TakedownWatch
 
 log = logging.getLogger(__name__)
 
-IDENT = "ident"
-IDENT_FRAMES = 128  # 5.333 s: two gapless units
+IDENT = "ident"  # the clip id under which a filler airs (the ident, or the test card)
+SLATE_FRAMES = 128  # 5.333 s: two gapless units, like the ident
 FETCH_AHEAD = 3  # unaired clips kept ready in the cache
 FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
 STALL_SECONDS = 3.0  # a publisher with data that sends nothing this long is replaced
@@ -71,59 +72,121 @@ TAKEDOWN_POLL_SECONDS = 0.2  # how often the take-downs are asked for (a conditi
 FEED_LEAD_SECONDS = 0.25
 
 
-def title_subtitles(title: str, width: int, height: int) -> str:
-    """An ASS script that shows `title` centred for the whole clip, as written: libass draws
-    it with fallback fonts glyph by glyph (CJK, emoji), and nothing in it is a template or an
-    override (`%`, `%{localtime}`, `{\\b1}`, `\\N` are text)."""
-    text = " ".join(title.split())
-    # A backslash or a brace would start an ASS escape or override block: a word joiner after
-    # each backslash, and escaped braces, keep them text.
-    text = text.replace("\\", "\\\u2060").replace("{", "\\{").replace("}", "\\}")
-    return (
-        "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\n"
-        f"PlayResX: {width}\nPlayResY: {height}\n\n"
-        "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, "
-        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV\n"
-        "Style: Title,DejaVu Sans,64,&H00FFFFFF,&H00000000,1,3,0,5,40,40,0\n\n"
-        "[Events]\nFormat: Layer, Start, End, Style, Text\n"
-        f"Dialogue: 0,0:00:00.00,9:59:59.00,Title,{text}\n"
-    )
+@dataclass(frozen=True)
+class Pick:
+    """What a source offers to air next: a file to remux, and the playlist entry it is the
+    verified copy of (None for a filler, which has no record to check it against)."""
+
+    clip_id: str
+    prompt: str
+    path: Path
+    entry: PlaylistEntry | None = None
+
+    @classmethod
+    def of(cls, entry: PlaylistEntry, path: Path) -> Pick:
+        return cls(entry.clip_id, entry.prompt, path, entry)
 
 
-def write_title(video: Path, title: str, output: Path) -> None:
-    """Draws the title on `video` (as written, see title_subtitles) into `output`."""
-    info = probe(video).video
-    script = output.with_suffix(".ass")
-    script.write_text(title_subtitles(title, info.width, info.height), encoding="utf-8")
-    run_ffmpeg(
-        ["-i", str(video), "-vf", f"ass='{script}'", *INTERMEDIATE_X264, str(output)],
-        f"writing {title!r} on the ident",
-    )  # fmt: skip
+class UnairedClips:
+    """The playlist's next unaired clip, when its verified copy is ready (waited for up to
+    FETCH_WAIT_SECONDS: S3 slow or away, a replay covers meanwhile). An unaired clip that cannot
+    air (taken down, or S3's copy does not match its record) is skipped, the reason kept."""
+
+    def __init__(
+        self,
+        library: ClipLibrary,
+        taken_down: Callable[[str], Takedown | None],
+        skip: Callable[..., None],
+    ):
+        self.library = library
+        self.taken_down = taken_down
+        self.skip = skip
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        """The pick, or None, and the unaired entries after it (after those skipped)."""
+        self.library.want([e for e in unaired if not self.taken_down(e.clip_id)][:FETCH_AHEAD])
+        while unaired:
+            entry, later = unaired[0], unaired[1:]
+            if takedown := self.taken_down(entry.clip_id):
+                self.skip(entry.clip_id, f"taken down: {takedown.reason}", taken_down=True)
+                unaired = later
+                continue  # before it was fetched, or after (the playlist rebuild comes later)
+            problem = self.library.unairable(entry)
+            if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
+                return Pick.of(entry, path), later
+            if problem is None:
+                break  # not fetched yet (S3 slow or away): a replay covers meanwhile
+            self.skip(entry.clip_id, problem)
+            unaired = later
+        return None, unaired
 
 
-def make_ident(channel: Channel, output: Path) -> Path:
-    """A channel ident made locally with the offline backends, the title written on it."""
-    with tempfile.TemporaryDirectory(prefix="webtv-ident-") as scratch:
-        folder = Path(scratch)
-        prompt = (
-            f"an abstract channel ident for {channel.theme}, slow zoom in on the subject, "
-            "glowing neon night lighting"
-        )
-        take = folder / "take.mp4"
-        ProceduralTextToVideo().render(TakeRequest(prompt=prompt, seed=channel.seed), take)
-        LanczosUpscaler().upscale(take, UpscaleRequest(prompt=prompt), folder / "u.mp4")
-        frames = IDENT_FRAMES
-        OpticalFlowInterpolator().interpolate(
-            folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
-        )
-        write_title(folder / "i.mp4", channel.title, folder / "titled.mp4")
-        music = MusicRequest(prompt=prompt, mood=channel.music_mood, seed=channel.seed,
-                             seconds=frames / BROADCAST_PROFILE.fps)  # fmt: skip
-        ProceduralMusicGenerator().compose(music, folder / "m.flac")
-        partial = output.with_suffix(".part.mp4")
-        normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, partial, BROADCAST_PROFILE)
-        partial.replace(output)
-    return output
+class Replays:
+    """The playlist's recent clips again, round robin, among those with a cached copy and not
+    taken down; only the one picked is verified."""
+
+    def __init__(
+        self,
+        library: ClipLibrary,
+        taken_down: Callable[[str], Takedown | None],
+        recent_loop: int,
+    ):
+        self.library = library
+        self.taken_down = taken_down
+        self.recent_loop = recent_loop
+        self._replays = 0
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        entries = playlist.entries if playlist else []
+        recent = [
+            e for e in entries[-self.recent_loop :]
+            if self.library.cache.path(e.clip_id).exists() and not self.taken_down(e.clip_id)
+        ]  # fmt: skip
+        for _ in recent:
+            self._replays += 1
+            entry = recent[self._replays % len(recent)]
+            if path := self.library.ready(entry):
+                return Pick.of(entry, path), unaired
+        return None, unaired
+
+
+class Filler:
+    """Always something to air: the channel's ident (made by the pipeline, kept by the library),
+    else a test card made here by FFmpeg alone (render_slate), kept in the playout's folder."""
+
+    def __init__(self, library: ClipLibrary, folder: PlayoutFolder, title: str):
+        self.library = library
+        self.folder = folder
+        self.prompt = f"{title} ident"
+        self._slate_failures = 0
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        path = self.library.ident()
+        if path is None:
+            path = self.folder.slate
+            if not path.exists():
+                log.warning("%s: no ident yet: airing the test card", self.folder.path.name)
+                render_slate(path, SLATE_FRAMES, BROADCAST_PROFILE)
+        return Pick(IDENT, self.prompt, path), unaired
+
+    def refused(self, pick: Pick, reason: str) -> None:
+        """The filler did not remux: the ident is dropped (the test card airs until a new one
+        is made), the test card made again, once."""
+        if pick.path == self.folder.ident:
+            self.library.drop_ident(reason)
+            return
+        self.folder.slate.unlink(missing_ok=True)
+        self._slate_failures += 1
+        if self._slate_failures >= 2:
+            raise MediaToolError(f"the test card of {self.folder.path.name} cannot air: "
+                                 f"{reason}")  # fmt: skip
+        log.warning("the test card does not remux (%s): making it again", reason)
 
 
 def restart_backoff(failures: int) -> float:
@@ -134,8 +197,8 @@ def restart_backoff(failures: int) -> float:
 
 class ChannelPlayout:
     """Airs one channel until stopped: the next unaired clip of its playlist, else its recent
-    clips again, else its ident. Never waits on S3, and never stops for a dead publisher or a
-    bad clip."""
+    clips again, else its ident (or a test card). Never waits on S3, and never stops for a dead
+    publisher or a bad clip."""
 
     def __init__(
         self,
@@ -148,12 +211,18 @@ class ChannelPlayout:
     ):
         self.channel = channel
         self.data_dir = data_dir
-        self.folder = playout_folder(data_dir, channel.slug)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = PlayoutFolder.of(data_dir, channel.slug)
+        self.folder.path.mkdir(parents=True, exist_ok=True)
         self.library = ClipLibrary(store, channel.slug, self.folder, cache_bytes)
-        self.takedowns = TakedownWatch(store, channel.slug, self.folder / "takedowns.json")
+        self.takedowns = TakedownWatch(store, channel.slug, self.folder.takedowns)
         self.url = url
-        self.recent_loop = recent_loop
+        self._filler = Filler(self.library, self.folder, channel.title)
+        # What airs next: the first of these with something to air.
+        self.sources = (
+            UnairedClips(self.library, self._taken_down, self._skip),
+            Replays(self.library, self._taken_down, recent_loop),
+            self._filler,
+        )
         self.stop = threading.Event()
         previous = read_state(data_dir, channel.slug)
         # A restarted playout goes on after the last clip it aired, on the same timeline.
@@ -165,7 +234,6 @@ class ChannelPlayout:
         self._skipped: list[SkippedClip] = previous.skipped if previous else []
         self._skips_lock = threading.Lock()  # the preparer and the feeder both add skips
         self._schedule: list[ScheduledClip] = []
-        self._replays = 0
         self._segments: queue.Queue[Segment] = queue.Queue(maxsize=1)
         self._up_next: list[PlaylistEntry] = []
         self.publisher: Publisher | None = None
@@ -176,38 +244,16 @@ class ChannelPlayout:
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
-    def _next(self) -> tuple[PlaylistEntry | None, Path | None, list[PlaylistEntry]]:
-        """The entry to air next with its verified copy (None, None: the ident) and the unaired
-        ones after it. An unaired clip that cannot air is skipped, with the reason kept in the
-        state."""
+    def _next(self) -> tuple[Pick, list[PlaylistEntry]]:
+        """What airs next, from the first source that has something, and the unaired entries
+        after it."""
         playlist = self.library.playlist
-        entries = playlist.entries if playlist else []
         unaired = unaired_entries(playlist, self._prepared_through)
-        self.library.want([e for e in unaired if not self._taken_down(e.clip_id)][:FETCH_AHEAD])
-        while unaired:
-            entry, later = unaired[0], unaired[1:]
-            if takedown := self._taken_down(entry.clip_id):
-                self._skip(entry.clip_id, f"taken down: {takedown.reason}", taken_down=True)
-                unaired = later
-                continue  # before it was fetched, or after (the playlist rebuild comes later)
-            problem = self.library.unairable(entry)
-            if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
-                return entry, path, later
-            if problem is None:
-                break  # not fetched yet (S3 slow or away): a replay covers meanwhile
-            self._skip(entry.clip_id, problem)
-            unaired = later
-        # Replays: recent clips with a cached copy, round robin; only the one picked is verified.
-        recent = [
-            e for e in entries[-self.recent_loop :]
-            if self.library.cache.path(e.clip_id).exists() and not self._taken_down(e.clip_id)
-        ]  # fmt: skip
-        for _ in recent:
-            self._replays += 1
-            entry = recent[self._replays % len(recent)]
-            if path := self.library.ready(entry):
-                return entry, path, unaired
-        return None, None, unaired
+        for source in self.sources:
+            pick, unaired = source.pick(playlist, unaired)
+            if pick is not None:
+                return pick, unaired
+        raise MediaToolError(f"{self.channel.slug} has nothing to air, not even a filler")
 
     def _taken_down(self, clip_id: str) -> Takedown | None:
         return self.takedowns.clips.get(clip_id)
@@ -232,46 +278,36 @@ class ChannelPlayout:
         since = self.takedowns.known_since.get(clip_id, 0.0)
         return any(s.clip_id == clip_id and s.taken_down and s.at >= since for s in self._skipped)
 
-    def _ident_segment(self, start: float) -> Segment:
-        ident = self.folder / f"{IDENT}.mp4"
-        prompt = f"{self.channel.title} ident"
-        for _ in range(2):
-            if not ident.exists():
-                make_ident(self.channel, ident)
-            try:
-                return remux_segment(ident, IDENT, prompt, start, BROADCAST_PROFILE.fps)
-            except MediaToolError as error:
-                log.warning("the ident does not remux (%s): making it again", error)
-                ident.unlink(missing_ok=True)
-        raise MediaToolError(f"the ident of {self.channel.slug} cannot be made to air")
-
     def _prepare(self, start: float) -> Segment:
         """The next segment, placed at `start`; a clip that fails its checks is skipped."""
         while True:
-            entry, path, later = self._next()
+            pick, later = self._next()
             self._up_next = later
-            if entry is None:
-                return self._ident_segment(start)
-            expected = round(entry.duration_seconds * BROADCAST_PROFILE.fps)
             try:
                 segment = remux_segment(
-                    path, entry.clip_id, entry.prompt, start, BROADCAST_PROFILE.fps,
+                    pick.path, pick.clip_id, pick.prompt, start, BROADCAST_PROFILE.fps,
                 )  # fmt: skip
-                if segment.frames != expected:
-                    raise MediaToolError(
-                        f"it remuxes to {segment.frames} frames where its record says {expected}"
-                    )
+                if pick.entry is not None:
+                    expected = round(pick.entry.duration_seconds * BROADCAST_PROFILE.fps)
+                    if segment.frames != expected:
+                        raise MediaToolError(f"it remuxes to {segment.frames} frames where its "
+                                             f"record says {expected}")  # fmt: skip
             except MediaToolError as error:
-                self.library.mark_unairable(entry, str(error))
-                if ClipId.parse(entry.clip_id).number > self._prepared_through:
-                    self._skip(entry.clip_id, str(error))
+                if pick.entry is None:
+                    self._filler.refused(pick, str(error))
+                    continue
+                self.library.mark_unairable(pick.entry, str(error))
+                if ClipId.parse(pick.clip_id).number > self._prepared_through:
+                    self._skip(pick.clip_id, str(error))
                 continue
-            self._prepared_through = max(self._prepared_through, ClipId.parse(entry.clip_id).number)
+            if pick.entry is not None:
+                number = ClipId.parse(pick.clip_id).number
+                self._prepared_through = max(self._prepared_through, number)
             return segment
 
     def _keep_prepared(self) -> None:
-        # At start, give S3 a moment to answer with the playlist and the take-downs before
-        # airing the ident (the take-downs last read are kept on disk meanwhile).
+        # At start, give S3 a moment to answer with the playlist, the ident and the take-downs
+        # before airing a filler (the take-downs last read are kept on disk meanwhile).
         deadline = time.monotonic() + FETCH_WAIT_SECONDS
         for answered in (self.library.refreshed, self.takedowns.answered):
             answered.wait(max(0.0, deadline - time.monotonic()))
@@ -319,7 +355,7 @@ class ChannelPlayout:
                         segment = to_send.pop(0)
                         if self.publisher is None:
                             self.publisher = Publisher(
-                                self.url, self.folder / "publisher.log", segment.stream_seconds
+                                self.url, self.folder.publisher_log, segment.stream_seconds
                             )
                         # Where the next one goes even if this publisher dies while sending it
                         # (its unsent part is then skipped, as the preparer's timeline did).

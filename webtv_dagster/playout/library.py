@@ -1,19 +1,23 @@
-"""What a playout can air without asking anyone: the channel's latest playlist and verified
-local copies of its clips, kept current by a background thread. A slow, hung or dead S3 only
-means the library stops growing; the air path never waits on it."""
+"""What a playout can air without asking anyone: the channel's latest playlist, verified local
+copies of its clips and a copy of its ident, kept current by a background thread. A slow, hung
+or dead S3 only means the library stops growing; the air path never waits on it."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from pathlib import Path
 
-from webtv_dagster.clips import channel_prefix
+from webtv_dagster.clips import channel_prefix, ident_key
 from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
+from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.storage import MediaStore, StorageError, file_sha256
 
 log = logging.getLogger(__name__)
+
+IDENT_REFRESH_SECONDS = 60.0  # how often a kept ident is checked for a newer one (conditional GET)
 
 
 def mismatch(path: Path, entry: PlaylistEntry) -> str | None:
@@ -32,7 +36,7 @@ def saved_playlist(folder: Path) -> Playlist | None:
     """The last good playlist a playout kept in its folder (playout_folder), or None: none yet,
     or unreadable. The viewer service and the chat bot read it too, rather than S3."""
     try:
-        return Playlist.model_validate_json((folder / PLAYLIST_JSON).read_text())
+        return Playlist.model_validate_json(PlayoutFolder(folder).playlist.read_text())
     except (OSError, ValueError):
         return None
 
@@ -69,28 +73,33 @@ class ClipCache:
 
 
 class ClipLibrary:
-    """The channel's playlist and the clips the playout asked to have ready, fetched and
-    verified in the background.
+    """The channel's playlist, the clips the playout asked to have ready, and the channel's
+    ident, fetched and verified in the background.
 
     The last playlist read is kept on disk too, so a playout restarted while S3 is away still
     knows what it has cached. A clip whose stored object does not match its record (size,
     SHA-256) is fetched once more; if S3's copy is itself wrong the clip is unairable until
-    its record changes (a rerun writes a new one)."""
+    its record changes (a rerun writes a new one). The ident (made by the `channel_ident`
+    asset) is kept in the folder once fetched, and fetched again when S3's copy changes."""
 
     def __init__(
         self,
         store: MediaStore,
         slug: str,
-        folder: Path,
+        folder: PlayoutFolder,
         cache_bytes: int,
         refresh_seconds: float = 2.0,
     ):
         self.store = store
         self.slug = slug
-        self.cache = ClipCache(folder / "cache", cache_bytes)
+        self.folder = folder
+        self.cache = ClipCache(folder.cache, cache_bytes)
         self.refresh_seconds = refresh_seconds
-        self._playlist_copy = folder / PLAYLIST_JSON
-        self.playlist: Playlist | None = saved_playlist(folder)
+        self.playlist: Playlist | None = saved_playlist(folder.path)
+        # The ETag of S3's ident when it was last fetched (or found unairable): asked again
+        # with it, S3 answers with no body until the ident is made again.
+        self._ident_etag = ""
+        self._ident_checked = -math.inf
         self._wanted: list[PlaylistEntry] = []
         self._unairable: dict[str, tuple[str | None, str]] = {}  # clip: (its sha256, why)
         self._wake = threading.Event()
@@ -101,7 +110,6 @@ class ClipLibrary:
     def start(self) -> ClipLibrary:
         self._thread.start()
         return self
-
 
     def want(self, entries: list[PlaylistEntry]) -> None:
         """The clips to have ready next, in order."""
@@ -142,9 +150,21 @@ class ClipLibrary:
             time.sleep(0.05)
         return None
 
+    def ident(self) -> Path | None:
+        """The local copy of the channel's ident, or None (not fetched yet, or dropped)."""
+        path = self.folder.ident
+        return path if path.exists() else None
+
+    def drop_ident(self, reason: str) -> None:
+        """Drops the local copy of the ident, which cannot air; it is fetched again only once
+        S3's copy changes (the ident is made again)."""
+        log.warning("%s: the ident is dropped (%s)", self.slug, reason)
+        self.folder.ident.unlink(missing_ok=True)
+
     def _keep_current(self) -> None:
         while not self.stop.is_set():
             self._refresh_playlist()
+            self._refresh_ident()
             self.refreshed.set()
             for entry in list(self._wanted):
                 if self.stop.is_set():
@@ -163,9 +183,29 @@ class ClipLibrary:
             return  # no playlist yet, S3 away, or a bad document: keep the last good one
         if playlist != self.playlist:
             self.playlist = playlist
-            partial = self._playlist_copy.with_suffix(".part")
+            partial = self.folder.playlist.with_suffix(".part")
             partial.write_bytes(raw)
-            partial.replace(self._playlist_copy)
+            partial.replace(self.folder.playlist)
+
+    def _refresh_ident(self) -> None:
+        """Fetches the ident when there is no local copy, or S3's changed (asked every
+        IDENT_REFRESH_SECONDS while a copy is kept)."""
+        now = time.monotonic()
+        if self.ident() and now - self._ident_checked < IDENT_REFRESH_SECONDS:
+            return
+        self._ident_checked = now
+        try:
+            changed = self.store.get_bytes_if_changed(ident_key(self.slug), self._ident_etag)
+        except (FileNotFoundError, StorageError) as error:
+            log.debug("%s: ident not fetched: %s", self.slug, error)
+            return  # not made yet, or S3 away: the copy kept (or the slate) airs meanwhile
+        if changed is None:
+            return
+        body, self._ident_etag = changed
+        partial = self.folder.ident.with_suffix(".part")
+        partial.write_bytes(body)
+        partial.replace(self.folder.ident)
+        log.info("%s: ident fetched (%d bytes)", self.slug, len(body))
 
     def _fetch(self, entry: PlaylistEntry) -> None:
         partial = self.cache.folder / f"{entry.clip_id}.part"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.media.stream import remux_to_ts, start_rtmp_publisher
 
 TIMELINE_START = 10.0
 PROGRESS_PERIOD = 0.25  # seconds between the publisher's progress reports
@@ -120,23 +121,8 @@ def remux_segment(
     """Remuxes `clip` to MPEG-TS starting at `stream_seconds` and counts the video frames that
     came out, which is the segment's real length: a truncated or damaged file yields fewer
     frames (or an error), never a length taken on trust from a record."""
-    offset = TIMELINE_START + stream_seconds
-    command = [
-        "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i", str(clip),
-        "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
-        "-bsf:v", "h264_mp4toannexb", "-bsf:a", r"noise=drop=lt(pts\,0)",
-        "-muxdelay", "0", "-muxpreload", "0", "-avoid_negative_ts", "disabled",
-        "-output_ts_offset", f"{offset:.6f}", "-mpegts_flags", "+initial_discontinuity",
-        "-progress", "pipe:2", "-f", "mpegts", "pipe:1",
-    ]  # fmt: skip
-    remux = subprocess.run(command, capture_output=True, check=False)
-    report = remux.stderr.decode(errors="replace")
-    frames = [int(line[6:]) for line in report.splitlines() if line.startswith("frame=")]
-    if remux.returncode != 0 or not frames:
-        errors = [line for line in report.splitlines() if "=" not in line]
-        raise MediaToolError(f"cannot remux {clip.name} for air: {' '.join(errors)[-300:]}")
-    return Segment(clip_id, prompt, stream_seconds, frames[-1], fps, remux.stdout, clip,
-                   keyframe_cuts(remux.stdout))  # fmt: skip
+    data, frames = remux_to_ts(clip, TIMELINE_START + stream_seconds)
+    return Segment(clip_id, prompt, stream_seconds, frames, fps, data, clip, keyframe_cuts(data))
 
 
 def placed_at(segment: Segment, stream_seconds: float) -> Segment:
@@ -182,14 +168,9 @@ class Publisher:
         self.last_progress = time.monotonic()
         self._lock = threading.Lock()
         self._progressed = threading.Condition()
-        self.process = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
-             "-f", "mpegts", "-i", "pipe:0", "-c", "copy",
-             "-output_ts_offset", f"{stream_seconds:.6f}",
-             "-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD), "-f", "flv", url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
+        self.process = start_rtmp_publisher(
+            url, stream_seconds, PROGRESS_PERIOD, preexec_fn=_die_with_parent
+        )
         self._logger = threading.Thread(
             target=_copy_log, args=(self.process.stderr, log_path), daemon=True
         )

@@ -1,15 +1,19 @@
-"""A channel playout's folder and the state file that sensors, jobs, the supervisor and the
-viewer (through nginx) read: what aired, what comes next, what was skipped and why."""
+"""A channel playout's folder (every file in it, named once: PlayoutFolder) and the state file
+that sensors, jobs, the supervisor and the viewer (through nginx) read: what aired, what comes
+next, what was skipped and why."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from webtv_dagster.playlist import PLAYLIST_JSON
 from webtv_dagster.rtmp_server import make_public_folder, viewer_state_path
+from webtv_dagster.takedowns import TAKEDOWNS_JSON
 
 SCHEDULE_LENGTH = 10  # aired and queued clips kept in the state file (a player may lag 30 s)
 GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next
@@ -73,13 +77,80 @@ class PlayoutState(BaseModel):
         return last.stream_seconds + last.duration_seconds if last else 0.0
 
 
+@dataclass(frozen=True)
+class PlayoutFolder:
+    """Where a channel's playout keeps its state, lock, logs, clip cache and fillers: the one
+    place that names each file of the folder."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, slug: str) -> PlayoutFolder:
+        return cls(data_dir / "playout" / slug)
+
+    @property
+    def state(self) -> Path:
+        """What is on air (PlayoutState), written after every clip."""
+        return self.path / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        """Locked by the playout process for as long as it runs."""
+        return self.path / "playout.lock"
+
+    @property
+    def pid(self) -> Path:
+        """The running playout's pid and start time, beside its lock."""
+        return self.path / "playout.pid"
+
+    @property
+    def stopped_marker(self) -> Path:
+        """There while an operator has the channel stopped: the watchdog leaves it off air."""
+        return self.path / "stopped"
+
+    @property
+    def playout_log(self) -> Path:
+        """The playout process's output."""
+        return self.path / "playout.log"
+
+    @property
+    def publisher_log(self) -> Path:
+        """The FFmpeg publishers' warnings and last words."""
+        return self.path / "publisher.log"
+
+    @property
+    def takedowns(self) -> Path:
+        """The last take-downs read from the bucket, for a restart while S3 is away."""
+        return self.path / TAKEDOWNS_JSON
+
+    @property
+    def playlist(self) -> Path:
+        """The last good playlist read from the bucket (library.saved_playlist reads it)."""
+        return self.path / PLAYLIST_JSON
+
+    @property
+    def cache(self) -> Path:
+        """Verified local copies of clips (library.ClipCache), bounded by size."""
+        return self.path / "cache"
+
+    @property
+    def ident(self) -> Path:
+        """The local copy of the channel's ident, fetched from the bucket."""
+        return self.path / "ident.mp4"
+
+    @property
+    def slate(self) -> Path:
+        """The test card the playout airs when it has no ident (media.slate)."""
+        return self.path / "slate.mp4"
+
+
 def playout_folder(data_dir: Path, slug: str) -> Path:
-    """Where a channel's playout keeps its state, cache, ident, logs and lock."""
-    return data_dir / "playout" / slug
+    """The folder of a channel's playout (PlayoutFolder names the files in it)."""
+    return PlayoutFolder.of(data_dir, slug).path
 
 
 def state_path(data_dir: Path, slug: str) -> Path:
-    return playout_folder(data_dir, slug) / "state.json"
+    return PlayoutFolder.of(data_dir, slug).state
 
 
 def read_state(data_dir: Path, slug: str) -> PlayoutState | None:

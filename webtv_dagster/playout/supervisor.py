@@ -20,10 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.stack import PLAYOUT_GROUP, StackSupervisor, webtv_command
-
-STOPPED_MARKER = "stopped"  # an operator stopped the channel: the watchdog leaves it off air
 
 
 class PlayoutStartError(RuntimeError):
@@ -46,20 +44,12 @@ class PlayoutStatus:
         return not self.running or stale
 
 
-def _lock_path(data_dir: Path, slug: str) -> Path:
-    return playout_folder(data_dir, slug) / "playout.lock"
-
-
-def _pid_path(data_dir: Path, slug: str) -> Path:
-    return playout_folder(data_dir, slug) / "playout.pid"
-
-
 @contextmanager
 def hold_playout_lock(data_dir: Path, slug: str):
     """Held by the playout process while it runs; refuses a second playout of the channel."""
-    path = _lock_path(data_dir, slug)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as lock:
+    folder = PlayoutFolder.of(data_dir, slug)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with folder.lock.open("a") as lock:
         deadline = time.monotonic() + 2  # a status check holds the lock for a moment
         while True:
             try:
@@ -71,15 +61,15 @@ def hold_playout_lock(data_dir: Path, slug: str):
                     raise PlayoutStartError(f"{slug} is already on air (pid {pid})") from None
                 time.sleep(0.05)
         record = {"pid": os.getpid(), "started_at": time.time()}
-        _pid_path(data_dir, slug).write_text(json.dumps(record))
+        folder.pid.write_text(json.dumps(record))
         try:
             yield
         finally:
-            _pid_path(data_dir, slug).unlink(missing_ok=True)
+            folder.pid.unlink(missing_ok=True)
 
 
 def _lock_is_held(data_dir: Path, slug: str) -> bool:
-    path = _lock_path(data_dir, slug)
+    path = PlayoutFolder.of(data_dir, slug).lock
     if not path.exists():
         return False
     with path.open("a") as lock:
@@ -93,7 +83,7 @@ def _lock_is_held(data_dir: Path, slug: str) -> bool:
 
 def _read_pid_file(data_dir: Path, slug: str) -> dict:
     try:
-        return json.loads(_pid_path(data_dir, slug).read_text())
+        return json.loads(PlayoutFolder.of(data_dir, slug).pid.read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
@@ -108,25 +98,25 @@ def playout_status(data_dir: Path, slug: str, now: float | None = None) -> Playo
     running = _lock_is_held(data_dir, slug)
     state = read_state(data_dir, slug)
     process = _read_pid_file(data_dir, slug) if running else {}
-    # A playout just started (making its ident, say) has not written a state yet: it counts
-    # as fresh from its start.
+    # A playout just started (waiting for its playlist, say) has not written a state yet: it
+    # counts as fresh from its start.
     last_sign_of_life = max(state.updated_at if state else 0, process.get("started_at", 0))
     return PlayoutStatus(
         slug=slug,
         running=running,
         pid=process.get("pid"),
         seconds_since_update=(now - last_sign_of_life) if last_sign_of_life else None,
-        stopped_by_operator=(playout_folder(data_dir, slug) / STOPPED_MARKER).exists(),
+        stopped_by_operator=PlayoutFolder.of(data_dir, slug).stopped_marker.exists(),
     )
 
 
 def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
     """Starts `webtv playout <slug>` in its own session, its output in the channel's
     playout.log; returns at once."""
-    folder = playout_folder(data_dir, slug)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STOPPED_MARKER).unlink(missing_ok=True)
-    with (folder / "playout.log").open("ab") as log:
+    folder = PlayoutFolder.of(data_dir, slug)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.stopped_marker.unlink(missing_ok=True)
+    with folder.playout_log.open("ab") as log:
         return subprocess.Popen(
             webtv_command("playout", slug),
             env={**os.environ, "WEBTV_DATA_DIR": str(data_dir.resolve())},
@@ -168,7 +158,8 @@ def start_playout(
     seconds how long and the playout's last log line. Raises PlayoutStartError with the end of
     its log if it exits."""
     started = time.time()
-    (playout_folder(data_dir, slug) / STOPPED_MARKER).unlink(missing_ok=True)
+    folder = PlayoutFolder.of(data_dir, slug)
+    folder.stopped_marker.unlink(missing_ok=True)
     supervised = _supervised(data_dir, slug)
     if supervised:
         supervisor, name = supervised
@@ -176,7 +167,7 @@ def start_playout(
         process = None
     else:
         process = launch_playout(data_dir, slug)
-    log_path = playout_folder(data_dir, slug) / "playout.log"
+    log_path = folder.playout_log
     deadline = time.monotonic() + timeout
     on_air_since = None
     next_report = time.monotonic() + PROGRESS_EVERY_SECONDS
@@ -212,9 +203,9 @@ def start_playout(
 def stop_playout(data_dir: Path, slug: str, timeout: float = 30.0) -> bool:
     """Stops the channel's playout (SIGTERM, then SIGKILL after `timeout`); returns whether one
     was running. The marker it leaves keeps the watchdog from starting it again."""
-    folder = playout_folder(data_dir, slug)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STOPPED_MARKER).touch()
+    folder = PlayoutFolder.of(data_dir, slug)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.stopped_marker.touch()
     supervised = _supervised(data_dir, slug)
     if supervised:
         supervisor, name = supervised

@@ -1,0 +1,103 @@
+"""A channel's ident: the filler clip its playout airs when it has no clip of its own to air.
+
+It is made like a clip, with the offline backends (a procedural take, Lanczos upscale, optical
+flow interpolation, procedural music: no remote model, seconds on a CPU), the channel's title
+written on it, normalized to the broadcast profile, and stored in the bucket (clips.ident_key)
+by the `channel_ident` asset. The playout only fetches it (playout/library.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
+from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
+from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
+from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.channels import Channel
+from webtv_dagster.clips import ident_key
+from webtv_dagster.media.broadcast import normalize_clip
+from webtv_dagster.media.conform import INTERMEDIATE_X264
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.storage import MediaStore, StoredObject
+
+IDENT_FRAMES = 128  # 5.333 s: two gapless units
+IDENT_BACKENDS = "offline: procedural text-to-video, Lanczos, optical flow, procedural music"
+
+
+def ident_prompt(channel: Channel) -> str:
+    return (
+        f"an abstract channel ident for {channel.theme}, slow zoom in on the subject, "
+        "glowing neon night lighting"
+    )
+
+
+def ident_fingerprint(channel: Channel) -> str:
+    """Short digest of what the channel's ident is made from (title, theme, mood, seed, frames):
+    it changes exactly when the ident must be made again."""
+    made_from = "\n".join(
+        [channel.title, channel.theme, str(channel.music_mood), str(channel.seed),
+         str(IDENT_FRAMES)]
+    )  # fmt: skip
+    return hashlib.sha256(made_from.encode()).hexdigest()[:12]
+
+
+def title_subtitles(title: str, width: int, height: int) -> str:
+    """An ASS script that shows `title` centred for the whole clip, as written: libass draws
+    it with fallback fonts glyph by glyph (CJK, emoji), and nothing in it is a template or an
+    override (`%`, `%{localtime}`, `{\\b1}`, `\\N` are text)."""
+    text = " ".join(title.split())
+    # A backslash or a brace would start an ASS escape or override block: a word joiner after
+    # each backslash, and escaped braces, keep them text.
+    text = text.replace("\\", "\\\u2060").replace("{", "\\{").replace("}", "\\}")
+    return (
+        "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\n"
+        f"PlayResX: {width}\nPlayResY: {height}\n\n"
+        "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, "
+        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV\n"
+        "Style: Title,DejaVu Sans,64,&H00FFFFFF,&H00000000,1,3,0,5,40,40,0\n\n"
+        "[Events]\nFormat: Layer, Start, End, Style, Text\n"
+        f"Dialogue: 0,0:00:00.00,9:59:59.00,Title,{text}\n"
+    )
+
+
+def write_title(video: Path, title: str, output: Path) -> None:
+    """Draws the title on `video` (as written, see title_subtitles) into `output`."""
+    info = probe(video).video
+    script = output.with_suffix(".ass")
+    script.write_text(title_subtitles(title, info.width, info.height), encoding="utf-8")
+    run_ffmpeg(
+        ["-i", str(video), "-vf", f"ass='{script}'", *INTERMEDIATE_X264, str(output)],
+        f"writing {title!r} on the ident",
+    )  # fmt: skip
+
+
+def make_ident(channel: Channel, output: Path) -> Path:
+    """The channel's ident, made with the offline backends, the title written on it, in the
+    broadcast profile."""
+    with tempfile.TemporaryDirectory(prefix="webtv-ident-") as scratch:
+        folder = Path(scratch)
+        prompt = ident_prompt(channel)
+        take = folder / "take.mp4"
+        ProceduralTextToVideo().render(TakeRequest(prompt=prompt, seed=channel.seed), take)
+        LanczosUpscaler().upscale(take, UpscaleRequest(prompt=prompt), folder / "u.mp4")
+        frames = IDENT_FRAMES
+        OpticalFlowInterpolator().interpolate(
+            folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
+        )
+        write_title(folder / "i.mp4", channel.title, folder / "titled.mp4")
+        music = MusicRequest(prompt=prompt, mood=channel.music_mood, seed=channel.seed,
+                             seconds=frames / BROADCAST_PROFILE.fps)  # fmt: skip
+        ProceduralMusicGenerator().compose(music, folder / "m.flac")
+        partial = output.with_suffix(".part.mp4")
+        normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, partial, BROADCAST_PROFILE)
+        partial.replace(output)
+    return output
+
+
+def publish_ident(store: MediaStore, slug: str, ident: Path) -> StoredObject:
+    """Stores the ident where the channel's playout fetches it (clips.ident_key)."""
+    return store.upload_file(ident, ident_key(slug), "video/mp4")
