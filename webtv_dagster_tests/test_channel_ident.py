@@ -158,3 +158,25 @@ def test_a_channel_start_makes_a_missing_ident_once(seaweedfs, media_store, tmp_
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("channel_ident"))
         assert event.dagster_event.partition == "test-llamas"
+
+
+def test_a_filler_that_does_not_remux_gives_way_to_the_test_card(
+    media_store, llama_channel, tmp_path, monkeypatch
+):
+    from webtv_dagster.media.ffmpeg import MediaToolError
+    from webtv_dagster.playout import channel
+    from webtv_dagster.playout.channel import ChannelPlayout
+
+    playout = ChannelPlayout(media_store, llama_channel, "rtmp://unused/x", tmp_path, 2**20)
+    folder = PlayoutFolder.of(tmp_path, llama_channel.slug)
+    folder.ident.write_bytes(b"not a video")  # a damaged copy of the ident
+    segment = playout._prepare(0.0)
+    assert (segment.clip_id, segment.frames) == ("ident", 128)
+    assert not folder.ident.exists() and folder.slate.exists()  # dropped; the test card aired
+    folder.slate.write_bytes(b"damaged too")
+    assert playout._prepare(segment.end).frames == 128  # the test card made again
+    # A test card that does not remux as it is made: FFmpeg is broken, the playout stops.
+    folder.slate.unlink()
+    monkeypatch.setattr(channel, "render_slate", lambda path, *_: path.write_bytes(b"x"))
+    with pytest.raises(MediaToolError, match="test card"):
+        playout._prepare(0.0)

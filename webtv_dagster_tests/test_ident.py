@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from webtv_dagster.media.ffmpeg import decode_luma_frames, run_ffmpeg
 from webtv_dagster.ident import write_title
+from webtv_dagster.media.ffmpeg import decode_luma_frames, run_ffmpeg
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from webtv_dagster.clips import ClipId
 from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
 from webtv_dagster.playout.channel import ChannelPlayout
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 
 from .air_monitor import FRAME_MS, AirMonitor
 from .conftest import upload_playlist, wait_for
@@ -85,7 +85,7 @@ def test_a_corrupt_or_truncated_cached_clip_is_fetched_again_and_airs(
 ):
     upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 5)})
     data_dir = tmp_path / "data"
-    cache = playout_folder(data_dir, SLUG) / "cache"
+    cache = PlayoutFolder.of(data_dir, SLUG).cache
     cache.mkdir(parents=True)
     # A disk fault: clip 2's cached copy is garbage, clip 3's lost its second half.
     (cache / f"{SLUG}-000002.mp4").write_bytes(os.urandom(broadcast_clips[2].stat().st_size))

@@ -10,7 +10,7 @@ import pytest
 
 from webtv_dagster.defs.resources import Studio
 from webtv_dagster.defs.stream import CHANNEL_TAG, playout_job, playout_watchdog_sensor
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.playout.supervisor import (
     PlayoutStartError,
     hold_playout_lock,
@@ -167,7 +167,7 @@ def test_a_stuck_playout_is_replaced(
     )])  # fmt: skip
     wait_for(lambda: playout_status(on_air_env, SLUG).running, 30, "the stuck playout's lock")
     long_ago = time.time() - 600  # when it started and last queued a clip
-    pid_file = playout_folder(on_air_env, SLUG) / "playout.pid"
+    pid_file = PlayoutFolder.of(on_air_env, SLUG).pid
     pid_file.write_text(json.dumps({"pid": stuck.pid, "started_at": long_ago}))
     state_path(on_air_env, SLUG).write_text(
         PlayoutState(

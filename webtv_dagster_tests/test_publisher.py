@@ -126,6 +126,7 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
     from webtv_dagster.ident import make_ident, publish_ident
     from webtv_dagster.media.ffmpeg import probe
     from webtv_dagster.playout.channel import ChannelPlayout, read_state
+    from webtv_dagster.playout.state import PlayoutFolder
 
     # The pipeline made the ident (the channel_ident asset); the playout fetches and keeps it.
     publish_ident(media_store, llama_channel.slug, make_ident(llama_channel, tmp_path / "i.mp4"))
@@ -141,6 +142,6 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
     state = read_state(tmp_path / "d", "test-llamas")
     assert state.schedule[0].clip_id == "ident"
     assert state.on_air(now=state.schedule[0].starts_at + 1).clip_id == "ident"
-    ident = probe(tmp_path / "d" / "playout" / "test-llamas" / "ident.mp4")
+    ident = probe(PlayoutFolder.of(tmp_path / "d", "test-llamas").ident)
     assert (ident.video.width, ident.video.frames) == (1024, 128)
     assert ident.audio.duration == pytest.approx(128 / 24, abs=1e-3)

@@ -6,14 +6,14 @@ import pytest
 
 from webtv_dagster import clips
 from webtv_dagster.clips import ClipId
-from webtv_dagster.definitions import defs
 from webtv_dagster.defs.assets.playlist import playlist
 from webtv_dagster.playlist import PLAYLIST_JSON, Playlist
 from webtv_dagster.takedowns import read_takedowns
 
-from .conftest import TEST_CHANNELS, clip_resources
+from .conftest import TEST_CHANNELS, clip_resources, definitions_for_tests
 
 SLUG = "test-llamas"
+defs = definitions_for_tests()
 
 
 def store_airable_clip(store, number: int) -> str:
@@ -49,6 +49,7 @@ def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resour
 
     keys = [store_airable_clip(media_store, n) for n in (1, 2, 3)]
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("channels", [SLUG])  # as the clip sensor's first tick
         # The playlist lists the channel's clips up to its highest partition (4 is being made).
         instance.add_dynamic_partitions("clips", [f"{SLUG}-{n:06d}" for n in range(1, 5)])
         assert dg.materialize([playlist], partition_key=SLUG, instance=instance,

@@ -162,28 +162,30 @@ class Filler:
         self.library = library
         self.folder = folder
         self.prompt = f"{title} ident"
-        self._slate_failures = 0
+        self._slate_just_made = False
 
     def pick(
         self, playlist: Playlist | None, unaired: list[PlaylistEntry]
     ) -> tuple[Pick | None, list[PlaylistEntry]]:
         path = self.library.ident()
+        self._slate_just_made = False
         if path is None:
             path = self.folder.slate
             if not path.exists():
                 log.warning("%s: no ident yet: airing the test card", self.folder.path.name)
                 render_slate(path, SLATE_FRAMES, BROADCAST_PROFILE)
+                self._slate_just_made = True
         return Pick(IDENT, self.prompt, path), unaired
 
     def refused(self, pick: Pick, reason: str) -> None:
         """The filler did not remux: the ident is dropped (the test card airs until a new one
-        is made), the test card made again, once."""
+        is made); a kept test card is made again, and one just made that does not remux stops
+        the playout (FFmpeg itself is broken: its supervisor starts it again)."""
         if pick.path == self.folder.ident:
             self.library.drop_ident(reason)
             return
         self.folder.slate.unlink(missing_ok=True)
-        self._slate_failures += 1
-        if self._slate_failures >= 2:
+        if self._slate_just_made:
             raise MediaToolError(f"the test card of {self.folder.path.name} cannot air: "
                                  f"{reason}")  # fmt: skip
         log.warning("the test card does not remux (%s): making it again", reason)
