@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -25,6 +27,15 @@ class BroadcastProfile(BaseModel):
     @property
     def samples_per_frame(self) -> int:
         return self.sample_rate // self.fps
+
+    def keyframes_fit(self, keyframe_times: list[float], seconds: float) -> bool:
+        """Whether a video `seconds` long has its keyframes where the profile puts them: every
+        keyframe interval from 0, and nowhere else (what stream-copy playout cuts on)."""
+        interval = self.keyframe_interval / self.fps
+        wanted = [index * interval for index in range(math.ceil(seconds / interval - 1e-6))]
+        return len(keyframe_times) == len(wanted) and all(
+            abs(got - want) <= 0.002 for got, want in zip(keyframe_times, wanted, strict=True)
+        )
 
     @property
     def aligned_clip_seconds(self) -> float:

@@ -1,5 +1,6 @@
 """Runs one production stage for every clip partition of a run, reporting each clip apart."""
 
+import contextlib
 import os
 import socket
 import time
@@ -101,19 +102,20 @@ def materialize_clips(
     stage: Stage,
     *,
     in_clip_order: bool = False,
+    retried: bool = True,
 ) -> None:
     """Runs `stage` for each clip of the run; every clip that succeeds gets its metadata.
 
     `in_clip_order` runs clips one after another in clip order (a prompt writer must see the
     prompts of the clips before it); otherwise up to `studio.parallel_clips` run at once.
-    Failures are collected and raised together once every clip had its chance, and the step is
-    retried by the studio's `stage_retry_policy`.
+    Failures are collected and raised together once every clip had its chance; a model stage
+    (`retried`) is then retried by the studio's `stage_retry_policy`.
     """
     try:
         _materialize_clips(context, studio, media_storage, stage, in_clip_order)
     except Exception as error:
         policy = stage_retry_policy(studio)
-        if context.retry_number >= policy.max_retries:
+        if not retried or context.retry_number >= policy.max_retries:
             raise
         delay = max(0.0, policy.calculate_delay(context.retry_number + 1))
         raise dg.RetryRequested(policy.max_retries, seconds_to_wait=delay) from error
@@ -134,8 +136,7 @@ def _materialize_clips(
         key=lambda clip: clip.number,
     )
 
-    # The backends of each channel are built once for the step, not once per clip.
-    productions = {slug: studio.production(store, slug) for slug in {c.channel for c in clips}}
+    productions: dict[str, ClipProduction] = {}
 
     def run(clip: ClipId) -> tuple[StageReport, tuple[float, float]]:
         started = time.time()
@@ -145,7 +146,11 @@ def _materialize_clips(
     workers = 1 if in_clip_order else max(1, min(studio.parallel_clips, len(clips)))
     failures: dict[str, str] = {}
     earlier = set(made)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with contextlib.ExitStack() as owned, ThreadPoolExecutor(max_workers=workers) as pool:
+        # Each channel's backends are built once for the step (not once per clip), and closed
+        # with it.
+        for slug in {clip.channel for clip in clips}:
+            productions[slug] = owned.enter_context(studio.production(store, slug))
         futures = [(clip, pool.submit(run, clip)) for clip in clips]
         for clip, future in futures:
             try:

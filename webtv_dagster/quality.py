@@ -110,12 +110,8 @@ def _check_profile(info: MediaInfo, profile: BroadcastProfile):
         if got != want:
             problems.append(f"video {got} is not {want}")
         keyframes = [round(time, 3) for time in video.keyframe_times or []]
-        interval = profile.keyframe_interval / profile.fps
-        count = math.ceil(video.duration / interval - 1e-6)
-        wanted = [round(index * interval, 3) for index in range(count)]
-        if len(keyframes) != len(wanted) or any(
-            abs(got - want) > 0.002 for got, want in zip(keyframes, wanted, strict=False)
-        ):
+        if not profile.keyframes_fit(keyframes, video.duration):
+            interval = profile.keyframe_interval / profile.fps
             problems.append(f"keyframes at {keyframes} s, not every {interval:g} s from 0")
     if audio is None:
         problems.append("no audio stream")

@@ -151,6 +151,7 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
                   "dagster/asset_partition_range_end": corrupt}  # fmt: skip
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("clips", [good, black, corrupt])
+        instance.add_dynamic_partitions("channels", ["test-llamas"])
         made = dg.materialize(CLIP_ASSETS[:-1], instance=instance, resources=resources,
                               tags=range_tags)  # fmt: skip
         assert made.success

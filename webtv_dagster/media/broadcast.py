@@ -31,16 +31,13 @@ def fits_profile(video: Path, frames: int, profile: BroadcastProfile) -> bool:
     info = probe(video, keyframes=True).video
     if info is None or info.keyframe_times is None:
         return False
-    interval = profile.keyframe_interval
-    expected = [n * interval / profile.fps for n in range(math.ceil(frames / interval))]
     return (
         info.codec == profile.video_codec
         and (info.width, info.height) == (profile.width, profile.height)
         and abs(info.fps - profile.fps) < 1e-3
         and info.pix_fmt == profile.pix_fmt
         and info.frames == frames
-        and len(info.keyframe_times) == len(expected)
-        and all(abs(a - b) < 1e-3 for a, b in zip(info.keyframe_times, expected, strict=True))
+        and profile.keyframes_fit(info.keyframe_times, frames / profile.fps)
     )
 
 

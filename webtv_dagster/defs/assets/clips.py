@@ -47,5 +47,8 @@ def broadcast_clip(
 ):
     """Assembles each clip of the run and checks its quality; a clip that fails a check is not
     materialized and fails the run, naming the checks and their measurements."""
-    materialize_clips(context, studio, media_storage, ClipProduction.assemble_broadcast_clip)
+    # Not retried: what fails here (a quality check, the assembly) fails the same way again.
+    materialize_clips(
+        context, studio, media_storage, ClipProduction.assemble_broadcast_clip, retried=False
+    )
     yield dg.MaterializeResult(asset_key="broadcast_clip")
