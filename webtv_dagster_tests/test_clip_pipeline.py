@@ -16,7 +16,7 @@ from webtv_dagster.defs.assets.playlist import playlist
 from webtv_dagster.defs.assets.prompts import shot_prompt
 from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
 from webtv_dagster.media.ffmpeg import probe
-from webtv_dagster.media.inspection import black_spans, frozen_spans, measure_loudness, silent_spans
+from webtv_dagster.media.inspection import measure_clip
 
 from .conftest import (
     PUBLIC_URL,
@@ -82,10 +82,9 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
     assert final.video.duration == pytest.approx(64 / 24, abs=1e-3)
     assert final.audio.duration == pytest.approx(final.video.duration, abs=1e-3)
     assert key_frame_indices(final_path) == [0, 24, 48]  # a keyframe a second: cut points
-    assert black_spans(final_path, final.duration).seconds == 0
-    assert frozen_spans(final_path, final.duration).seconds == 0
-    assert silent_spans(final_path, final.duration).seconds == 0
-    assert measure_loudness(final_path).integrated_lufs == pytest.approx(-16, abs=1.5)
+    measured = measure_clip(final_path, final.duration)
+    assert measured.black.seconds == measured.frozen.seconds == measured.silent.seconds == 0
+    assert measured.loudness.integrated_lufs == pytest.approx(-16, abs=1.5)
 
     metadata = latest_metadata(instance, broadcast_clip, key)
     assert metadata["prompt"] == prompt["prompt"]

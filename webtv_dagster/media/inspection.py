@@ -48,11 +48,6 @@ SILENCEDETECT = "silencedetect=n=-50dB:d=0.3"
 LOUDNORM_MEASURE = "loudnorm=print_format=json"
 
 
-def black_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-vf", BLACKDETECT, "-an"])
-    return _spans(log, "black", duration)
-
-
 # A picture that flickers between two or three frames changes every frame, yet shows nothing:
 # freezedetect also watches every 2nd and every 3rd frame, and the stillest of the three counts.
 FREEZE_CYCLES = (2, 3)
@@ -83,11 +78,6 @@ def _frozen(log: str, duration: float) -> Spans:
 def frozen_spans(path: Path, duration: float) -> Spans:
     log = _filter_log(path, ["-filter_complex", freeze_graph("0:v:0", "v"), "-map", "[v]", "-an"])
     return _frozen(log, duration)
-
-
-def silent_spans(path: Path, duration: float) -> Spans:
-    log = _filter_log(path, ["-af", SILENCEDETECT, "-vn"])
-    return _spans(log, "silence", duration)
 
 
 class Loudness(BaseModel):
