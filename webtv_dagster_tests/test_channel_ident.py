@@ -79,7 +79,9 @@ def test_the_slate_is_a_gapless_broadcast_clip(tmp_path):
     slate = render_slate(tmp_path / "slate.mp4", 128, BROADCAST_PROFILE)
     info = probe(slate, keyframes=True)
     assert (info.video.width, info.video.height, info.video.frames) == (1024, 576, 128)
-    assert info.video.keyframe_times == pytest.approx([0, 1, 2, 3, 4, 5])
+    interval = BROADCAST_PROFILE.keyframe_interval  # a keyframe where every clip has one
+    keyframes = [frame / 24 for frame in range(0, 128, interval)]
+    assert info.video.keyframe_times == pytest.approx(keyframes, abs=1e-3)
     assert info.audio.duration == pytest.approx(128 / 24, abs=1e-3)
     assert remux_segment(slate, "ident", "x", 0.0, 24).frames == 128
 

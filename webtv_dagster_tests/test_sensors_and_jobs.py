@@ -40,7 +40,7 @@ def test_definitions_load():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
-        "broadcast_clip", "playlist", "on_air_stream", "shot_requests",
+        "broadcast_clip", "playlist", "on_air_stream", "shot_requests", "channel_ident",
     }  # fmt: skip
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
