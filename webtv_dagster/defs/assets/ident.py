@@ -3,6 +3,7 @@ in the bucket, where the channel's playout fetches it. The sensor makes it once 
 known to Dagster, and again whenever what it is made from changes; `webtv channel start`
 makes a missing one before the channel's first air (materialize_missing_ident)."""
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from webtv_dagster.ident import (
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.settings import Settings
 from webtv_dagster.storage import MediaStore, StorageError, StoredObject
+
+log = logging.getLogger(__name__)
 
 
 @dg.asset(
@@ -91,18 +94,22 @@ def channel_ident_sensor(context: dg.SensorEvaluationContext, studio: Studio) ->
 def materialize_missing_ident(settings: Settings, slug: str) -> bool:
     """Makes the channel's ident here and now when the bucket has none (a channel started
     before the sensor made it, or with no Dagster daemon running), recorded in the instance
-    like any materialization; returns whether it did. With S3 away it makes nothing: the
-    playout airs its test card until the ident is there."""
+    like any materialization; returns whether it did. With S3 away, or a failure (logged), it
+    makes nothing: the playout airs its test card until the ident is there."""
     try:
         if MediaStore.from_settings(settings).list_keys(ident_key(slug)):
             return False
     except StorageError:
         return False
-    with dg.DagsterInstance.get() as instance:
-        if not instance.has_dynamic_partition(channel_partitions.name, slug):
-            instance.add_dynamic_partitions(channel_partitions.name, [slug])
-        result = dg.materialize(
-            [channel_ident], partition_key=slug, instance=instance,
-            resources=resources_for(settings), raise_on_error=False,
-        )  # fmt: skip
+    try:
+        with dg.DagsterInstance.get() as instance:
+            if not instance.has_dynamic_partition(channel_partitions.name, slug):
+                instance.add_dynamic_partitions(channel_partitions.name, [slug])
+            result = dg.materialize(
+                [channel_ident], partition_key=slug, instance=instance,
+                resources=resources_for(settings), raise_on_error=False,
+            )  # fmt: skip
+    except dg.DagsterError as error:
+        log.warning("the ident of %s was not made (the test card airs meanwhile): %s", slug, error)
+        return False
     return result.success
