@@ -33,6 +33,7 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg2
+from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--concurrent-runs", type=int, default=2)
     parser.add_argument("--executors", default="in_process,multiprocess,celery")
     parser.add_argument("--channel", default="llama-jobs")
+    add_plot_argument(parser)
     args = parser.parse_args()
 
     channels_file = Path(
@@ -193,6 +195,20 @@ def main() -> None:
         print("\nwall time vs in_process: " + ", ".join(
             f"{name} x{values[0] / baseline[0]:.2f}" for name, values in results.items()
         ))  # fmt: skip
+    if args.plot and results:
+        labels = list(results)
+        save_plot(args.plot, "Clip throughput by executor", [
+            Panel("(a) air-seconds per wall-second", "bar", labels,
+                  {"air-s / wall-s": [values[1] for values in results.values()]},
+                  ylabel="air-s / wall-s", target=1.0, target_label="as fast as air",
+                  value_format="{:.2f}"),
+            Panel("(b) wall time outside media work", "bar", labels,
+                  {"share": [values[2] * 100 for values in results.values()]},
+                  ylabel="% of wall time", value_format="{:.1f}"),
+            Panel("wall time", "bar", labels, {"s": [values[0] for values in results.values()]},
+                  ylabel="s", value_format="{:.0f}"),
+        ], note=f"{args.clips} clips x {channel.clip_seconds:g} s, {args.clips_per_run} clips a "
+                f"run, {args.concurrent_runs} runs at once, PostgreSQL instance")  # fmt: skip
 
 
 if __name__ == "__main__":

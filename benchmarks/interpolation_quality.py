@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--step", type=int, default=3, help="keep one frame in this many")
     parser.add_argument("--seeds", type=int, default=2)
+    add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-interpolation-"))
     frames = (TAKE_FRAMES - 1) * args.step + 1
@@ -106,6 +108,17 @@ def main() -> None:
     for name, values in scores.items():
         cost = f", {np.mean(costs[name]):.2f} CPU s a take" if name in costs else ""
         print(f"  {name:40s} {np.mean(values):6.2f} dB (worst take {min(values):.2f}){cost}")
+    if args.plot:
+        short = {name: name.split(" (")[0] for name in scores}
+        save_plot(args.plot, "Interpolation: frames it never saw, and what it costs", [
+            Panel("PSNR of the frames in between (luma)", "barh", [short[n] for n in scores],
+                  {"mean dB": [float(np.mean(v)) for v in scores.values()]}, xlabel="dB",
+                  value_format="{:.2f}"),
+            Panel("CPU seconds a take (encode included)", "barh", [short[n] for n in costs],
+                  {"CPU s": [float(np.mean(v)) for v in costs.values()]}, xlabel="CPU s",
+                  value_format="{:.2f}"),
+        ], note=f"{len(PROMPTS) * args.seeds} procedural takes of {TAKE_FRAMES} frames at "
+                f"576x320, one frame kept in {args.step}")  # fmt: skip
 
 
 if __name__ == "__main__":

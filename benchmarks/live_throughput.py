@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
+from plotting import Panel, add_plot_argument, save_plot
 from running_stack import start_webtv_up
 
 from webtv_dagster import clips
@@ -78,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--ahead", type=float, default=MAX_AHEAD_SECONDS)
+    add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-live-"))
     document = yaml.safe_load(DEFAULT_CHANNELS_FILE.read_text())
@@ -112,10 +114,23 @@ def main() -> None:
           f"{air / wall:.2f} air-s per wall-s (live: playout, daemon, webserver running; "
           f"{os.cpu_count()} cores; {args.ahead:g} s ahead)")  # fmt: skip
     print(f"CPU seconds per clip by process tree over the window ({wall:.0f} s):")
+    per_clip = {}
     for name in sorted(cpu_after, key=lambda name: -cpu_after[name]):
         spent = cpu_after[name] - cpu_before.get(name, 0.0)
         if spent > 0.5:
+            per_clip[name] = spent / max(1, len(made))
             print(f"  {spent / max(1, len(made)):6.2f}  {name}")
+    if args.plot:
+        per_clip = dict(sorted(per_clip.items(), key=lambda item: -item[1]))
+        save_plot(args.plot, "Live production against air, the whole stack running", [
+            Panel("air-seconds made per wall-second", "bar", ["live stack"],
+                  {"air-s / wall-s": [air / wall]}, target=1.0, target_label="as fast as air",
+                  value_format="{:.2f}"),
+            Panel("CPU seconds per clip, by process tree", "barh", list(per_clip),
+                  {"CPU s": list(per_clip.values())}, xlabel="CPU s per clip",
+                  value_format="{:.2f}"),
+        ], note=f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s; "
+                f"{args.ahead:g} s ahead")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from plotting import Panel, add_plot_argument, save_plot
+
 from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
@@ -89,6 +91,7 @@ def boundaries(recording: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=21)
+    add_plot_argument(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="webtv-bench-playout-"))
     clips = make_clips(work)
@@ -142,10 +145,25 @@ def main() -> None:
         server.stop()
     minutes = seconds / 60
     print(f"{args.clips} clips, {args.clips - 1} boundaries, {seconds:.0f} s of air each")
+    per_minute = {}
     for name, result in results.items():
         cpu = result.pop("cpu")
+        per_minute[name] = cpu / minutes
         print(f"  {name}: {cpu / minutes:.2f} CPU-s per aired minute; {result}")
     print(f"  ours / seed CPU: {ours_cpu / seed_cpu:.3f}")
+    if args.plot:
+        names = {"ours": "ours (stream copy)", "seed": "seed command (re-encode)"}
+        labels = [names[name] for name in results]
+        save_plot(args.plot, "Playout: CPU per aired minute, and the timeline at clip boundaries", [
+            Panel("CPU seconds per aired minute", "bar", labels,
+                  {"CPU-s": list(per_minute.values())}, ylabel="CPU-s / aired min",
+                  value_format="{:.2f}"),
+            Panel("largest video DTS step", "bar", labels,
+                  {"ms": [r["largest video DTS step (ms)"] for r in results.values()]},
+                  ylabel="ms", target=1000 / 24, target_label="one frame (41.7 ms)",
+                  value_format="{:.1f}"),
+        ], note=f"{args.clips} clips of {CLIP_SECONDS:g} s, {args.clips - 1} boundaries, "
+                f"ours / seed CPU = {ours_cpu / seed_cpu:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

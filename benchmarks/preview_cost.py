@@ -20,6 +20,8 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
+from plotting import Panel, add_plot_argument, save_plot
+
 from webtv_dagster import clips
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
@@ -100,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="6f91bcf", help="git revision of the old previews")
     parser.add_argument("--repeat", type=int, default=10)
+    add_plot_argument(parser)
     args = parser.parse_args()
     variants = {
         "before": before_preview(module_at(args.before)),
@@ -121,12 +124,26 @@ def main() -> None:
     print(f"{'output':18} {'before':>8} {'after':>8} {'ratio':>6}   {'preview alone':>18} "
           f"{'ratio':>6}  bytes")  # fmt: skip
     totals = dict.fromkeys(variants, 0.0)
+    means = {}
     for name in outputs:
-        mean = {variant: spent[variant, name] / args.repeat for variant in variants}
+        mean = means[name] = {variant: spent[variant, name] / args.repeat for variant in variants}
         for variant in variants:
             totals[variant] += mean[variant]
         print(_row(name, mean) + f"  {sizes['before', name]}/{sizes['after', name]}")
     print(_row("one clip", totals))
+    if args.plot:
+        labels = [*outputs, "one clip"]
+        rows = [*means.values(), totals]
+        save_plot(args.plot, "Stage previews: CPU seconds per stage output, before and after", [
+            Panel("probe + preview", "bar", labels, {
+                f"before ({args.before})": [row["before"] for row in rows],
+                "after (working tree)": [row["after"] for row in rows],
+            }, ylabel="CPU s", value_format="{:.2f}"),
+            Panel("preview alone (less the probe)", "bar", labels, {
+                f"before ({args.before})": [row["before"] - row["probe"] for row in rows],
+                "after (working tree)": [row["after"] - row["probe"] for row in rows],
+            }, ylabel="CPU s", value_format="{:.2f}"),
+        ], note=f"one 8 s clip of the demo channel, mean of {args.repeat} rounds")  # fmt: skip
 
 
 def _row(label: str, cpu: dict[str, float]) -> str:

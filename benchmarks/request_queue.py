@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from plotting import Panel, add_plot_argument, save_plot
+
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.shot_requests import HISTORY_PER_CHANNEL, RequestQueue, queue_path
 from webtv_dagster.viewer_service import ViewerService, ViewerSite
@@ -92,6 +94,7 @@ def measure(data_dir: Path, channels, count: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
+    add_plot_argument(parser)
     args = parser.parse_args()
     channels = load_channels(DEFAULT_CHANNELS_FILE)
     results = {}
@@ -103,16 +106,32 @@ def main() -> None:
             started = time.perf_counter()
             latencies = measure(data_dir, channels, args.requests)
             results[history] = (time.perf_counter() - started, latencies)
+    figures: dict[str, dict[str, float]] = {}
     for history, (seconds, latencies) in results.items():
         label = f"{HISTORY_PER_CHANNEL} decided in history" if history else "empty history"
         print(f"{label}: {args.requests / seconds:.0f} requests/s")
+        figures[label] = {"requests/s": args.requests / seconds}
         for kind, values in latencies.items():
             values = sorted(values)
             p99 = values[int(len(values) * 0.99) - 1]
             print(f"  {kind}: median {statistics.median(values) * 1000:.1f} ms, "
                   f"p99 {p99 * 1000:.1f} ms ({len(values)})")
+            figures[label][f"{kind} median"] = statistics.median(values) * 1000
+            figures[label][f"{kind} p99"] = p99 * 1000
     ratio = results[False][0] / results[True][0]
     print(f"throughput with history / without: {ratio:.2f}")
+    if args.plot:
+        labels = list(figures)
+        kinds = [key for key in next(iter(figures.values())) if key != "requests/s"]
+        save_plot(args.plot, "Shot requests: the viewer service, empty and full history", [
+            Panel("throughput", "bar", labels,
+                  {"requests/s": [figures[label]["requests/s"] for label in labels]},
+                  ylabel="requests/s", value_format="{:.0f}"),
+            Panel("latency", "bar", kinds,
+                  {label: [figures[label][kind] for kind in kinds] for label in labels},
+                  ylabel="ms", value_format="{:.1f}"),
+        ], note=f"{args.requests} requests on 8 threads; throughput with history / without: "
+                f"{ratio:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from plotting import Panel, add_plot_argument, save_plot
+
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, StageBackends, load_channels
 from webtv_dagster.clips import ClipId
@@ -82,6 +84,7 @@ def main() -> None:
     parser.add_argument("--clips-per-replica", type=int, default=4)
     parser.add_argument("--delay", type=float, default=15.0)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    add_plot_argument(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="webtv-bench-spaces-"))
     s3 = start_embedded_s3(
@@ -95,11 +98,13 @@ def main() -> None:
             f"{args.delay:g} s delay per Space call"
         )
         baseline = None
+        measured: dict[int, float] = {}
         for replicas in args.replicas:
             clips = args.clips_per_replica * replicas
             wall = measure(replicas, clips, args.delay, store, workshop)
             per_minute = clips / wall * 60
             baseline = baseline or per_minute
+            measured[replicas] = per_minute
             print(
                 f"  {replicas} replica(s) per family, {clips} clips: {wall:6.1f} s, "
                 f"{per_minute:5.2f} clips/min, x{per_minute / baseline:.2f}",
@@ -107,6 +112,16 @@ def main() -> None:
             )
     finally:
         s3.stop()
+    if args.plot and measured:
+        replicas = list(measured)
+        first = measured[replicas[0]]
+        save_plot(args.plot, "Remote path: clips per minute against Space replicas", [
+            Panel("clips per minute", "line", replicas, {
+                "measured": list(measured.values()),
+                "linear (from the first)": [first * r / replicas[0] for r in replicas],
+            }, xlabel="replicas per model family", ylabel="clips / min"),
+        ], note=f"{args.clips_per_replica} clips of 2.667 s per replica, {args.delay:g} s delay "
+                "per Space call")  # fmt: skip
 
 
 if __name__ == "__main__":
