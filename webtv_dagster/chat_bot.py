@@ -39,7 +39,7 @@ from webtv_dagster.backends.registry import build_moderators
 from webtv_dagster.channels import Channel, ChatBot
 from webtv_dagster.model_endpoints import ModelEndpoint
 from webtv_dagster.playout.library import saved_playlist
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.shot_requests import RequestQueue, ShotRequest, queue_path
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ class ChannelChatBot:
 
     def _planned(self, now: float) -> list[PlannedClip]:
         """The air plan from the playout's state and its last good copy of the playlist."""
-        playlist = saved_playlist(playout_folder(self.data_dir, self.channel.slug))
+        playlist = saved_playlist(PlayoutFolder.of(self.data_dir, self.channel.slug))
         return planned_air(read_state(self.data_dir, self.channel.slug), playlist, now)
 
     def _send_due(self) -> None:

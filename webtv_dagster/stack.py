@@ -25,7 +25,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from webtv_dagster.playout.state import playout_folder
+from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.processes import unix_socket_is_served
 from webtv_dagster.rtmp_server import nginx_command, viewer_service_socket
 
@@ -119,7 +119,7 @@ def media_programs(
         programs.append(
             Program(
                 f"{PLAYOUT_GROUP}:{slug}", webtv_command("playout", slug), priority=40,
-                stop_wait_seconds=5, log=playout_folder(data_dir, slug) / "playout.log",
+                stop_wait_seconds=5, log=PlayoutFolder.of(data_dir, slug).playout_log,
             )  # fmt: skip
         )
     for slug in chat_slugs:

@@ -42,7 +42,7 @@ from webtv_dagster.channels import Channel, ChannelConfigError, ChannelsFile, fi
 from webtv_dagster.clips import ClipId
 from webtv_dagster.playlist import Playlist
 from webtv_dagster.playout.library import saved_playlist
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.previews import preview_object_key
 from webtv_dagster.processes import unix_socket_is_served
 from webtv_dagster.shot_requests import (
@@ -124,7 +124,7 @@ class ViewerSite:
 
     def playlist(self, slug: str) -> Playlist | None:
         """The playout's last good copy of the playlist: no S3 call per viewer."""
-        return saved_playlist(playout_folder(self.data_dir, slug))
+        return saved_playlist(PlayoutFolder.of(self.data_dir, slug))
 
     def guide(self, channel: Channel, now: float | None = None) -> dict[str, Any]:
         """The clips ahead with planned times and credits, and the queued requests with their

@@ -25,13 +25,8 @@ from webtv_dagster.channels import ChatBot
 from webtv_dagster.chat_bot import ChatBotConfigError, ChatPacing, read_token, run_chat_bot
 from webtv_dagster.clips import ClipId
 from webtv_dagster.model_endpoints import OpenAIEndpoint
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
-from webtv_dagster.playout.state import (
-    PlayoutState,
-    ScheduledClip,
-    playout_folder,
-    state_path,
-)
+from webtv_dagster.playlist import Playlist, PlaylistEntry
+from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
 from webtv_dagster.processes import free_port_block, stop_process
 from webtv_dagster.shot_requests import RequestQueue, queue_path
 
@@ -312,15 +307,15 @@ def write_air(data_dir: Path, channel, now: float, schedule: list, playlist: lis
                   for clip_id, starts_at, seconds in schedule],
         up_next=[],
     )  # fmt: skip
-    folder = playout_folder(data_dir, channel.slug)
-    folder.mkdir(parents=True, exist_ok=True)
-    state_path(data_dir, channel.slug).write_text(state.model_dump_json())
+    folder = PlayoutFolder.of(data_dir, channel.slug)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.state.write_text(state.model_dump_json())
     entries = [
         PlaylistEntry(**entry(clip_id, seconds), seed=1, uri=f"s3://media/{clip_id}.mp4",
                       path=f"clips/{clip_id}/broadcast.mp4")
         for clip_id, seconds in playlist
     ]  # fmt: skip
-    (folder / PLAYLIST_JSON).write_text(
+    folder.playlist.write_text(
         Playlist(channel=channel.slug, title=channel.title, entries=entries).model_dump_json()
     )
 

@@ -156,7 +156,7 @@ def test_a_stuck_playout_is_replaced(
     import time
 
     from webtv_dagster.playout import supervisor
-    from webtv_dagster.playout.state import PlayoutState, state_path
+    from webtv_dagster.playout.state import PlayoutState
     from webtv_dagster.playout.supervisor import ensure_playout
 
     upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
@@ -169,7 +169,7 @@ def test_a_stuck_playout_is_replaced(
     long_ago = time.time() - 600  # when it started and last queued a clip
     pid_file = PlayoutFolder.of(on_air_env, SLUG).pid
     pid_file.write_text(json.dumps({"pid": stuck.pid, "started_at": long_ago}))
-    state_path(on_air_env, SLUG).write_text(
+    PlayoutFolder.of(on_air_env, SLUG).state.write_text(
         PlayoutState(
             channel=SLUG, title="t", publisher_started_at=long_ago, updated_at=long_ago,
             unplayed_seconds=0, schedule=[], up_next=[],

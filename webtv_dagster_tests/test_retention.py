@@ -9,7 +9,7 @@ from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.partitions import RANGE_END, RANGE_START
-from webtv_dagster.playout.state import PlayoutState, state_path
+from webtv_dagster.playout.state import PlayoutFolder, PlayoutState
 from webtv_dagster.retention import (
     StoredClip,
     clips_to_remove,
@@ -82,7 +82,7 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
             "uri": "s3://x", "key": clip.object_key(clips.BROADCAST_CLIP),
         })  # fmt: skip
         keys.append(clip.key)
-    path = state_path(tmp_path / "data", "test-llamas")
+    path = PlayoutFolder.of(tmp_path / "data", "test-llamas").state
     path.parent.mkdir(parents=True)
     path.write_text(PlayoutState(
         channel="test-llamas", title="t", publisher_started_at=0, updated_at=0,

@@ -124,7 +124,7 @@ def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
     """A data folder behind a private folder (pytest's own, mode 0700, like a checkout under
     /root): nginx's files go to a public folder of their own, its workers drop root, and they
     still write HLS and serve the viewer, hls.js and the playout states."""
-    from webtv_dagster.playout.state import PlayoutState, write_state
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, write_state
     from webtv_dagster.rtmp_server import public_folder
 
     data_dir = tmp_path / "data"
@@ -143,7 +143,7 @@ def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
                 uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text()
                                 .splitlines() if line.startswith("Uid:"))  # fmt: skip
                 assert uid_line.split()[1] == str(pwd.getpwnam("nobody").pw_uid)
-            (data_dir / "playout" / "test-llamas").mkdir(parents=True)  # the playout's own
+            PlayoutFolder.of(data_dir, "test-llamas").path.mkdir(parents=True)  # its own
             write_state(data_dir, PlayoutState(
                 channel="test-llamas", title="Llamas", publisher_started_at=1.0, updated_at=1.0,
                 unplayed_seconds=0, schedule=[], up_next=[],

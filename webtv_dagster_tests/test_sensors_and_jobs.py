@@ -238,10 +238,10 @@ def test_the_request_of_a_failed_clip_goes_back_to_the_front_of_the_queue(instan
 
 
 def test_aired_clips_leave_the_buffer(instance, tmp_path):
-    from webtv_dagster.playout.state import PlayoutState, state_path
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState
 
     first = tick(instance, data_dir=tmp_path, clips_per_run=2)
-    path = state_path(tmp_path, "test-llamas")
+    path = PlayoutFolder.of(tmp_path, "test-llamas").state
     path.parent.mkdir(parents=True)
     path.write_text(
         PlayoutState(
@@ -259,14 +259,14 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path):
     import time
 
     from webtv_dagster.defs.stream import on_air_stream_sensor
-    from webtv_dagster.playout.state import PlayoutState, ScheduledClip, state_path
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
 
     resources = {"studio": studio_for_tests(data_dir=tmp_path)}
     assert on_air_stream_sensor(
         dg.build_sensor_context(instance=instance, resources=resources)
     ).skip_reason
     now = time.time()
-    path = state_path(tmp_path, "test-llamas")
+    path = PlayoutFolder.of(tmp_path, "test-llamas").state
     path.parent.mkdir(parents=True)
     clip = ScheduledClip(
         clip_id="test-llamas-000003", prompt="a llama bakes", starts_at=now - 1,
@@ -362,11 +362,11 @@ def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp
     import time
 
     from webtv_dagster.defs.stream import on_air_stream_sensor
-    from webtv_dagster.playout.state import PlayoutState, SkippedClip, state_path
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, SkippedClip
 
     resources = {"studio": studio_for_tests(data_dir=tmp_path)}
     tick(instance)  # test-llamas 1..6 exist
-    path = state_path(tmp_path, "test-llamas")
+    path = PlayoutFolder.of(tmp_path, "test-llamas").state
     path.parent.mkdir(parents=True)
     skip = SkippedClip(clip_id="test-llamas-000002", reason="it remuxes to 30 frames", at=1e9)
     path.write_text(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
-from webtv_dagster.playout.state import PlayoutState, ScheduledClip, playout_folder
+from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
 from webtv_dagster.xmltv import channel_xmltv, xml_text
 
 DTD = "/usr/share/xmltv/xmltv.dtd"  # Debian's copy: the tools would fetch it from the web
@@ -248,7 +248,7 @@ def test_the_guide_is_served_by_the_viewers_web_server(rtmp_server, media_store,
 
     data_dir = rtmp_server.root.parent / "data"
     # What the playout keeps of the playlist: the service reads it, not S3.
-    copy = playout_folder(data_dir, "test-llamas") / PLAYLIST_JSON
+    copy = PlayoutFolder.of(data_dir, "test-llamas").path / PLAYLIST_JSON
     copy.parent.mkdir(parents=True)
     copy.write_text(
         Playlist(

@@ -32,11 +32,11 @@ def mismatch(path: Path, entry: PlaylistEntry) -> str | None:
     return None
 
 
-def saved_playlist(folder: Path) -> Playlist | None:
-    """The last good playlist a playout kept in its folder (playout_folder), or None: none yet,
-    or unreadable. The viewer service and the chat bot read it too, rather than S3."""
+def saved_playlist(folder: PlayoutFolder) -> Playlist | None:
+    """The last good playlist a playout kept in its folder, or None: none yet, or unreadable.
+    The viewer service and the chat bot read it too, rather than S3."""
     try:
-        return Playlist.model_validate_json(PlayoutFolder(folder).playlist.read_text())
+        return Playlist.model_validate_json(folder.playlist.read_text())
     except (OSError, ValueError):
         return None
 
@@ -95,7 +95,7 @@ class ClipLibrary:
         self.folder = folder
         self.cache = ClipCache(folder.cache, cache_bytes)
         self.refresh_seconds = refresh_seconds
-        self.playlist: Playlist | None = saved_playlist(folder.path)
+        self.playlist: Playlist | None = saved_playlist(folder)
         # The ETag of S3's ident when it was last fetched (or found unairable): asked again
         # with it, S3 answers with no body until the ident is made again.
         self._ident_etag = ""

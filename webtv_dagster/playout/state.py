@@ -144,17 +144,8 @@ class PlayoutFolder:
         return self.path / "slate.mp4"
 
 
-def playout_folder(data_dir: Path, slug: str) -> Path:
-    """The folder of a channel's playout (PlayoutFolder names the files in it)."""
-    return PlayoutFolder.of(data_dir, slug).path
-
-
-def state_path(data_dir: Path, slug: str) -> Path:
-    return PlayoutFolder.of(data_dir, slug).state
-
-
 def read_state(data_dir: Path, slug: str) -> PlayoutState | None:
-    path = state_path(data_dir, slug)
+    path = PlayoutFolder.of(data_dir, slug).state
     try:
         return PlayoutState.model_validate_json(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -172,7 +163,7 @@ def write_state(data_dir: Path, state: PlayoutState) -> None:
     text = json.dumps(state.model_dump(), indent=2)
     copy = viewer_state_path(data_dir, state.channel)
     make_public_folder(copy.parent)
-    for path in (state_path(data_dir, state.channel), copy):
+    for path in (PlayoutFolder.of(data_dir, state.channel).state, copy):
         partial = path.with_suffix(".part")
         partial.write_text(text)
         partial.replace(path)  # readers never see half a file
