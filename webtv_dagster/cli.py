@@ -510,7 +510,7 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     print(f"webtv: wrote {', '.join(unit.name for unit in units)} to {args.output}")
     print("webtv: install them in /etc/systemd/system, then: systemctl daemon-reload && "
-          "systemctl enable --now webtv.target webtv-playout@<slug> (docs/operating.md)")
+          "systemctl enable --now webtv.target webtv-playout@<slug> (docs/deployment.md)")
     return 0
 
 

@@ -61,7 +61,9 @@ class SpaceCall(BaseModel):
     inputs: list[Any]
 
 
-# The calls the original AI WebTV made (see shared/FACTS.md); a Space that differs overrides them.
+# The calls the original AI WebTV made: Zeroscope V2 576w's /run (prompt, seed, 24 frames, 35
+# steps), Zeroscope XL with the prompt and the take, FILM's fn_index 1 (video, one interpolation
+# step, fps), MusicGen with a prompt and a length. A Space that differs overrides them.
 DEFAULT_SPACE_CALLS: dict[str, SpaceCall] = {
     "text_to_video": SpaceCall(api_name="/run", inputs=["{prompt}", "{seed}", "{frames}", 35]),
     "upscaler": SpaceCall(api_name="/predict", inputs=["{prompt}", "{video}"]),
