@@ -107,6 +107,8 @@ def _draw(axis, panel: Panel) -> None:
              label=panel.target_label)
     if panel.log:
         (axis.set_xscale if panel.kind == "barh" else axis.set_yscale)("log")
+    elif panel.kind == "line":
+        axis.set_ylim(bottom=0)  # bars start at 0; lines too, so that no change looks large
     axis.set_title(panel.title, fontsize=10)
     axis.set_xlabel(panel.xlabel, fontsize=9)
     axis.set_ylabel(panel.ylabel, fontsize=9)

@@ -137,11 +137,11 @@ def main() -> None:
         save_plot(args.plot, "Stage previews: CPU seconds per stage output, before and after", [
             Panel("probe + preview", "bar", labels, {
                 f"before ({args.before})": [row["before"] for row in rows],
-                "after (working tree)": [row["after"] for row in rows],
+                "after (the code run)": [row["after"] for row in rows],
             }, ylabel="CPU s", value_format="{:.2f}"),
             Panel("preview alone (less the probe)", "bar", labels, {
                 f"before ({args.before})": [row["before"] - row["probe"] for row in rows],
-                "after (working tree)": [row["after"] - row["probe"] for row in rows],
+                "after (the code run)": [row["after"] - row["probe"] for row in rows],
             }, ylabel="CPU s", value_format="{:.2f}"),
         ], note=f"one 8 s clip of the demo channel, mean of {args.repeat} rounds")  # fmt: skip
 
