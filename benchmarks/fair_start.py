@@ -87,7 +87,7 @@ def main() -> None:
     from webtv_dagster.defs import sensors
     from webtv_dagster.defs.resources import Studio
     from webtv_dagster.instance import write_instance_yaml
-    from webtv_dagster.playout.state import PlayoutState, write_state
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, write_state
     from webtv_dagster.settings import Settings
 
     write_instance_yaml(folder / "dagster", postgres=False)
@@ -124,7 +124,7 @@ def main() -> None:
         next_slot: dict[str, float] = {}
         slugs = [f"channel-{n:02d}" for n in range(1, args.channels + 1)]
         for slug in slugs:
-            (folder / "data" / "playout" / slug).mkdir(parents=True)
+            PlayoutFolder.of(folder / "data", slug).path.mkdir(parents=True)
         t = 0.0
         while len(first_air) < args.channels and t < args.limit:
             clock.now = 1_800_000_000.0 + t

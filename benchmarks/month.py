@@ -68,7 +68,7 @@ from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, Channel, load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
 from webtv_dagster.instance import write_instance_yaml
-from webtv_dagster.playout.state import PlayoutState, ScheduledClip, playout_folder, write_state
+from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip, write_state
 from webtv_dagster.processes import free_port_block, stop_process
 from webtv_dagster.retention import (
     StoredClip,
@@ -287,7 +287,7 @@ def air_state(channel: Channel, aired_through: int, now: float, prompt: str) -> 
 
 
 def write_air_state(data_dir: Path, state: PlayoutState) -> None:
-    playout_folder(data_dir, state.channel).mkdir(parents=True, exist_ok=True)
+    PlayoutFolder.of(data_dir, state.channel).path.mkdir(parents=True, exist_ok=True)
     write_state(data_dir, state)
 
 
