@@ -32,11 +32,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+from plotting import Panel, add_plot_argument, save_plot
 from running_stack import start_webtv_up
 
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
-from webtv_dagster.playout.state import playout_folder, read_state
+from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.processes import free_port_block
 from webtv_dagster.rtmp_server import publish_url
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
@@ -154,7 +155,7 @@ def corrupt(kind: str, where: str, data_dir: Path, store: MediaStore) -> str:
         entry = upcoming[0]
     else:
         entry = store.get_json(f"channels/{SLUG}/playlist.json")["entries"][-1]
-    cached = playout_folder(data_dir, SLUG) / "cache" / f"{entry['clip_id']}.mp4"
+    cached = PlayoutFolder.of(data_dir, SLUG).cache / f"{entry['clip_id']}.mp4"
     if where == "cache":
         deadline = time.monotonic() + 60
         while not cached.exists() and time.monotonic() < deadline:
@@ -195,6 +196,7 @@ def secrets_in_logs(folder: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=185, help="seconds per fault")
+    add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
     channel = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
@@ -281,6 +283,17 @@ def main() -> None:
     up_log = (folder / "webtv-up.log").read_text().splitlines()
     stopped = [line for line in up_log if "stop" in line]
     print("stop:", *stopped[-3:], sep="\n  ")
+    if args.plot:
+        faults_named = [row["fault"] for row in rows]
+        save_plot(args.plot, "Fault soak: what each fault cost a viewer", [
+            Panel("longest time off air", "barh", faults_named,
+                  {"s": [row["off air (s)"] for row in rows]}, xlabel="s", target=5.0,
+                  target_label="target: 5 s", value_format="{:.2f}"),
+            Panel("video steps over one frame", "barh", faults_named,
+                  {"steps": [row["steps over one frame"] for row in rows]}, xlabel="steps",
+                  value_format="{:.0f}"),
+        ], note=f"{len(faults)} faults in {minutes:.1f} min, --window {args.window:g} s; "
+                f"frames seen {len(viewer.video())}")  # fmt: skip
 
 
 if __name__ == "__main__":
