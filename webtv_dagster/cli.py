@@ -456,7 +456,7 @@ def _channels_on_local_spaces(settings: Settings, models: dict[str, dict]) -> Pa
 def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
     models = _launch_local_spaces(args.replicas, args.base_port, args.delay)
     print("webtv: local Spaces are up; add these models to a channels file and name them in")
-    print("its channels' backends (README: 'Real models'). Ctrl-C stops them.\n")
+    print("its channels' backends (docs/models.md). Ctrl-C stops them.\n")
     print(yaml.safe_dump({"models": models}, sort_keys=False), flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
