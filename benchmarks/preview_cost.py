@@ -47,13 +47,13 @@ def make_stage_outputs(folder: Path) -> dict[str, Path]:
     try:
         store = MediaStore("media", s3.endpoint_url, "us-east-1", "bench", "bench-secret")
         backends = build_backends(channel.backends, file.models, OfflineSettings())
-        production = ClipProduction(store, channel, backends)
         clip = ClipId(channel=channel.slug, number=1)
-        production.write_shot_prompt(clip)
-        for stage in (production.render_raw_take, production.upscale_take,
-                      production.interpolate_clip, production.compose_music,
-                      production.assemble_broadcast_clip):  # fmt: skip
-            stage(clip)
+        with ClipProduction(store, channel, backends) as production:
+            production.write_shot_prompt(clip)
+            for stage in (production.render_raw_take, production.upscale_take,
+                          production.interpolate_clip, production.compose_music,
+                          production.assemble_broadcast_clip):  # fmt: skip
+                stage(clip)
         return {name: store.download_file(clip.object_key(name), folder / name) for name in OUTPUTS}
     finally:
         s3.stop()

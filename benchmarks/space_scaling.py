@@ -60,15 +60,14 @@ def measure(replicas: int, clips: int, delay: float, store: MediaStore, workshop
     )
     try:
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=4 * replicas) as pool:
+        # One production for every clip, as a run's step has: its Space pools bound the calls.
+        backends = build_backends(choice, models, OfflineSettings())
+        with (
+            ClipProduction(store, channel, backends) as production,
+            ThreadPoolExecutor(max_workers=4 * replicas) as pool,
+        ):
             jobs = [
-                pool.submit(
-                    make_clip,
-                    ClipProduction(
-                        store, channel, build_backends(choice, models, OfflineSettings())
-                    ),
-                    ClipId(channel=channel.slug, number=number),
-                )
+                pool.submit(make_clip, production, ClipId(channel=channel.slug, number=number))
                 for number in range(1, clips + 1)
             ]
             for job in jobs:
