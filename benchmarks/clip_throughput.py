@@ -46,8 +46,14 @@ from webtv_dagster_tests.servers import running_postgres, running_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
-          "broadcast_clip"]  # fmt: skip
+STAGES = [
+    "shot_prompt",
+    "raw_take",
+    "upscaled_take",
+    "interpolated_clip",
+    "music_track",
+    "broadcast_clip",
+]
 POOLS = ["prompt_writer", "text_to_video", "upscaler", "interpolator", "music"]
 
 
@@ -70,7 +76,7 @@ def celery_workers(env: dict[str, str], folder: Path, count: int = 2):
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for index, log in enumerate(logs)
     ]
     try:
@@ -93,14 +99,31 @@ def backfill(env: dict[str, str], clips: list[ClipId], clips_per_run: int, concu
     while pending or running:
         while pending and len(running) < concurrent:
             batch = pending.pop(0)
-            tags = {"dagster/asset_partition_range_start": batch[0].key,
-                    "dagster/asset_partition_range_end": batch[-1].key}  # fmt: skip
-            running.append(subprocess.Popen(
-                [str(BIN / "dagster"), "job", "execute", "-m", "webtv_dagster.definitions",
-                 "-a", "defs", "-j", "clip_job", "--tags", json.dumps(tags)],
-                env=env, cwd=env["DAGSTER_HOME"], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ))  # fmt: skip
+            tags = {
+                "dagster/asset_partition_range_start": batch[0].key,
+                "dagster/asset_partition_range_end": batch[-1].key,
+            }
+            running.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "dagster"),
+                        "job",
+                        "execute",
+                        "-m",
+                        "webtv_dagster.definitions",
+                        "-a",
+                        "defs",
+                        "-j",
+                        "clip_job",
+                        "--tags",
+                        json.dumps(tags),
+                    ],
+                    env=env,
+                    cwd=env["DAGSTER_HOME"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         time.sleep(0.05)
         for process in [p for p in running if p.poll() is not None]:
             if process.returncode != 0:
@@ -114,10 +137,11 @@ def stage_spans(home: Path, clips: list[ClipId]) -> dict[str, list[tuple[float, 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for stage in STAGES:
             records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage),
-                                      asset_partitions=[clip.key for clip in clips]),
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey(stage), asset_partitions=[clip.key for clip in clips]
+                ),
                 limit=10_000,
-            ).records  # fmt: skip
+            ).records
             for record in records:
                 metadata = record.asset_materialization.metadata
                 spans[stage].append(
@@ -144,9 +168,11 @@ def main() -> None:
     keys = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
     port = free_port_block(max(PORT_OFFSETS.values()) + 1)
     air = args.clips * channel.clip_seconds
-    print(f"clips: {args.clips} x {channel.clip_seconds:.3f} s = {air:.1f} air-seconds "
-          f"({args.clips_per_run} clips per run, {args.concurrent_runs} runs at once, "
-          f"{os.cpu_count()} cores)\n")  # fmt: skip
+    print(
+        f"clips: {args.clips} x {channel.clip_seconds:.3f} s = {air:.1f} air-seconds "
+        f"({args.clips_per_run} clips per run, {args.concurrent_runs} runs at once, "
+        f"{os.cpu_count()} cores)\n"
+    )
     print(f"{'executor':14s} {'wall s':>8s} {'(a) air-s/wall-s':>17s} {'(b) outside media':>18s}")
     results = {}
     with contextlib.ExitStack() as servers:
@@ -158,18 +184,26 @@ def main() -> None:
             # A fresh database per setup, so that no setup sees another's runs or clips.
             home = work / executor
             database = f"bench_{index}"
-            connection = psycopg2.connect(host="127.0.0.1", port=postgres["DAGSTER_PG_PORT"],
-                                          user="dagster", dbname="dagster")  # fmt: skip
+            connection = psycopg2.connect(
+                host="127.0.0.1", port=postgres["DAGSTER_PG_PORT"], user="dagster", dbname="dagster"
+            )
             connection.autocommit = True
             connection.cursor().execute(f"CREATE DATABASE {database}")
             connection.close()
             env = {
-                **os.environ, **keys, **postgres, "DAGSTER_PG_DB": database,
-                "DAGSTER_HOME": str(home), "WEBTV_DATA_DIR": str(home / "data"),
-                "WEBTV_S3_ENDPOINT_URL": s3.endpoint_url, "WEBTV_S3_BUCKET": f"bench-{index}",
-                "WEBTV_CHANNELS_FILE": str(channels_file), "WEBTV_EXECUTOR": executor,
-                "WEBTV_CLIPS_PER_RUN": str(args.clips_per_run), "WEBTV_CELERY_BROKER": broker,
-            }  # fmt: skip
+                **os.environ,
+                **keys,
+                **postgres,
+                "DAGSTER_PG_DB": database,
+                "DAGSTER_HOME": str(home),
+                "WEBTV_DATA_DIR": str(home / "data"),
+                "WEBTV_S3_ENDPOINT_URL": s3.endpoint_url,
+                "WEBTV_S3_BUCKET": f"bench-{index}",
+                "WEBTV_CHANNELS_FILE": str(channels_file),
+                "WEBTV_EXECUTOR": executor,
+                "WEBTV_CLIPS_PER_RUN": str(args.clips_per_run),
+                "WEBTV_CELERY_BROKER": broker,
+            }
             os.environ.update({**postgres, "DAGSTER_PG_DB": database})  # for this process
             write_instance_yaml(home, postgres=True)
             clips = [ClipId(channel=channel.slug, number=n) for n in range(1, args.clips + 1)]
@@ -177,9 +211,13 @@ def main() -> None:
                 instance.add_dynamic_partitions("clips", [clip.key for clip in clips])
                 for pool in POOLS:  # created up front: runs starting together race on them
                     instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
-            store = MediaStore(bucket=f"bench-{index}", endpoint_url=s3.endpoint_url,
-                               region="us-east-1", access_key_id=keys["AWS_ACCESS_KEY_ID"],
-                               secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+            store = MediaStore(
+                bucket=f"bench-{index}",
+                endpoint_url=s3.endpoint_url,
+                region="us-east-1",
+                access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+            )
             store.ensure_bucket()
             with celery_workers(env, home) if executor == "celery" else contextlib.nullcontext():
                 wall = backfill(env, clips, args.clips_per_run, args.concurrent_runs)
@@ -188,27 +226,54 @@ def main() -> None:
             assert len(every) == len(STAGES) * len(clips), "some stages left no materialization"
             media = union_seconds(every)
             results[executor] = (wall, air / wall, 1 - media / wall)
-            print(f"{executor:14s} {wall:8.1f} {air / wall:17.2f} {1 - media / wall:18.1%}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{executor:14s} {wall:8.1f} {air / wall:17.2f} {1 - media / wall:18.1%}",
+                flush=True,
+            )
     baseline = results.get("in_process")
     if baseline:
-        print("\nwall time vs in_process: " + ", ".join(
-            f"{name} x{values[0] / baseline[0]:.2f}" for name, values in results.items()
-        ))  # fmt: skip
+        print(
+            "\nwall time vs in_process: "
+            + ", ".join(
+                f"{name} x{values[0] / baseline[0]:.2f}" for name, values in results.items()
+            )
+        )
     if args.plot and results:
         labels = list(results)
-        save_plot(args.plot, "Clip throughput by executor", [
-            Panel("(a) air-seconds per wall-second", "bar", labels,
-                  {"air-s / wall-s": [values[1] for values in results.values()]},
-                  ylabel="air-s / wall-s", target=1.0, target_label="as fast as air",
-                  value_format="{:.2f}"),
-            Panel("(b) wall time outside media work", "bar", labels,
-                  {"share": [values[2] * 100 for values in results.values()]},
-                  ylabel="% of wall time", value_format="{:.1f}"),
-            Panel("wall time", "bar", labels, {"s": [values[0] for values in results.values()]},
-                  ylabel="s", value_format="{:.0f}"),
-        ], note=f"{args.clips} clips x {channel.clip_seconds:g} s, {args.clips_per_run} clips a "
-                f"run, {args.concurrent_runs} runs at once, PostgreSQL instance")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Clip throughput by executor",
+            [
+                Panel(
+                    "(a) air-seconds per wall-second",
+                    "bar",
+                    labels,
+                    {"air-s / wall-s": [values[1] for values in results.values()]},
+                    ylabel="air-s / wall-s",
+                    target=1.0,
+                    target_label="as fast as air",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "(b) wall time outside media work",
+                    "bar",
+                    labels,
+                    {"share": [values[2] * 100 for values in results.values()]},
+                    ylabel="% of wall time",
+                    value_format="{:.1f}",
+                ),
+                Panel(
+                    "wall time",
+                    "bar",
+                    labels,
+                    {"s": [values[0] for values in results.values()]},
+                    ylabel="s",
+                    value_format="{:.0f}",
+                ),
+            ],
+            note=f"{args.clips} clips x {channel.clip_seconds:g} s, {args.clips_per_run} clips a "
+            f"run, {args.concurrent_runs} runs at once, PostgreSQL instance",
+        )
 
 
 if __name__ == "__main__":

@@ -34,12 +34,18 @@ from plotting import Panel, add_plot_argument, save_plot
 def channels_document(count: int, clip_seconds: float, ahead_seconds: float) -> dict:
     return {
         "channels": [
-            {"slug": f"channel-{n:02d}", "title": f"Channel {n}", "theme": "llamas at work",
-             "style": "watercolour", "clip_seconds": clip_seconds, "ahead_seconds": ahead_seconds,
-             "seed": n}
+            {
+                "slug": f"channel-{n:02d}",
+                "title": f"Channel {n}",
+                "theme": "llamas at work",
+                "style": "watercolour",
+                "clip_seconds": clip_seconds,
+                "ahead_seconds": ahead_seconds,
+                "seed": n,
+            }
             for n in range(1, count + 1)
         ]
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -50,9 +56,11 @@ def main() -> None:
     parser.add_argument("--clips-per-run", type=int, default=5)
     parser.add_argument("--run-start", type=float, default=5.0, help="seconds before work")
     parser.add_argument(
-        "--clip-work", type=float, default=16.0,
+        "--clip-work",
+        type=float,
+        default=16.0,
         help="wall seconds per clip in one run while two run at once (2 cores: 1 air-s/wall-s)",
-    )  # fmt: skip
+    )
     parser.add_argument("--tick", type=float, default=15.0)
     parser.add_argument("--playlist-delay", type=float, default=15.0)
     parser.add_argument("--limit", type=float, default=4 * 3600, help="simulated seconds")
@@ -141,16 +149,20 @@ def main() -> None:
                     if request.run_key not in booked:
                         booked.add(request.run_key)
                         instance.create_run_for_job(
-                            job_def=clip_job, tags=request.tags, remote_job_origin=origin,
+                            job_def=clip_job,
+                            tags=request.tags,
+                            remote_job_origin=origin,
                             status=dg.DagsterRunStatus.QUEUED,
-                        )  # fmt: skip
+                        )
             for run in daemon._get_runs_to_dequeue(
                 instance, instance.get_concurrency_config(), fixed_iteration_time=clock.now
             ):
                 start = ClipId.parse(run.tags[sensors.RANGE_START])
                 end = ClipId.parse(run.tags[sensors.RANGE_END])
-                keys = [ClipId(channel=start.channel, number=n).key
-                        for n in range(start.number, end.number + 1)]  # fmt: skip
+                keys = [
+                    ClipId(channel=start.channel, number=n).key
+                    for n in range(start.number, end.number + 1)
+                ]
                 report(instance, run, DagsterEventType.RUN_START)
                 finishing[run.run_id] = (t + args.run_start + len(keys) * args.clip_work, keys)
             for run_id, (done_at, keys) in list(finishing.items()):
@@ -175,35 +187,64 @@ def main() -> None:
                 write_state(
                     folder / "data",
                     PlayoutState(
-                        channel=slug, title=slug, publisher_started_at=0, updated_at=clock.now,
-                        aired_through=aired[slug], unplayed_seconds=0, schedule=[], up_next=[],
+                        channel=slug,
+                        title=slug,
+                        publisher_started_at=0,
+                        updated_at=clock.now,
+                        aired_through=aired[slug],
+                        unplayed_seconds=0,
+                        schedule=[],
+                        up_next=[],
                     ),
-                )  # fmt: skip
+                )
             t += 1
-    print(f"{args.channels} channels, {args.clip_seconds:g} s clips, {args.ahead_seconds:g} s "
-          f"ahead, runs of {args.clips_per_run}: {args.run_start:g} s start + "
-          f"{args.clip_work:g} s per clip, 2 clip runs at once (simulated clock)")  # fmt: skip
+    print(
+        f"{args.channels} channels, {args.clip_seconds:g} s clips, {args.ahead_seconds:g} s "
+        f"ahead, runs of {args.clips_per_run}: {args.run_start:g} s start + "
+        f"{args.clip_work:g} s per clip, 2 clip runs at once (simulated clock)"
+    )
     if len(first_air) < args.channels:
         print(f"after {args.limit:.0f} s only {len(first_air)} channels had aired a clip")
         return
     last = max(first_air.values())
-    print(f"first channel on air after {min(first_air.values()):.0f} s; "
-          f"all {args.channels} on air after {last:.0f} s")  # fmt: skip
-    print(f"clips made by then: most by one channel {max(made.values())}, "
-          f"fewest {min(made[slug] for slug in slugs)}")  # fmt: skip
+    print(
+        f"first channel on air after {min(first_air.values()):.0f} s; "
+        f"all {args.channels} on air after {last:.0f} s"
+    )
+    print(
+        f"clips made by then: most by one channel {max(made.values())}, "
+        f"fewest {min(made[slug] for slug in slugs)}"
+    )
     if args.plot:
         order = sorted(slugs, key=lambda slug: first_air[slug])
         labels = [slug.removeprefix("channel-") for slug in order]
-        save_plot(args.plot, f"{args.channels} channels starting at once: first clip on air", [
-            Panel("seconds until the channel's first clip airs", "bar", labels,
-                  {"s": [first_air[slug] for slug in order]}, xlabel="channel",
-                  ylabel="simulated s", value_format=""),
-            Panel(f"clips made by {last:.0f} s (all on air)", "bar", labels,
-                  {"clips": [made[slug] for slug in order]}, xlabel="channel",
-                  ylabel="clips", value_format=""),
-        ], note=f"{args.clip_seconds:g} s clips, {args.ahead_seconds:g} s ahead, runs of "
-                f"{args.clips_per_run}: {args.run_start:g} s start + {args.clip_work:g} s per "
-                "clip, 2 clip runs at once (simulated clock)")  # fmt: skip
+        save_plot(
+            args.plot,
+            f"{args.channels} channels starting at once: first clip on air",
+            [
+                Panel(
+                    "seconds until the channel's first clip airs",
+                    "bar",
+                    labels,
+                    {"s": [first_air[slug] for slug in order]},
+                    xlabel="channel",
+                    ylabel="simulated s",
+                    value_format="",
+                ),
+                Panel(
+                    f"clips made by {last:.0f} s (all on air)",
+                    "bar",
+                    labels,
+                    {"clips": [made[slug] for slug in order]},
+                    xlabel="channel",
+                    ylabel="clips",
+                    value_format="",
+                ),
+            ],
+            note=f"{args.clip_seconds:g} s clips, {args.ahead_seconds:g} s ahead, runs of "
+            f"{args.clips_per_run}: {args.run_start:g} s start + {args.clip_work:g} s per "
+            "clip, 2 clip runs at once (simulated clock)",
+        )
 
 
 if __name__ == "__main__":

@@ -105,10 +105,18 @@ class StandIns:
                 prompts.append(prompt)
             content = json.dumps({"prompts": prompts})
         return {
-            "id": "soak", "object": "chat.completion", "created": 0, "model": "soak",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-        }  # fmt: skip
+            "id": "soak",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "soak",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+        }
 
     def space_down(self, seconds: float) -> None:
         self.space.app.close()
@@ -119,13 +127,22 @@ class StandIns:
 def channels_file(folder: Path, stand_ins: StandIns) -> Path:
     document = yaml.safe_load(DEFAULT_CHANNELS_FILE.read_text())
     document["models"] = {
-        "soak-llm": {"kind": "openai", "base_url": f"{stand_ins.url}/v1", "model": "soak",
-                     "api_key_env": "SOAK_LLM_KEY", "batch_size": 2},
-        "soak-zeroscope": {"kind": "gradio", "family": "text_to_video",
-                           "spaces": [f"http://127.0.0.1:{stand_ins.space_port}"]},
-    }  # fmt: skip
+        "soak-llm": {
+            "kind": "openai",
+            "base_url": f"{stand_ins.url}/v1",
+            "model": "soak",
+            "api_key_env": "SOAK_LLM_KEY",
+            "batch_size": 2,
+        },
+        "soak-zeroscope": {
+            "kind": "gradio",
+            "family": "text_to_video",
+            "spaces": [f"http://127.0.0.1:{stand_ins.space_port}"],
+        },
+    }
     document["channels"][0]["backends"] = {
-        "prompt_writer": "soak-llm", "text_to_video": "soak-zeroscope"
+        "prompt_writer": "soak-llm",
+        "text_to_video": "soak-zeroscope",
     }
     path = folder / "channels.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -188,8 +205,9 @@ def secrets_in_logs(folder: Path) -> list[str]:
     for path in folder.rglob("*"):
         if path.is_file() and path.suffix not in {".mp4", ".ts", ".flac", ".dat", ".idx"}:
             text = path.read_bytes()
-            found += [f"{name} in {path}" for name, value in SECRETS.items()
-                      if value.encode() in text]  # fmt: skip
+            found += [
+                f"{name} in {path}" for name, value in SECRETS.items() if value.encode() in text
+            ]
     return found
 
 
@@ -202,7 +220,10 @@ def main() -> None:
     channel = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
     stand_ins = StandIns(channel)
     stack = start_webtv_up(
-        folder, channels_file(folder, stand_ins), "soak", SECRETS["AWS_SECRET_ACCESS_KEY"],
+        folder,
+        channels_file(folder, stand_ins),
+        "soak",
+        SECRETS["AWS_SECRET_ACCESS_KEY"],
         SOAK_LLM_KEY=SECRETS["SOAK_LLM_KEY"],
         WEBTV_ALERT_WEBHOOK_URL=stand_ins.url + SECRETS["WEBHOOK_PATH"],
     )
@@ -231,22 +252,36 @@ def main() -> None:
 
     corrupted: list[str] = []
     faults = [
-        ("publisher killed", lambda: subprocess.run(
-            ["pkill", "-9", "-P", str(pid(SLUG)), "-f", "ffmpeg .*-re "])),
+        (
+            "publisher killed",
+            lambda: subprocess.run(["pkill", "-9", "-P", str(pid(SLUG)), "-f", "ffmpeg .*-re "]),
+        ),
         ("RTMP server killed", lambda: subprocess.run(["pkill", "-9", "-g", str(pid("rtmp"))])),
         ("S3 killed", lambda: os.kill(pid("s3"), signal.SIGKILL)),
         ("S3 hung 30 s", hang_s3),
-        ("garbage clip in the cache", lambda: corrupted.append(
-            corrupt("garbage", "cache", data_dir, store))),
-        ("truncated clip in the cache", lambda: corrupted.append(
-            corrupt("truncated", "cache", data_dir, store))),
+        (
+            "garbage clip in the cache",
+            lambda: corrupted.append(corrupt("garbage", "cache", data_dir, store)),
+        ),
+        (
+            "truncated clip in the cache",
+            lambda: corrupted.append(corrupt("truncated", "cache", data_dir, store)),
+        ),
         ("garbage clip in S3", lambda: corrupted.append(corrupt("garbage", "s3", data_dir, store))),
-        ("truncated clip in S3", lambda: corrupted.append(
-            corrupt("truncated", "s3", data_dir, store))),
+        (
+            "truncated clip in S3",
+            lambda: corrupted.append(corrupt("truncated", "s3", data_dir, store)),
+        ),
         ("Space down 60 s", lambda: stand_ins.space_down(60)),
-        ("LLM answering junk 60 s", lambda: (setattr(stand_ins, "junk", True), time.sleep(60),
-                                             setattr(stand_ins, "junk", False))),
-    ]  # fmt: skip
+        (
+            "LLM answering junk 60 s",
+            lambda: (
+                setattr(stand_ins, "junk", True),
+                time.sleep(60),
+                setattr(stand_ins, "junk", False),
+            ),
+        ),
+    ]
     rows = []
     try:
         with AirMonitor(url) as viewer:
@@ -259,14 +294,16 @@ def main() -> None:
                 inject()
                 time.sleep(max(0.0, args.window - (time.monotonic() - started)))
                 state = read_state(data_dir, SLUG)
-                rows.append({
-                    "fault": name,
-                    "off air (s)": round(viewer.longest_gap(started), 2),
-                    "steps over one frame": len(viewer.steps_over_one_frame(started)),
-                    "clips skipped": [s.clip_id for s in state.skipped[skipped_before:]],
-                    "clip runs failed": failed_clip_runs(data_dir / "dagster", wall),
-                    "alerts": [a["title"] for a in stand_ins.alerts[alerts_before:]],
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "fault": name,
+                        "off air (s)": round(viewer.longest_gap(started), 2),
+                        "steps over one frame": len(viewer.steps_over_one_frame(started)),
+                        "clips skipped": [s.clip_id for s in state.skipped[skipped_before:]],
+                        "clip runs failed": failed_clip_runs(data_dir / "dagster", wall),
+                        "alerts": [a["title"] for a in stand_ins.alerts[alerts_before:]],
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
             minutes = (time.monotonic() - soak_started) / 60
     finally:
@@ -285,15 +322,32 @@ def main() -> None:
     print("stop:", *stopped[-3:], sep="\n  ")
     if args.plot:
         faults_named = [row["fault"] for row in rows]
-        save_plot(args.plot, "Fault soak: what each fault cost a viewer", [
-            Panel("longest time off air", "barh", faults_named,
-                  {"s": [row["off air (s)"] for row in rows]}, xlabel="s", target=5.0,
-                  target_label="target: 5 s", value_format="{:.2f}"),
-            Panel("video steps over one frame", "barh", faults_named,
-                  {"steps": [row["steps over one frame"] for row in rows]}, xlabel="steps",
-                  value_format="{:.0f}"),
-        ], note=f"{len(faults)} faults in {minutes:.1f} min, --window {args.window:g} s; "
-                f"frames seen {len(viewer.video())}")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Fault soak: what each fault cost a viewer",
+            [
+                Panel(
+                    "longest time off air",
+                    "barh",
+                    faults_named,
+                    {"s": [row["off air (s)"] for row in rows]},
+                    xlabel="s",
+                    target=5.0,
+                    target_label="target: 5 s",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "video steps over one frame",
+                    "barh",
+                    faults_named,
+                    {"steps": [row["steps over one frame"] for row in rows]},
+                    xlabel="steps",
+                    value_format="{:.0f}",
+                ),
+            ],
+            note=f"{len(faults)} faults in {minutes:.1f} min, --window {args.window:g} s; "
+            f"frames seen {len(viewer.video())}",
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ TAKE_FRAMES = 17
 
 
 def cpu_seconds() -> float:
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                         resource.RUSAGE_CHILDREN))  # fmt: skip
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -53,12 +54,20 @@ def psnr(made: np.ndarray, truth: np.ndarray) -> float:
 
 def minterpolate(take: Path, request: InterpolationRequest, output: Path) -> None:
     run_ffmpeg(
-        ["-i", str(take), "-vf",
-         f"minterpolate=fps={request.fps}:mi_mode=mci:mc_mode=obmc:me_mode=bilat:me=hexbs"
-         ":search_param=8:scd=none,tpad=stop_mode=clone:stop_duration=1",
-         "-frames:v", str(request.frames), *broadcast_x264(BROADCAST_PROFILE), "-an", str(output)],
+        [
+            "-i",
+            str(take),
+            "-vf",
+            f"minterpolate=fps={request.fps}:mi_mode=mci:mc_mode=obmc:me_mode=bilat:me=hexbs"
+            ":search_param=8:scd=none,tpad=stop_mode=clone:stop_duration=1",
+            "-frames:v",
+            str(request.frames),
+            *broadcast_x264(BROADCAST_PROFILE),
+            "-an",
+            str(output),
+        ],
         "minterpolate",
-    )  # fmt: skip
+    )
 
 
 def main() -> None:
@@ -103,22 +112,39 @@ def main() -> None:
                 np.mean([psnr(b, truth[n]) for b, n in zip(blend, between, strict=True)])
             )
             scores["repeat"].append(np.mean([psnr(source[n // step], truth[n]) for n in between]))
-    print(f"{len(PROMPTS) * args.seeds} procedural takes of {TAKE_FRAMES} frames at 576x320, "
-          f"one frame kept in {args.step}; PSNR (luma) of the frames in between:")  # fmt: skip
+    print(
+        f"{len(PROMPTS) * args.seeds} procedural takes of {TAKE_FRAMES} frames at 576x320, "
+        f"one frame kept in {args.step}; PSNR (luma) of the frames in between:"
+    )
     for name, values in scores.items():
         cost = f", {np.mean(costs[name]):.2f} CPU s a take" if name in costs else ""
         print(f"  {name:40s} {np.mean(values):6.2f} dB (worst take {min(values):.2f}){cost}")
     if args.plot:
         short = {name: name.split(" (")[0] for name in scores}
-        save_plot(args.plot, "Interpolation: frames it never saw, and what it costs", [
-            Panel("PSNR of the frames in between (luma)", "barh", [short[n] for n in scores],
-                  {"mean dB": [float(np.mean(v)) for v in scores.values()]}, xlabel="dB",
-                  value_format="{:.2f}"),
-            Panel("CPU seconds a take (encode included)", "barh", [short[n] for n in costs],
-                  {"CPU s": [float(np.mean(v)) for v in costs.values()]}, xlabel="CPU s",
-                  value_format="{:.2f}"),
-        ], note=f"{len(PROMPTS) * args.seeds} procedural takes of {TAKE_FRAMES} frames at "
-                f"576x320, one frame kept in {args.step}")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Interpolation: frames it never saw, and what it costs",
+            [
+                Panel(
+                    "PSNR of the frames in between (luma)",
+                    "barh",
+                    [short[n] for n in scores],
+                    {"mean dB": [float(np.mean(v)) for v in scores.values()]},
+                    xlabel="dB",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "CPU seconds a take (encode included)",
+                    "barh",
+                    [short[n] for n in costs],
+                    {"CPU s": [float(np.mean(v)) for v in costs.values()]},
+                    xlabel="CPU s",
+                    value_format="{:.2f}",
+                ),
+            ],
+            note=f"{len(PROMPTS) * args.seeds} procedural takes of {TAKE_FRAMES} frames at "
+            f"576x320, one frame kept in {args.step}",
+        )
 
 
 if __name__ == "__main__":

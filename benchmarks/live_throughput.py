@@ -110,9 +110,11 @@ def main() -> None:
         stack.process.wait(timeout=180)
     wall = ended - started
     air = len(made) * channel.clip_seconds
-    print(f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s: "
-          f"{air / wall:.2f} air-s per wall-s (live: playout, daemon, webserver running; "
-          f"{os.cpu_count()} cores; {args.ahead:g} s ahead)")  # fmt: skip
+    print(
+        f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s: "
+        f"{air / wall:.2f} air-s per wall-s (live: playout, daemon, webserver running; "
+        f"{os.cpu_count()} cores; {args.ahead:g} s ahead)"
+    )
     print(f"CPU seconds per clip by process tree over the window ({wall:.0f} s):")
     per_clip = {}
     for name in sorted(cpu_after, key=lambda name: -cpu_after[name]):
@@ -122,15 +124,31 @@ def main() -> None:
             print(f"  {spent / max(1, len(made)):6.2f}  {name}")
     if args.plot:
         per_clip = dict(sorted(per_clip.items(), key=lambda item: -item[1]))
-        save_plot(args.plot, "Live production against air, the whole stack running", [
-            Panel("air-seconds made per wall-second", "bar", ["live stack"],
-                  {"air-s / wall-s": [air / wall]}, target=1.0, target_label="as fast as air",
-                  value_format="{:.2f}"),
-            Panel("CPU seconds per clip, by process tree", "barh", list(per_clip),
-                  {"CPU s": list(per_clip.values())}, xlabel="CPU s per clip",
-                  value_format="{:.2f}"),
-        ], note=f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s; "
-                f"{args.ahead:g} s ahead")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Live production against air, the whole stack running",
+            [
+                Panel(
+                    "air-seconds made per wall-second",
+                    "bar",
+                    ["live stack"],
+                    {"air-s / wall-s": [air / wall]},
+                    target=1.0,
+                    target_label="as fast as air",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "CPU seconds per clip, by process tree",
+                    "barh",
+                    list(per_clip),
+                    {"CPU s": list(per_clip.values())},
+                    xlabel="CPU s per clip",
+                    value_format="{:.2f}",
+                ),
+            ],
+            note=f"{len(made)} clips of {channel.clip_seconds:g} s passed QC in {wall:.0f} s; "
+            f"{args.ahead:g} s ahead",
+        )
 
 
 if __name__ == "__main__":

@@ -227,8 +227,10 @@ class Template:
     def entries(self, slug: str, keys: list[str], run_id: str, at: float) -> list[EventLogEntry]:
         """The events of a copy, not stored."""
         rewritten = self.rewriter(slug, keys, run_id)
-        return [deserialize_value(rewritten(text), EventLogEntry)._replace(timestamp=at + offset)
-                for offset, text in self.events]  # fmt: skip
+        return [
+            deserialize_value(rewritten(text), EventLogEntry)._replace(timestamp=at + offset)
+            for offset, text in self.events
+        ]
 
     def rewriter(self, slug: str, keys: list[str], run_id: str):
         """Replaces the template's run id (a runless event keeps its own), clip keys and channel
@@ -573,12 +575,16 @@ class Simulation:
             slug = air.channel.slug
             stored = [
                 StoredClip.model_construct(
-                    clip_id=key(slug, n), number=n, size_bytes=self.templates.kept_bytes,
-                    keys=[], made_at=self.air_time(n), passed_at=self.air_time(n),
+                    clip_id=key(slug, n),
+                    number=n,
+                    size_bytes=self.templates.kept_bytes,
+                    keys=[],
+                    made_at=self.air_time(n),
+                    passed_at=self.air_time(n),
                     intermediate_bytes=0,
                 )
                 for n in range(air.lowest, air.aired_through + 1)
-            ]  # fmt: skip
+            ]
             gone = clips_to_remove(stored, air.channel.retention, air.aired_through, now)
             if not gone:
                 continue
@@ -588,8 +594,11 @@ class Simulation:
             whole = [r for r in air.runs if r + self.per_run - 1 <= last]
             unmade = [clip.number for clip in gone if clip.number not in made]
             if not day.sample_made and not day.sample_unmade:
-                sample = {r + n for r in whole[: self.args.retention_sample_runs]
-                          for n in range(self.per_run)}  # fmt: skip
+                sample = {
+                    r + n
+                    for r in whole[: self.args.retention_sample_runs]
+                    for n in range(self.per_run)
+                }
                 started = time.perf_counter()
                 day.runs += forget_clips(self.instance, [key(slug, n) for n in sorted(sample)])
                 day.made_seconds = time.perf_counter() - started
@@ -608,8 +617,10 @@ class Simulation:
             day.removed += len(gone)
         started = time.perf_counter()
         day.old_runs = forget_old_runs(self.instance, now)
-        day.old_observations = sum(forget_old_observations(self.instance, asset.key, now)
-                                   for asset in (on_air_stream, broadcast_clip))  # fmt: skip
+        day.old_observations = sum(
+            forget_old_observations(self.instance, asset.key, now)
+            for asset in (on_air_stream, broadcast_clip)
+        )
         day.old_seconds = time.perf_counter() - started
         return day
 
@@ -1089,8 +1100,13 @@ def run_scenario(
             )
         env = {**os.environ, **database.env, "DAGSTER_HOME": str(home)}
         with running_webserver(env, home) as url:
-            query_round(results, "queries", url, simulation.materialized,
-                        f"{partitions:,} partitions (retention on)")  # fmt: skip
+            query_round(
+                results,
+                "queries",
+                url,
+                simulation.materialized,
+                f"{partitions:,} partitions (retention on)",
+            )
             if args.materialize_held in (label, "both"):
                 started = time.perf_counter()
                 written = simulation.materialize_held()
@@ -1099,8 +1115,13 @@ def run_scenario(
                     f"for the clips past air not made (batch writes, no runs, no checks, no other "
                     f"assets; {time.perf_counter() - started:.0f} s)"
                 )
-                query_round(results, "held_queries", url, simulation.materialized,
-                            f"{partitions:,} partitions, all made (retention on)")  # fmt: skip
+                query_round(
+                    results,
+                    "held_queries",
+                    url,
+                    simulation.materialized,
+                    f"{partitions:,} partitions, all made (retention on)",
+                )
             if args.without_retention:
                 added = simulation.restore_removed()
                 total = database.rows()["dynamic_partitions"]
@@ -1116,8 +1137,13 @@ def run_scenario(
                     f"{len(steady)} steady ticks median {statistics.median(steady):.3f} s, "
                     f"max {max(steady):.3f} s"
                 )
-                query_round(results, "full_queries", url, simulation.materialized,
-                            f"{total:,} partitions (retention off)")  # fmt: skip
+                query_round(
+                    results,
+                    "full_queries",
+                    url,
+                    simulation.materialized,
+                    f"{total:,} partitions (retention off)",
+                )
     database.connection.close()
     print(f"  ({(time.monotonic() - began) / 60:.1f} min)\n", flush=True)
     return results
@@ -1293,12 +1319,16 @@ def plot_days(path: Path, results: list[dict], args) -> None:
         lengths = {len(values) for values in panel.series.values()}
         if len(lengths) > 1:
             longest = max(lengths)
-            panel.series = {name: values + [float("nan")] * (longest - len(values))
-                            for name, values in panel.series.items()}  # fmt: skip
+            panel.series = {
+                name: values + [float("nan")] * (longest - len(values))
+                for name, values in panel.series.items()
+            }
         panel.labels = list(range(1, max(lengths) + 1))
     title = "A month of one channel, a week of many: what grows, and the tick"
-    note = (f"{args.clips_per_day:,} clip partitions a day per channel, "
-            f"{args.materialized_per_day} made a day, keep_days {args.keep_days:g}")  # fmt: skip
+    note = (
+        f"{args.clips_per_day:,} clip partitions a day per channel, "
+        f"{args.materialized_per_day} made a day, keep_days {args.keep_days:g}"
+    )
     save_plot(path, title, panels, note=note)
 
 

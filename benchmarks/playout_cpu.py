@@ -64,18 +64,41 @@ def children_cpu() -> float:
 
 def record(url: str, seconds: float, output: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", f"{seconds:.2f}",
-         str(output)],
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-t",
+            f"{seconds:.2f}",
+            str(output),
+        ],
+    )
 
 
 def boundaries(recording: Path) -> dict[str, float]:
     def times(selector: str) -> list[float]:
         out = subprocess.run(
-            ["ffprobe", "-v", "error", "-select_streams", selector, "-show_entries",
-             "packet=dts_time", "-of", "json", str(recording)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-select_streams",
+                selector,
+                "-show_entries",
+                "packet=dts_time",
+                "-of",
+                "json",
+                str(recording),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return [float(p["dts_time"]) for p in json.loads(out)["packets"] if "dts_time" in p]
 
     video, audio = times("v:0"), times("a:0")
@@ -129,11 +152,29 @@ def main() -> None:
         time.sleep(0.5)
         before = children_cpu()
         subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-re", "-f", "concat", "-safe", "0", "-i",
-             str(playlist), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-             "-f", "flv", server.publish_url("seed")],
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(playlist),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-f",
+                "flv",
+                server.publish_url("seed"),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         seed_cpu = children_cpu() - before
         recorder.wait(timeout=120)
         results["seed"] = {
@@ -154,16 +195,32 @@ def main() -> None:
     if args.plot:
         names = {"ours": "ours (stream copy)", "seed": "seed command (re-encode)"}
         labels = [names[name] for name in results]
-        save_plot(args.plot, "Playout: CPU per aired minute, and the timeline at clip boundaries", [
-            Panel("CPU seconds per aired minute", "bar", labels,
-                  {"CPU-s": list(per_minute.values())}, ylabel="CPU-s / aired min",
-                  value_format="{:.2f}"),
-            Panel("largest video DTS step", "bar", labels,
-                  {"ms": [r["largest video DTS step (ms)"] for r in results.values()]},
-                  ylabel="ms", target=1000 / 24, target_label="one frame (41.7 ms)",
-                  value_format="{:.1f}"),
-        ], note=f"{args.clips} clips of {CLIP_SECONDS:g} s, {args.clips - 1} boundaries, "
-                f"ours / seed CPU = {ours_cpu / seed_cpu:.3f}")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Playout: CPU per aired minute, and the timeline at clip boundaries",
+            [
+                Panel(
+                    "CPU seconds per aired minute",
+                    "bar",
+                    labels,
+                    {"CPU-s": list(per_minute.values())},
+                    ylabel="CPU-s / aired min",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "largest video DTS step",
+                    "bar",
+                    labels,
+                    {"ms": [r["largest video DTS step (ms)"] for r in results.values()]},
+                    ylabel="ms",
+                    target=1000 / 24,
+                    target_label="one frame (41.7 ms)",
+                    value_format="{:.1f}",
+                ),
+            ],
+            note=f"{args.clips} clips of {CLIP_SECONDS:g} s, {args.clips - 1} boundaries, "
+            f"ours / seed CPU = {ours_cpu / seed_cpu:.3f}",
+        )
 
 
 if __name__ == "__main__":

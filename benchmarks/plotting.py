@@ -43,9 +43,11 @@ class Panel:
 
 def add_plot_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--plot", type=Path, metavar="PATH.png",
+        "--plot",
+        type=Path,
+        metavar="PATH.png",
         help="also draw the results into this PNG (needs matplotlib: the dev extra)",
-    )  # fmt: skip
+    )
 
 
 def measured_on() -> str:
@@ -87,7 +89,7 @@ def _draw(axis, panel: Panel) -> None:
         if len(panel.labels) <= 12:
             axis.set_xticks(panel.labels)
     elif panel.kind == "barh":
-        (name, values), = panel.series.items()
+        ((name, values),) = panel.series.items()
         bars = axis.barh(labels, values, color="tab:blue")
         axis.invert_yaxis()
         _label_bars(axis, bars, values, panel.value_format, horizontal=True)
@@ -99,12 +101,16 @@ def _draw(axis, panel: Panel) -> None:
             bars = axis.bar(positions, values, width, label=name)
             _label_bars(axis, bars, values, panel.value_format, horizontal=False)
         long = max(map(len, labels), default=0) > 12
-        axis.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20 if long else 0,
-                        ha="right" if long else "center")  # fmt: skip
+        axis.set_xticks(
+            range(len(labels)),
+            labels,
+            fontsize=8,
+            rotation=20 if long else 0,
+            ha="right" if long else "center",
+        )
     if panel.target is not None:
         line = axis.axvline if panel.kind == "barh" else axis.axhline
-        line(panel.target, color="tab:red", linestyle="--", linewidth=1,
-             label=panel.target_label)
+        line(panel.target, color="tab:red", linestyle="--", linewidth=1, label=panel.target_label)
     if panel.log:
         (axis.set_xscale if panel.kind == "barh" else axis.set_yscale)("log")
     elif panel.kind == "line":

@@ -34,25 +34,39 @@ from webtv_dagster.production import ClipProduction
 from webtv_dagster.storage import MediaStore
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = [clips.RAW_TAKE, clips.UPSCALED_TAKE, clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK,
-           clips.BROADCAST_CLIP]  # fmt: skip
+OUTPUTS = [
+    clips.RAW_TAKE,
+    clips.UPSCALED_TAKE,
+    clips.INTERPOLATED_CLIP,
+    clips.MUSIC_TRACK,
+    clips.BROADCAST_CLIP,
+]
 
 
 def make_stage_outputs(folder: Path) -> dict[str, Path]:
     """One clip of the demo channel, every stage, offline; returns each output's local copy."""
     file = load_channels(DEFAULT_CHANNELS_FILE)
     channel = file.channels[0]
-    s3 = start_embedded_s3(folder / "s3", free_port_block(max(PORT_OFFSETS.values()) + 1),
-                           "media", "bench", "bench-secret")  # fmt: skip
+    s3 = start_embedded_s3(
+        folder / "s3",
+        free_port_block(max(PORT_OFFSETS.values()) + 1),
+        "media",
+        "bench",
+        "bench-secret",
+    )
     try:
         store = MediaStore("media", s3.endpoint_url, "us-east-1", "bench", "bench-secret")
         backends = build_backends(channel.backends, file.models, OfflineSettings())
         clip = ClipId(channel=channel.slug, number=1)
         with ClipProduction(store, channel, backends) as production:
             production.write_shot_prompt(clip)
-            for stage in (production.render_raw_take, production.upscale_take,
-                          production.interpolate_clip, production.compose_music,
-                          production.assemble_broadcast_clip):  # fmt: skip
+            for stage in (
+                production.render_raw_take,
+                production.upscale_take,
+                production.interpolate_clip,
+                production.compose_music,
+                production.assemble_broadcast_clip,
+            ):
                 stage(clip)
         return {name: store.download_file(clip.object_key(name), folder / name) for name in OUTPUTS}
     finally:
@@ -63,8 +77,11 @@ def module_at(revision: str) -> types.ModuleType:
     """media/preview.py as it was at `revision`."""
     source = subprocess.run(
         ["git", "show", f"{revision}:webtv_dagster/media/preview.py"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     module = types.ModuleType(f"preview_at_{revision}")
     exec(compile(source, f"{revision}:webtv_dagster/media/preview.py", "exec"), module.__dict__)
     return module
@@ -119,10 +136,14 @@ def main() -> None:
                     started = cpu_seconds()
                     sizes[variant, name] = len(make(path))
                     spent[variant, name] += cpu_seconds() - started
-    print(f"CPU seconds per stage output, mean of {args.repeat}: the stage's probe plus its "
-          "preview, and the preview alone (less the probe alone)")  # fmt: skip
-    print(f"{'output':18} {'before':>8} {'after':>8} {'ratio':>6}   {'preview alone':>18} "
-          f"{'ratio':>6}  bytes")  # fmt: skip
+    print(
+        f"CPU seconds per stage output, mean of {args.repeat}: the stage's probe plus its "
+        "preview, and the preview alone (less the probe alone)"
+    )
+    print(
+        f"{'output':18} {'before':>8} {'after':>8} {'ratio':>6}   {'preview alone':>18} "
+        f"{'ratio':>6}  bytes"
+    )
     totals = dict.fromkeys(variants, 0.0)
     means = {}
     for name in outputs:
@@ -134,23 +155,44 @@ def main() -> None:
     if args.plot:
         labels = [*outputs, "one clip"]
         rows = [*means.values(), totals]
-        save_plot(args.plot, "Stage previews: CPU seconds per stage output, before and after", [
-            Panel("probe + preview", "bar", labels, {
-                f"before ({args.before})": [row["before"] for row in rows],
-                "after (the code run)": [row["after"] for row in rows],
-            }, ylabel="CPU s", value_format="{:.2f}"),
-            Panel("preview alone (less the probe)", "bar", labels, {
-                f"before ({args.before})": [row["before"] - row["probe"] for row in rows],
-                "after (the code run)": [row["after"] - row["probe"] for row in rows],
-            }, ylabel="CPU s", value_format="{:.2f}"),
-        ], note=f"one 8 s clip of the demo channel, mean of {args.repeat} rounds")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Stage previews: CPU seconds per stage output, before and after",
+            [
+                Panel(
+                    "probe + preview",
+                    "bar",
+                    labels,
+                    {
+                        f"before ({args.before})": [row["before"] for row in rows],
+                        "after (the code run)": [row["after"] for row in rows],
+                    },
+                    ylabel="CPU s",
+                    value_format="{:.2f}",
+                ),
+                Panel(
+                    "preview alone (less the probe)",
+                    "bar",
+                    labels,
+                    {
+                        f"before ({args.before})": [row["before"] - row["probe"] for row in rows],
+                        "after (the code run)": [row["after"] - row["probe"] for row in rows],
+                    },
+                    ylabel="CPU s",
+                    value_format="{:.2f}",
+                ),
+            ],
+            note=f"one 8 s clip of the demo channel, mean of {args.repeat} rounds",
+        )
 
 
 def _row(label: str, cpu: dict[str, float]) -> str:
     before, after, alone = cpu["before"], cpu["after"], cpu["probe"]
     only_before, only_after = before - alone, after - alone
-    return (f"{label:18} {before:8.3f} {after:8.3f} {after / before:6.2f}   "
-            f"{only_before:8.3f} {only_after:8.3f} {only_after / only_before:6.2f}")  # fmt: skip
+    return (
+        f"{label:18} {before:8.3f} {after:8.3f} {after / before:6.2f}   "
+        f"{only_before:8.3f} {only_after:8.3f} {only_after / only_before:6.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,12 @@ class UnixConnection(http.client.HTTPConnection):
 def timed(socket_path: Path, method: str, path: str, body: dict | None, client: str) -> float:
     started = time.perf_counter()
     connection = UnixConnection(socket_path)
-    connection.request(method, path, json.dumps(body) if body else None,
-                       {"Content-Type": "application/json", "X-Real-IP": client})  # fmt: skip
+    connection.request(
+        method,
+        path,
+        json.dumps(body) if body else None,
+        {"Content-Type": "application/json", "X-Real-IP": client},
+    )
     connection.getresponse().read()
     connection.close()
     return time.perf_counter() - started
@@ -60,11 +64,24 @@ def fill_history(data_dir: Path, channel) -> None:
             "INSERT INTO requests (id, channel, source, client, requester, idea, status, "
             "reason, decided_by, received_at, decided_at, clip_id) VALUES "
             "(?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(f"{n:012x}", channel.slug, "web", queue.client_key(f"old{n % 5000}"), "v",
-              f"old idea {n}", "scheduled" if n % 3 else "refused", "r", "auto approval",
-              now - 86_400 + n, now - 86_400 + n, f"{channel.slug}-{n:06d}" if n % 3 else None)
-             for n in range(HISTORY_PER_CHANNEL)],
-        )  # fmt: skip
+            [
+                (
+                    f"{n:012x}",
+                    channel.slug,
+                    "web",
+                    queue.client_key(f"old{n % 5000}"),
+                    "v",
+                    f"old idea {n}",
+                    "scheduled" if n % 3 else "refused",
+                    "r",
+                    "auto approval",
+                    now - 86_400 + n,
+                    now - 86_400 + n,
+                    f"{channel.slug}-{n:06d}" if n % 3 else None,
+                )
+                for n in range(HISTORY_PER_CHANNEL)
+            ],
+        )
 
 
 def measure(data_dir: Path, channels, count: int) -> dict[str, list[float]]:
@@ -78,11 +95,33 @@ def measure(data_dir: Path, channels, count: int) -> dict[str, list[float]]:
             jobs = []
             for n in range(count):
                 idea = {"idea": f"the llama painting a blue door number {n}", "name": f"v{n}"}
-                jobs.append(("request", pool.submit(timed, socket_path, "POST",
-                             f"/api/{channel.slug}/requests", idea, f"10.1.{n // 250}.{n % 250}")))
+                jobs.append(
+                    (
+                        "request",
+                        pool.submit(
+                            timed,
+                            socket_path,
+                            "POST",
+                            f"/api/{channel.slug}/requests",
+                            idea,
+                            f"10.1.{n // 250}.{n % 250}",
+                        ),
+                    )
+                )
                 if n % 10 == 0:
-                    jobs.append(("guide", pool.submit(timed, socket_path, "GET",
-                                 f"/api/{channel.slug}/guide.json", None, "10.9.9.9")))
+                    jobs.append(
+                        (
+                            "guide",
+                            pool.submit(
+                                timed,
+                                socket_path,
+                                "GET",
+                                f"/api/{channel.slug}/guide.json",
+                                None,
+                                "10.9.9.9",
+                            ),
+                        )
+                    )
             for kind, job in jobs:
                 latencies[kind].append(job.result())
     finally:
@@ -114,8 +153,10 @@ def main() -> None:
         for kind, values in latencies.items():
             values = sorted(values)
             p99 = values[int(len(values) * 0.99) - 1]
-            print(f"  {kind}: median {statistics.median(values) * 1000:.1f} ms, "
-                  f"p99 {p99 * 1000:.1f} ms ({len(values)})")
+            print(
+                f"  {kind}: median {statistics.median(values) * 1000:.1f} ms, "
+                f"p99 {p99 * 1000:.1f} ms ({len(values)})"
+            )
             figures[label][f"{kind} median"] = statistics.median(values) * 1000
             figures[label][f"{kind} p99"] = p99 * 1000
     ratio = results[False][0] / results[True][0]
@@ -123,15 +164,30 @@ def main() -> None:
     if args.plot:
         labels = list(figures)
         kinds = [key for key in next(iter(figures.values())) if key != "requests/s"]
-        save_plot(args.plot, "Shot requests: the viewer service, empty and full history", [
-            Panel("throughput", "bar", labels,
-                  {"requests/s": [figures[label]["requests/s"] for label in labels]},
-                  ylabel="requests/s", value_format="{:.0f}"),
-            Panel("latency", "bar", kinds,
-                  {label: [figures[label][kind] for kind in kinds] for label in labels},
-                  ylabel="ms", value_format="{:.1f}"),
-        ], note=f"{args.requests} requests on 8 threads; throughput with history / without: "
-                f"{ratio:.2f}")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Shot requests: the viewer service, empty and full history",
+            [
+                Panel(
+                    "throughput",
+                    "bar",
+                    labels,
+                    {"requests/s": [figures[label]["requests/s"] for label in labels]},
+                    ylabel="requests/s",
+                    value_format="{:.0f}",
+                ),
+                Panel(
+                    "latency",
+                    "bar",
+                    kinds,
+                    {label: [figures[label][kind] for kind in kinds] for label in labels},
+                    ylabel="ms",
+                    value_format="{:.1f}",
+                ),
+            ],
+            note=f"{args.requests} requests on 8 threads; throughput with history / without: "
+            f"{ratio:.2f}",
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def start_webtv_up(
     log = (folder / "webtv-up.log").open("w")
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "webtv"), "up", "--port", str(ui_port)],
-        env=environment, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    store = MediaStore("media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", access_key,
-                       secret_key)  # fmt: skip
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    store = MediaStore(
+        "media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", access_key, secret_key
+    )
     return RunningStack(process, environment, store, rtmp_port, folder / "data")

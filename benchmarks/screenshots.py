@@ -40,9 +40,12 @@ from webtv_dagster.channels import DEFAULT_CHANNELS_FILE  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
     "--autoplay-policy=no-user-gesture-required",
-]  # fmt: skip
+]
 SLUG = "llama-jobs"
 
 
@@ -67,8 +70,11 @@ def wait_for_clip_on_air(hls_port: int, deadline: float) -> str:
         if raw:
             state = json.loads(raw)
             now = time.time()
-            aired = [entry for entry in state.get("schedule", [])
-                     if pattern.match(entry["clip_id"]) and entry["starts_at"] <= now]  # fmt: skip
+            aired = [
+                entry
+                for entry in state.get("schedule", [])
+                if pattern.match(entry["clip_id"]) and entry["starts_at"] <= now
+            ]
             if aired:
                 return aired[-1]["clip_id"]
         time.sleep(3)
@@ -90,8 +96,10 @@ def shoot(hls_port: int, ui_port: int, clip_id: str, out: Path) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            url = (f"http://127.0.0.1:{ui_port}/assets/broadcast_clip"
-                   f"?view=partitions&partition={clip_id}")  # fmt: skip
+            url = (
+                f"http://127.0.0.1:{ui_port}/assets/broadcast_clip"
+                f"?view=partitions&partition={clip_id}"
+            )
             page.goto(url)
             page.get_by_text("size_bytes").first.wait_for(timeout=120_000)
             skip = page.get_by_role("button", name="Skip")  # Dagster's community invitation
@@ -116,13 +124,19 @@ def shoot(hls_port: int, ui_port: int, clip_id: str, out: Path) -> None:
                 )
                 page.wait_for_function(
                     "(slug) => (document.getElementById('on-air-prompt').dataset.clipId || '')"
-                    ".startsWith(slug + '-')", arg=SLUG, timeout=120_000,
-                )  # fmt: skip
+                    ".startsWith(slug + '-')",
+                    arg=SLUG,
+                    timeout=120_000,
+                )
             except Exception:
                 page.screenshot(path=str(out / "viewer-failed.png"))
-                print(page.evaluate("() => { const v = document.getElementById('video');"
-                                    " return [v.currentTime, v.paused, v.readyState, v.src,"
-                                    " document.body.innerText.slice(0, 400)]; }"))  # fmt: skip
+                print(
+                    page.evaluate(
+                        "() => { const v = document.getElementById('video');"
+                        " return [v.currentTime, v.paused, v.readyState, v.src,"
+                        " document.body.innerText.slice(0, 400)]; }"
+                    )
+                )
                 raise
             page.wait_for_timeout(1500)
             page.screenshot(path=str(out / "viewer.png"))
@@ -139,16 +153,22 @@ def worktree(revision: str | None, folder: Path):
         yield ROOT
         return
     tree = folder / "code"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
+        check=True,
+        capture_output=True,
+    )
     try:
         (tree / ".venv").symlink_to(ROOT / ".venv")
         modules = "webtv_dagster/viewer/node_modules"
         (tree / modules).symlink_to(ROOT / modules)
         yield tree
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                       check=False, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+            check=False,
+            capture_output=True,
+        )
 
 
 def _stop_on_signal(signum, frame) -> None:
@@ -160,15 +180,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for a clip")
     parser.add_argument("--revision", help="run the stack from a clean worktree of this revision")
-    parser.add_argument("--hold", type=float, default=0,
-                        help="keep the stack up this long before shooting (to look)")  # fmt: skip
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0,
+        help="keep the stack up this long before shooting (to look)",
+    )
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     for signum in (signal.SIGINT, signal.SIGTERM):  # also in the background, where SIGINT is off
         signal.signal(signum, _stop_on_signal)
-    with (tempfile.TemporaryDirectory(prefix="webtv-screenshots-") as scratch,
-          worktree(args.revision, Path(scratch)) as code):  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="webtv-screenshots-") as scratch,
+        worktree(args.revision, Path(scratch)) as code,
+    ):
         folder = Path(scratch)
         # Not a private folder: nginx's public files stay under it, not in /var/tmp (as root).
         folder.chmod(0o755)
@@ -199,8 +225,11 @@ def main() -> None:
             try:
                 stack.process.wait(timeout=120)
             except subprocess.TimeoutExpired:
-                subprocess.run([str(ROOT / ".venv" / "bin" / "webtv"), "down"],
-                               env=stack.environment, check=False)  # fmt: skip
+                subprocess.run(
+                    [str(ROOT / ".venv" / "bin" / "webtv"), "down"],
+                    env=stack.environment,
+                    check=False,
+                )
                 stack.process.kill()
                 stack.process.wait()
             print("stack stopped", flush=True)

@@ -31,8 +31,14 @@ from webtv_dagster.production import ClipProduction
 from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 from webtv_dagster.storage import MediaStore
 
-STAGES = ["write_shot_prompt", "render_raw_take", "compose_music", "upscale_take",
-          "interpolate_clip", "assemble_broadcast_clip"]  # fmt: skip
+STAGES = [
+    "write_shot_prompt",
+    "render_raw_take",
+    "compose_music",
+    "upscale_take",
+    "interpolate_clip",
+    "assemble_broadcast_clip",
+]
 
 
 def make_clip(production: ClipProduction, clip: ClipId) -> None:
@@ -114,13 +120,25 @@ def main() -> None:
     if args.plot and measured:
         replicas = list(measured)
         first = measured[replicas[0]]
-        save_plot(args.plot, "Remote path: clips per minute against Space replicas", [
-            Panel("clips per minute", "line", replicas, {
-                "measured": list(measured.values()),
-                "linear (from the first)": [first * r / replicas[0] for r in replicas],
-            }, xlabel="replicas per model family", ylabel="clips / min"),
-        ], note=f"{args.clips_per_replica} clips of 2.667 s per replica, {args.delay:g} s delay "
-                "per Space call")  # fmt: skip
+        save_plot(
+            args.plot,
+            "Remote path: clips per minute against Space replicas",
+            [
+                Panel(
+                    "clips per minute",
+                    "line",
+                    replicas,
+                    {
+                        "measured": list(measured.values()),
+                        "linear (from the first)": [first * r / replicas[0] for r in replicas],
+                    },
+                    xlabel="replicas per model family",
+                    ylabel="clips / min",
+                ),
+            ],
+            note=f"{args.clips_per_replica} clips of 2.667 s per replica, {args.delay:g} s delay "
+            "per Space call",
+        )
 
 
 if __name__ == "__main__":

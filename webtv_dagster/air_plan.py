@@ -38,9 +38,12 @@ def planned_air(
     credits = {entry.clip_id: entry.requested_by for entry in entries}
     planned = [
         PlannedClip(
-            clip_id=clip.clip_id, prompt=clip.prompt, starts_at=clip.starts_at,
-            duration_seconds=clip.duration_seconds, requested_by=credits.get(clip.clip_id),
-        )  # fmt: skip
+            clip_id=clip.clip_id,
+            prompt=clip.prompt,
+            starts_at=clip.starts_at,
+            duration_seconds=clip.duration_seconds,
+            requested_by=credits.get(clip.clip_id),
+        )
         for clip in (state.schedule if state else [])
         if clip.starts_at + clip.duration_seconds > now
     ]
@@ -48,9 +51,14 @@ def planned_air(
     for entry in unaired_entries(playlist, state.aired_through if state else 0):
         if len(planned) >= MAX_PLANNED:
             break
-        planned.append(PlannedClip(
-            clip_id=entry.clip_id, prompt=entry.prompt, starts_at=starts_at,
-            duration_seconds=entry.duration_seconds, requested_by=entry.requested_by,
-        ))  # fmt: skip
+        planned.append(
+            PlannedClip(
+                clip_id=entry.clip_id,
+                prompt=entry.prompt,
+                starts_at=starts_at,
+                duration_seconds=entry.duration_seconds,
+                requested_by=entry.requested_by,
+            )
+        )
         starts_at += entry.duration_seconds
     return planned[:MAX_PLANNED]

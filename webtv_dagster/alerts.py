@@ -30,9 +30,14 @@ class WebhookNotifier:
     def send(self, title: str, details: str, severity: str = "error") -> None:
         text = f"[webtv {severity}] {title}\n{details}".strip()
         body = json.dumps(
-            {"text": text, "content": text[:2000], "title": title, "severity": severity,
-             "source": "webtv"}
-        ).encode()  # fmt: skip
+            {
+                "text": text,
+                "content": text[:2000],
+                "title": title,
+                "severity": severity,
+                "source": "webtv",
+            }
+        ).encode()
         request = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )

@@ -94,9 +94,12 @@ class RetentionPolicy(BaseModel):
         None, gt=0, le=36_500, allow_inf_nan=False, description="remove clips older than this"
     )
     keep_gb: float | None = Field(
-        None, gt=0, le=1_000_000, allow_inf_nan=False,
+        None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
         description="remove the oldest clips beyond this",
-    )  # fmt: skip
+    )
     protect_recent: int = Field(
         10, ge=0, le=10_000, description="aired clips kept for replays whatever their age or size"
     )
@@ -117,25 +120,33 @@ class ChatBot(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    server: str = Field("irc.chat.twitch.tv", min_length=1, max_length=253,
-                        pattern=r"^[A-Za-z0-9.-]+$")  # fmt: skip
+    server: str = Field(
+        "irc.chat.twitch.tv", min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.-]+$"
+    )
     port: int = Field(6697, ge=1, lt=65536)
     tls: bool = True
     channel: str = Field(pattern=r"^#[A-Za-z0-9_-]{1,50}$", description="e.g. '#mychannel'")
     nick: str = Field(pattern=r"^[A-Za-z0-9_-]{1,50}$", description="the bot account's login")
     token_env: str = Field(
-        "WEBTV_TWITCH_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        "WEBTV_TWITCH_TOKEN",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="variable holding the OAuth token (oauth:...) the bot logs in with",
-    )  # fmt: skip
+    )
     announce_seconds: float = Field(
-        30, ge=0, le=600, allow_inf_nan=False,
+        30,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
         description="a requested clip is announced this long before it airs",
-    )  # fmt: skip
+    )
     reply_interval_seconds: float = Field(
-        1.5, ge=0.3, le=60, allow_inf_nan=False,
+        1.5,
+        ge=0.3,
+        le=60,
+        allow_inf_nan=False,
         description="at least this long between two messages of the bot (Twitch disconnects "
         "an account that sends over 20 in 30 s; 0.3 suits a bot that is a channel moderator)",
-    )  # fmt: skip
+    )
 
 
 class ShotRequestPolicy(BaseModel):
@@ -145,29 +156,35 @@ class ShotRequestPolicy(BaseModel):
 
     enabled: bool = False
     approval: Literal["auto", "operator"] = Field(
-        "operator", description="auto: what passes moderation is queued at once; operator: it "
+        "operator",
+        description="auto: what passes moderation is queued at once; operator: it "
         "waits for approval in Dagster (review_requests_job)",
-    )  # fmt: skip
+    )
     share: float = Field(
-        0.25, gt=0, le=1, allow_inf_nan=False,
+        0.25,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
         description="at most this share of the channel's clips are viewers' requests",
-    )  # fmt: skip
+    )
     max_queue: int = Field(50, ge=1, le=1_000, description="requests waiting at most")
     per_client: int = Field(3, ge=1, le=100, description="requests one viewer may make ...")
     per_client_seconds: float = Field(
         600, ge=1, le=86_400, allow_inf_nan=False, description="... within this many seconds"
     )
     blocked_words: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=10_000,
+        default_factory=list,
+        max_length=10_000,
         description="words and phrases refused in requests, beside the built-in list",
-    )  # fmt: skip
+    )
     builtin_blocked_words: bool = Field(
         True, description="also refuse the built-in list (webtv_dagster/blocked_words.txt)"
     )
     judge: str | None = Field(
-        None, description="an OpenAI-compatible model under `models` that judges each request "
+        None,
+        description="an OpenAI-compatible model under `models` that judges each request "
         "after the rules and the word list",
-    )  # fmt: skip
+    )
     chat: ChatBot | None = None
 
 
@@ -190,11 +207,13 @@ class Channel(BaseModel):
     )
     actions: list[NonEmptyText] = Field(
         default_factory=list,
-        max_length=100, description="What the subject does; empty means built-in actions."
+        max_length=100,
+        description="What the subject does; empty means built-in actions.",
     )
     settings: list[NonEmptyText] = Field(
         default_factory=list,
-        max_length=100, description="Where shots happen; empty means built-in settings."
+        max_length=100,
+        description="Where shots happen; empty means built-in settings.",
     )
     music_mood: NonEmptyText = "uplifting"
     clip_seconds: float = Field(default=8.0, gt=0, le=32, allow_inf_nan=False)
@@ -409,8 +428,16 @@ def load_channels(path: Path | str) -> ChannelsFile:
 
 
 # Pydantic's errors for numbers out of bounds or not finite: the value is shown with them.
-NUMBER_ERRORS = {"finite_number", "greater_than", "greater_than_equal", "less_than",
-                 "less_than_equal", "int_parsing", "float_parsing", "int_from_float"}  # fmt: skip
+NUMBER_ERRORS = {
+    "finite_number",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "int_parsing",
+    "float_parsing",
+    "int_from_float",
+}
 
 
 def _cross_problems_of_valid_parts(raw: object) -> list[str]:
@@ -435,9 +462,11 @@ def _cross_problems_of_valid_parts(raw: object) -> list[str]:
             invalid = {issue["loc"][0] for issue in error.errors() if issue["loc"]}
             if isinstance(entry, dict):
                 with contextlib.suppress(ValidationError):
-                    channels.append(Channel.model_validate(
-                        {key: value for key, value in entry.items() if key not in invalid}
-                    ))  # fmt: skip
+                    channels.append(
+                        Channel.model_validate(
+                            {key: value for key, value in entry.items() if key not in invalid}
+                        )
+                    )
     return cross_problems(models, channels, frozenset(invalid)) if channels else []
 
 

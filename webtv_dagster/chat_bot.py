@@ -260,9 +260,11 @@ class ChannelChatBot:
         self.joined = False
         try:
             self.connection.connect(
-                self.chat.server, self.chat.port, self.chat.nick,
+                self.chat.server,
+                self.chat.port,
+                self.chat.nick,
                 connect_factory=self._connector,
-            )  # fmt: skip
+            )
         except irc.client.ServerConnectionError as error:
             cause = error.__cause__ or error
             self._failed(f"cannot connect to {self._where}: {cause}", now)
@@ -274,8 +276,13 @@ class ChannelChatBot:
         """Logs a failure (once while it repeats) and waits before the next attempt."""
         wait = self._retry_wait
         level = logging.DEBUG if failure == self._last_failure else logging.WARNING
-        log.log(level, "chat bot of %s: %s; trying again in %s s",
-                self.channel.slug, failure, f"{wait:g}")  # fmt: skip
+        log.log(
+            level,
+            "chat bot of %s: %s; trying again in %s s",
+            self.channel.slug,
+            failure,
+            f"{wait:g}",
+        )
         self._last_failure = failure
         self._next_attempt = now + wait
         self._retry_wait = min(self._retry_wait * 2, self.pacing.last_retry)
@@ -288,8 +295,9 @@ class ChannelChatBot:
     def _watch(self, now: float) -> None:
         """Hangs up a login that does not finish, and a server that stays silent."""
         if self._ready_by is not None and now > self._ready_by:
-            self._hang_up(f"not in {self.chat.channel} within {self.pacing.login_timeout:g} s "
-                          "of connecting")  # fmt: skip
+            self._hang_up(
+                f"not in {self.chat.channel} within {self.pacing.login_timeout:g} s of connecting"
+            )
         elif now - self._last_heard > self.pacing.quiet_limit:
             self._hang_up(f"{self._where} silent for {self.pacing.quiet_limit:g} s")
         elif now - self._last_heard > self.pacing.quiet_ping and not self._pinged:
@@ -302,8 +310,12 @@ class ChannelChatBot:
         self._last_heard, self._pinged = time.monotonic(), False
 
     def _on_welcome(self, connection, event) -> None:
-        log.info("chat bot of %s connected to %s as %s", self.channel.slug, self._where,
-                 connection.get_nickname())  # fmt: skip
+        log.info(
+            "chat bot of %s connected to %s as %s",
+            self.channel.slug,
+            self._where,
+            connection.get_nickname(),
+        )
         connection.join(self.chat.channel)
 
     def _on_join(self, connection, event) -> None:
@@ -315,8 +327,10 @@ class ChannelChatBot:
 
     def _on_login_refused(self, connection, event) -> None:
         reason = " ".join(event.arguments[-1:]) or event.target or event.type
-        self._hang_up(f"login refused by {self._where} ({reason}); check the nick "
-                      f"{self.chat.nick!r} and the token in ${self.chat.token_env}")  # fmt: skip
+        self._hang_up(
+            f"login refused by {self._where} ({reason}); check the nick "
+            f"{self.chat.nick!r} and the token in ${self.chat.token_env}"
+        )
 
     def _on_notice(self, connection, event) -> None:
         text = " ".join(event.arguments)
@@ -355,9 +369,12 @@ class ChannelChatBot:
             self.commands.put_nowait((nick, idea))
         except queue.Full:  # said at most once a minute
             if time.monotonic() - self._flood_warned_at > 60:
-                log.warning("chat bot of %s: chat flood: %d commands wait for moderation, "
-                            "the newest are ignored", self.channel.slug,
-                            self.pacing.backlog)  # fmt: skip
+                log.warning(
+                    "chat bot of %s: chat flood: %d commands wait for moderation, "
+                    "the newest are ignored",
+                    self.channel.slug,
+                    self.pacing.backlog,
+                )
                 self._flood_warned_at = time.monotonic()
 
     # What the bot says (on the reading thread).
@@ -380,8 +397,11 @@ class ChannelChatBot:
             made_of = self.requests.of_clips(list(soon))
         except Exception as error:  # the queue is busy or broken: look again later
             if str(error) != self._look_error:
-                log.warning("chat bot of %s cannot read the air plan or the request queue: %s",
-                            self.channel.slug, error)  # fmt: skip
+                log.warning(
+                    "chat bot of %s cannot read the air plan or the request queue: %s",
+                    self.channel.slug,
+                    error,
+                )
             self._look_error = str(error)
             return
         self._look_error = ""
@@ -416,11 +436,19 @@ class ChannelChatBot:
             try:
                 self.requests.mark_announced(item.request.id, now=wall)
             except Exception as error:
-                log.warning("chat bot of %s cannot mark request %s announced: %s",
-                            self.channel.slug, item.request.id, error)  # fmt: skip
+                log.warning(
+                    "chat bot of %s cannot mark request %s announced: %s",
+                    self.channel.slug,
+                    item.request.id,
+                    error,
+                )
                 continue
-            log.info("chat bot of %s announced request %s (clip %s)",
-                     self.channel.slug, item.request.id, item.request.clip_id)  # fmt: skip
+            log.info(
+                "chat bot of %s announced request %s (clip %s)",
+                self.channel.slug,
+                item.request.id,
+                item.request.clip_id,
+            )
             return announcement(item.request, item.starts_at, wall)
         try:
             return self.replies.popleft()
@@ -440,18 +468,24 @@ class ChannelChatBot:
     def _submit(self, nick: str, idea: str) -> str:
         try:
             answer = self.requests.submit(
-                self.channel, idea, nick, source="chat", client=f"chat:{nick.lower()}",
+                self.channel,
+                idea,
+                nick,
+                source="chat",
+                client=f"chat:{nick.lower()}",
                 moderators=self.moderators,
-            )  # fmt: skip
+            )
         except Exception as error:
             log.error("chat bot of %s could not queue a request: %s", self.channel.slug, error)
             return NOT_TAKEN
         if answer.request_id is not None:
-            log.info("chat bot of %s: request %s %s", self.channel.slug, answer.request_id,
-                     answer.status)  # fmt: skip
+            log.info(
+                "chat bot of %s: request %s %s", self.channel.slug, answer.request_id, answer.status
+            )
         else:  # flood refusals are not stored: no id
-            log.debug("chat bot of %s: a request was not taken (%s)", self.channel.slug,
-                      answer.status)  # fmt: skip
+            log.debug(
+                "chat bot of %s: a request was not taken (%s)", self.channel.slug, answer.status
+            )
         return answer.message
 
 
@@ -489,12 +523,20 @@ def run_chat_bot(
     pacing = pacing or ChatPacing(reply_interval=chat.reply_interval_seconds)
     token = read_token(channel, environ)
     if not channel.requests.enabled:
-        log.warning("channel %s does not take requests (requests.enabled is false): its chat "
-                    "bot will say so to every !add", channel.slug)  # fmt: skip
+        log.warning(
+            "channel %s does not take requests (requests.enabled is false): its chat "
+            "bot will say so to every !add",
+            channel.slug,
+        )
     bot = ChannelChatBot(
-        channel, build_moderators(channel, models), RequestQueue(queue_path(data_dir)),
-        data_dir, token, pacing, tls_context,
-    )  # fmt: skip
+        channel,
+        build_moderators(channel, models),
+        RequestQueue(queue_path(data_dir)),
+        data_dir,
+        token,
+        pacing,
+        tls_context,
+    )
     with _sigterm_noted() as terminated:
         bot.run(stop, terminated)
     if terminated():

@@ -87,8 +87,10 @@ def _chat_bots(channels: ChannelsFile) -> list[str]:
         if os.environ.get(chat.token_env):
             slugs.append(channel.slug)
         else:
-            print(f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
-                  "(docs/viewer-requests.md)")  # fmt: skip
+            print(
+                f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
+                "(docs/viewer-requests.md)"
+            )
     return slugs
 
 
@@ -135,8 +137,14 @@ def command_up(args: argparse.Namespace, settings: Settings) -> int:
     if s3_port is not None:
         s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
     rtmp_root = public_folder(data_dir)
-    write_rtmp_config(rtmp_root, titles, settings.rtmp_port, settings.hls_port, data_dir,
-                      mirrors_of(settings, list(titles)))  # fmt: skip
+    write_rtmp_config(
+        rtmp_root,
+        titles,
+        settings.rtmp_port,
+        settings.hls_port,
+        data_dir,
+        mirrors_of(settings, list(titles)),
+    )
     home = _dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(home)
     programs = [
@@ -146,8 +154,10 @@ def command_up(args: argparse.Namespace, settings: Settings) -> int:
     conf = write_supervisord_conf(data_dir, programs)
     busy = [port for port in _stack_ports(settings, s3_port, args.port) if not port_is_free(port)]
     if busy:
-        sys.exit(f"webtv: ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
-                 "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others")
+        sys.exit(
+            f"webtv: ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
+            "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others"
+        )
     supervisord = subprocess.Popen(
         [supervisord_binary(), "-c", str(conf)],
         # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
@@ -163,17 +173,25 @@ def command_up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
     print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
     if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
-        print(f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
-              "named group to hand them to")  # fmt: skip
+        print(
+            f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
+            "named group to hand them to"
+        )
     if not HLS_JS.exists():
-        print(f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
-              "plays in browsers with native HLS only")  # fmt: skip
+        print(
+            f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
+            "plays in browsers with native HLS only"
+        )
     for slug in titles:
-        print(f"webtv: {slug}: RTMP {publish_url(settings.rtmp_port, slug)}, "
-              f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8")  # fmt: skip
+        print(
+            f"webtv: {slug}: RTMP {publish_url(settings.rtmp_port, slug)}, "
+            f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8"
+        )
     print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
-    print(f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
-          flush=True)  # fmt: skip
+    print(
+        f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
+        flush=True,
+    )
     while not stopping.wait(1) and supervisord.poll() is None:
         pass
     if supervisord.poll() is None:
@@ -215,11 +233,15 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
         # The grace period runs while the daemon stops; nothing is canceled before it is down.
         supervisor.stop_soon("dagster-daemon")
         drained = drain_runs(
-            (data_dir / "dagster").resolve(), grace_seconds,
+            (data_dir / "dagster").resolve(),
+            grace_seconds,
             before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
-        )  # fmt: skip
-        print(f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
-              "canceled and booked again for the next start", flush=True)  # fmt: skip
+        )
+        print(
+            f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
+            "canceled and booked again for the next start",
+            flush=True,
+        )
     supervisor.stop_all_soon()
     pid_file = supervisor_folder(data_dir) / "supervisord.pid"
     supervisor.shutdown()
@@ -249,8 +271,10 @@ def command_status(args: argparse.Namespace, settings: Settings) -> int:
             group, name = info["group"], info["name"]
             name = name if group == name else f"{group}:{name}"
             since = f"up {now - info['start']:.0f} s" if info["statename"] == "RUNNING" else ""
-            print(f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since} "
-                  f"{info['spawnerr'] or ''}".rstrip())  # fmt: skip
+            print(
+                f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since} "
+                f"{info['spawnerr'] or ''}".rstrip()
+            )
     try:
         slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
     except ChannelConfigError as error:
@@ -258,8 +282,10 @@ def command_status(args: argparse.Namespace, settings: Settings) -> int:
     for slug in slugs:
         status = playout_status(settings.data_dir, slug)
         age = status.seconds_since_update
-        print(f"channel {slug}: {'on air' if status.running else 'off air'}"
-              + (f", last clip queued {age:.0f} s ago" if age is not None else ""))  # fmt: skip
+        print(
+            f"channel {slug}: {'on air' if status.running else 'off air'}"
+            + (f", last clip queued {age:.0f} s ago" if age is not None else "")
+        )
     return 0
 
 
@@ -273,8 +299,14 @@ def command_rtmp_server(args: argparse.Namespace, settings: Settings) -> int:
     else:
         root = public_folder(settings.data_dir)
         titles = _check_channels(settings)
-        write_rtmp_config(root, titles, settings.rtmp_port, settings.hls_port,
-                          settings.data_dir, mirrors_of(settings, list(titles)))  # fmt: skip
+        write_rtmp_config(
+            root,
+            titles,
+            settings.rtmp_port,
+            settings.hls_port,
+            settings.data_dir,
+            mirrors_of(settings, list(titles)),
+        )
     command = nginx_command(root)
     if killed := kill_leftover_workers(root):
         print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
@@ -355,9 +387,12 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with hold_playout_lock(data_dir, channel.slug):
             playout = ChannelPlayout(
-                store, channel, main_url, data_dir,
+                store,
+                channel,
+                main_url,
+                data_dir,
                 cache_bytes=settings.playout_cache_mb * 2**20,
-            )  # fmt: skip
+            )
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: playout.shutdown())
             print(f"webtv: {channel.slug} on air to {main_url}", flush=True)
@@ -378,16 +413,22 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
             print(f"webtv: {args.channel} {'stopped' if was_running else 'was not running'}")
         elif args.action in {"start", "restart"}:
             restart = args.action == "restart"
-            print(f"webtv: {args.action}ing {args.channel} (up to 120 s: a first start makes "
-                  "its ident)", flush=True)  # fmt: skip
+            print(
+                f"webtv: {args.action}ing {args.channel} (up to 120 s: a first start makes "
+                "its ident)",
+                flush=True,
+            )
             from webtv_dagster.defs.assets.ident import materialize_missing_ident
 
             os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
             materialize_missing_ident(settings, args.channel)  # before the channel's first air
             done = ensure_playout(
-                data_dir, args.channel, settings.playout_stale_seconds, restart,
+                data_dir,
+                args.channel,
+                settings.playout_stale_seconds,
+                restart,
                 progress=lambda line: print(f"webtv: {line}", flush=True),
-            )  # fmt: skip
+            )
             print(f"webtv: {args.channel} {done}")
     except PlayoutStartError as error:
         sys.exit(f"webtv: {error}")
@@ -415,8 +456,10 @@ def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
             added = add_clips(instance, channel, args.count, aired_through)
         except ValueError as error:
             sys.exit(f"webtv: {error}")
-    print(f"webtv: added {added[0].key} .. {added[-1].key}; clip_production_sensor requests "
-          "their runs")  # fmt: skip
+    print(
+        f"webtv: added {added[0].key} .. {added[-1].key}; clip_production_sensor requests "
+        "their runs"
+    )
     return 0
 
 
@@ -431,9 +474,11 @@ def _launch_local_spaces(replicas: int, base_port: int, delay: float) -> dict[st
         urls = [launch(family, port + i, behaviour, workshop).url for i in range(replicas)]
         port += replicas
         models[f"local-{family.replace('_', '-')}"] = {
-            "kind": "gradio", "family": family, "spaces": urls,
+            "kind": "gradio",
+            "family": family,
+            "spaces": urls,
             "max_concurrent_calls": replicas,
-        }  # fmt: skip
+        }
     return models
 
 
@@ -505,12 +550,18 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.systemd_units import render_units
 
     units = render_units(
-        Path(args.output), settings.data_dir, Path(args.env_file).resolve(), args.user,
-        args.ui_port, args.code_server_port,
-    )  # fmt: skip
+        Path(args.output),
+        settings.data_dir,
+        Path(args.env_file).resolve(),
+        args.user,
+        args.ui_port,
+        args.code_server_port,
+    )
     print(f"webtv: wrote {', '.join(unit.name for unit in units)} to {args.output}")
-    print("webtv: install them in /etc/systemd/system, then: systemctl daemon-reload && "
-          "systemctl enable --now webtv.target webtv-playout@<slug> (docs/deployment.md)")
+    print(
+        "webtv: install them in /etc/systemd/system, then: systemctl daemon-reload && "
+        "systemctl enable --now webtv.target webtv-playout@<slug> (docs/deployment.md)"
+    )
     return 0
 
 
@@ -548,9 +599,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=3000)
     up.add_argument(
-        "--local-spaces", type=int, default=0, metavar="REPLICAS",
+        "--local-spaces",
+        type=int,
+        default=0,
+        metavar="REPLICAS",
         help="serve REPLICAS local Spaces per model family and route every channel through them",
-    )  # fmt: skip
+    )
     up.add_argument("--spaces-port", type=int, default=7860, help="first local Space's port")
     up.add_argument("--spaces-delay", type=float, default=0.0, help="seconds added per call")
     up.set_defaults(run=command_up)
@@ -558,23 +612,32 @@ def main(argv: list[str] | None = None) -> int:
     down.set_defaults(run=command_down)
     status = commands.add_parser("status", help="every supervised process and channel")
     status.set_defaults(run=command_status)
-    rtmp = commands.add_parser("rtmp-server", help="run the RTMP/HLS server (nginx) in the "
-                               "foreground, as supervisord and systemd do")  # fmt: skip
+    rtmp = commands.add_parser(
+        "rtmp-server",
+        help="run the RTMP/HLS server (nginx) in the foreground, as supervisord and systemd do",
+    )
     rtmp.add_argument("root", nargs="?", help="a folder whose nginx.conf webtv up wrote")
     rtmp.set_defaults(run=command_rtmp_server)
     viewer = commands.add_parser(
-        "viewer-service", help="serve what the viewer's nginx proxies (stage previews, shot "
+        "viewer-service",
+        help="serve what the viewer's nginx proxies (stage previews, shot "
         "requests, guide, XMLTV, dump button), as supervisord and systemd run it",
-    )  # fmt: skip
-    viewer.add_argument("--socket", help="Unix socket (default: viewer-service.sock in the data "
-                        "dir's public folder)")  # fmt: skip
+    )
+    viewer.add_argument(
+        "--socket",
+        help="Unix socket (default: viewer-service.sock in the data dir's public folder)",
+    )
     viewer.set_defaults(run=command_viewer_service)
-    chat = commands.add_parser("chat-bot", help="run a channel's chat bot (`!add <idea>` in its "
-                               "Twitch chat), as supervisord and systemd run it")  # fmt: skip
+    chat = commands.add_parser(
+        "chat-bot",
+        help="run a channel's chat bot (`!add <idea>` in its "
+        "Twitch chat), as supervisord and systemd run it",
+    )
     chat.add_argument("channel", help="channel slug")
     chat.set_defaults(run=command_chat_bot)
-    when = commands.add_parser("when-serving", help="(internal) run a command once a socket "
-                               "accepts connections")  # fmt: skip
+    when = commands.add_parser(
+        "when-serving", help="(internal) run a command once a socket accepts connections"
+    )
     when.add_argument("socket")
     when.add_argument("command", nargs=argparse.REMAINDER)
     when.set_defaults(run=command_when_serving)
@@ -601,8 +664,11 @@ def main(argv: list[str] | None = None) -> int:
     units = commands.add_parser("systemd-units", help="write systemd units for this host")
     units.add_argument("output", help="folder to write the units to")
     units.add_argument("--user", default="webtv", help="the account the services run as")
-    units.add_argument("--env-file", default="/etc/webtv/webtv.env",
-                       help="settings and secrets of the services (mode 0600)")  # fmt: skip
+    units.add_argument(
+        "--env-file",
+        default="/etc/webtv/webtv.env",
+        help="settings and secrets of the services (mode 0600)",
+    )
     units.add_argument("--ui-port", type=int, default=3000)
     units.add_argument("--code-server-port", type=int, default=4266)
     units.set_defaults(run=command_systemd_units)

@@ -211,9 +211,14 @@ def quality_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
         f"{name}: {text}" for name, text in CHECK_DESCRIPTIONS.items()
     )
     return [
-        dg.AssetCheckSpec(QUALITY_CHECK, asset=asset, blocking=True,
-                          partitions_def=clip_partitions, description=description)
-    ]  # fmt: skip
+        dg.AssetCheckSpec(
+            QUALITY_CHECK,
+            asset=asset,
+            blocking=True,
+            partitions_def=clip_partitions,
+            description=description,
+        )
+    ]
 
 
 def quality_evaluation(

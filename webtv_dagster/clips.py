@@ -15,9 +15,7 @@ from webtv_dagster.channels import Channel
 
 # Six digits, or more without a leading zero: one channel of 8 s clips passes clip 999,999
 # after three months.
-CLIP_KEY_PATTERN = re.compile(
-    r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6}|[1-9]\d{6,})$"
-)
+CLIP_KEY_PATTERN = re.compile(r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6}|[1-9]\d{6,})$")
 
 # Object names of one clip, in pipeline order.
 PROMPT = "prompt.json"

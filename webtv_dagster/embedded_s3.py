@@ -32,10 +32,16 @@ from webtv_dagster.secrets import write_private
 
 # Offsets from the S3 port for the other services weed mini runs.
 PORT_OFFSETS = {
-    "master.port": 1, "master.port.grpc": 2, "volume.port": 3, "volume.port.grpc": 4,
-    "filer.port": 5, "filer.port.grpc": 6, "s3.port.grpc": 7, "admin.port": 8,
+    "master.port": 1,
+    "master.port.grpc": 2,
+    "volume.port": 3,
+    "volume.port.grpc": 4,
+    "filer.port": 5,
+    "filer.port.grpc": 6,
+    "s3.port.grpc": 7,
+    "admin.port": 8,
     "admin.port.grpc": 9,
-}  # fmt: skip
+}
 
 
 def weed_binary() -> str:
@@ -79,12 +85,19 @@ def _certificate(name: str, key, issuer: str, issuer_key, authority: bool):
     )
     if authority:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                          content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, encipher_only=False,
-                          decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
-        )  # fmt: skip
+        )
     else:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
@@ -115,24 +128,33 @@ def write_weed_security(data_dir: Path) -> Path:
     tls = folder / "tls"
     tls.mkdir(mode=0o700, parents=True, exist_ok=True)
     authority_key = ec.generate_private_key(ec.SECP256R1())
-    authority = _certificate(f"{COMMON_NAME}-ca", authority_key, f"{COMMON_NAME}-ca",
-                             authority_key, authority=True)  # fmt: skip
+    authority = _certificate(
+        f"{COMMON_NAME}-ca", authority_key, f"{COMMON_NAME}-ca", authority_key, authority=True
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _certificate(COMMON_NAME, key, f"{COMMON_NAME}-ca", authority_key, False)
     pem = serialization.Encoding.PEM
     write_private(tls / "ca.crt", authority.public_bytes(pem))
     write_private(tls / "weed.crt", certificate.public_bytes(pem))
-    write_private(tls / "weed.key", key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))  # fmt: skip
+    write_private(
+        tls / "weed.key",
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     lines = []
-    for section in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing",
-                    "jwt.filer_signing.read"):  # fmt: skip
+    for section in (
+        "jwt.signing",
+        "jwt.signing.read",
+        "jwt.filer_signing",
+        "jwt.filer_signing.read",
+    ):
         lines += [f"[{section}]", f'key = "{secrets.token_hex(32)}"', ""]
     lines += ["[grpc]", f'ca = "{tls / "ca.crt"}"', ""]
     for component in (*GRPC_COMPONENTS, "client"):
-        lines += [f"[grpc.{component}]", f'cert = "{tls / "weed.crt"}"',
-                  f'key = "{tls / "weed.key"}"']  # fmt: skip
+        lines += [
+            f"[grpc.{component}]",
+            f'cert = "{tls / "weed.crt"}"',
+            f'key = "{tls / "weed.key"}"',
+        ]
         if component != "client":
             lines.append(f'allowed_commonNames = "{COMMON_NAME}"')
         lines.append("")
@@ -146,12 +168,22 @@ def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:
     ports = {name: s3_port + offset for name, offset in PORT_OFFSETS.items()}
     config = write_weed_security(data_dir)
     return [
-        weed_binary(), f"-config_dir={config}", "mini", f"-dir={data_dir}", "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1", f"-bucket={bucket}", f"-s3.port={s3_port}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-        "-disableHttp", "-master.telemetry=false",
+        weed_binary(),
+        f"-config_dir={config}",
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}",
+        f"-s3.port={s3_port}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-disableHttp",
+        "-master.telemetry=false",
         *(f"-{name}={port}" for name, port in ports.items()),
-    ]  # fmt: skip
+    ]
 
 
 @dataclass

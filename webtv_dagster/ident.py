@@ -39,9 +39,14 @@ def ident_fingerprint(channel: Channel) -> str:
     """Short digest of what the channel's ident is made from (title, theme, mood, seed, frames):
     it changes exactly when the ident must be made again."""
     made_from = "\n".join(
-        [channel.title, channel.theme, str(channel.music_mood), str(channel.seed),
-         str(IDENT_FRAMES)]
-    )  # fmt: skip
+        [
+            channel.title,
+            channel.theme,
+            str(channel.music_mood),
+            str(channel.seed),
+            str(IDENT_FRAMES),
+        ]
+    )
     return hashlib.sha256(made_from.encode()).hexdigest()[:12]
 
 
@@ -72,7 +77,7 @@ def write_title(video: Path, title: str, output: Path) -> None:
     run_ffmpeg(
         ["-i", str(video), "-vf", f"ass='{script}'", *INTERMEDIATE_X264, str(output)],
         f"writing {title!r} on the ident",
-    )  # fmt: skip
+    )
 
 
 def make_ident(channel: Channel, output: Path) -> Path:
@@ -89,8 +94,12 @@ def make_ident(channel: Channel, output: Path) -> Path:
             folder / "u.mp4", InterpolationRequest(frames=frames), folder / "i.mp4"
         )
         write_title(folder / "i.mp4", channel.title, folder / "titled.mp4")
-        music = MusicRequest(prompt=prompt, mood=channel.music_mood, seed=channel.seed,
-                             seconds=frames / BROADCAST_PROFILE.fps)  # fmt: skip
+        music = MusicRequest(
+            prompt=prompt,
+            mood=channel.music_mood,
+            seed=channel.seed,
+            seconds=frames / BROADCAST_PROFILE.fps,
+        )
         ProceduralMusicGenerator().compose(music, folder / "m.flac")
         partial = output.with_suffix(".part.mp4")
         normalize_clip(folder / "titled.mp4", folder / "m.flac", frames, partial, BROADCAST_PROFILE)

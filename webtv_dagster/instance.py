@@ -17,8 +17,13 @@ import yaml
 
 # Package data, so an installed wheel has it too (the project root's dagster.yaml links here).
 PROJECT_INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
-POSTGRES_VARIABLES = ["DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME",
-                      "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"]  # fmt: skip
+POSTGRES_VARIABLES = [
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+]
 
 
 def postgres_configured(environ: dict[str, str] | None = None) -> bool:

@@ -174,8 +174,9 @@ class ClipProduction:
         if record.from_batch_of:
             extra["from_batch_of"] = record.from_batch_of
         if record.request_id:
-            extra.update(request_id=record.request_id, idea=record.idea,
-                         requested_by=record.requested_by)  # fmt: skip
+            extra.update(
+                request_id=record.request_id, idea=record.idea, requested_by=record.requested_by
+            )
         return StageReport(
             clip_id=clip.key,
             uri=stored.uri,

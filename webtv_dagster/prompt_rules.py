@@ -86,11 +86,33 @@ LIGHTING_PATTERN = re.compile(
 )
 # Words that video models tend to render as written text or as the named object.
 TEXT_TRIGGER_TERMS = (
-    "imax", "4k", "8k", "canon", "nikon", "sony", "panasonic", "fujifilm", "arri", "red epic",
-    "blackmagic", "gopro", "dji", "phantom", "hasselblad", "leica", "drone footage",
-    "trending on artstation", "artstation", "unreal engine", "watermark", "logo", "caption",
-    "subtitle", "signature", "text",
-)  # fmt: skip
+    "imax",
+    "4k",
+    "8k",
+    "canon",
+    "nikon",
+    "sony",
+    "panasonic",
+    "fujifilm",
+    "arri",
+    "red epic",
+    "blackmagic",
+    "gopro",
+    "dji",
+    "phantom",
+    "hasselblad",
+    "leica",
+    "drone footage",
+    "trending on artstation",
+    "artstation",
+    "unreal engine",
+    "watermark",
+    "logo",
+    "caption",
+    "subtitle",
+    "signature",
+    "text",
+)
 
 MAX_PROMPT_WORDS = 75  # CLIP-based text encoders stop reading at 77 tokens.
 
@@ -141,9 +163,13 @@ def fixed_word_problems(channel: Channel) -> list[str]:
     prompt that uses it), style and recurring details that leave too few words for the shot,
     and, with the offline writer, vocabulary whose longest combination runs over the limit."""
     problems = []
-    fields = {"style": [channel.style], "recurring_details": channel.recurring_details,
-              "subjects": channel.subjects or [channel.theme], "actions": channel.actions,
-              "settings": channel.settings}  # fmt: skip
+    fields = {
+        "style": [channel.style],
+        "recurring_details": channel.recurring_details,
+        "subjects": channel.subjects or [channel.theme],
+        "actions": channel.actions,
+        "settings": channel.settings,
+    }
     for field, texts in fields.items():
         if field == "subjects" and not channel.subjects:
             field = "theme"  # the subject of every offline prompt then
@@ -163,11 +189,16 @@ def fixed_word_problems(channel: Channel) -> list[str]:
         )
     elif channel.backends.prompt_writer == "rule-based":
         longest = (
-            fixed + _longest(channel.subjects or [channel.theme])
-            + _longest(channel.actions or DEFAULT_ACTIONS) + 1
-            + _longest(channel.settings or DEFAULT_SETTINGS) + _longest(SUBJECT_MOTIONS)
-            + _longest(CAMERA_MOVES) + _longest(LIGHTING) + _longest(LOOKS, 2)
-        )  # fmt: skip
+            fixed
+            + _longest(channel.subjects or [channel.theme])
+            + _longest(channel.actions or DEFAULT_ACTIONS)
+            + 1
+            + _longest(channel.settings or DEFAULT_SETTINGS)
+            + _longest(SUBJECT_MOTIONS)
+            + _longest(CAMERA_MOVES)
+            + _longest(LIGHTING)
+            + _longest(LOOKS, 2)
+        )
         if longest > MAX_PROMPT_WORDS:
             problems.append(
                 f"fields 'subjects', 'actions', 'settings': the offline writer's longest prompt "

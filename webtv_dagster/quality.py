@@ -160,8 +160,10 @@ def inspect_broadcast_clip(
     try:
         info = probe(path, keyframes=True)
     except MediaToolError as error:
-        failed = [QualityCheck(name=name, passed=False, reason=f"unreadable: {error}")
-                  for name in CHECK_NAMES]  # fmt: skip
+        failed = [
+            QualityCheck(name=name, passed=False, reason=f"unreadable: {error}")
+            for name in CHECK_NAMES
+        ]
         return QualityReport(clip_id=clip_id, passed=False, checks=failed)
     duration = info.video.duration if info.video else info.duration
     try:

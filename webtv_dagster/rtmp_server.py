@@ -45,9 +45,7 @@ def _reachable_by_others(path: Path) -> bool:
     """Whether a user who owns nothing on the way can reach `path`: every existing folder on
     the way lets others through."""
     path = path.resolve()
-    return all(
-        folder.stat().st_mode & 0o001 for folder in [path, *path.parents] if folder.is_dir()
-    )
+    return all(folder.stat().st_mode & 0o001 for folder in [path, *path.parents] if folder.is_dir())
 
 
 class RtmpServerError(RuntimeError):

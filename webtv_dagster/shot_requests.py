@@ -160,8 +160,9 @@ class RequestQueue:
         now = time.time() if now is None else now
         policy = channel.requests
         if not policy.enabled:
-            return Submission(accepted=False, status="closed",
-                              message=f"{channel.title} does not take requests")  # fmt: skip
+            return Submission(
+                accepted=False, status="closed", message=f"{channel.title} does not take requests"
+            )
         idea = clean_text(idea, MAX_IDEA_CHARACTERS + 1)
         requester = clean_text(requester, MAX_NAME_CHARACTERS) or ANONYMOUS
         client = self.client_key(client)
@@ -182,10 +183,17 @@ class RequestQueue:
                 status, reason, decided_by = "refused", verdict.reason, verdict.decided_by
                 break
         request = ShotRequest(
-            id=secrets.token_hex(6), channel=channel.slug, source=source, requester=requester,
-            idea=idea, status=status, reason=reason, decided_by=decided_by, received_at=now,
+            id=secrets.token_hex(6),
+            channel=channel.slug,
+            source=source,
+            requester=requester,
+            idea=idea,
+            status=status,
+            reason=reason,
+            decided_by=decided_by,
+            received_at=now,
             decided_at=now if decided_by else None,
-        )  # fmt: skip
+        )
         with self._connection(immediate=True) as db:
             # Checked again in the write transaction: others may have queued meanwhile.
             refusal = self._flood_refusal(channel, client, now, db)
@@ -194,9 +202,20 @@ class RequestQueue:
             db.execute(
                 "INSERT INTO requests (id, channel, source, client, requester, idea, status, "
                 "reason, decided_by, received_at, decided_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (request.id, request.channel, source, client, requester, idea, status, reason,
-                 decided_by, now, request.decided_at),
-            )  # fmt: skip
+                (
+                    request.id,
+                    request.channel,
+                    source,
+                    client,
+                    requester,
+                    idea,
+                    status,
+                    reason,
+                    decided_by,
+                    now,
+                    request.decided_at,
+                ),
+            )
         return Submission(
             accepted=status != "refused",
             status=status,
@@ -227,15 +246,17 @@ class RequestQueue:
         if recent[0] >= policy.per_client:
             wait = recent[1] + policy.per_client_seconds - now
             return Submission(
-                accepted=False, status="rate_limited",
+                accepted=False,
+                status="rate_limited",
                 message=f"You have sent {recent[0]} ideas lately; try again in "
                 f"{max(1, round(wait))} s.",
-            )  # fmt: skip
+            )
         if waiting >= policy.max_queue:
             return Submission(
-                accepted=False, status="queue_full",
+                accepted=False,
+                status="queue_full",
                 message=f"The queue is full ({waiting} ideas waiting); try again later.",
-            )  # fmt: skip
+            )
         return None
 
     def decide(
@@ -250,8 +271,10 @@ class RequestQueue:
                 raise KeyError(f"no shot request {request_id!r}")
             allowed = {"pending"} if approve else {"pending", "approved"}
             if request.status not in allowed:
-                raise ValueError(f"request {request_id} is {request.status}; it cannot be "
-                                 + ("approved" if approve else "refused"))  # fmt: skip
+                raise ValueError(
+                    f"request {request_id} is {request.status}; it cannot be "
+                    + ("approved" if approve else "refused")
+                )
             status = "approved" if approve else "refused"
             db.execute(
                 "UPDATE requests SET status = ?, reason = ?, decided_by = ?, decided_at = ? "
@@ -337,8 +360,10 @@ class RequestQueue:
 
     def mark_announced(self, request_id: str, now: float | None = None) -> None:
         with self._connection(immediate=True) as db:
-            db.execute("UPDATE requests SET announced_at = ? WHERE id = ?",
-                       (time.time() if now is None else now, request_id))  # fmt: skip
+            db.execute(
+                "UPDATE requests SET announced_at = ? WHERE id = ?",
+                (time.time() if now is None else now, request_id),
+            )
 
     def prune(self, now: float | None = None) -> int:
         """Forgets decided requests older than HISTORY_SECONDS, and each channel's oldest beyond

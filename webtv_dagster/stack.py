@@ -69,28 +69,61 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
     return [
         Program(
             "dagster-code-server",
-            [str(bin_dir / "dagster"), "code-server", "start", "-m", "webtv_dagster.definitions",
-             "--location-name", "webtv", "-s", str(code_socket)],
+            [
+                str(bin_dir / "dagster"),
+                "code-server",
+                "start",
+                "-m",
+                "webtv_dagster.definitions",
+                "--location-name",
+                "webtv",
+                "-s",
+                str(code_socket),
+            ],
             # Runs in flight are its children: by the time it stops, `stop_stack` has let
             # them finish or canceled them, and what is left goes with it.
-            priority=30, directory=home, environment=environment, stop_wait_seconds=3,
+            priority=30,
+            directory=home,
+            environment=environment,
+            stop_wait_seconds=3,
         ),
         # Both wait for the code server's socket: a daemon up before it would fail the queued
         # runs it tries to launch.
         Program(
             "dagster-webserver",
-            webtv_command("when-serving", str(code_socket), "--",
-                          str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host,
-                          "-p", str(port)),
-            priority=50, directory=home, environment=environment,
+            webtv_command(
+                "when-serving",
+                str(code_socket),
+                "--",
+                str(bin_dir / "dagster-webserver"),
+                "-w",
+                workspace,
+                "-h",
+                host,
+                "-p",
+                str(port),
+            ),
+            priority=50,
+            directory=home,
+            environment=environment,
         ),
         Program(
             "dagster-daemon",
-            webtv_command("when-serving", str(code_socket), "--",
-                          str(bin_dir / "dagster-daemon"), "run", "-w", workspace),
-            priority=60, directory=home, environment=environment, stop_wait_seconds=30,
+            webtv_command(
+                "when-serving",
+                str(code_socket),
+                "--",
+                str(bin_dir / "dagster-daemon"),
+                "run",
+                "-w",
+                workspace,
+            ),
+            priority=60,
+            directory=home,
+            environment=environment,
+            stop_wait_seconds=30,
         ),
-    ]  # fmt: skip
+    ]
 
 
 def media_programs(
@@ -109,8 +142,12 @@ def media_programs(
         )
     nginx_command(rtmp_root)  # nginx and its RTMP module are there, or say so now
     programs.append(
-        Program("rtmp", webtv_command("rtmp-server", str(rtmp_root)), priority=20,
-                log=rtmp_root / "nginx.out")  # fmt: skip
+        Program(
+            "rtmp",
+            webtv_command("rtmp-server", str(rtmp_root)),
+            priority=20,
+            log=rtmp_root / "nginx.out",
+        )
     )
     socket_path = viewer_service_socket(data_dir)
     service = webtv_command("viewer-service", "--socket", str(socket_path))
@@ -118,13 +155,22 @@ def media_programs(
     for slug in slugs:
         programs.append(
             Program(
-                f"{PLAYOUT_GROUP}:{slug}", webtv_command("playout", slug), priority=40,
-                stop_wait_seconds=5, log=PlayoutFolder.of(data_dir, slug).playout_log,
-            )  # fmt: skip
+                f"{PLAYOUT_GROUP}:{slug}",
+                webtv_command("playout", slug),
+                priority=40,
+                stop_wait_seconds=5,
+                log=PlayoutFolder.of(data_dir, slug).playout_log,
+            )
         )
     for slug in chat_slugs:
-        programs.append(Program(f"{CHAT_GROUP}:{slug}", webtv_command("chat-bot", slug),
-                                priority=50, stop_wait_seconds=5))  # fmt: skip
+        programs.append(
+            Program(
+                f"{CHAT_GROUP}:{slug}",
+                webtv_command("chat-bot", slug),
+                priority=50,
+                stop_wait_seconds=5,
+            )
+        )
     return programs
 
 
@@ -136,14 +182,26 @@ def supervisord_conf(folder: Path, programs: list[Program]) -> str:
     logs = folder / "logs"
     lines = [
         "; Written by webtv up: the processes of the embedded stack.",
-        "[unix_http_server]", f"file={folder / 'supervisor.sock'}", "chmod=0700", "",
-        "[supervisord]", "nodaemon=true", "silent=true", f"logfile={folder / 'supervisord.log'}",
-        f"logfile_maxbytes={LOG_BYTES}", "logfile_backups=3",
-        f"pidfile={folder / 'supervisord.pid'}", f"childlogdir={logs}", "",
+        "[unix_http_server]",
+        f"file={folder / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        "nodaemon=true",
+        "silent=true",
+        f"logfile={folder / 'supervisord.log'}",
+        f"logfile_maxbytes={LOG_BYTES}",
+        "logfile_backups=3",
+        f"pidfile={folder / 'supervisord.pid'}",
+        f"childlogdir={logs}",
+        "",
         "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl=unix://{folder / 'supervisor.sock'}", "",
-    ]  # fmt: skip
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{folder / 'supervisor.sock'}",
+        "",
+    ]
     groups: dict[str, list[str]] = {}
     for program in programs:
         group, _, name = program.name.rpartition(":")
@@ -154,14 +212,19 @@ def supervisord_conf(folder: Path, programs: list[Program]) -> str:
             f"[program:{name}]",
             f"command={shlex.join(program.command).replace('%', '%%')}",
             f"priority={program.priority}",
-            "autostart=true", "autorestart=true", "startsecs=1",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
             f"startretries={START_RETRIES}",
             f"stopwaitsecs={program.stop_wait_seconds}",
             # Children (FFmpeg under a playout, nginx workers) go with their program.
-            "stopasgroup=true", "killasgroup=true",
-            "redirect_stderr=true", f"stdout_logfile={log}",
-            f"stdout_logfile_maxbytes={LOG_BYTES}", "stdout_logfile_backups=3",
-        ]  # fmt: skip
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={log}",
+            f"stdout_logfile_maxbytes={LOG_BYTES}",
+            "stdout_logfile_backups=3",
+        ]
         if program.directory is not None:
             lines.append(f"directory={program.directory}")
         if program.environment:

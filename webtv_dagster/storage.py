@@ -162,9 +162,12 @@ class MediaStore:
     def upload_file(self, path: Path, key: str, content_type: str) -> StoredObject:
         with self._s3_call("uploading", key):
             self._client.upload_file(
-                str(path), self.bucket, key, ExtraArgs={"ContentType": content_type},
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
                 Config=MULTIPART,
-            )  # fmt: skip
+            )
         return StoredObject(
             key=key, uri=self.uri(key), size_bytes=path.stat().st_size, sha256=file_sha256(path)
         )

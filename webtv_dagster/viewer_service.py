@@ -62,8 +62,10 @@ MAX_BODY_BYTES = 4_096
 GUIDE_SECONDS = 2.0  # a channel's guide is worked out at most this often
 GUIDE_CLIPS = 20
 GUIDE_REQUESTS = 20
-_API = re.compile(r"^/api/(?P<slug>[a-z0-9-]{1,40})/(?P<what>requests|guide\.json|dump)"
-                  r"(?:/(?P<id>[0-9a-f]{12}))?$")  # fmt: skip
+_API = re.compile(
+    r"^/api/(?P<slug>[a-z0-9-]{1,40})/(?P<what>requests|guide\.json|dump)"
+    r"(?:/(?P<id>[0-9a-f]{12}))?$"
+)
 _XMLTV = re.compile(r"^/xmltv/(?P<slug>[a-z0-9-]{1,40})\.xml$")
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,14 @@ def request_view(request: ShotRequest, expected_at: float | None = None) -> dict
         "refused": f"not this one: {request.reason}",
     }
     return {
-        "id": request.id, "idea": request.idea, "requested_by": request.requester,
-        "status": request.status, "message": messages[request.status],
-        "clip_id": request.clip_id, "expected_at": expected_at,
-    }  # fmt: skip
+        "id": request.id,
+        "idea": request.idea,
+        "requested_by": request.requester,
+        "status": request.status,
+        "message": messages[request.status],
+        "clip_id": request.clip_id,
+        "expected_at": expected_at,
+    }
 
 
 @dataclass
@@ -135,12 +141,16 @@ class ViewerSite:
             return cached[1]
         state, playlist = read_state(self.data_dir, channel.slug), self.playlist(channel.slug)
         plan = planned_air(state, playlist, now)
-        credits = {e.clip_id: e.requested_by for e in playlist.entries if e.requested_by} if (
-            playlist) else {}  # fmt: skip
+        credits = (
+            {e.clip_id: e.requested_by for e in playlist.entries if e.requested_by}
+            if (playlist)
+            else {}
+        )
         requests: list[dict[str, Any]] = []
         if channel.requests.enabled:
-            requests = self._queued_requests(channel, plan, state.aired_through if state else 0,
-                                             now)  # fmt: skip
+            requests = self._queued_requests(
+                channel, plan, state.aired_through if state else 0, now
+            )
         guide = {
             "channel": channel.slug,
             "title": channel.title,
@@ -155,9 +165,10 @@ class ViewerSite:
     def _queued_requests(self, channel: Channel, plan, aired_through: int, now: float):
         starts = {clip.clip_id: clip.starts_at for clip in plan}
         made = [
-            r for r in self.queue.listed(channel.slug, ["scheduled"], GUIDE_REQUESTS, newest=True)
+            r
+            for r in self.queue.listed(channel.slug, ["scheduled"], GUIDE_REQUESTS, newest=True)
             if r.clip_id and ClipId.parse(r.clip_id).number > aired_through
-        ][::-1]  # fmt: skip
+        ][::-1]
         numbers = [ClipId.parse(clip.clip_id).number for clip in plan if clip.clip_id != "ident"]
         last = max([aired_through, *numbers, *(ClipId.parse(r.clip_id).number for r in made)])
         plan_end = plan[-1].stops_at if plan else now
@@ -176,8 +187,9 @@ class ViewerSite:
         return views[:GUIDE_REQUESTS]
 
     def xmltv(self, channel: Channel) -> bytes:
-        return channel_xmltv(channel, read_state(self.data_dir, channel.slug),
-                             self.playlist(channel.slug))  # fmt: skip
+        return channel_xmltv(
+            channel, read_state(self.data_dir, channel.slug), self.playlist(channel.slug)
+        )
 
     def dump(self, channel: Channel, token: str, body: dict[str, Any]) -> dict[str, Any]:
         """Takes a clip off air at once, for an operator with the operator token."""
@@ -192,8 +204,11 @@ class ViewerSite:
         if clip.channel != channel.slug:
             raise BadRequest(400, f"{clip.key} is not a clip of {channel.slug}")
         reason = clean_text(str(body.get("reason") or ""), 300)
-        takedown = take_down(store=self.store, clip=clip,
-                             reason=f"dumped from the viewer: {reason or 'no reason given'}")
+        takedown = take_down(
+            store=self.store,
+            clip=clip,
+            reason=f"dumped from the viewer: {reason or 'no reason given'}",
+        )
         log.warning("%s: taken off air from the viewer (%s)", clip.key, takedown.reason)
         return {"taken_down": clip.key, "reason": takedown.reason}
 
@@ -247,10 +262,17 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
             if not isinstance(idea, str) or not isinstance(name, str):
                 raise BadRequest(400, 'send JSON {"idea": "...", "name": "..."}')
             client = self.headers.get("X-Real-IP") or "local"
-            answer = site.queue.submit(channel, idea, name, "web", f"web:{client}",
-                                       site.moderators(channel))  # fmt: skip
-            status = {"approved": 202, "pending": 202, "refused": 422, "closed": 403,
-                      "rate_limited": 429, "queue_full": 429}[answer.status]  # fmt: skip
+            answer = site.queue.submit(
+                channel, idea, name, "web", f"web:{client}", site.moderators(channel)
+            )
+            status = {
+                "approved": 202,
+                "pending": 202,
+                "refused": 422,
+                "closed": 403,
+                "rate_limited": 429,
+                "queue_full": 429,
+            }[answer.status]
             if answer.request_id:
                 log.info("%s: request %s %s", channel.slug, answer.request_id, answer.status)
             self._json(status, answer.model_dump())

@@ -89,15 +89,26 @@ def channel_xmltv(
 ) -> bytes:
     """The channel's guide as an XMLTV document (UTF-8, with the DOCTYPE of xmltv.dtd)."""
     now = time.time() if now is None else now
-    tv = ET.Element("tv", {"generator-info-name": "webtv-dagster",
-                           "source-info-name": xml_text(channel.title, MAX_TITLE)})  # fmt: skip
+    tv = ET.Element(
+        "tv",
+        {
+            "generator-info-name": "webtv-dagster",
+            "source-info-name": xml_text(channel.title, MAX_TITLE),
+        },
+    )
     element = ET.SubElement(tv, "channel", {"id": channel_id(channel)})
     ET.SubElement(element, "display-name", {"lang": "en"}).text = xml_text(channel.title, 200)
     plan = planned_air(state, playlist, now)
     for clip, (start, stop) in zip(plan, guide_times(plan), strict=True):
-        programme = ET.SubElement(tv, "programme", {
-            "start": start, "stop": stop, "channel": channel_id(channel),
-        })  # fmt: skip
+        programme = ET.SubElement(
+            tv,
+            "programme",
+            {
+                "start": start,
+                "stop": stop,
+                "channel": channel_id(channel),
+            },
+        )
         ET.SubElement(programme, "title", {"lang": "en"}).text = programme_title(clip, channel)
         desc = xml_text(clip.prompt, MAX_DESC)
         requester = xml_text(clip.requested_by or "", MAX_NAME)
@@ -114,5 +125,6 @@ def channel_xmltv(
         episode.text = xml_text(clip.clip_id, MAX_TITLE)
     ET.indent(tv)
     body = ET.tostring(tv, encoding="unicode")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE tv SYSTEM "xmltv.dtd">\n'
-            + body + "\n").encode("utf-8")  # fmt: skip
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE tv SYSTEM "xmltv.dtd">\n' + body + "\n"
+    ).encode("utf-8")

@@ -46,11 +46,30 @@ class AirMonitor:
             # line arrive as its packet does. Probing is off: FFmpeg's default 2.5 s of it on
             # each reconnect is the subscriber's own start-up, not time off air.
             self._process = subprocess.Popen(
-                ["ffmpeg", "-loglevel", "quiet", "-analyzeduration", "0", "-probesize", "32",
-                 "-i", self.url, "-map", "0", "-c", "copy",
-                 "-copyts", "-flush_packets", "1", "-f", "framecrc", "-"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    "ffmpeg",
+                    "-loglevel",
+                    "quiet",
+                    "-analyzeduration",
+                    "0",
+                    "-probesize",
+                    "32",
+                    "-i",
+                    self.url,
+                    "-map",
+                    "0",
+                    "-c",
+                    "copy",
+                    "-copyts",
+                    "-flush_packets",
+                    "1",
+                    "-f",
+                    "framecrc",
+                    "-",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
             for raw in self._process.stdout:
                 fields = raw.decode().split(",")
                 if raw.startswith(b"#") or len(fields) < 3:

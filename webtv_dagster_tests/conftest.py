@@ -160,10 +160,36 @@ def broadcast_clips(tmp_path_factory) -> list[Path]:
     for index, colour in enumerate(CLIP_COLOURS):
         video, music = folder / f"v{index}.mp4", folder / f"m{index}.flac"
         picture = f"color=c={colour}:s=1024x576:r=24"
-        run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", "64", "-c:v", "libx264",
-                    "-preset", "ultrafast", str(video)], "test video")  # fmt: skip
-        run_ffmpeg(["-f", "lavfi", "-i", f"sine=f={440 + 110 * index}:r=48000", "-t", "2.6667",
-                    "-ac", "2", str(music)], "test tone")  # fmt: skip
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                picture,
+                "-frames:v",
+                "64",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                str(video),
+            ],
+            "test video",
+        )
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=f={440 + 110 * index}:r=48000",
+                "-t",
+                "2.6667",
+                "-ac",
+                "2",
+                str(music),
+            ],
+            "test tone",
+        )
         clip = folder / f"clip{index}.mp4"
         normalize_clip(video, music, 64, clip, BROADCAST_PROFILE)
         made.append(clip)
@@ -189,7 +215,7 @@ def upload_playlist(store, channel, clips_by_number: dict[int, Path]) -> None:
                 path=f"clips/{clip.key}/broadcast.mp4",
                 size_bytes=stored.size_bytes,
                 sha256=stored.sha256,
-            )  # fmt: skip
+            )
         )
     publish_playlist(store, Playlist(channel=channel.slug, title=channel.title, entries=entries))
 

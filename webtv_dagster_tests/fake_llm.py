@@ -15,10 +15,13 @@ def completion(content: str) -> dict:
         "created": 0,
         "model": "fake",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content},
-             "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
         ],
-    }  # fmt: skip
+    }
 
 
 class FakeLLM:

@@ -51,23 +51,51 @@ def running_postgres() -> Iterator[dict[str, str]]:
     if as_postgres:
         shutil.chown(root, "postgres")
     data = root / "data"
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "dagster",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "dagster",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port_block(1)
     server = subprocess.Popen(
-        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-         "-c", "listen_addresses=127.0.0.1", "-k", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            *as_postgres,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-k",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port, "PostgreSQL")
         connection = _connect_when_started(port)
         connection.autocommit = True
         connection.cursor().execute("CREATE DATABASE dagster")
         connection.close()
-        yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port),
-               "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "trusted-locally",
-               "DAGSTER_PG_DB": "dagster"}  # fmt: skip
+        yield {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(port),
+            "DAGSTER_PG_USERNAME": "dagster",
+            "DAGSTER_PG_PASSWORD": "trusted-locally",
+            "DAGSTER_PG_DB": "dagster",
+        }
     finally:
         stop_process(server)
         shutil.rmtree(root, ignore_errors=True)
@@ -81,10 +109,21 @@ def running_redis() -> Iterator[str]:
     port = free_port_block(1)
     folder = tempfile.mkdtemp(prefix="webtv-redis-")
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", folder],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         _wait_for_port(port, "Redis")
         yield f"redis://127.0.0.1:{port}/0"

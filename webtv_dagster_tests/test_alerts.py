@@ -43,10 +43,15 @@ def receiver():
 def test_a_failed_run_is_sent_to_the_webhook(receiver, caplog):
     url, received = receiver
     with dg.instance_for_test() as instance:
-        result = definitions_for_tests().resolve_job_def("add_clips_job").execute_in_process(
-            run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nosuch"}}}},
-            instance=instance, raise_on_error=False,
-        )  # fmt: skip
+        result = (
+            definitions_for_tests()
+            .resolve_job_def("add_clips_job")
+            .execute_in_process(
+                run_config={"ops": {"add_clip_partitions": {"config": {"channel": "nosuch"}}}},
+                instance=instance,
+                raise_on_error=False,
+            )
+        )
         assert not result.success
         run = instance.get_run_by_id(result.run_id)
         failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
@@ -108,10 +113,18 @@ def test_a_channel_off_air_is_alerted_once_after_a_tick_of_grace_and_again_when_
 
         def playout():
             with hold_playout_lock(tmp_path, "test-llamas"):
-                write_state(tmp_path, PlayoutState(
-                    channel="test-llamas", title="t", publisher_started_at=time.time(),
-                    updated_at=time.time(), unplayed_seconds=0, schedule=[], up_next=[],
-                ))  # fmt: skip
+                write_state(
+                    tmp_path,
+                    PlayoutState(
+                        channel="test-llamas",
+                        title="t",
+                        publisher_started_at=time.time(),
+                        updated_at=time.time(),
+                        unplayed_seconds=0,
+                        schedule=[],
+                        up_next=[],
+                    ),
+                )
                 held.set()
                 release.wait(30)
 

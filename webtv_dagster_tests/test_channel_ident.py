@@ -32,9 +32,11 @@ def test_the_asset_stores_the_ident_in_the_bucket_with_its_metadata(
     instance, seaweedfs, media_store, tmp_path
 ):
     result = dg.materialize(
-        [channel_ident], partition_key="test-llamas", instance=instance,
+        [channel_ident],
+        partition_key="test-llamas",
+        instance=instance,
         resources=clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS),
-    )  # fmt: skip
+    )
     assert result.success
     ident = media_store.download_file(ident_key("test-llamas"), tmp_path / "ident.mp4")
     info = probe(ident)
@@ -57,8 +59,9 @@ def test_the_sensor_requests_each_known_channel_once_per_what_its_ident_is_made_
     renamed = tmp_path / "channels.yaml"
     renamed.write_text(TEST_CHANNELS.read_text().replace("title: ", "title: New ", 1))
     studio = studio_for_tests(channels_file=renamed)
-    again = channel_ident_sensor(dg.build_sensor_context(instance=instance,
-                                                         resources={"studio": studio}))  # fmt: skip
+    again = channel_ident_sensor(
+        dg.build_sensor_context(instance=instance, resources={"studio": studio})
+    )
     changed = {r.partition_key for r in again} & {r.partition_key for r in requests}
     keys = {r.run_key for r in requests}
     assert [r.partition_key for r in again if r.run_key not in keys] == ["test-llamas"]
@@ -67,11 +70,17 @@ def test_the_sensor_requests_each_known_channel_once_per_what_its_ident_is_made_
 
 def test_the_playout_imports_no_generator():
     imported = subprocess.run(
-        [sys.executable, "-c", "import sys, webtv_dagster.playout.channel, "
-         "webtv_dagster.playout.supervisor; print(sorted(m for m in sys.modules "
-         "if m.startswith(('webtv_dagster.backends', 'torch', 'dagster'))))"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, webtv_dagster.playout.channel, "
+            "webtv_dagster.playout.supervisor; print(sorted(m for m in sys.modules "
+            "if m.startswith(('webtv_dagster.backends', 'torch', 'dagster'))))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert imported.strip() == "[]"
 
 
@@ -98,8 +107,13 @@ def test_the_library_keeps_its_ident_when_s3_is_away_and_fetches_a_new_one(
     library._refresh_ident()
     assert library.ident() == folder.ident and folder.ident.read_bytes() == made_ident.read_bytes()
     # S3 away: a playout started now airs the copy it kept.
-    away = MediaStore(bucket="media", endpoint_url="http://127.0.0.1:9", region="us-east-1",
-                      access_key_id="x", secret_access_key="y")  # fmt: skip
+    away = MediaStore(
+        bucket="media",
+        endpoint_url="http://127.0.0.1:9",
+        region="us-east-1",
+        access_key_id="x",
+        secret_access_key="y",
+    )
     offline = ClipLibrary(away, llama_channel.slug, folder, 2**20)
     offline._refresh_ident()
     assert offline.ident() == folder.ident
@@ -150,8 +164,11 @@ def test_a_channel_start_makes_a_missing_ident_once(seaweedfs, media_store, tmp_
     # As the command runs: the keys in its environment (the resources name them, EnvVar).
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    settings = settings_for_tests(s3_endpoint_url=seaweedfs.endpoint_url,
-                                  s3_bucket=media_store.bucket, data_dir=tmp_path / "data")
+    settings = settings_for_tests(
+        s3_endpoint_url=seaweedfs.endpoint_url,
+        s3_bucket=media_store.bucket,
+        data_dir=tmp_path / "data",
+    )
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()
     assert materialize_missing_ident(settings, "test-llamas")

@@ -116,10 +116,13 @@ def test_empty_file_is_refused(tmp_path):
     ],
 )
 def test_a_bad_schedule_is_named(tmp_path, schedule, message):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         channels:
           - {{slug: c, title: C, theme: t, style: s, schedule: {schedule}}}
-        """)  # fmt: skip
+        """,
+    )
     with pytest.raises(ChannelConfigError, match="channel 'c', field 'schedule") as error:
         load_channels(path)
     assert message in str(error.value)
@@ -132,7 +135,9 @@ def test_every_problem_is_named_at_once_through_the_cli(tmp_path):
     import sys
     from pathlib import Path
 
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         channels:
           - slug: llamas
             title: Llama Jobs
@@ -147,7 +152,9 @@ def test_every_problem_is_named_at_once_through_the_cli(tmp_path):
             theme: t
             style: %s
             retention: {keep_days: .inf, protect_recent: 99999999999}
-        """ % ("very " * 60 + "long style"))  # fmt: skip
+        """
+        % ("very " * 60 + "long style"),
+    )
     webtv = Path(sys.executable).with_name("webtv")
     checked = subprocess.run([str(webtv), "check", str(path)], capture_output=True, text=True)
     assert checked.returncode != 0 and "Traceback" not in checked.stderr
@@ -172,10 +179,13 @@ def test_every_problem_is_named_at_once_through_the_cli(tmp_path):
 
 def test_the_offline_writers_longest_prompt_must_fit(tmp_path):
     long_action = "very " * 50 + "slowly baking bread"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         channels:
           - {{slug: long, title: Long, theme: t, style: s, actions: ["{long_action}"]}}
-        """)  # fmt: skip
+        """,
+    )
     with pytest.raises(ChannelConfigError, match="the offline writer's longest prompt would have"):
         load_channels(path)
 
@@ -183,7 +193,9 @@ def test_the_offline_writers_longest_prompt_must_fit(tmp_path):
 def test_a_theme_that_would_be_every_subject_obeys_the_rules_and_a_bad_model_is_named_once(
     tmp_path,
 ):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         models:
           writer: {kind: openai, base_url: "http://127.0.0.1:1/v1", model: m, batch_size: 99}
         channels:
@@ -192,7 +204,8 @@ def test_a_theme_that_would_be_every_subject_obeys_the_rules_and_a_bad_model_is_
             theme: drone footage of sunny coastlines
             style: watercolour
             backends: {prompt_writer: writer}
-        """)  # fmt: skip
+        """,
+    )
     with pytest.raises(ChannelConfigError) as error:
         load_channels(path)
     report = str(error.value)
@@ -202,7 +215,9 @@ def test_a_theme_that_would_be_every_subject_obeys_the_rules_and_a_bad_model_is_
 
 
 def test_yaml_bombs_and_giant_files_are_refused_before_parsing(tmp_path):
-    bomb = write(tmp_path, """
+    bomb = write(
+        tmp_path,
+        """
         a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
         b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
         c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
@@ -211,7 +226,8 @@ def test_yaml_bombs_and_giant_files_are_refused_before_parsing(tmp_path):
         f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
         g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
         channels: [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
-        """)  # fmt: skip
+        """,
+    )
     with pytest.raises(ChannelConfigError, match=r"its aliases expand to \d{9} values"):
         load_channels(bomb)
     # Anchors and aliases within bounds are fine (yaml.safe_dump writes them for shared values).

@@ -54,8 +54,17 @@ class IrcServer:
         self.start()
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "miniircd", "--listen", "127.0.0.1", "--ports",
-                   str(self.port), "--password-file", str(self.password_file)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "miniircd",
+            "--listen",
+            "127.0.0.1",
+            "--ports",
+            str(self.port),
+            "--password-file",
+            str(self.password_file),
+        ]
         if os.geteuid() == 0:  # miniircd refuses root unless told
             command += ["--setuid", "root"]
         if self.tls:
@@ -190,10 +199,21 @@ def viewer(port: int, nick: str, tls: ssl.SSLContext | None = None) -> Iterator[
 
 def chat_channel(channel, port: int, tls: bool = False, announce_seconds: float = 30, **policy):
     """The test channel with requests on (auto approval) and its chat on the test server."""
-    chat = ChatBot(server="localhost" if tls else "127.0.0.1", port=port, tls=tls, channel=ROOM,
-                   nick=BOT, announce_seconds=announce_seconds)  # fmt: skip
-    settings = {"enabled": True, "approval": "auto", "blocked_words": ["broccoli"],
-                "chat": chat, **policy}  # fmt: skip
+    chat = ChatBot(
+        server="localhost" if tls else "127.0.0.1",
+        port=port,
+        tls=tls,
+        channel=ROOM,
+        nick=BOT,
+        announce_seconds=announce_seconds,
+    )
+    settings = {
+        "enabled": True,
+        "approval": "auto",
+        "blocked_words": ["broccoli"],
+        "chat": chat,
+        **policy,
+    }
     return channel.model_copy(update={"requests": channel.requests.model_copy(update=settings)})
 
 
@@ -206,8 +226,15 @@ def bot_running(
 
     def run() -> None:
         try:
-            run_chat_bot(channel, models or {}, data_dir, stop, {"WEBTV_TWITCH_TOKEN": token},
-                         pacing=pacing, tls_context=tls)  # fmt: skip
+            run_chat_bot(
+                channel,
+                models or {},
+                data_dir,
+                stop,
+                {"WEBTV_TWITCH_TOKEN": token},
+                pacing=pacing,
+                tls_context=tls,
+            )
         except BaseException as error:
             failures.append(error)
             raise
@@ -299,33 +326,48 @@ def write_air(data_dir: Path, channel, now: float, schedule: list, playlist: lis
         return {"clip_id": clip_id, "prompt": f"the shot of {clip_id}", "duration_seconds": seconds}
 
     state = PlayoutState(
-        channel=channel.slug, title=channel.title, publisher_started_at=now - 60,
-        updated_at=now, aired_through=ClipId.parse(schedule[-1][0]).number,
+        channel=channel.slug,
+        title=channel.title,
+        publisher_started_at=now - 60,
+        updated_at=now,
+        aired_through=ClipId.parse(schedule[-1][0]).number,
         unplayed_seconds=100,
-        schedule=[ScheduledClip(**entry(clip_id, seconds), starts_at=starts_at,
-                                stream_seconds=starts_at - now + 60)
-                  for clip_id, starts_at, seconds in schedule],
+        schedule=[
+            ScheduledClip(
+                **entry(clip_id, seconds), starts_at=starts_at, stream_seconds=starts_at - now + 60
+            )
+            for clip_id, starts_at, seconds in schedule
+        ],
         up_next=[],
-    )  # fmt: skip
+    )
     folder = PlayoutFolder.of(data_dir, channel.slug)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.state.write_text(state.model_dump_json())
     entries = [
-        PlaylistEntry(**entry(clip_id, seconds), seed=1, uri=f"s3://media/{clip_id}.mp4",
-                      path=f"clips/{clip_id}/broadcast.mp4")
+        PlaylistEntry(
+            **entry(clip_id, seconds),
+            seed=1,
+            uri=f"s3://media/{clip_id}.mp4",
+            path=f"clips/{clip_id}/broadcast.mp4",
+        )
         for clip_id, seconds in playlist
-    ]  # fmt: skip
+    ]
     folder.playlist.write_text(
         Playlist(channel=channel.slug, title=channel.title, entries=entries).model_dump_json()
     )
 
 
 def test_a_requested_clip_is_announced_once_before_it_airs(irc_server, llama_channel, tmp_path):
-    channel = chat_channel(llama_channel, irc_server.port, announce_seconds=30, share=1.0,
-                           per_client=10)  # fmt: skip
+    channel = chat_channel(
+        llama_channel, irc_server.port, announce_seconds=30, share=1.0, per_client=10
+    )
     queue = RequestQueue(queue_path(tmp_path))
-    ideas = {10: "the llama juggling oranges", 11: KITE, 12: "the llama knitting a scarf",
-             13: "the llama riding a tram"}  # fmt: skip
+    ideas = {
+        10: "the llama juggling oranges",
+        11: KITE,
+        12: "the llama knitting a scarf",
+        13: "the llama riding a tram",
+    }
     requests = {}
     for number, idea in ideas.items():
         answer = queue.submit(channel, idea, f"viewer{number}", "web", f"client{number}", [])
@@ -337,9 +379,13 @@ def test_a_requested_clip_is_announced_once_before_it_airs(irc_server, llama_cha
     now = time.time()
     # Clip 10 aired already; 11 is queued to the publisher and starts in 20 s; 12 follows it in
     # the playlist (in ~22.7 s); 13 after 12's minute: too far ahead to announce yet.
-    write_air(tmp_path, channel, now,
-              schedule=[(key[10], now - 30, 2.6667), (key[11], now + 20, 2.6667)],
-              playlist=[(key[11], 2.6667), (key[12], 60.0), (key[13], 2.6667)])  # fmt: skip
+    write_air(
+        tmp_path,
+        channel,
+        now,
+        schedule=[(key[10], now - 30, 2.6667), (key[11], now + 20, 2.6667)],
+        playlist=[(key[11], 2.6667), (key[12], 60.0), (key[13], 2.6667)],
+    )
 
     def announcements(ann: Viewer) -> list[str]:
         return [text for _, text in ann.said_by(BOT) if not text.startswith("@")]
@@ -350,8 +396,11 @@ def test_a_requested_clip_is_announced_once_before_it_airs(irc_server, llama_cha
             time.sleep(2)  # several looks at the air plan
         first, second = announcements(ann)
         assert re.fullmatch(rf"Up next in ~(1[5-9]|20) s: {KITE}, requested by viewer11", first)
-        assert re.fullmatch(r"Up next in ~(1[89]|2[0-3]) s: the llama knitting a scarf, "
-                            r"requested by viewer12", second)  # fmt: skip
+        assert re.fullmatch(
+            r"Up next in ~(1[89]|2[0-3]) s: the llama knitting a scarf, "
+            r"requested by viewer12",
+            second,
+        )
         # A restarted bot does not say it again.
         with bot_running(channel, tmp_path):
             ann.wait_for(lambda: len(ann.find(rf"^:{BOT}!\S+ JOIN")) == 2, "the bot's return")
@@ -438,8 +487,11 @@ def test_a_flood_of_commands_neither_drops_the_bot_nor_outpaces_it(
         ann.send(*(f"PRIVMSG {ROOM} :!add the llama flying kite number {n}" for n in range(200)))
         # Replies keep their pace: 20 wait at most (the oldest are dropped), so the 200 get
         # about 20 answers, not 200 that would take 100 s.
-        ann.wait_for(lambda: ann.answers() and time.monotonic() - ann.said_by(BOT)[-1][0] > 2,
-                     "the replies to end", timeout=60)  # fmt: skip
+        ann.wait_for(
+            lambda: ann.answers() and time.monotonic() - ann.said_by(BOT)[-1][0] > 2,
+            "the replies to end",
+            timeout=60,
+        )
         assert 20 <= len(ann.answers()) <= 30, len(ann.answers())
         times = [at for at, _ in ann.said_by(BOT)]
         gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
@@ -463,20 +515,26 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert, key_file = folder / "irc.crt", folder / "irc.key"
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))  # fmt: skip
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert, key_file
 
 
@@ -573,8 +631,10 @@ def test_sigterm_stops_a_bot_process_cleanly(irc_server, llama_channel, tmp_path
         process = subprocess.Popen(
             [sys.executable, "-c", BOT_PROCESS, str(channel_file), str(tmp_path)],
             env={"WEBTV_TWITCH_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             ann.wait_for(ann.bot_is_here, "the bot process", timeout=60)
             assert SECRET not in process_list()  # read from its environment, not its arguments
@@ -607,20 +667,32 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
 
     raw = yaml.safe_load(TEST_CHANNELS.read_text())
     raw["channels"][0]["requests"] = {
-        "enabled": True, "approval": "auto",
-        "chat": {"server": "127.0.0.1", "port": irc_server.port, "tls": False,
-                 "channel": ROOM, "nick": BOT, "reply_interval_seconds": 0.3},
-    }  # fmt: skip
+        "enabled": True,
+        "approval": "auto",
+        "chat": {
+            "server": "127.0.0.1",
+            "port": irc_server.port,
+            "tls": False,
+            "channel": ROOM,
+            "nick": BOT,
+            "reply_interval_seconds": 0.3,
+        },
+    }
     channels_file = tmp_path / "channels.yaml"
     channels_file.write_text(yaml.safe_dump(raw))
     data_dir = (tmp_path / "data").resolve()
     slug = llama_channel.slug
     programs = media_programs(data_dir, [], public_folder(data_dir), None, [slug])
     conf = write_supervisord_conf(data_dir, [p for p in programs if p.name.startswith(CHAT_GROUP)])
-    environment = {**os.environ, "WEBTV_TWITCH_TOKEN": TOKEN, "WEBTV_DATA_DIR": str(data_dir),
-                   "WEBTV_CHANNELS_FILE": str(channels_file)}  # fmt: skip
-    supervisord = subprocess.Popen([supervisord_binary(), "-c", str(conf)], env=environment,
-                                   start_new_session=True)  # fmt: skip
+    environment = {
+        **os.environ,
+        "WEBTV_TWITCH_TOKEN": TOKEN,
+        "WEBTV_DATA_DIR": str(data_dir),
+        "WEBTV_CHANNELS_FILE": str(channels_file),
+    }
+    supervisord = subprocess.Popen(
+        [supervisord_binary(), "-c", str(conf)], env=environment, start_new_session=True
+    )
     try:
         supervisor = wait_for(lambda: StackSupervisor.connect(data_dir), 30, "supervisord")
         program = f"{CHAT_GROUP}:{slug}"
@@ -629,10 +701,14 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
             assert "in the queue" in ann.ask(f"!add {KITE}")
             first = supervisor.process(program)["pid"]
             os.kill(first, signal.SIGKILL)
-            wait_for(lambda: supervisor.process(program)["pid"] not in (0, first), 20,
-                     "the bot started again")  # fmt: skip
-            ann.wait_for(lambda: len(ann.find(rf"^:{BOT}!\S+ JOIN")) >= 2, "the bot back",
-                         timeout=60)  # fmt: skip
+            wait_for(
+                lambda: supervisor.process(program)["pid"] not in (0, first),
+                20,
+                "the bot started again",
+            )
+            ann.wait_for(
+                lambda: len(ann.find(rf"^:{BOT}!\S+ JOIN")) >= 2, "the bot back", timeout=60
+            )
             assert "in the queue" in ann.ask("!add a llama rowing a tiny boat")
         assert len(approved(data_dir, slug)) == 2
         assert SECRET not in conf.read_text()

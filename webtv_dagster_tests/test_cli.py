@@ -26,7 +26,8 @@ def test_settings_come_from_the_environment(monkeypatch):
     settings = Settings.from_env()
     assert (settings.s3_bucket, settings.clips_per_run, settings.embedded_s3) == ("tv", 3, False)
     assert settings.mirror_variable_value("test-llamas") == (
-        "WEBTV_MIRRORS_TEST_LLAMAS", "rtmp://live.example/app/key-1"
+        "WEBTV_MIRRORS_TEST_LLAMAS",
+        "rtmp://live.example/app/key-1",
     )
     assert "key-1" not in repr(settings)
     monkeypatch.setenv("WEBTV_CLIPS_PER_RUN", "0")
@@ -42,10 +43,12 @@ def test_channels_can_be_routed_through_local_spaces(tmp_path):
 
     models = {
         f"local-{family.replace('_', '-')}": {
-            "kind": "gradio", "family": family, "spaces": ["http://127.0.0.1:7860"]
+            "kind": "gradio",
+            "family": family,
+            "spaces": ["http://127.0.0.1:7860"],
         }
         for family in ("text_to_video", "upscaler", "interpolator", "music")
-    }  # fmt: skip
+    }
     settings = Settings(data_dir=tmp_path)
     routed = load_channels(_channels_on_local_spaces(settings, models))
     for channel in routed.channels:
@@ -99,10 +102,18 @@ def test_user_mistakes_are_said_without_a_traceback(tmp_path, arguments, says):
 
     from .conftest import TEST_CHANNELS
 
-    environment = {**os.environ, "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
-                   "WEBTV_DATA_DIR": str(tmp_path)}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", *arguments],
-                          env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
+    environment = {
+        **os.environ,
+        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
+        "WEBTV_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "webtv_dagster.cli", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "Warning" not in done.stderr  # nothing buries the line that matters
@@ -116,8 +127,13 @@ def test_a_broken_channels_file_is_named_not_a_traceback(tmp_path):
     broken = tmp_path / "channels.yaml"
     broken.write_text("channels: [\n")
     environment = {**os.environ, "WEBTV_CHANNELS_FILE": str(broken)}
-    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", "playout", "x"],
-                          env=environment, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "webtv_dagster.cli", "playout", "x"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert f"{broken}: not valid YAML" in done.stderr and "Traceback" not in done.stderr
 
@@ -128,8 +144,13 @@ def test_settings_out_of_bounds_are_named_by_their_variables():
     import sys
 
     environment = {**os.environ, "WEBTV_CLIPS_PER_RUN": "0", "WEBTV_PLAYOUT_STALE_SECONDS": "inf"}
-    done = subprocess.run([sys.executable, "-m", "webtv_dagster.cli", "check"], env=environment,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "webtv_dagster.cli", "check"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     said = done.stderr
     assert "WEBTV_CLIPS_PER_RUN: Input should be greater than or equal to 1 (got '0')" in said

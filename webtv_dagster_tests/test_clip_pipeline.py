@@ -43,10 +43,22 @@ def resources(seaweedfs, media_store):
 
 def key_frame_indices(path):
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "frame=key_frame",
-         "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=key_frame",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     frames = json.loads(out)["frames"]
     return [index for index, frame in enumerate(frames) if frame["key_frame"] == 1]
 
@@ -110,8 +122,9 @@ def test_one_clip_end_to_end(instance, resources, media_store, tmp_path):
         (tmp_path / name).write_bytes(image)
         assert probe(tmp_path / name).video.width == (768 if alt == "waveform" else 4 * 192)
 
-    listing = dg.materialize([playlist], partition_key="test-llamas", instance=instance,
-                             resources=resources)  # fmt: skip
+    listing = dg.materialize(
+        [playlist], partition_key="test-llamas", instance=instance, resources=resources
+    )
     assert listing.success
     playlist_json = media_store.get_json("channels/test-llamas/playlist.json")
     assert [entry["clip_id"] for entry in playlist_json["entries"]] == [key]
@@ -166,8 +179,9 @@ def test_a_clip_is_rerun_with_a_new_seed_keeping_its_shot(instance, resources, m
     first_take = media_store.get_bytes(clip.object_key(clips.RAW_TAKE))
 
     reroll = {"ops": {"shot_prompt": {"config": {"reroll": 1, "keep_prompt": True}}}}
-    assert dg.materialize(CLIP_ASSETS, partition_key=key, instance=instance,
-                          resources=resources, run_config=reroll).success  # fmt: skip
+    assert dg.materialize(
+        CLIP_ASSETS, partition_key=key, instance=instance, resources=resources, run_config=reroll
+    ).success
     second = media_store.get_json(clip.object_key(clips.PROMPT))
     assert second["prompt"] == first["prompt"] and second["seed"] != first["seed"]
     assert media_store.get_bytes(clip.object_key(clips.RAW_TAKE)) != first_take
@@ -182,8 +196,10 @@ def test_a_retry_redoes_only_the_clip_that_failed(instance, resources, monkeypat
 
     keys = ["test-llamas-000005", "test-llamas-000006"]
     instance.add_dynamic_partitions("clips", keys)
-    tags = {"dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[1]}  # fmt: skip
+    tags = {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[1],
+    }
     assert dg.materialize([shot_prompt], instance=instance, resources=resources, tags=tags)
     render = ProceduralTextToVideo.render
     rendered: list[str] = []
@@ -233,10 +249,12 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
     )
     first = job.execute_in_process(
         instance=instance,
-        tags={"dagster/asset_partition_range_start": keys[0],
-              "dagster/asset_partition_range_end": keys[-1]},
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not first.success
     failure = first.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert list(failure.metadata["failed_clips"].value) == [keys[2]]
@@ -245,10 +263,14 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
     tick = clip_production_sensor(dg.build_sensor_context(instance=instance, resources=planner))
     rebooks = [r for r in tick.run_requests if r.tags.get(REBOOK_OF) == first.run_id]
     later_stages = [upscaled_take.key, interpolated_clip.key, broadcast_clip.key]
-    assert [(r.tags["dagster/asset_partition_range_start"],
-             r.tags["dagster/asset_partition_range_end"], r.asset_selection)
-            for r in rebooks] == [(keys[0], keys[1], later_stages),
-                                  (keys[3], keys[4], later_stages)]  # fmt: skip
+    assert [
+        (
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+            r.asset_selection,
+        )
+        for r in rebooks
+    ] == [(keys[0], keys[1], later_stages), (keys[3], keys[4], later_stages)]
     # The survivors count as booked, not failed: 4 clips of 16/6 s are ahead, 2 more fill the
     # 16 s buffer (with the survivors counted as failed, it would be 6).
     added = [key for r in tick.dynamic_partitions_requests for key in r.partition_keys]
@@ -263,9 +285,7 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
         assert result.success
     assert len(rendered) == renders_before  # no take was rendered again
     statuses = clip_statuses(instance, keys)
-    assert statuses == {key: ClipStatus.MATERIALIZED for key in keys} | {
-        keys[2]: ClipStatus.FAILED
-    }
+    assert statuses == {key: ClipStatus.MATERIALIZED for key in keys} | {keys[2]: ClipStatus.FAILED}
     for key in set(keys) - {keys[2]}:
         assert media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
     # A later tick books nothing again, and replaces only the failed clip.

@@ -31,8 +31,11 @@ def test_the_run_launcher_config_is_valid():
     # namespace and image (filled by the chart from the user deployment).
     launcher["env_config_maps"] = [ref["name"] for ref in launcher["env_config_maps"]]
     launcher["env_secrets"] = [ref["name"] for ref in launcher["env_secrets"]]
-    launcher.update(instance_config_map="dagster-instance", service_account_name="dagster",
-                    dagster_home="/opt/dagster/dagster_home")  # fmt: skip
+    launcher.update(
+        instance_config_map="dagster-instance",
+        service_account_name="dagster",
+        dagster_home="/opt/dagster/dagster_home",
+    )
     assert process_config(K8sRunLauncher.config_type(), launcher).success
     assert VALUES["runLauncher"]["type"] == "K8sRunLauncher"
 

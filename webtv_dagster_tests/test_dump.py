@@ -36,8 +36,13 @@ from .conftest import upload_playlist, wait_for
 from .test_playout_faults import SLUG, on_air
 
 FRAMES = 192  # 8 s clips, as the channels air them
-COLOURS = {"red": (255, 0, 0), "lime": (0, 255, 0), "blue": (0, 0, 255),
-           "yellow": (255, 255, 0), "magenta": (255, 0, 255)}  # fmt: skip
+COLOURS = {
+    "red": (255, 0, 0),
+    "lime": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "magenta": (255, 0, 255),
+}
 NAMES = list(COLOURS)  # clip n is NAMES[n - 1]
 
 
@@ -47,12 +52,43 @@ def eight_second_clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("eight")
     for index, colour in enumerate(NAMES):
         picture, tone = f"color=c={colour}:s=1024x576:r=24", f"sine=f={440 + 110 * index}"
-        run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", str(FRAMES), "-c:v", "libx264",
-                    "-preset", "ultrafast", str(folder / f"v{index}.mp4")], "video")  # fmt: skip
-        run_ffmpeg(["-f", "lavfi", "-i", f"{tone}:r=48000", "-t", "8", "-ac", "2",
-                    str(folder / f"m{index}.flac")], "tone")  # fmt: skip
-        normalize_clip(folder / f"v{index}.mp4", folder / f"m{index}.flac", FRAMES,
-                       folder / f"c{index}.mp4", BROADCAST_PROFILE)  # fmt: skip
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                picture,
+                "-frames:v",
+                str(FRAMES),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                str(folder / f"v{index}.mp4"),
+            ],
+            "video",
+        )
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                f"{tone}:r=48000",
+                "-t",
+                "8",
+                "-ac",
+                "2",
+                str(folder / f"m{index}.flac"),
+            ],
+            "tone",
+        )
+        normalize_clip(
+            folder / f"v{index}.mp4",
+            folder / f"m{index}.flac",
+            FRAMES,
+            folder / f"c{index}.mp4",
+            BROADCAST_PROFILE,
+        )
     return [folder / f"c{index}.mp4" for index in range(len(NAMES))]
 
 
@@ -73,17 +109,39 @@ class ColourWatcher:
     def __init__(self, url: str):
         self.frames: list[tuple[float, str]] = []
         self.process = subprocess.Popen(
-            ["ffmpeg", "-loglevel", "quiet", "-fflags", "nobuffer", "-analyzeduration", "0",
-             "-probesize", "32", "-i", url, "-map", "0:v", "-vf", "scale=1:1,format=rgb24",
-             "-flush_packets", "1", "-f", "rawvideo", "-"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                "ffmpeg",
+                "-loglevel",
+                "quiet",
+                "-fflags",
+                "nobuffer",
+                "-analyzeduration",
+                "0",
+                "-probesize",
+                "32",
+                "-i",
+                url,
+                "-map",
+                "0:v",
+                "-vf",
+                "scale=1:1,format=rgb24",
+                "-flush_packets",
+                "1",
+                "-f",
+                "rawvideo",
+                "-",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
         while len(pixel := self.process.stdout.read(3)) == 3:
-            distance = {n: sum((a - b) ** 2 for a, b in zip(c, pixel, strict=True))
-                        for n, c in COLOURS.items()}  # fmt: skip
+            distance = {
+                n: sum((a - b) ** 2 for a, b in zip(c, pixel, strict=True))
+                for n, c in COLOURS.items()
+            }
             self.frames.append((time.monotonic(), min(distance, key=distance.get)))
 
     def count(self, colour: str) -> int:
@@ -135,9 +193,21 @@ def takedown_record(data_dir, number: int):
 
 def packets(data: bytes) -> list[dict]:
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,dts_time,flags",
-         "-of", "json", "-i", "pipe:0"], input=data, capture_output=True, check=True,
-    )  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,dts_time,flags",
+            "-of",
+            "json",
+            "-i",
+            "pipe:0",
+        ],
+        input=data,
+        capture_output=True,
+        check=True,
+    )
     return json.loads(probe.stdout)["packets"]
 
 
@@ -204,8 +274,11 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
     rtmp_server, media_store, llama_channel, eight_second_clips, tmp_path
 ):
     data_dir = tmp_path / "data"
-    with watched_on_air(rtmp_server, media_store, llama_channel, eight_second_clips,
-                        data_dir) as (viewer, watcher, playout):  # fmt: skip
+    with watched_on_air(rtmp_server, media_store, llama_channel, eight_second_clips, data_dir) as (
+        viewer,
+        watcher,
+        playout,
+    ):
         # Clip 2 on air for 2.8 s: dumped just after the feeder wrote its fourth second (a
         # keyframe a second, written FEED_LEAD_SECONDS before it airs), the worst moment.
         phase = 3 - FEED_LEAD_SECONDS + random.uniform(0.05, 0.2)
@@ -217,8 +290,11 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
         # stream's position in ms, from the stream's first frame (this subscriber's first).
         origin = viewer.video()[0].dts_ms
         due = origin + clip3.stream_seconds * 1000 - FRAME_MS / 2
-        first3 = wait_for(lambda: next((p for p in viewer.video() if p.dts_ms >= due), None),
-                          10, "clip 3's first frame")  # fmt: skip
+        first3 = wait_for(
+            lambda: next((p for p in viewer.video() if p.dts_ms >= due), None),
+            10,
+            "clip 3's first frame",
+        )
         # Clip 3 on air; clip 4 is prepared, queued behind it: taken down, it never airs.
         wait_for(lambda: time.time() > clip3.starts_at + 1, 10, "clip 3 on air")
         queued = wait_for(lambda: list(playout._segments.queue), 10, "clip 4 prepared")
@@ -229,9 +305,12 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
         take_down(media_store, ClipId.parse(clip_key(1)), "wrong channel")
         aired1 = wait_for(lambda: takedown_record(data_dir, 1), 10, "clip 1 recorded")
         clip5 = wait_for(lambda: scheduled(data_dir, 5), 15, "clip 5 after clip 3")
+
         # The playlist is dry: replays of clips 3 and 5 only, never 1, 2 or 4.
-        replays = lambda: [c for c in read_state(data_dir, SLUG).schedule  # noqa: E731
-                           if c.stream_seconds > clip5.stream_seconds]  # fmt: skip
+        def replays() -> list:
+            schedule = read_state(data_dir, SLUG).schedule
+            return [c for c in schedule if c.stream_seconds > clip5.stream_seconds]
+
         wait_for(lambda: len(replays()) >= 2, 40, "two replays")
         wait_for(lambda: watcher.first(NAMES[2], first3.wall + 9), 20, "a replay on screen")
         same_publisher = playout.publisher.process.pid == publisher
@@ -239,8 +318,10 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
     latency = first3.wall - pressed
     shown = watcher.first(NAMES[2], pressed)
     aired = clip3.stream_seconds - clip2.stream_seconds
-    print(f"clip 2 cut after {aired:.1f} s; clip 3's first frame came {latency:.2f} s after the "
-          f"take-down (decoded: {shown - pressed:.2f} s)")  # fmt: skip
+    print(
+        f"clip 2 cut after {aired:.1f} s; clip 3's first frame came {latency:.2f} s after the "
+        f"take-down (decoded: {shown - pressed:.2f} s)"
+    )
     assert latency < 2.0, f"clip 3 came {latency:.2f} s after the take-down"
     # Clip 2 aired in part: as long as the record and the schedule say, cut at a keyframe.
     assert aired < 8 - 1 and round(aired * 24) % 24 == 0
@@ -266,8 +347,9 @@ def test_a_publisher_killed_just_after_a_cut_goes_on_after_the_cut(
     rtmp_server, media_store, llama_channel, eight_second_clips, tmp_path
 ):
     data_dir = tmp_path / "data"
-    with watched_on_air(rtmp_server, media_store, llama_channel, eight_second_clips[:3],
-                        data_dir) as (viewer, watcher, playout):  # fmt: skip
+    with watched_on_air(
+        rtmp_server, media_store, llama_channel, eight_second_clips[:3], data_dir
+    ) as (viewer, watcher, playout):
         clip2, _ = take_down_clip_2_after(2.5, media_store, data_dir)
         wait_for(lambda: takedown_record(data_dir, 2), 15, "the cut recorded")
         # The dead publisher had the cut clip's last second or so, maybe clip 3's first.

@@ -10,8 +10,22 @@ from webtv_dagster.media.ffmpeg import decode_luma_frames, run_ffmpeg
 @pytest.fixture(scope="module")
 def black_video(tmp_path_factory):
     video = tmp_path_factory.mktemp("ident") / "black.mp4"
-    run_ffmpeg(["-f", "lavfi", "-i", "color=c=black:s=1024x576:r=24", "-frames:v", "2",
-                "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)], "a black video")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=1024x576:r=24",
+            "-frames:v",
+            "2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
+        "a black video",
+    )
     return video
 
 
@@ -38,9 +52,10 @@ def test_symbols_and_templates_are_drawn_as_written(black_video, tmp_path):
     time.sleep(1.1)
     assert np.array_equal(clock, drawn(black_video, tmp_path, "%{localtime} {\\b1}bold\\N"))
     # An override block is text too: drawn, braces and all, far wider than the word alone.
-    assert text_width(drawn(black_video, tmp_path, "{\\b1}x")) > text_width(
-        drawn(black_video, tmp_path, "x")
-    ) + 50
+    assert (
+        text_width(drawn(black_video, tmp_path, "{\\b1}x"))
+        > text_width(drawn(black_video, tmp_path, "x")) + 50
+    )
 
 
 @pytest.mark.parametrize("first, second", [("日", "本"), ("한", "국"), ("🎬", "📺")])

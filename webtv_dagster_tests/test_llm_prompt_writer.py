@@ -72,15 +72,15 @@ def test_answers_without_a_usable_prompt_are_asked_again_with_the_problems(
     assert llm.requests[1]["messages"][-2] == {"role": "assistant", "content": bad}
 
 
-def test_every_usable_prompt_of_an_answer_is_kept_and_only_repeats_are_dropped(
-    llm, llama_channel
-):
+def test_every_usable_prompt_of_an_answer_is_kept_and_only_repeats_are_dropped(llm, llama_channel):
     """Chatter and fences around the JSON, more prompts than asked, a first prompt that repeats
     an earlier clip's and one that breaks the rules: one request, the rest kept as spares."""
     fresh = [good_prompt(a) for a in ("delivering letters", "tuning a piano", "ice skating")]
-    answer = ("Sure! Here are your prompts:\n```json\n"
-              + json.dumps({"prompts": [GOOD[1], fresh[0], "a llama in IMAX", *fresh[1:]]})
-              + "\n```\nLet me know if you want more.")  # fmt: skip
+    answer = (
+        "Sure! Here are your prompts:\n```json\n"
+        + json.dumps({"prompts": [GOOD[1], fresh[0], "a llama in IMAX", *fresh[1:]]})
+        + "\n```\nLet me know if you want more."
+    )
     llm.answer(answer)
     written = writer_for(llm).write(llama_channel, 1, [GOOD[1]])
     assert (written.prompt, written.spares, written.attempts) == (fresh[0], fresh[1:], 1)
@@ -157,11 +157,13 @@ def test_servers_without_structured_output_get_plain_json(llm, llama_channel):
 
 @pytest.mark.parametrize(
     "answer",
-    ["```json\n" + json.dumps(GOOD) + "\n```",
-     "Here you go: " + json.dumps({"prompts": GOOD}) + " Enjoy!",
-     "```\n" + json.dumps({"prompts": [{"prompt": p} for p in GOOD]}) + "\n```",
-     "Following rules [1] and [2]: " + json.dumps({"prompts": GOOD})],
-)  # fmt: skip
+    [
+        "```json\n" + json.dumps(GOOD) + "\n```",
+        "Here you go: " + json.dumps({"prompts": GOOD}) + " Enjoy!",
+        "```\n" + json.dumps({"prompts": [{"prompt": p} for p in GOOD]}) + "\n```",
+        "Following rules [1] and [2]: " + json.dumps({"prompts": GOOD}),
+    ],
+)
 def test_json_is_found_among_fences_and_chatter(llm, llama_channel, answer):
     llm.answer(answer)
     written = writer_for(llm).write(llama_channel, 1, [])
@@ -196,11 +198,14 @@ def test_a_run_airs_every_prompt_of_an_answer_before_asking_again(
     keys = [f"test-remote-00000{n}" for n in range(1, 5)]
     instance.add_dynamic_partitions("clips", keys)
     result = dg.materialize(
-        [shot_prompt], instance=instance,
+        [shot_prompt],
+        instance=instance,
         resources=clip_resources(seaweedfs, media_store.bucket, channels),
-        tags={"dagster/asset_partition_range_start": keys[0],
-              "dagster/asset_partition_range_end": keys[-1]},
-    )  # fmt: skip
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+    )
     assert result.success
     prompts = [
         media_store.get_json(ClipId.parse(key).object_key(clips.PROMPT))["prompt"] for key in keys

@@ -108,8 +108,9 @@ def test_upscale_then_interpolate_to_exact_frames(tmp_path):
 
 
 def video_packets_md5(path):
-    return run_ffmpeg(["-i", str(path), "-map", "0:v", "-c", "copy", "-f", "md5", "-"],
-                      "hashing video packets")  # fmt: skip
+    return run_ffmpeg(
+        ["-i", str(path), "-map", "0:v", "-c", "copy", "-f", "md5", "-"], "hashing video packets"
+    )
 
 
 def test_music_is_deterministic_stereo_exact_and_never_silent(tmp_path):
@@ -165,9 +166,11 @@ def test_interpolated_frames_follow_the_motion_closer_than_blending(tmp_path):
     between = [n for n in range(25) if n % 3]
     interpolated = np.mean([psnr(made[n], expected[n]) for n in between])
     blended = np.mean(
-        [psnr(((3 - n % 3) * source[n // 3] + n % 3 * source[n // 3 + 1]) / 3, expected[n])
-         for n in between]
-    )  # fmt: skip
+        [
+            psnr(((3 - n % 3) * source[n // 3] + n % 3 * source[n // 3 + 1]) / 3, expected[n])
+            for n in between
+        ]
+    )
     repeated = np.mean([psnr(source[n // 3], expected[n]) for n in between])
     # Measured on this pan: 35.5 dB, against 27.8 blending the neighbours and 24.9 repeating.
     assert interpolated > blended + 3 and blended > repeated, (interpolated, blended, repeated)

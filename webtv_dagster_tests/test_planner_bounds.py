@@ -42,11 +42,12 @@ def test_clips_past_the_backlog_cap_are_refused_with_how_many_fit(instance):
     assert add_clips(instance, llamas(), 5, aired_through=500)[0].key == "test-llamas-000501"
     result = add_clips_job.execute_in_process(
         instance=instance,
-        run_config={"ops": {"add_clip_partitions": {"config": {"channel": "test-llamas",
-                                                                "count": 501}}}},
+        run_config={
+            "ops": {"add_clip_partitions": {"config": {"channel": "test-llamas", "count": 501}}}
+        },
         resources={"studio": studio_for_tests()},
         raise_on_error=False,
-    )  # fmt: skip
+    )
     error = str(result.get_step_failure_events()[0].step_failure_data.error)
     assert "count must be between 1 and 500, not 501" in error
 
@@ -96,10 +97,17 @@ def test_the_playlist_lists_the_clips_past_air_and_recent_ones_not_the_history(m
     start = 999_990  # across the six-digit boundary, three months into a channel's life
     for number in range(start, start + 40):
         clip = ClipId(channel=channel.slug, number=number)
-        media_store.put_json(clip.object_key(clips.BROADCAST_RECORD), {
-            "clip_id": clip.key, "prompt": "p", "seed": 1, "duration_seconds": 2.667,
-            "uri": "s3://x", "key": clip.object_key(clips.BROADCAST_CLIP),
-        })  # fmt: skip
+        media_store.put_json(
+            clip.object_key(clips.BROADCAST_RECORD),
+            {
+                "clip_id": clip.key,
+                "prompt": "p",
+                "seed": 1,
+                "duration_seconds": 2.667,
+                "uri": "s3://x",
+                "key": clip.object_key(clips.BROADCAST_CLIP),
+            },
+        )
     aired_through, highest = start + 29, start + 45  # the last six are still being made
     window = playlist_window(aired_through, highest, MAX_BACKLOG_CLIPS)
     assert window == range(aired_through - REPLAY_CLIPS + 1, highest + 1)

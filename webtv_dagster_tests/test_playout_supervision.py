@@ -161,20 +161,33 @@ def test_a_stuck_playout_is_replaced(
 
     upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
     # A playout that holds its lock but has queued nothing for ten minutes.
-    stuck = subprocess.Popen([sys.executable, "-c", (
-        "import pathlib, sys, time; from webtv_dagster.playout.supervisor import hold_playout_lock"
-        f"\nwith hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}): time.sleep(600)"
-    )])  # fmt: skip
+    stuck = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import pathlib, sys, time\n"
+                "from webtv_dagster.playout.supervisor import hold_playout_lock\n"
+                f"with hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}):\n"
+                "    time.sleep(600)"
+            ),
+        ]
+    )
     wait_for(lambda: playout_status(on_air_env, SLUG).running, 30, "the stuck playout's lock")
     long_ago = time.time() - 600  # when it started and last queued a clip
     pid_file = PlayoutFolder.of(on_air_env, SLUG).pid
     pid_file.write_text(json.dumps({"pid": stuck.pid, "started_at": long_ago}))
     PlayoutFolder.of(on_air_env, SLUG).state.write_text(
         PlayoutState(
-            channel=SLUG, title="t", publisher_started_at=long_ago, updated_at=long_ago,
-            unplayed_seconds=0, schedule=[], up_next=[],
+            channel=SLUG,
+            title="t",
+            publisher_started_at=long_ago,
+            updated_at=long_ago,
+            unplayed_seconds=0,
+            schedule=[],
+            up_next=[],
         ).model_dump_json()
-    )  # fmt: skip
+    )
     monkeypatch.setattr(supervisor, "PROGRESS_EVERY_SECONDS", 0.5)
     heard: list[str] = []  # what `webtv channel start` prints while it waits
     assert ensure_playout(on_air_env, SLUG, stale_after=60, progress=heard.append) == "restarted"
@@ -194,11 +207,18 @@ def test_a_playout_restarted_by_its_supervisor_is_recorded_on_the_stream(on_air_
     import sys
 
     def playout_holding_the_lock() -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", (
-            "import pathlib, time; from webtv_dagster.playout.supervisor import hold_playout_lock"
-            f"\nwith hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}): "
-            "time.sleep(600)"
-        )])  # fmt: skip
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import pathlib, time\n"
+                    "from webtv_dagster.playout.supervisor import hold_playout_lock\n"
+                    f"with hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}):\n"
+                    "    time.sleep(600)"
+                ),
+            ]
+        )
         wait_for(lambda: playout_status(on_air_env, SLUG).pid == process.pid, 30, "the lock")
         return process
 

@@ -46,8 +46,24 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 @pytest.fixture(scope="module")
 def contact_sheet(tmp_path_factory) -> bytes:
     video = tmp_path_factory.mktemp("preview") / "clip.mp4"
-    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=320x180:r=24", "-frames:v", "48", "-g", "12",
-                "-c:v", "libx264", "-preset", "ultrafast", str(video)], "test video")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=24",
+            "-frames:v",
+            "48",
+            "-g",
+            "12",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(video),
+        ],
+        "test video",
+    )
     return contact_sheet_jpeg(video, probe(video, keyframes=True).video)
 
 
@@ -170,13 +186,20 @@ def test_previews_go_with_their_clip(stored_clip):
 
 def test_webtv_viewer_service_serves_until_sigterm_then_removes_its_socket(tmp_path, stored_clip):
     socket_path = tmp_path / "viewer-service.sock"
-    environment = {**os.environ, "WEBTV_S3_ENDPOINT_URL": stored_clip.endpoint,
-                   "WEBTV_S3_BUCKET": stored_clip.bucket, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                   "AWS_SECRET_ACCESS_KEY": SECRET_KEY}  # fmt: skip
+    environment = {
+        **os.environ,
+        "WEBTV_S3_ENDPOINT_URL": stored_clip.endpoint,
+        "WEBTV_S3_BUCKET": stored_clip.bucket,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
     service = subprocess.Popen(
-        webtv_command("viewer-service", "--socket", str(socket_path)), env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        webtv_command("viewer-service", "--socket", str(socket_path)),
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_until_serving(socket_path, timeout=30)
         response, body = get(socket_path, PREVIEW_PATH)
@@ -190,9 +213,7 @@ def test_webtv_viewer_service_serves_until_sigterm_then_removes_its_socket(tmp_p
 
 
 def test_the_public_url_defaults_to_the_viewer_and_carries_no_credentials():
-    assert public_base_url(Settings(hls_port=8090)) == (
-        "http://127.0.0.1:8090"
-    )
+    assert public_base_url(Settings(hls_port=8090)) == ("http://127.0.0.1:8090")
     settings = Settings(public_url="https://tv.example.org/")
     assert public_base_url(settings) == "https://tv.example.org"
     for refused in ("https://ops:pw@tv.example.org", "ftp://tv.example.org", "tv.example.org"):

@@ -31,8 +31,9 @@ def test_clips_are_made_on_postgres_storage_with_the_queue_and_limits(
         key = "test-llamas-000001"
         instance.add_dynamic_partitions("clips", [key])
         resources = clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS)
-        result = dg.materialize([shot_prompt], partition_key=key, instance=instance,
-                                resources=resources)  # fmt: skip
+        result = dg.materialize(
+            [shot_prompt], partition_key=key, instance=instance, resources=resources
+        )
         assert result.success
 
     # What Dagster recorded lives in PostgreSQL.

@@ -16,10 +16,22 @@ FRAME = 1 / BROADCAST_PROFILE.fps
 
 def packet_times(recording, kind):
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0" if kind == "video" else "a:0",
-         "-show_entries", "packet=dts_time", "-of", "json", str(recording)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0" if kind == "video" else "a:0",
+            "-show_entries",
+            "packet=dts_time",
+            "-of",
+            "json",
+            str(recording),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [float(p["dts_time"]) for p in json.loads(out)["packets"] if "dts_time" in p]
 
 
@@ -30,9 +42,20 @@ def test_clips_join_without_gaps_and_a_clip_appended_mid_stream_airs(
     recording = tmp_path / "air.flv"
     seconds = 7 * 64 / 24
     subscriber = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy",
-         "-t", f"{seconds - 1.5:.3f}", str(recording)],
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-t",
+            f"{seconds - 1.5:.3f}",
+            str(recording),
+        ],
+    )
     time.sleep(0.5)
     publisher = Publisher(url, tmp_path / "publisher.log")
     pid = publisher.process.pid
@@ -77,9 +100,8 @@ def test_channel_airs_its_playlist_new_clips_and_replays(
     url = rtmp_server.publish_url("test-llamas")
     recording = tmp_path / "air.flv"
     subscriber = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "12",
-         str(recording)],
-    )  # fmt: skip
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "12", str(recording)],
+    )
     playout = ChannelPlayout(
         media_store, llama_channel, url, tmp_path / "data", cache_bytes=50 * 2**20
     )
@@ -98,9 +120,10 @@ def test_channel_airs_its_playlist_new_clips_and_replays(
         assert state().schedule[0].clip_id == "test-llamas-000001"
         # A clip added to the playlist while on air goes on air next.
         upload_playlist(
-            media_store, llama_channel,
+            media_store,
+            llama_channel,
             {1: broadcast_clips[0], 2: broadcast_clips[1], 3: broadcast_clips[2]},
-        )  # fmt: skip
+        )
         wait_for(lambda: state().aired_through == 3)
         # Then the playlist is dry: recent clips air again, never dead air.
         wait_for(lambda: state() and len(seen) >= 5)

@@ -24,14 +24,30 @@ FRAMES = 64
 def lavfi_video(path, source: str, frames: int = FRAMES, size: str = "1024x576", fps: int = 24):
     separator = ":" if "=" in source else "="
     picture = f"{source}{separator}s={size}:r={fps}"
-    run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", str(frames), "-c:v", "libx264",
-                "-preset", "ultrafast", str(path)], "test video")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            picture,
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(path),
+        ],
+        "test video",
+    )
     return path
 
 
 def tone(path, seconds: float = 64 / 24):
-    run_ffmpeg(["-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", f"{seconds:.4f}", "-ac", "2",
-                str(path)], "test tone")  # fmt: skip
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", f"{seconds:.4f}", "-ac", "2", str(path)],
+        "test tone",
+    )
     return path
 
 
@@ -73,8 +89,22 @@ def test_a_picture_flickering_between_a_few_frames_is_caught(sources, cycle):
     # Every frame differs from the one before, yet the clip shows `cycle` pictures over and over.
     flicker = sources["folder"] / f"flicker{cycle}.mp4"
     picture = f"nullsrc=s=1024x576:r=24,geq=lum='40+160*mod(N\\,{cycle})/{cycle}':cb=128:cr=128"
-    run_ffmpeg(["-f", "lavfi", "-i", picture, "-frames:v", str(FRAMES), "-c:v", "libx264",
-                "-preset", "ultrafast", str(flicker)], "flicker")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            picture,
+            "-frames:v",
+            str(FRAMES),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(flicker),
+        ],
+        "flicker",
+    )
     clip = sources["folder"] / f"flicker{cycle}-clip.mp4"
     normalize_clip(flicker, sources["tone"], FRAMES, clip, BROADCAST_PROFILE)
     failed = failed_checks(clip)
@@ -85,9 +115,30 @@ def test_a_picture_flickering_between_a_few_frames_is_caught(sources, cycle):
 def test_a_clip_outside_the_profile_is_caught(sources):
     # Made by hand, not by normalize_clip: 30 fps, 640x360, no fixed keyframe interval, mono.
     off = sources["folder"] / "off-profile.mp4"
-    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=640x360:r=30", "-f", "lavfi", "-i",
-                "sine=f=440:r=44100", "-frames:v", "80", "-t", "2.6667", "-ac", "1",
-                "-c:v", "libx264", "-c:a", "aac", str(off)], "off-profile clip")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:r=44100",
+            "-frames:v",
+            "80",
+            "-t",
+            "2.6667",
+            "-ac",
+            "1",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            str(off),
+        ],
+        "off-profile clip",
+    )
     failed = failed_checks(off)
     assert "broadcast_profile" in failed and "decodes" in failed
     reason = failed["broadcast_profile"]
@@ -105,9 +156,27 @@ def test_damaged_and_silent_clips_are_caught(sources):
     assert "decodes" in failed_checks(damaged)
 
     silent = sources["folder"] / "silent.mp4"
-    run_ffmpeg(["-i", str(good), "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
-                "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-shortest",
-                str(silent)], "silent clip")  # fmt: skip
+    run_ffmpeg(
+        [
+            "-i",
+            str(good),
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=48000:cl=stereo",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(silent),
+        ],
+        "silent clip",
+    )
     failed = failed_checks(silent)
     assert "not_silent" in failed and "loudness" in failed
     assert "-inf LUFS" in failed["loudness"]
@@ -147,13 +216,16 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
 ):
     resources = clip_resources(seaweedfs, media_store.bucket, TEST_CHANNELS)
     good, black, corrupt = "test-llamas-000001", "test-llamas-000002", "test-llamas-000003"
-    range_tags = {"dagster/asset_partition_range_start": good,
-                  "dagster/asset_partition_range_end": corrupt}  # fmt: skip
+    range_tags = {
+        "dagster/asset_partition_range_start": good,
+        "dagster/asset_partition_range_end": corrupt,
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("clips", [good, black, corrupt])
         instance.add_dynamic_partitions("channels", ["test-llamas"])
-        made = dg.materialize(CLIP_ASSETS[:-1], instance=instance, resources=resources,
-                              tags=range_tags)  # fmt: skip
+        made = dg.materialize(
+            CLIP_ASSETS[:-1], instance=instance, resources=resources, tags=range_tags
+        )
         assert made.success
         # The black clip's interpolated picture is replaced by black frames, as a broken model
         # might return them.
@@ -163,8 +235,13 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         # The corrupt one's is cut short, as an interrupted download would leave it.
         corrupt_key = ClipId.parse(corrupt).object_key(clips.INTERPOLATED_CLIP)
         media_store.put_bytes(corrupt_key, media_store.get_bytes(corrupt_key)[:5000], "video/mp4")
-        result = dg.materialize([broadcast_clip], instance=instance, resources=resources,
-                                tags=range_tags, raise_on_error=False)  # fmt: skip
+        result = dg.materialize(
+            [broadcast_clip],
+            instance=instance,
+            resources=resources,
+            tags=range_tags,
+            raise_on_error=False,
+        )
         assert not result.success
         (failure,) = result.get_step_failure_events()
         description = failure.step_failure_data.user_failure_data.description
@@ -185,8 +262,11 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         )
         assert "preview" not in clip_evaluation(instance, result, good).metadata
         statuses = clip_statuses(instance, [good, black, corrupt])
-        assert statuses == {good: ClipStatus.MATERIALIZED, black: ClipStatus.FAILED,
-                            corrupt: ClipStatus.FAILED}  # fmt: skip
+        assert statuses == {
+            good: ClipStatus.MATERIALIZED,
+            black: ClipStatus.FAILED,
+            corrupt: ClipStatus.FAILED,
+        }
 
         # S3: both clips and their quality reports are kept; only the good one is airable.
         for key in (good, black):
@@ -196,7 +276,8 @@ def test_black_and_corrupt_clips_never_reach_the_playlist_and_say_why(
         for key in (black, corrupt):
             with pytest.raises(FileNotFoundError):
                 media_store.get_json(ClipId.parse(key).object_key(clips.BROADCAST_RECORD))
-        assert dg.materialize([playlist], instance=instance, resources=resources,
-                              partition_key="test-llamas").success  # fmt: skip
+        assert dg.materialize(
+            [playlist], instance=instance, resources=resources, partition_key="test-llamas"
+        ).success
         listed = media_store.get_json("channels/test-llamas/playlist.json")["entries"]
         assert [entry["clip_id"] for entry in listed] == [good]

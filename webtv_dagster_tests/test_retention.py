@@ -26,8 +26,13 @@ NOW = 1_800_000_000.0
 
 
 def stored(number: int, days_old: float, size: int = 100) -> StoredClip:
-    return StoredClip(clip_id=f"c-{number:06d}", number=number, size_bytes=size,
-                      made_at=NOW - days_old * DAY, keys=[])  # fmt: skip
+    return StoredClip(
+        clip_id=f"c-{number:06d}",
+        number=number,
+        size_bytes=size,
+        made_at=NOW - days_old * DAY,
+        keys=[],
+    )
 
 
 def numbers(chosen: list[StoredClip]) -> list[int]:
@@ -43,8 +48,13 @@ def test_age_and_size_limits_spare_unaired_and_replayed_clips():
     assert numbers(clips_to_remove(library, by_size, aired_through=8, now=NOW)) == [1, 2, 3]
     everything = RetentionPolicy(keep_days=0.001, keep_gb=1e-9, protect_recent=2)
     assert numbers(clips_to_remove(library, everything, aired_through=8, now=NOW)) == [
-        1, 2, 3, 4, 5, 6,
-    ]  # fmt: skip
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
     # Nothing aired yet (no playout state): nothing goes, however full the bucket.
     assert clips_to_remove(library, everything, aired_through=0, now=NOW) == []
 
@@ -77,17 +87,32 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
     for number in range(1, 7):  # six clips of about 1 MB
         clip = ClipId(channel="test-llamas", number=number)
         media_store.put_bytes(clip.object_key(clips.BROADCAST_CLIP), bytes(1_000_000), "video/mp4")
-        media_store.put_json(clip.object_key(clips.BROADCAST_RECORD), {
-            "clip_id": clip.key, "prompt": "p", "seed": number, "duration_seconds": 2.667,
-            "uri": "s3://x", "key": clip.object_key(clips.BROADCAST_CLIP),
-        })  # fmt: skip
+        media_store.put_json(
+            clip.object_key(clips.BROADCAST_RECORD),
+            {
+                "clip_id": clip.key,
+                "prompt": "p",
+                "seed": number,
+                "duration_seconds": 2.667,
+                "uri": "s3://x",
+                "key": clip.object_key(clips.BROADCAST_CLIP),
+            },
+        )
         keys.append(clip.key)
     path = PlayoutFolder.of(tmp_path / "data", "test-llamas").state
     path.parent.mkdir(parents=True)
-    path.write_text(PlayoutState(
-        channel="test-llamas", title="t", publisher_started_at=0, updated_at=0,
-        aired_through=4, unplayed_seconds=0, schedule=[], up_next=[],
-    ).model_dump_json())  # fmt: skip
+    path.write_text(
+        PlayoutState(
+            channel="test-llamas",
+            title="t",
+            publisher_started_at=0,
+            updated_at=0,
+            aired_through=4,
+            unplayed_seconds=0,
+            schedule=[],
+            up_next=[],
+        ).model_dump_json()
+    )
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("clips", keys)
@@ -95,9 +120,10 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
         made = {}  # runs that made clips 1..3 (all removed) and 3..4 (4 is kept)
         for first, last in [(1, 3), (3, 4)]:
             made[first, last] = instance.create_run_for_job(
-                job_def=clip_job, status=dg.DagsterRunStatus.SUCCESS,
+                job_def=clip_job,
+                status=dg.DagsterRunStatus.SUCCESS,
                 tags={RANGE_START: keys[first - 1], RANGE_END: keys[last - 1]},
-            ).run_id  # fmt: skip
+            ).run_id
         result = defs.resolve_job_def("retention_job").execute_in_process(
             instance=instance,
             resources=clip_resources(
@@ -118,8 +144,15 @@ def test_retention_job_removes_old_clips_and_rebuilds_the_playlist(
 def test_intermediates_go_a_day_after_their_clip_passed_qc_the_rest_stays():
     def clip(number, passed_hours_ago):
         passed = None if passed_hours_ago is None else NOW - passed_hours_ago * 3_600
-        return StoredClip(clip_id=f"c-{number:06d}", number=number, size_bytes=10, made_at=NOW,
-                          keys=[], passed_at=passed, intermediate_bytes=8)  # fmt: skip
+        return StoredClip(
+            clip_id=f"c-{number:06d}",
+            number=number,
+            size_bytes=10,
+            made_at=NOW,
+            keys=[],
+            passed_at=passed,
+            intermediate_bytes=8,
+        )
 
     library = [clip(1, 30), clip(2, 23), clip(3, None), clip(4, 48)]
     library[3].intermediate_bytes = 0  # already removed
@@ -140,9 +173,10 @@ def test_dagster_forgets_week_old_housekeeping_runs_and_observations(instance):
         job_def=defs.resolve_job_def("playlist_job"), status=dg.DagsterRunStatus.SUCCESS
     ).run_id
     clip_run = instance.create_run_for_job(
-        job_def=defs.resolve_job_def("clip_job"), status=dg.DagsterRunStatus.SUCCESS,
+        job_def=defs.resolve_job_def("clip_job"),
+        status=dg.DagsterRunStatus.SUCCESS,
         tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000001"},
-    ).run_id  # fmt: skip
+    ).run_id
     stream = dg.AssetKey("on_air_stream")
     instance.report_runless_asset_event(
         dg.AssetObservation(stream, partition="test-llamas", metadata={"on_air": "x"})

@@ -21,17 +21,52 @@ from .conftest import command_lines
 def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
     recording = tmp_path / "recorded.flv"
     subscriber = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-y", "-i", rtmp_server.publish_url("test-llamas"),
-         "-c", "copy", "-t", "5", str(recording)],
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            rtmp_server.publish_url("test-llamas"),
+            "-c",
+            "copy",
+            "-t",
+            "5",
+            str(recording),
+        ],
+    )
     time.sleep(0.5)
     subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=24",
-         "-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", "6", "-c:v", "libx264", "-preset",
-         "ultrafast", "-g", "48", "-c:a", "aac", "-f", "flv",
-         rtmp_server.publish_url("test-llamas")],
-        check=True, timeout=60,
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=24",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:r=48000",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "48",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            rtmp_server.publish_url("test-llamas"),
+        ],
+        check=True,
+        timeout=60,
+    )
     subscriber.wait(timeout=30)
     info = probe(recording)
     assert info.video is not None and info.audio is not None
@@ -55,40 +90,94 @@ def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_pa
     stream keys are only in files no other user can read, and the dead mirror costs the live
     one and the main stream nothing."""
     port = free_port_block(4)
-    remote = start_rtmp_server(tmp_path / "remote", {"app": "Twitch"}, port + 2, port + 3,
-                               tmp_path)  # fmt: skip
+    remote = start_rtmp_server(tmp_path / "remote", {"app": "Twitch"}, port + 2, port + 3, tmp_path)
     # The stand-in for Twitch is our own nginx, which takes the stream name "live" only.
     live_mirror = f"rtmp://127.0.0.1:{port + 2}/app/live?key=secret-key-123"
     dead_mirror = f"rtmp://127.0.0.1:{free_port_block(1)}/app/live?key=dead-key-456"
     ours = start_rtmp_server(
-        tmp_path / "ours", {"test-llamas": "Llamas"}, port, port + 1, tmp_path,
+        tmp_path / "ours",
+        {"test-llamas": "Llamas"},
+        port,
+        port + 1,
+        tmp_path,
         mirrors={"test-llamas": [live_mirror, dead_mirror]},
-    )  # fmt: skip
+    )
     try:
         recordings = {name: tmp_path / f"{name}.flv" for name in ("main", "mirror")}
         subscribers = [
             subprocess.Popen(
-                ["ffmpeg", "-loglevel", "error", "-y", "-i", url, "-c", "copy", "-t", "4",
-                 str(recordings[name])],
-            )  # fmt: skip
+                [
+                    "ffmpeg",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-i",
+                    url,
+                    "-c",
+                    "copy",
+                    "-t",
+                    "4",
+                    str(recordings[name]),
+                ],
+            )
             for name, url in [("main", ours.publish_url("test-llamas")), ("mirror", live_mirror)]
         ]
         time.sleep(0.5)
         publisher = subprocess.Popen(
-            ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
-             "testsrc2=s=640x360:r=24", "-f", "lavfi", "-i", "sine=f=440:r=48000", "-t", "8",
-             "-c:v", "libx264", "-preset", "ultrafast", "-g", "48", "-c:a", "aac", "-f", "flv",
-             ours.publish_url("test-llamas")],
-        )  # fmt: skip
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=640x360:r=24",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=f=440:r=48000",
+                "-t",
+                "8",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "48",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+                ours.publish_url("test-llamas"),
+            ],
+        )
         time.sleep(3)
         # Another local process publishing another stream in the channel's application would
         # be pushed to the mirrors too: it is refused.
         intruder = subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=64x64:r=8",
-             "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv",
-             ours.publish_url("test-llamas").rsplit("/", 1)[0] + "/intruder"],
-            capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=64x64:r=8",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-f",
+                "flv",
+                ours.publish_url("test-llamas").rsplit("/", 1)[0] + "/intruder",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         assert intruder.returncode != 0
         # The subscriber at the mirror's end is the test's stand-in for Twitch's viewers.
         processes = command_lines(but={subscribers[1].pid})
@@ -109,9 +198,13 @@ def test_mirrors_are_pushed_by_nginx_with_their_keys_out_of_process_lists(tmp_pa
 
 @pytest.mark.parametrize(
     "entry",
-    ["rtmps://live.example/app/s3cr3t", "rtmp://host/app/s3cr3t;\n  allow publish all",
-     "rtmp://host/app/s3cr3t }", "http://host/app/s3cr3t"],
-)  # fmt: skip
+    [
+        "rtmps://live.example/app/s3cr3t",
+        "rtmp://host/app/s3cr3t;\n  allow publish all",
+        "rtmp://host/app/s3cr3t }",
+        "http://host/app/s3cr3t",
+    ],
+)
 def test_a_mirror_url_that_nginx_cannot_push_is_refused_without_its_key(entry, monkeypatch):
     monkeypatch.setenv("WEBTV_MIRRORS_TEST_LLAMAS", f"rtmp://ok.example/app/k1, {entry}")
     with pytest.raises(RtmpServerError, match="WEBTV_MIRRORS_TEST_LLAMAS: entry 2 is not") as e:
@@ -135,25 +228,56 @@ def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
         server = start_rtmp_server(root, {"test-llamas": "Llamas"}, port, port + 1, data_dir)
         try:
             workers = [
-                int(path.parent.name) for path in Path("/proc").glob("[0-9]*/stat")
+                int(path.parent.name)
+                for path in Path("/proc").glob("[0-9]*/stat")
                 if path.read_text().rsplit(")", 1)[1].split()[1] == str(server.process.pid)
-            ]  # fmt: skip
+            ]
             assert workers
             for pid in workers:
-                uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text()
-                                .splitlines() if line.startswith("Uid:"))  # fmt: skip
+                uid_line = next(
+                    line
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:")
+                )
                 assert uid_line.split()[1] == str(pwd.getpwnam("nobody").pw_uid)
             PlayoutFolder.of(data_dir, "test-llamas").path.mkdir(parents=True)  # its own
-            write_state(data_dir, PlayoutState(
-                channel="test-llamas", title="Llamas", publisher_started_at=1.0, updated_at=1.0,
-                unplayed_seconds=0, schedule=[], up_next=[],
-            ))  # fmt: skip
+            write_state(
+                data_dir,
+                PlayoutState(
+                    channel="test-llamas",
+                    title="Llamas",
+                    publisher_started_at=1.0,
+                    updated_at=1.0,
+                    unplayed_seconds=0,
+                    schedule=[],
+                    up_next=[],
+                ),
+            )
             subprocess.run(
-                ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
-                 "testsrc2=s=320x180:r=24", "-t", "5", "-c:v", "libx264", "-preset",
-                 "ultrafast", "-g", "24", "-f", "flv", server.publish_url("test-llamas")],
-                check=True, timeout=60,
-            )  # fmt: skip
+                [
+                    "ffmpeg",
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=s=320x180:r=24",
+                    "-t",
+                    "5",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "24",
+                    "-f",
+                    "flv",
+                    server.publish_url("test-llamas"),
+                ],
+                check=True,
+                timeout=60,
+            )
             http = f"http://127.0.0.1:{port + 1}"
             playlist = urllib.request.urlopen(server.hls_url("test-llamas"), timeout=5).read()
             assert b".ts" in playlist

@@ -24,14 +24,20 @@ KEYS = [f"test-llamas-{n:06d}" for n in range(1, 5)]
 def test_a_backfill_runs_on_both_workers(postgres, redis_url, seaweedfs, media_store, tmp_path):
     home = tmp_path / "dagster-home"
     env = {
-        **os.environ, **postgres,
-        "DAGSTER_HOME": str(home), "WEBTV_DATA_DIR": str(tmp_path / "data"),
-        "WEBTV_EXECUTOR": "celery", "WEBTV_CELERY_BROKER": redis_url,
-        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS), "WEBTV_CLIPS_PER_RUN": "2",
-        "WEBTV_PARALLEL_CLIPS": "1", "WEBTV_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
+        **os.environ,
+        **postgres,
+        "DAGSTER_HOME": str(home),
+        "WEBTV_DATA_DIR": str(tmp_path / "data"),
+        "WEBTV_EXECUTOR": "celery",
+        "WEBTV_CELERY_BROKER": redis_url,
+        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
+        "WEBTV_CLIPS_PER_RUN": "2",
+        "WEBTV_PARALLEL_CLIPS": "1",
+        "WEBTV_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
         "WEBTV_S3_BUCKET": media_store.bucket,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-    }  # fmt: skip
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
     os.environ.update({name: env[name] for name in postgres})  # for this process's instance
     write_instance_yaml(home, postgres=True)
     logs = {name: tmp_path / f"{name}.log" for name in ("w1", "w2")}
@@ -41,7 +47,7 @@ def test_a_backfill_runs_on_both_workers(postgres, redis_url, seaweedfs, media_s
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for name, log in logs.items()
     }
     try:
@@ -79,7 +85,7 @@ def test_a_backfill_runs_on_both_workers(postgres, redis_url, seaweedfs, media_s
                 cwd=tmp_path,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
             for first, last in [(KEYS[0], KEYS[1]), (KEYS[2], KEYS[3])]
         ]
         outputs = [run.communicate(timeout=400)[0].decode(errors="replace") for run in runs]

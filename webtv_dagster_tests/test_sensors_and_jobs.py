@@ -39,9 +39,17 @@ def test_definitions_load():
     }
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "shot_prompt", "raw_take", "upscaled_take", "interpolated_clip", "music_track",
-        "broadcast_clip", "playlist", "on_air_stream", "shot_requests", "channel_ident",
-    }  # fmt: skip
+        "shot_prompt",
+        "raw_take",
+        "upscaled_take",
+        "interpolated_clip",
+        "music_track",
+        "broadcast_clip",
+        "playlist",
+        "on_air_stream",
+        "shot_requests",
+        "channel_ident",
+    }
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 
 
@@ -94,8 +102,10 @@ def test_buffer_sensor_plans_to_the_target_and_requests_batches(instance):
     seen = tick(instance, again, clips_per_run=4)
     assert not seen.run_requests
     manual = tick(instance, seen, clips_per_run=4)
-    assert ranges(manual) == [("test-ocean-000001", "test-ocean-000001"),
-                              ("test-ocean-000002", "test-ocean-000003")]  # fmt: skip
+    assert ranges(manual) == [
+        ("test-ocean-000001", "test-ocean-000001"),
+        ("test-ocean-000002", "test-ocean-000003"),
+    ]
     assert json.loads(manual.cursor)["channels"] == {
         "test-llamas": {"requested": 8, "seen": 8},
         "test-ocean": {"requested": 3, "seen": 3},
@@ -123,8 +133,10 @@ def test_scheduled_clips_are_booked_once(instance):
     second = tick(instance, first)
     third = tick(instance, second)
     booked = ranges(second) + ranges(third)
-    assert booked == [("test-llamas-000001", "test-llamas-000001"),
-                      ("test-llamas-000002", "test-llamas-000008")]  # fmt: skip
+    assert booked == [
+        ("test-llamas-000001", "test-llamas-000001"),
+        ("test-llamas-000002", "test-llamas-000008"),
+    ]
 
 
 def test_channel_partitions_follow_the_channels_file(tmp_path):
@@ -191,10 +203,12 @@ def fail_first_clip(instance, channels_file):
         [raw_take, upscaled_take, interpolated_clip, broadcast_clip],
         partition_key="test-llamas-000001",
         instance=instance,
-        resources={"studio": studio_for_tests(channels_file=channels_file),
-                   "media_storage": dg.ResourceDefinition.none_resource()},
+        resources={
+            "studio": studio_for_tests(channels_file=channels_file),
+            "media_storage": dg.ResourceDefinition.none_resource(),
+        },
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not failed.success
 
 
@@ -206,9 +220,11 @@ def test_failed_clips_are_replaced_in_the_buffer(instance):
     assert added == ["test-llamas-000007", "test-llamas-000008"]  # one replaced: a whole run
     # The failed clip was booked (its run failed): only the others are requested, then the
     # replacements. Nothing airable is ahead of clip 2: its run makes it alone.
-    assert ranges(again) == [("test-llamas-000002", "test-llamas-000002"),
-                             ("test-llamas-000003", "test-llamas-000004"),
-                             ("test-llamas-000005", "test-llamas-000006")]  # fmt: skip
+    assert ranges(again) == [
+        ("test-llamas-000002", "test-llamas-000002"),
+        ("test-llamas-000003", "test-llamas-000004"),
+        ("test-llamas-000005", "test-llamas-000006"),
+    ]
     assert ranges(tick(instance, again, clips_per_run=2)) == [
         ("test-llamas-000007", "test-llamas-000008")
     ]
@@ -245,10 +261,16 @@ def test_aired_clips_leave_the_buffer(instance, tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(
         PlayoutState(
-            channel="test-llamas", title="t", publisher_started_at=0, updated_at=0,
-            aired_through=4, unplayed_seconds=0, schedule=[], up_next=[],
+            channel="test-llamas",
+            title="t",
+            publisher_started_at=0,
+            updated_at=0,
+            aired_through=4,
+            unplayed_seconds=0,
+            schedule=[],
+            up_next=[],
         ).model_dump_json()
-    )  # fmt: skip
+    )
     # Six clips planned, four aired: two are left, so four more keep 16 s ahead.
     again = tick(instance, first, data_dir=tmp_path, clips_per_run=2)
     added = [key for r in again.dynamic_partitions_requests for key in r.partition_keys]
@@ -269,15 +291,24 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path):
     path = PlayoutFolder.of(tmp_path, "test-llamas").state
     path.parent.mkdir(parents=True)
     clip = ScheduledClip(
-        clip_id="test-llamas-000003", prompt="a llama bakes", starts_at=now - 1,
-        stream_seconds=99, duration_seconds=8,
-    )  # fmt: skip
+        clip_id="test-llamas-000003",
+        prompt="a llama bakes",
+        starts_at=now - 1,
+        stream_seconds=99,
+        duration_seconds=8,
+    )
     path.write_text(
         PlayoutState(
-            channel="test-llamas", title="t", publisher_started_at=now - 100, updated_at=now,
-            aired_through=3, unplayed_seconds=24, schedule=[clip], up_next=[],
+            channel="test-llamas",
+            title="t",
+            publisher_started_at=now - 100,
+            updated_at=now,
+            aired_through=3,
+            unplayed_seconds=24,
+            schedule=[clip],
+            up_next=[],
         ).model_dump_json()
-    )  # fmt: skip
+    )
     result = on_air_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     (observation,) = result.asset_events
     assert observation.partition == "test-llamas"
@@ -289,12 +320,15 @@ def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path):
 
 def test_taken_down_clips_leave_the_buffer(instance):
     first = tick(instance, clips_per_run=2)  # test-llamas 1..6 planned: 16 s ahead
-    for key, on_air in [("test-llamas-000002", "taken down"), ("test-llamas-000003", "taken down"),
-                        ("test-llamas-000003", "restored")]:  # fmt: skip
+    for key, on_air in [
+        ("test-llamas-000002", "taken down"),
+        ("test-llamas-000003", "taken down"),
+        ("test-llamas-000003", "restored"),
+    ]:
         instance.report_runless_asset_event(
             dg.AssetObservation(
                 asset_key=broadcast_clip.key, partition=key, metadata={"on_air": on_air}
-            )  # fmt: skip
+            )
         )
     again = tick(instance, first, clips_per_run=2)
     # Clip 2 will not air (clip 3 was put back): one more clip keeps 16 s ahead, a run of two.
@@ -309,11 +343,15 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     first = tick(instance)  # test-llamas 1..6 planned
     stopped = instance.create_run_for_job(
         job_def=defs.resolve_job_def("clip_job"),
-        tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000005",
-              "webtv/text_to_video_model": "procedural", STOPPED_WITH_STACK_TAG: "true",
-              "dagster/priority": "-1800000000"},
+        tags={
+            RANGE_START: "test-llamas-000001",
+            RANGE_END: "test-llamas-000005",
+            "webtv/text_to_video_model": "procedural",
+            STOPPED_WITH_STACK_TAG: "true",
+            "dagster/priority": "-1800000000",
+        },
         status=dg.DagsterRunStatus.CANCELED,
-    )  # fmt: skip
+    )
     again = tick(instance, first)
     rebook = [r for r in again.run_requests if r.tags.get(REBOOK_OF) == stopped.run_id]
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in rebook] == [
@@ -325,9 +363,10 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
     assert rebook[0].tags["dagster/priority"] == "-1800000000"  # its deadline stays
     # Once its run exists, the canceled run is left alone.
     instance.create_run_for_job(
-        job_def=defs.resolve_job_def("clip_job"), tags=rebook[0].tags,
+        job_def=defs.resolve_job_def("clip_job"),
+        tags=rebook[0].tags,
         status=dg.DagsterRunStatus.STARTED,
-    )  # fmt: skip
+    )
     assert not [r for r in tick(instance, again).run_requests if REBOOK_OF in r.tags]
 
 
@@ -339,23 +378,33 @@ def test_runs_that_failed_as_a_whole_or_were_re_executed_are_not_booked_again(in
     first = tick(instance)
     job = defs.resolve_job_def("clip_job")
     killed = instance.create_run_for_job(
-        job_def=job, tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000002"},
+        job_def=job,
+        tags={RANGE_START: "test-llamas-000001", RANGE_END: "test-llamas-000002"},
         status=dg.DagsterRunStatus.FAILURE,
-    )  # fmt: skip
+    )
     again = tick(instance, first)
     assert not [r for r in again.run_requests if r.tags.get(REBOOK_OF) == killed.run_id]
     stopped = instance.create_run_for_job(
-        job_def=job, tags={RANGE_START: "test-llamas-000003", RANGE_END: "test-llamas-000004",
-                           "webtv/stopped_with_stack": "true"},
+        job_def=job,
+        tags={
+            RANGE_START: "test-llamas-000003",
+            RANGE_END: "test-llamas-000004",
+            "webtv/stopped_with_stack": "true",
+        },
         status=dg.DagsterRunStatus.CANCELED,
-    )  # fmt: skip
+    )
     instance.create_run_for_job(
-        job_def=job, tags={RANGE_START: "test-llamas-000003", RANGE_END: "test-llamas-000004",
-                           "dagster/parent_run_id": stopped.run_id},
+        job_def=job,
+        tags={
+            RANGE_START: "test-llamas-000003",
+            RANGE_END: "test-llamas-000004",
+            "dagster/parent_run_id": stopped.run_id,
+        },
         status=dg.DagsterRunStatus.STARTED,
-    )  # fmt: skip
-    assert not [r for r in tick(instance, again).run_requests
-                if r.tags.get(REBOOK_OF) == stopped.run_id]  # fmt: skip
+    )
+    assert not [
+        r for r in tick(instance, again).run_requests if r.tags.get(REBOOK_OF) == stopped.run_id
+    ]
 
 
 def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path):
@@ -371,10 +420,17 @@ def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp
     skip = SkippedClip(clip_id="test-llamas-000002", reason="it remuxes to 30 frames", at=1e9)
     path.write_text(
         PlayoutState(
-            channel="test-llamas", title="t", publisher_started_at=0, updated_at=time.time(),
-            aired_through=3, unplayed_seconds=0, schedule=[], up_next=[], skipped=[skip],
+            channel="test-llamas",
+            title="t",
+            publisher_started_at=0,
+            updated_at=time.time(),
+            aired_through=3,
+            unplayed_seconds=0,
+            schedule=[],
+            up_next=[],
+            skipped=[skip],
         ).model_dump_json()
-    )  # fmt: skip
+    )
     first = on_air_stream_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     (observation,) = [e for e in first.asset_events if e.asset_key == broadcast_clip.key]
     assert observation.partition == "test-llamas-000002"

@@ -27,9 +27,7 @@ NOW = 1_800_000_000.0
 
 def with_requests(channel, **policy):
     settings = {"enabled": True, "approval": "auto", "blocked_words": ["broccoli"], **policy}
-    return channel.model_copy(
-        update={"requests": channel.requests.model_copy(update=settings)}
-    )
+    return channel.model_copy(update={"requests": channel.requests.model_copy(update=settings)})
 
 
 @pytest.fixture
@@ -38,9 +36,15 @@ def queue(tmp_path):
 
 
 def submit(queue, channel, idea, client="203.0.113.9", moderators=None, now=NOW, name="Ann"):
-    return queue.submit(channel, idea, name, "web", client,
-                        moderators if moderators is not None else [RuleModerator(channel)],
-                        now=now)  # fmt: skip
+    return queue.submit(
+        channel,
+        idea,
+        name,
+        "web",
+        client,
+        moderators if moderators is not None else [RuleModerator(channel)],
+        now=now,
+    )
 
 
 def test_moderation_refuses_with_a_reason_and_keeps_the_decision(queue, llama_channel):
@@ -86,8 +90,10 @@ def test_bounds_answer_politely_and_store_nothing(queue, llama_channel):
     assert "try again in 600 s" in answers[3].message and answers[3].request_id is None
     # The window passes: the same viewer may ask again.
     assert submit(queue, channel, "the llama painting a door", now=NOW + 601).accepted
-    others = [submit(queue, channel, f"the llama painting gate {n}", client=f"198.51.100.{n}")
-              for n in range(3)]  # fmt: skip
+    others = [
+        submit(queue, channel, f"the llama painting gate {n}", client=f"198.51.100.{n}")
+        for n in range(3)
+    ]
     assert [a.status for a in others] == ["approved", "queue_full", "queue_full"]
     assert "5 ideas waiting" in others[1].message
     assert len(queue.listed(channel.slug, ["approved", "pending", "refused"])) == 5
@@ -153,8 +159,9 @@ def test_the_offline_writer_makes_the_idea_a_shot_in_the_channel_style(llama_cha
     idea = "the llama conducting a brass band on a rooftop"
     written = RuleBasedPromptWriter().write(llama_channel, 3, [], idea)
     assert written.prompt.startswith(idea + ", a fluffy cream-coloured llama")
-    assert llama_channel.style in written.prompt and not prompt_problems(written.prompt,
-                                                                         llama_channel)
+    assert llama_channel.style in written.prompt and not prompt_problems(
+        written.prompt, llama_channel
+    )
     assert written.prompt != RuleBasedPromptWriter().write(llama_channel, 4, [], idea).prompt
 
 
@@ -183,11 +190,20 @@ def test_an_approved_request_is_made_into_a_clip_and_credited(
     (observation,) = sensor.asset_events
     assert answer.request_id in observation.metadata["waiting_for_operator"].value
     result = review_requests_job.execute_in_process(
-        run_config={"ops": {"review_requests": {"config": {
-            "approve": [answer.request_id], "refuse": [refused.request_id], "reason": "not now"
-        }}}},
-        instance=instance, resources=resources,
-    )  # fmt: skip
+        run_config={
+            "ops": {
+                "review_requests": {
+                    "config": {
+                        "approve": [answer.request_id],
+                        "refuse": [refused.request_id],
+                        "reason": "not now",
+                    }
+                }
+            }
+        },
+        instance=instance,
+        resources=resources,
+    )
     assert result.success
     assert queue.get(refused.request_id).reason == "not now"
     assert queue.get(refused.request_id).decided_by.startswith("operator (Dagster run ")

@@ -36,9 +36,11 @@ def local_spaces():
     launched = {}
     for offset, (name, family, behaviour) in enumerate(
         [(family, family, Behaviour()) for family in FAMILIES]
-        + [("failing", "text_to_video", Behaviour(fail=True)),
-           ("hanging", "text_to_video", Behaviour(hang_seconds=8))]
-    ):  # fmt: skip
+        + [
+            ("failing", "text_to_video", Behaviour(fail=True)),
+            ("hanging", "text_to_video", Behaviour(hang_seconds=8)),
+        ]
+    ):
         launched[name] = launch(family, port + offset, behaviour, workshop)
     yield {name: space.url for name, space in launched.items()}
     for space in launched.values():
@@ -80,9 +82,12 @@ def test_all_replicas_down_is_a_clear_error_after_backoff(local_spaces, connecti
     dead = f"http://127.0.0.1:{free_port_block(1)}"
     waits = []
     config = GradioSpacePool(
-        kind="gradio", family="text_to_video", spaces=[dead, local_spaces["failing"]],
-        rounds=2, backoff_seconds=0.5,
-    )  # fmt: skip
+        kind="gradio",
+        family="text_to_video",
+        spaces=[dead, local_spaces["failing"]],
+        rounds=2,
+        backoff_seconds=0.5,
+    )
     with pytest.raises(SpacesUnavailable) as error:
         SpacePool("t2v", config, None, connections, sleep=waits.append).call(VALUES)
     message = str(error.value)
@@ -135,9 +140,11 @@ def make_clip(instance, key, channels_path, seaweedfs, media_store):
     """Materializes every clip asset of `key` through the channels file's models."""
     instance.add_dynamic_partitions("clips", [key])
     result = dg.materialize(
-        CLIP_ASSETS, partition_key=key, instance=instance,
+        CLIP_ASSETS,
+        partition_key=key,
+        instance=instance,
         resources=clip_resources(seaweedfs, media_store.bucket, channels_path),
-    )  # fmt: skip
+    )
     assert result.success
     return result
 
@@ -177,9 +184,12 @@ def test_all_upscalers_down_fails_the_clip_and_keeps_its_take(
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("clips", [key])
         result = dg.materialize(
-            CLIP_ASSETS, partition_key=key, instance=instance, raise_on_error=False,
+            CLIP_ASSETS,
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
             resources=clip_resources(seaweedfs, media_store.bucket, path),
-        )  # fmt: skip
+        )
     assert not result.success
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "upscaled_take"
@@ -232,8 +242,9 @@ def test_backends_share_one_owner_of_connections_and_close_its_clients(
         assert shared == {backends.connections}
         other = build_backends(choice, models, OfflineSettings())
         assert other.connections is not backends.connections
-        backends.text_to_video.render(TakeRequest(prompt=GOOD[0], seed=3, frames=16),
-                                      tmp_path / "take.mp4")  # fmt: skip
+        backends.text_to_video.render(
+            TakeRequest(prompt=GOOD[0], seed=3, frames=16), tmp_path / "take.mp4"
+        )
         assert closed == []
     assert [url.rstrip("/") for url in closed] == [local_spaces["text_to_video"].rstrip("/")]
 
@@ -304,8 +315,9 @@ def test_answers_out_of_bounds_fail_over_to_the_next_replica(
     request = TakeRequest(prompt=GOOD[0], seed=3, frames=16)
     downloads = set(space_pool.DOWNLOADS.glob("*"))
     hostile = list(hostile_spaces.values())
-    backend = SpaceTextToVideo(pool([*hostile, local_spaces["text_to_video"]], connections,
-                                    rounds=1, max_answer_mb=6))  # fmt: skip
+    backend = SpaceTextToVideo(
+        pool([*hostile, local_spaces["text_to_video"]], connections, rounds=1, max_answer_mb=6)
+    )
     call = backend.render(request, tmp_path / "take.mp4")
     assert (call.endpoint, call.attempts) == (local_spaces["text_to_video"], len(hostile) + 1)
     take = probe(tmp_path / "take.mp4").video

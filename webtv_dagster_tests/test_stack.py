@@ -82,8 +82,9 @@ def supervised_stack(tmp_path: Path, channels_file: Path):
     )
     try:
         supervisor = wait_for(lambda: StackSupervisor.connect(data_dir), 30, "supervisord")
-        store = MediaStore("media", f"http://127.0.0.1:{s3_port}", "us-east-1", ACCESS_KEY,
-                           SECRET_KEY)  # fmt: skip
+        store = MediaStore(
+            "media", f"http://127.0.0.1:{s3_port}", "us-east-1", ACCESS_KEY, SECRET_KEY
+        )
         wait_for(lambda: _answers(store), 30, "the S3 API")
         yield Stack(supervisor, store, rtmp_port, data_dir)
     finally:

@@ -19,10 +19,17 @@ defs = definitions_for_tests()
 def store_airable_clip(store, number: int) -> str:
     """A broadcast record for clip `number`, as the broadcast stage writes it after QC."""
     clip = ClipId(channel=SLUG, number=number)
-    store.put_json(clip.object_key(clips.BROADCAST_RECORD), {
-        "clip_id": clip.key, "prompt": f"prompt {number}", "seed": number,
-        "duration_seconds": 64 / 24, "uri": "s3://x", "key": clip.object_key("broadcast.mp4"),
-    })  # fmt: skip
+    store.put_json(
+        clip.object_key(clips.BROADCAST_RECORD),
+        {
+            "clip_id": clip.key,
+            "prompt": f"prompt {number}",
+            "seed": number,
+            "duration_seconds": 64 / 24,
+            "uri": "s3://x",
+            "key": clip.object_key("broadcast.mp4"),
+        },
+    )
     return clip.key
 
 
@@ -35,8 +42,10 @@ def take_down(instance, resources, **config):
     job = defs.resolve_job_def("take_down_job")
     return job.execute_in_process(
         run_config={"ops": {"take_down_clip": {"config": config}}},
-        instance=instance, resources=resources, raise_on_error=False,
-    )  # fmt: skip
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
 
 
 @pytest.fixture
@@ -52,24 +61,32 @@ def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resour
         instance.add_dynamic_partitions("channels", [SLUG])  # as the clip sensor's first tick
         # The playlist lists the channel's clips up to its highest partition (4 is being made).
         instance.add_dynamic_partitions("clips", [f"{SLUG}-{n:06d}" for n in range(1, 5)])
-        assert dg.materialize([playlist], partition_key=SLUG, instance=instance,
-                              resources=resources).success  # fmt: skip
+        assert dg.materialize(
+            [playlist], partition_key=SLUG, instance=instance, resources=resources
+        ).success
         assert listed(media_store) == keys
 
         result = take_down(instance, resources, clip_id=keys[1], reason="llama has five legs")
         assert result.success
         assert listed(media_store) == [keys[0], keys[2]]
         assert read_takedowns(media_store, SLUG).clips[keys[1]].reason == "llama has five legs"
-        observation = instance.fetch_observations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("broadcast_clip"),
-                                  asset_partitions=[keys[1]]), limit=1,
-        ).records[0].asset_observation  # fmt: skip
+        observation = (
+            instance.fetch_observations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("broadcast_clip"), asset_partitions=[keys[1]]
+                ),
+                limit=1,
+            )
+            .records[0]
+            .asset_observation
+        )
         assert observation.metadata["reason"].value == "llama has five legs"
 
         # A later rebuild (new clips landing) keeps it off; the playout never picks it.
         keys.append(store_airable_clip(media_store, 4))
-        assert dg.materialize([playlist], partition_key=SLUG, instance=instance,
-                              resources=resources).success  # fmt: skip
+        assert dg.materialize(
+            [playlist], partition_key=SLUG, instance=instance, resources=resources
+        ).success
         assert listed(media_store) == [keys[0], keys[2], keys[3]]
         current = Playlist.model_validate(media_store.get_json(f"channels/{SLUG}/{PLAYLIST_JSON}"))
         assert [e.clip_id for e in unaired_entries(current, through=1)] == [keys[2], keys[3]]

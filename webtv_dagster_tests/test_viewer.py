@@ -13,8 +13,13 @@ from webtv_dagster.playout.channel import ChannelPlayout, read_state
 from .conftest import CLIP_COLOURS, upload_playlist, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
 RGB = {"red": (255, 0, 0), "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 SAMPLE = """() => {
     const video = document.getElementById("video");
@@ -114,8 +119,11 @@ def test_the_prompt_on_screen_belongs_to_the_clip_in_the_picture(
     assert guide and guide == sorted(guide) and guide[0] > taken[-1]["clipId"]
 
     page.click("text=Deep Blue Test")
-    wait_for(lambda: (page.evaluate(SAMPLE)["clipId"] or "").startswith("test-ocean"), 60,
-             "the ocean channel's prompt")  # fmt: skip
+    wait_for(
+        lambda: (page.evaluate(SAMPLE)["clipId"] or "").startswith("test-ocean"),
+        60,
+        "the ocean channel's prompt",
+    )
     ocean = samples(page, 5)
     assert {s["title"] for s in ocean} == {"Deep Blue Test"}
     assert ocean[-1]["currentTime"] > ocean[0]["currentTime"]
@@ -196,8 +204,9 @@ def requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
     channel = load_channels(channels_file).channels[0]
     upload_playlist(media_store, channel, {n: broadcast_clips[n % 4] for n in range(1, clips + 1)})
     service = ViewerServiceProcess(data_dir, channels_file, media_store).start()
-    playout = ChannelPlayout(media_store, channel, rtmp_server.publish_url(channel.slug),
-                             data_dir, 2**28)  # fmt: skip
+    playout = ChannelPlayout(
+        media_store, channel, rtmp_server.publish_url(channel.slug), data_dir, 2**28
+    )
     thread = threading.Thread(target=playout.run)
     thread.start()
     try:
@@ -220,8 +229,11 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
 
     from .conftest import clip_resources, studio_for_tests
 
-    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
-                                 8) as (channel, channels_file, data_dir):  # fmt: skip
+    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path, 8) as (
+        channel,
+        channels_file,
+        data_dir,
+    ):
         page = open_viewer(browser, rtmp_server, "", channel.slug)
         wait_for(lambda: page.is_visible("#suggest"), 20, "the suggest box")
         page.fill("#idea", "the llama conducting a choir of geese")
@@ -235,15 +247,17 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
         resources["studio"] = studio_for_tests(channels_file=channels_file, data_dir=data_dir)
         key = f"{channel.slug}-000009"
         instance.add_dynamic_partitions("clips", [key])
-        made = dg.materialize(CLIP_STAGES, partition_key=key, instance=instance,
-                              resources=resources)  # fmt: skip
+        made = dg.materialize(
+            CLIP_STAGES, partition_key=key, instance=instance, resources=resources
+        )
         assert made.success
         (entry,) = build_playlist(media_store, channel, range(9, 10)).entries
         assert entry.requested_by == "Zoë"
         listed = media_store.get_json(f"channels/{channel.slug}/playlist.json")
         current = Playlist.model_validate(listed)
-        publish_playlist(media_store, current.model_copy(update={"entries": [*current.entries,
-                                                                             entry]}))  # fmt: skip
+        publish_playlist(
+            media_store, current.model_copy(update={"entries": [*current.entries, entry]})
+        )
 
         def credit_on_screen():
             sample = page.evaluate(SAMPLE)
@@ -266,8 +280,11 @@ def test_the_operators_dump_button_cuts_the_clip_on_screen(
 
     from .test_viewer_service import OPERATOR_TOKEN
 
-    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path,
-                                 12) as (channel, _, data_dir):  # fmt: skip
+    with requests_channel_on_air(rtmp_server, media_store, broadcast_clips, tmp_path, 12) as (
+        channel,
+        _,
+        data_dir,
+    ):
         plain = open_viewer(browser, rtmp_server, "", channel.slug)
         assert not plain.is_visible("#dump")  # viewers have no dump button
         page = open_viewer(browser, rtmp_server, "?operator", channel.slug)

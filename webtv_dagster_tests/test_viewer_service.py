@@ -30,8 +30,13 @@ OPERATOR_TOKEN = "OPERATOR-SECRET-4711"
 
 def requests_channels_file(path, **policy):
     raw = yaml.safe_load(TEST_CHANNELS.read_text())
-    raw["channels"][0]["requests"] = {"enabled": True, "approval": "auto", "share": 1.0,
-                                      "blocked_words": ["broccoli"], **policy}  # fmt: skip
+    raw["channels"][0]["requests"] = {
+        "enabled": True,
+        "approval": "auto",
+        "share": 1.0,
+        "blocked_words": ["broccoli"],
+        **policy,
+    }
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -44,17 +49,25 @@ class ViewerServiceProcess:
         self.socket = viewer_service_socket(data_dir)
         self.log = data_dir.parent / "viewer-service.log"
         self.environment = {
-            **os.environ, "WEBTV_DATA_DIR": str(data_dir),
-            "WEBTV_CHANNELS_FILE": str(channels_file), "WEBTV_S3_ENDPOINT_URL": store.endpoint,
-            "WEBTV_S3_BUCKET": store.bucket, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "WEBTV_OPERATOR_TOKEN": OPERATOR_TOKEN,
-        }  # fmt: skip
+            **os.environ,
+            "WEBTV_DATA_DIR": str(data_dir),
+            "WEBTV_CHANNELS_FILE": str(channels_file),
+            "WEBTV_S3_ENDPOINT_URL": store.endpoint,
+            "WEBTV_S3_BUCKET": store.bucket,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "WEBTV_OPERATOR_TOKEN": OPERATOR_TOKEN,
+        }
         self.process = None
 
     def start(self):
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(webtv_command("viewer-service"), env=self.environment,
-                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            self.process = subprocess.Popen(
+                webtv_command("viewer-service"),
+                env=self.environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         assert wait_until_serving(self.socket, timeout=30), self.log.read_text()
         return self
 
@@ -80,8 +93,9 @@ def service(rtmp_server, media_store, tmp_path):
 def call(url, body=None, headers=None):
     """(status, JSON answer) of a request to nginx."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={
-        "Content-Type": "application/json", **(headers or {})})  # fmt: skip
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -96,8 +110,12 @@ def call(url, body=None, headers=None):
 def on_socket(socket_path, body, client):
     """(status, JSON answer) of a request sent as nginx sends it, for client address `client`."""
     connection = UnixHTTPConnection(socket_path)
-    connection.request("POST", f"/api/{SLUG}/requests", json.dumps(body),
-                       {"Content-Type": "application/json", "X-Real-IP": client})  # fmt: skip
+    connection.request(
+        "POST",
+        f"/api/{SLUG}/requests",
+        json.dumps(body),
+        {"Content-Type": "application/json", "X-Real-IP": client},
+    )
     response = connection.getresponse()
     answer = (response.status, json.loads(response.read()))
     connection.close()
@@ -194,8 +212,12 @@ def test_the_dump_button_needs_the_operator_token_and_takes_the_clip_down(
     clip = {"clip_id": f"{SLUG}-000007", "reason": "a viewer complained"}
     assert call(dump, clip)[0] == 401
     assert call(dump, clip, {"Authorization": "Bearer wrong-token"})[0] == 401
-    assert call(dump, {"clip_id": "test-ocean-000001"},
-                {"Authorization": f"Bearer {OPERATOR_TOKEN}"})[0] == 400  # fmt: skip
+    assert (
+        call(dump, {"clip_id": "test-ocean-000001"}, {"Authorization": f"Bearer {OPERATOR_TOKEN}"})[
+            0
+        ]
+        == 400
+    )
     status, answer = call(dump, clip, {"Authorization": f"Bearer {OPERATOR_TOKEN}"})
     assert status == 200 and answer["taken_down"] == f"{SLUG}-000007"
     takedown = read_takedowns(media_store, SLUG).clips[f"{SLUG}-000007"]

@@ -32,8 +32,13 @@ def tool(name: str) -> str:
 def run_tool(*command: str) -> subprocess.CompletedProcess:
     """An XMLTV tool run in UTC (tv_to_text writes times as the document gives them, but the
     tools read dates given without a zone as local)."""
-    return subprocess.run([tool(command[0]), *command[1:]], capture_output=True, text=True,
-                          env={**os.environ, "TZ": "UTC"}, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [tool(command[0]), *command[1:]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "UTC"},
+        timeout=60,
+    )
 
 
 def dtd_errors(document: bytes) -> list[str]:
@@ -53,8 +58,9 @@ def dtd_errors(document: bytes) -> list[str]:
 def validate(document: bytes, tmp_path, empty: bool = False) -> str:
     """Validates with lxml and tv_validate_file and returns what tv_to_text reads of it. An
     `empty` guide may have (only) tv_validate_file's complaint that it lists no programme."""
-    assert document.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n'
-                               b'<!DOCTYPE tv SYSTEM "xmltv.dtd">\n')  # fmt: skip
+    assert document.startswith(
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE tv SYSTEM "xmltv.dtd">\n'
+    )
     assert dtd_errors(document) == []
     path = tmp_path / "guide.xml"
     path.write_bytes(document)
@@ -100,9 +106,15 @@ def xmltv_time(unix_seconds: float) -> str:
 
 def entry(number: int, prompt: str, requested_by: str | None = None) -> PlaylistEntry:
     key = f"test-llamas-{number:06d}"
-    return PlaylistEntry(clip_id=key, prompt=prompt, seed=number, duration_seconds=SECONDS,
-                         uri=f"s3://media/{key}", path=f"clips/{key}/broadcast.mp4",
-                         requested_by=requested_by)  # fmt: skip
+    return PlaylistEntry(
+        clip_id=key,
+        prompt=prompt,
+        seed=number,
+        duration_seconds=SECONDS,
+        uri=f"s3://media/{key}",
+        path=f"clips/{key}/broadcast.mp4",
+        requested_by=requested_by,
+    )
 
 
 def on_air_state(channel, on_air_since: float) -> PlayoutState:
@@ -120,21 +132,35 @@ def on_air_state(channel, on_air_since: float) -> PlayoutState:
         )
         for n in (2, 3, 4)
     ]
-    return PlayoutState(channel=channel.slug, title=channel.title, publisher_started_at=0,
-                        updated_at=NOW, aired_through=4, unplayed_seconds=3 * SECONDS,
-                        schedule=schedule, up_next=[])  # fmt: skip
+    return PlayoutState(
+        channel=channel.slug,
+        title=channel.title,
+        publisher_started_at=0,
+        updated_at=NOW,
+        aired_through=4,
+        unplayed_seconds=3 * SECONDS,
+        schedule=schedule,
+        up_next=[],
+    )
 
 
 def test_the_guide_chains_the_schedule_and_the_playlist_and_validates(llama_channel, tmp_path):
     detail = llama_channel.recurring_details[0]
-    playlist = Playlist(channel=llama_channel.slug, title=llama_channel.title, entries=[
-        entry(n, f"the llama, {detail}, baking bread number {n}, in a cosy bakery, slow pan left")
-        for n in range(1, 8)
-    ])  # fmt: skip
+    playlist = Playlist(
+        channel=llama_channel.slug,
+        title=llama_channel.title,
+        entries=[
+            entry(
+                n, f"the llama, {detail}, baking bread number {n}, in a cosy bakery, slow pan left"
+            )
+            for n in range(1, 8)
+        ],
+    )
     playlist.entries[5] = entry(6, "the llama juggling lemons, slow pan left", "Zoë")
     on_air_since = NOW - 10.1  # stops at 08:00:21.9; clip 4 starts at 08:00:22.2
-    document = channel_xmltv(llama_channel, on_air_state(llama_channel, on_air_since), playlist,
-                             NOW)  # fmt: skip
+    document = channel_xmltv(
+        llama_channel, on_air_state(llama_channel, on_air_since), playlist, NOW
+    )
     text = validate(document, tmp_path)
 
     listed = programmes(document)
@@ -172,8 +198,11 @@ def test_the_guide_chains_the_schedule_and_the_playlist_and_validates(llama_chan
 
 
 def test_a_channel_that_never_aired_is_planned_from_now(llama_channel, tmp_path):
-    playlist = Playlist(channel=llama_channel.slug, title=llama_channel.title,
-                        entries=[entry(1, "prompt one"), entry(2, "prompt two")])  # fmt: skip
+    playlist = Playlist(
+        channel=llama_channel.slug,
+        title=llama_channel.title,
+        entries=[entry(1, "prompt one"), entry(2, "prompt two")],
+    )
     document = channel_xmltv(llama_channel, None, playlist, NOW + 0.5)
     text = validate(document, tmp_path)
     listed = programmes(document)
@@ -181,8 +210,10 @@ def test_a_channel_that_never_aired_is_planned_from_now(llama_channel, tmp_path)
         ("20270115080000 +0000", "20270115080032 +0000", "prompt one"),
         ("20270115080032 +0000", "20270115080104 +0000", "prompt two"),
     ]
-    assert listed_by_tv_to_text(text) == [("08:00", "08:00", "prompt one"),
-                                          ("08:00", "08:01", "prompt two")]  # fmt: skip
+    assert listed_by_tv_to_text(text) == [
+        ("08:00", "08:00", "prompt one"),
+        ("08:00", "08:01", "prompt two"),
+    ]
     # Nothing to plan: the channel alone, valid but for the missing programmes.
     empty = channel_xmltv(llama_channel, None, None, NOW)
     validate(empty, tmp_path, empty=True)
@@ -205,16 +236,22 @@ def test_without_a_playlist_the_guide_lists_the_schedule(llama_channel, tmp_path
 
 
 def test_hostile_text_leaves_the_guide_valid(llama_channel, tmp_path):
-    hostile = ("<script>alert(1)</script> & ]]> \x00\x07\x1b[31m\x85\x9b \ud800 \ufffe 🦙 "
-               + "very long " * 1_000)  # fmt: skip
+    hostile = (
+        "<script>alert(1)</script> & ]]> \x00\x07\x1b[31m\x85\x9b \ud800 \ufffe 🦙 "
+        + "very long " * 1_000
+    )
     assert len(hostile) > 10_000
-    playlist = Playlist(channel=llama_channel.slug, title=llama_channel.title, entries=[
-        entry(1, hostile, requested_by='<b onmouseover="x">Mallory</b>\x0c ]]> &amp;'),
-        entry(2, "x" * 10_000, requested_by="\x00\x01 \t"),  # a name of nothing printable
-        entry(3, "", requested_by="Eve" * 100),
-        entry(4, "\x00\x1f,\x7f,\x08"),
-        entry(5, "\x00 \x0b"),  # no description at all: XMLTV refuses an empty one
-    ])  # fmt: skip
+    playlist = Playlist(
+        channel=llama_channel.slug,
+        title=llama_channel.title,
+        entries=[
+            entry(1, hostile, requested_by='<b onmouseover="x">Mallory</b>\x0c ]]> &amp;'),
+            entry(2, "x" * 10_000, requested_by="\x00\x01 \t"),  # a name of nothing printable
+            entry(3, "", requested_by="Eve" * 100),
+            entry(4, "\x00\x1f,\x7f,\x08"),
+            entry(5, "\x00 \x0b"),  # no description at all: XMLTV refuses an empty one
+        ],
+    )
     document = channel_xmltv(llama_channel, None, playlist, NOW)
     text = validate(document, tmp_path)
     assert b"<script>" not in document and b"&lt;script&gt;" in document
@@ -257,8 +294,9 @@ def test_the_guide_is_served_by_the_viewers_web_server(rtmp_server, media_store,
             entries=[entry(1, "the llama, rowing, at dawn"), entry(2, "the llama, skiing")],
         ).model_dump_json()
     )
-    service = ViewerServiceProcess(data_dir, requests_channels_file(tmp_path / "c.yaml"),
-                                   media_store).start()  # fmt: skip
+    service = ViewerServiceProcess(
+        data_dir, requests_channels_file(tmp_path / "c.yaml"), media_store
+    ).start()
     try:
         url = f"http://127.0.0.1:{rtmp_server.http_port}/xmltv/test-llamas.xml"
         with urllib.request.urlopen(url, timeout=10) as answer:

@@ -85,13 +85,28 @@ class OpticalFlowInterpolator:
             f"scale={video.width}:{video.height}:flags=lanczos," if height != video.height else ""
         )
         run_ffmpeg(
-            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
-             "-r", str(request.fps), "-i", "pipe:0", "-vf", f"{scale}setsar=1",
-             "-frames:v", str(request.frames), *broadcast_x264(BROADCAST_PROFILE), "-an",
-             str(output)],
+            [
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "yuv420p",
+                "-s",
+                f"{width}x{height}",
+                "-r",
+                str(request.fps),
+                "-i",
+                "pipe:0",
+                "-vf",
+                f"{scale}setsar=1",
+                "-frames:v",
+                str(request.frames),
+                *broadcast_x264(BROADCAST_PROFILE),
+                "-an",
+                str(output),
+            ],
             f"encoding {request.frames} interpolated frames of {source.name}",
             stdin=bytes(frames),
-        )  # fmt: skip
+        )
         return ModelCall(backend=self.name, endpoint=self.endpoint)
 
 
@@ -124,9 +139,10 @@ class _FlowWarper:
         chroma_b = cv2.resize(to_b, half, interpolation=cv2.INTER_AREA) * 0.5
         planes = []
         for plane, grid, flow_a, flow_b in [
-            (0, luma_grid, to_a, to_b), (1, chroma_grid, chroma_a, chroma_b),
+            (0, luma_grid, to_a, to_b),
+            (1, chroma_grid, chroma_a, chroma_b),
             (2, chroma_grid, chroma_a, chroma_b),
-        ]:  # fmt: skip
+        ]:
             warped_a = _warp(take[index][plane], grid, flow_a)
             warped_b = _warp(take[index + 1][plane], grid, flow_b)
             planes.append(cv2.addWeighted(warped_a, 1 - t, warped_b, t, 0).tobytes())
@@ -157,8 +173,11 @@ class SpaceInterpolator(SpaceBackend):
         video = probe(source).video
         if video is None or not video.frames:
             raise ValueError(f"{source.name} has no video frames to interpolate")
-        values = {"video": source, "fps": str(request.fps),
-                  "interpolation_steps": film_steps(video.frames, request.frames)}  # fmt: skip
+        values = {
+            "video": source,
+            "fps": str(request.fps),
+            "interpolation_steps": film_steps(video.frames, request.frames),
+        }
         expected = max(video.duration, request.frames / request.fps)
         return self.pool.fetch(
             values,
@@ -171,5 +190,5 @@ class SpaceInterpolator(SpaceBackend):
                 fps=request.fps,
                 frames=request.frames,
                 encoding=broadcast_x264(BROADCAST_PROFILE),
-            ),  # fmt: skip
+            ),
         )

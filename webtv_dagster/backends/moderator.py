@@ -30,8 +30,9 @@ BUILTIN_BLOCKED_WORDS = Path(__file__).parent.parent / "blocked_words.txt"
 MAX_IDEA_CHARACTERS = 200
 MAX_IDEA_WORDS = 30
 _LINK = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|net|org|io|tv|gg|ly)\b", re.I)
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
-                       "$": "s"})  # fmt: skip
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 
 
 class Verdict(BaseModel):
@@ -88,8 +89,11 @@ class WordList:
         self.phrases = {tuple(_folded_words(entry)[0]): entry for entry in entries}
         self.phrases.pop((), None)
         self.longest = max((len(phrase) for phrase in self.phrases), default=0)
-        self.spellable = {words[0]: entry for words, entry in self.phrases.items()
-                          if len(words) == 1 and len(words[0]) >= 3}  # fmt: skip
+        self.spellable = {
+            words[0]: entry
+            for words, entry in self.phrases.items()
+            if len(words) == 1 and len(words[0]) >= 3
+        }
 
     def first_match(self, text: str) -> str | None:
         words, spelled = _folded_words(text)
@@ -150,8 +154,9 @@ class RuleModerator:
         blocked = self.words.first_match(idea)
         if blocked is not None:
             return refuse(f"it contains {blocked!r}, which this channel does not show")
-        return Verdict(allowed=True, reason="passed the rules and the word list",
-                       decided_by=self.name)  # fmt: skip
+        return Verdict(
+            allowed=True, reason="passed the rules and the word list", decided_by=self.name
+        )
 
 
 class JudgeAnswer(BaseModel):
@@ -185,9 +190,12 @@ class OpenAIJudge:
         self.config = config
         self.endpoint = f"{mask_url(config.base_url)} ({config.model})"
         self._secrets = url_secrets(config.base_url) + ([api_key] if api_key else [])
-        self._client = OpenAI(base_url=config.base_url, api_key=api_key or "unused",
-                              timeout=min(timeout_seconds, config.timeout_seconds),
-                              max_retries=1)  # fmt: skip
+        self._client = OpenAI(
+            base_url=config.base_url,
+            api_key=api_key or "unused",
+            timeout=min(timeout_seconds, config.timeout_seconds),
+            max_retries=1,
+        )
 
     def judge(self, idea: str, channel: Channel) -> Verdict:
         try:

@@ -129,8 +129,17 @@ class ProceduralMusicGenerator:
                 pan = (voice - 1) * 0.4
                 self._note(mix, rate, start, bar, _hz(note + 12), 0.10, "pad", pan, rng)
             for quarter in range(4):  # bass on the root, every beat
-                self._note(mix, rate, start + quarter * beat, beat * 0.9, _hz(chord[0] - 12),
-                           0.22, "bass", 0.0, rng)  # fmt: skip
+                self._note(
+                    mix,
+                    rate,
+                    start + quarter * beat,
+                    beat * 0.9,
+                    _hz(chord[0] - 12),
+                    0.22,
+                    "bass",
+                    0.0,
+                    rng,
+                )
             self._melody(mix, rate, start, beat, chord_root, degree, style, rng)
             if style.drums:
                 self._drums(mix, rate, start, beat, rng)
@@ -151,8 +160,17 @@ class ProceduralMusicGenerator:
                 step += int(rng.choice([-2, -1, -1, 0, 1, 1, 2]))
                 step = int(np.clip(step, chord_root + 3, chord_root + 14))
                 brightness = 0.18 + 0.12 * style.brightness
-                self._note(mix, rate, start + position, length, _hz(degree(step) + 12),
-                           brightness, "pluck", float(rng.uniform(-0.3, 0.3)), rng)  # fmt: skip
+                self._note(
+                    mix,
+                    rate,
+                    start + position,
+                    length,
+                    _hz(degree(step) + 12),
+                    brightness,
+                    "pluck",
+                    float(rng.uniform(-0.3, 0.3)),
+                    rng,
+                )
             position += length
 
     def _drums(self, mix, rate, start, beat, rng):
@@ -194,8 +212,12 @@ class SpaceMusicGenerator(SpaceBackend):
     """Music on a pool of MusicGen-style Gradio Spaces (text, duration by default)."""
 
     def compose(self, request: MusicRequest, output: Path) -> ModelCall:
-        values = {"prompt": request.prompt, "mood": request.mood, "seed": request.seed,
-                  "seconds": math.ceil(request.seconds)}  # fmt: skip
+        values = {
+            "prompt": request.prompt,
+            "mood": request.mood,
+            "seed": request.seed,
+            "seconds": math.ceil(request.seconds),
+        }
         return self.pool.fetch(
             values,
             MediaLimits.around("audio", request.seconds),

@@ -112,8 +112,7 @@ class RuleBasedPromptWriter:
         motion, camera, lighting = pick(SUBJECT_MOTIONS), pick(CAMERA_MOVES), pick(LIGHTING)
         head = [f"{subject}, {details}" if details else subject, *([action] if action else [])]
         for optional in ([motion, *looks], [motion], []):
-            parts = [*head, setting, *optional[:1], camera, lighting, channel.style,
-                     *optional[1:]]  # fmt: skip
+            parts = [*head, setting, *optional[:1], camera, lighting, channel.style, *optional[1:]]
             prompt = ", ".join(parts)
             if len(prompt.split()) <= MAX_PROMPT_WORDS:
                 break
@@ -211,8 +210,12 @@ def parse_batch(text: str) -> list[object]:
 
 
 # Failures worth another request: the server is busy, slow, down for a moment or overloaded.
-RETRYABLE = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-             openai.InternalServerError)  # fmt: skip
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.InternalServerError,
+)
 
 
 def _retry_after(error: Exception) -> float | None:
@@ -312,8 +315,9 @@ class OpenAIPromptWriter:
         }
         if self._structured:
             try:
-                response = self._create({**request, "response_format": JSON_SCHEMA_FORMAT},
-                                        deadline)  # fmt: skip
+                response = self._create(
+                    {**request, "response_format": JSON_SCHEMA_FORMAT}, deadline
+                )
                 return response.choices[0].message.content or ""
             except openai.BadRequestError:
                 # Servers without structured output refuse the format: plain JSON it is.
@@ -332,9 +336,12 @@ class OpenAIPromptWriter:
         deadline = time.monotonic() + self.config.total_seconds
         messages = [
             {"role": "system", "content": _instructions(channel, count, idea)},
-            {"role": "user", "content": "Recent prompts, not to repeat:\n"
-             + ("\n".join(f"- {p}" for p in recent_prompts) or "(none)")},
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": "Recent prompts, not to repeat:\n"
+                + ("\n".join(f"- {p}" for p in recent_prompts) or "(none)"),
+            },
+        ]
         problems: list[str] = []
         for attempt in range(1, self.config.max_attempts + 1):
             answer = self._complete(messages, seed + attempt - 1, deadline)
@@ -352,9 +359,13 @@ class OpenAIPromptWriter:
                 )
             messages += [
                 {"role": "assistant", "content": answer},
-                {"role": "user", "content": "None of those prompts can be used:\n- "
-                 + "\n- ".join(problems) + f"\nAnswer again with {count} corrected prompts."},
-            ]  # fmt: skip
+                {
+                    "role": "user",
+                    "content": "None of those prompts can be used:\n- "
+                    + "\n- ".join(problems)
+                    + f"\nAnswer again with {count} corrected prompts.",
+                },
+            ]
         raise PromptWriterError(
             f"LLM at {self.endpoint} gave no usable shot prompt in "
             f"{self.config.max_attempts} attempt(s); last problems: " + "; ".join(problems)

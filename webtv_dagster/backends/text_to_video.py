@@ -159,10 +159,14 @@ class ProceduralScene:
         else:
             hue = self.rng.random()
             base = np.array(
-                [_hsv(hue, 0.5, 0.9), _hsv(hue + 0.05, 0.3, 1.0), _hsv(hue + 0.3, 0.5, 0.5),
-                 _hsv(hue + 0.5, 0.8, 0.9)],
+                [
+                    _hsv(hue, 0.5, 0.9),
+                    _hsv(hue + 0.05, 0.3, 1.0),
+                    _hsv(hue + 0.3, 0.5, 0.5),
+                    _hsv(hue + 0.5, 0.8, 0.9),
+                ],
                 dtype=np.float32,
-            )  # fmt: skip
+            )
         # Each prompt shifts the palette a little, so prompts with the same light still differ.
         jitter = self.rng.normal(0, 0.06, size=base.shape).astype(np.float32)
         return np.clip(base + jitter, 0, 1)
@@ -282,8 +286,12 @@ class SpaceTextToVideo(SpaceBackend):
     frames, steps by default)."""
 
     def render(self, request: TakeRequest, output: Path) -> ModelCall:
-        values = {"prompt": request.prompt, "seed": request.seed, "frames": request.frames,
-                  "fps": request.fps}  # fmt: skip
+        values = {
+            "prompt": request.prompt,
+            "seed": request.seed,
+            "frames": request.frames,
+            "fps": request.fps,
+        }
         expected = MediaLimits.around("video", request.frames / request.fps)
         return self.pool.fetch(
             values,

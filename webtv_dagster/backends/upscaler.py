@@ -35,11 +35,17 @@ class LanczosUpscaler:
 
     def upscale(self, source: Path, request: UpscaleRequest, output: Path) -> ModelCall:
         run_ffmpeg(
-            ["-i", str(source), "-vf",
-             f"scale={request.width}:{request.height}:flags=lanczos,setsar=1",
-             *INTERMEDIATE_X264, "-an", str(output)],
+            [
+                "-i",
+                str(source),
+                "-vf",
+                f"scale={request.width}:{request.height}:flags=lanczos,setsar=1",
+                *INTERMEDIATE_X264,
+                "-an",
+                str(output),
+            ],
             f"upscaling {source.name} to {request.width}x{request.height}",
-        )  # fmt: skip
+        )
         return ModelCall(backend=self.name, endpoint=self.endpoint)
 
 

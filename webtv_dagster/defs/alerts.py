@@ -24,14 +24,20 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_webhook:
     """Sends an alert for every failed run: its job, what it was making, and why it failed."""
     run = context.dagster_run
     subject = run.tags.get("webtv/channel") or " .. ".join(
-        filter(None, [run.tags.get("dagster/asset_partition_range_start"),
-                      run.tags.get("dagster/asset_partition_range_end")])
-    )  # fmt: skip
+        filter(
+            None,
+            [
+                run.tags.get("dagster/asset_partition_range_start"),
+                run.tags.get("dagster/asset_partition_range_end"),
+            ],
+        )
+    )
     reason = context.failure_event.message or "no message"
     alert_webhook.send(
-        context.log, f"run of {run.job_name} failed" + (f" ({subject})" if subject else ""),
+        context.log,
+        f"run of {run.job_name} failed" + (f" ({subject})" if subject else ""),
         f"{reason}\nrun {run.run_id}",
-    )  # fmt: skip
+    )
 
 
 def channel_problem(studio: Studio, slug: str, now: float) -> str | None:
@@ -59,15 +65,14 @@ def off_air_alert_sensor(
     (the playout and the supervisor fix the short faults), when a supervised process gave up
     restarting (FATAL), and again when each comes back."""
     now = time.time()
-    problems = {
-        slug: channel_problem(studio, slug, now) for slug in studio.slugs()
-    }
+    problems = {slug: channel_problem(studio, slug, now) for slug in studio.slugs()}
     supervisor = StackSupervisor.connect(studio.data_folder)
     for info in supervisor.processes() if supervisor else []:
         problems[f"process {info['name']}"] = (
             f"it gave up restarting: {info['spawnerr'] or info['description']}"
-            if info["statename"] == "FATAL" else None
-        )  # fmt: skip
+            if info["statename"] == "FATAL"
+            else None
+        )
     seen = json.loads(context.cursor) if context.cursor else {}
     for subject, problem in problems.items():
         before = seen.get(subject)  # {"problem": ..., "alerted": bool}

@@ -64,8 +64,9 @@ def add_clip_partitions(context: dg.OpExecutionContext, config: AddClipsConfig, 
         )
     except (ValueError, KeyError) as error:
         raise dg.Failure(str(error).strip('"')) from None
-    context.log.info(f"added {len(added)} clip(s) to {channel.slug}: {added[0].key} .. "
-                     f"{added[-1].key}")  # fmt: skip
+    context.log.info(
+        f"added {len(added)} clip(s) to {channel.slug}: {added[0].key} .. {added[-1].key}"
+    )
 
 
 @dg.job(description="Adds new clips to a channel (config: channel, count); they are made next.")
@@ -120,8 +121,10 @@ def take_down_clip(
     context.log.info(f"{clip.key}: {event['on_air']}; {channel.slug} playlist rebuilt")
 
 
-@dg.job(description="Takes a clip off air with a reason, or restores it (config: clip_id, "
-        "reason, restore).")  # fmt: skip
+@dg.job(
+    description="Takes a clip off air with a reason, or restores it (config: clip_id, "
+    "reason, restore)."
+)
 def take_down_job():
     take_down_clip()
 

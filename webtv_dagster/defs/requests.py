@@ -37,8 +37,13 @@ def _table(requests: list[ShotRequest]) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(r.received_at))} | {cell(r.reason)} |"
         for r in requests
     ]
-    return "\n".join(["| id | by | idea | from | received | note |", "|---|---|---|---|---|---|",
-                      *rows]) if rows else "(none)"  # fmt: skip
+    return (
+        "\n".join(
+            ["| id | by | idea | from | received | note |", "|---|---|---|---|---|---|", *rows]
+        )
+        if rows
+        else "(none)"
+    )
 
 
 def queue_observation(queue: RequestQueue, channel: Channel) -> dg.AssetObservation:
@@ -100,8 +105,9 @@ def review_requests(context: dg.OpExecutionContext, config: ReviewRequestsConfig
                 raise KeyError(f"no shot request {request_id!r}")
             decided = queue.decide(request_id, approve, config.reason, decided_by)
             touched[request.channel] = studio.channel(request.channel)
-            context.log.info(f"{request_id} ({request.channel}): {decided.status}: "
-                             f"{decided.reason}")  # fmt: skip
+            context.log.info(
+                f"{request_id} ({request.channel}): {decided.status}: {decided.reason}"
+            )
         except (KeyError, ValueError) as error:
             problems.append(str(error).strip('"'))
     for channel in touched.values():
@@ -110,8 +116,6 @@ def review_requests(context: dg.OpExecutionContext, config: ReviewRequestsConfig
         raise dg.Failure("; ".join(problems))
 
 
-@dg.job(description="Approves or refuses viewers' shot requests (config: approve, refuse, "
-        "reason).")  # fmt: skip
+@dg.job(description="Approves or refuses viewers' shot requests (config: approve, refuse, reason).")
 def review_requests_job():
     review_requests()
-

@@ -41,9 +41,8 @@ def clip_run_request(channel: Channel, batch: list[ClipId], deadline: float) -> 
     return dg.RunRequest(
         run_key=f"clips:{first}..{last}",
         job_name=clip_job.name,
-        tags={RANGE_START: first, RANGE_END: last, PRIORITY: str(run_priority(deadline)),
-              **models},
-    )  # fmt: skip
+        tags={RANGE_START: first, RANGE_END: last, PRIORITY: str(run_priority(deadline)), **models},
+    )
 
 
 REBOOK_OF = "webtv/rebook_of"  # on a run that finishes the clips of an ended one
@@ -87,17 +86,24 @@ def rebook_requests(instance: dg.DagsterInstance) -> tuple[list[dg.RunRequest], 
             key: left for key, left in unfinished_clips(instance, run, stages).items() if left
         }
         # The same models and priority (its deadline has not moved).
-        kept = {key: value for key, value in run.tags.items()
-                if key.endswith("_model") or key in REBOOKED_TAGS}  # fmt: skip
+        kept = {
+            key: value
+            for key, value in run.tags.items()
+            if key.endswith("_model") or key in REBOOKED_TAGS
+        }
         for batch, left in _consecutive_alike(unfinished):
             requests.append(
                 dg.RunRequest(
                     run_key=f"rebook:{run.run_id}:{batch[0]}",
                     job_name=clip_job.name,
                     asset_selection=None if left == stages else left,
-                    tags={**kept, RANGE_START: batch[0], RANGE_END: batch[-1],
-                          REBOOK_OF: run.run_id},
-                )  # fmt: skip
+                    tags={
+                        **kept,
+                        RANGE_START: batch[0],
+                        RANGE_END: batch[-1],
+                        REBOOK_OF: run.run_id,
+                    },
+                )
             )
         keys |= set(unfinished)
     return requests, keys
@@ -190,9 +196,7 @@ def plan_channel(
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def clip_production_sensor(
-    context: dg.SensorEvaluationContext, studio: Studio
-) -> dg.SensorResult:
+def clip_production_sensor(context: dg.SensorEvaluationContext, studio: Studio) -> dg.SensorResult:
     """Plans clips until each channel has `ahead_seconds` of unaired content, and requests a
     run for every clip partition added since (by this sensor, a schedule, the add_clips job or
     the UI) that nobody has booked yet, in batches of WEBTV_CLIPS_PER_RUN, queued by how soon

@@ -109,8 +109,9 @@ def ensure_channel_playout(
     slug = studio.channel(config.channel).slug
     data_dir = studio.data_folder.resolve()
     try:
-        action = ensure_playout(data_dir, slug, studio.playout_stale_seconds, config.restart,
-                                progress=context.log.info)  # fmt: skip
+        action = ensure_playout(
+            data_dir, slug, studio.playout_stale_seconds, config.restart, progress=context.log.info
+        )
     except PlayoutStartError as error:
         raise dg.Failure(str(error)) from None
     status = playout_status(data_dir, slug)
@@ -169,9 +170,7 @@ def _waiting_for_earlier_run(instance: dg.DagsterInstance, slug: str, now: float
     minimum_interval_seconds=PLAYOUT_CHECK_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def playout_watchdog_sensor(
-    context: dg.SensorEvaluationContext, studio: Studio
-) -> dg.SensorResult:
+def playout_watchdog_sensor(context: dg.SensorEvaluationContext, studio: Studio) -> dg.SensorResult:
     """Requests a playout_job run for every channel whose playout is not running or has not
     queued a clip for WEBTV_PLAYOUT_STALE_SECONDS; leaves alone the channels an operator
     stopped (`webtv channel stop`), and backs off after failed restarts. Records on

@@ -20,9 +20,23 @@ def broadcast_x264(profile: BroadcastProfile) -> list[str]:
     `keyframe_interval` frames (what stream-copy playout cuts on)."""
     gop = str(profile.keyframe_interval)
     return [
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-profile:v", "high",
-        "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-pix_fmt", profile.pix_fmt,
-    ]  # fmt: skip
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-profile:v",
+        "high",
+        "-g",
+        gop,
+        "-keyint_min",
+        gop,
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        profile.pix_fmt,
+    ]
 
 
 def fits_profile(video: Path, frames: int, profile: BroadcastProfile) -> bool:
@@ -82,13 +96,29 @@ def normalize_clip(
         video_out = ["-map", "[v]", *broadcast_x264(profile)]
     run_ffmpeg(
         [
-            "-i", str(video), "-i", str(music), "-filter_complex", graph,
-            *video_out, "-map", "[a]",
-            "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.sample_rate),
-            "-ac", str(profile.channels), "-movflags", "+faststart", str(output),
+            "-i",
+            str(video),
+            "-i",
+            str(music),
+            "-filter_complex",
+            graph,
+            *video_out,
+            "-map",
+            "[a]",
+            "-c:a",
+            "aac",
+            "-b:a",
+            profile.audio_bitrate,
+            "-ar",
+            str(profile.sample_rate),
+            "-ac",
+            str(profile.channels),
+            "-movflags",
+            "+faststart",
+            str(output),
         ],
         f"normalizing {video.name} + {music.name} to the broadcast profile",
-    )  # fmt: skip
+    )
 
 
 def render_slate(output: Path, frames: int, profile: BroadcastProfile) -> Path:
@@ -100,16 +130,35 @@ def render_slate(output: Path, frames: int, profile: BroadcastProfile) -> Path:
     partial = output.with_suffix(".part.mp4")
     run_ffmpeg(
         [
-            "-f", "lavfi", "-i", f"smptehdbars=size={size}:rate={profile.fps}",
-            "-f", "lavfi", "-i", f"anullsrc=r={profile.sample_rate}:cl=stereo",
+            "-f",
+            "lavfi",
+            "-i",
+            f"smptehdbars=size={size}:rate={profile.fps}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"anullsrc=r={profile.sample_rate}:cl=stereo",
             "-filter_complex",
             f"[0:v]trim=end_frame={frames},format={profile.pix_fmt}[v];"
             f"[1:a]atrim=end_sample={samples},asetpts=N/SR/TB[a]",
-            "-map", "[v]", *broadcast_x264(profile), "-map", "[a]",
-            "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.sample_rate),
-            "-ac", str(profile.channels), "-movflags", "+faststart", str(partial),
+            "-map",
+            "[v]",
+            *broadcast_x264(profile),
+            "-map",
+            "[a]",
+            "-c:a",
+            "aac",
+            "-b:a",
+            profile.audio_bitrate,
+            "-ar",
+            str(profile.sample_rate),
+            "-ac",
+            str(profile.channels),
+            "-movflags",
+            "+faststart",
+            str(partial),
         ],
         "making the test card (slate)",
-    )  # fmt: skip
+    )
     partial.replace(output)
     return output

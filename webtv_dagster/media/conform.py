@@ -10,8 +10,17 @@ from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 # enough for one more generation. A keyframe every 2 s at 24 fps lets previews decode only
 # keyframes.
 INTERMEDIATE_X264 = [
-    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-g", "48", "-pix_fmt", "yuv420p",
-]  # fmt: skip
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-crf",
+    "16",
+    "-g",
+    "48",
+    "-pix_fmt",
+    "yuv420p",
+]
 
 
 def conform_video(
@@ -31,23 +40,33 @@ def conform_video(
     if frames is not None and fps is not None:
         duration = probe(source).duration or 1.0
         stretch = frames / fps / duration
-        filters = [f"setpts={stretch:.6f}*PTS", f"fps={fps}", "tpad=stop_mode=clone:stop=-1",
-                   *filters]  # fmt: skip
+        filters = [
+            f"setpts={stretch:.6f}*PTS",
+            f"fps={fps}",
+            "tpad=stop_mode=clone:stop=-1",
+            *filters,
+        ]
         args = ["-frames:v", str(frames)]
     run_ffmpeg(
-        ["-i", str(source), "-vf", ",".join(filters), *args, *encoding, "-an",
-         str(output)],
+        ["-i", str(source), "-vf", ",".join(filters), *args, *encoding, "-an", str(output)],
         f"conforming {source.name} to {width}x{height}",
-    )  # fmt: skip
+    )
 
 
 def conform_audio(source: Path, output: Path, *, seconds: float, sample_rate: int) -> None:
     """Re-encodes `source` as stereo FLAC at `sample_rate`, cut or padded to `seconds`."""
     samples = round(seconds * sample_rate)
     run_ffmpeg(
-        ["-i", str(source), "-vn", "-af",
-         f"aresample={sample_rate},aformat=channel_layouts=stereo,"
-         f"apad=whole_len={samples},atrim=end_sample={samples}",
-         "-c:a", "flac", str(output)],
+        [
+            "-i",
+            str(source),
+            "-vn",
+            "-af",
+            f"aresample={sample_rate},aformat=channel_layouts=stereo,"
+            f"apad=whole_len={samples},atrim=end_sample={samples}",
+            "-c:a",
+            "flac",
+            str(output),
+        ],
         f"conforming {source.name} to {seconds:.3f} s of stereo audio",
-    )  # fmt: skip
+    )

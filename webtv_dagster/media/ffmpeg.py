@@ -137,23 +137,51 @@ def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) 
     count, height, width, _ = frames.shape
     run_ffmpeg(
         [
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
-            "-i", "pipe:0", "-frames:v", str(count),
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "14", "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", str(output),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(fps),
+            "-i",
+            "pipe:0",
+            "-frames:v",
+            str(count),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "14",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            str(output),
         ],
         purpose,
         stdin=np.ascontiguousarray(frames, dtype=np.uint8).tobytes(),
-    )  # fmt: skip
+    )
 
 
 def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
     """Decodes every frame of a video to uint8 RGB, scaled to width x height."""
     raw = run_ffmpeg(
-        ["-i", str(path), "-vf", f"scale={width}:{height}", "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "pipe:1"],
+        [
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={width}:{height}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ],
         f"decoding {path.name}",
-    )  # fmt: skip
+    )
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
 
 
@@ -177,10 +205,19 @@ def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
     """Decodes every frame of a video as yuv420p planes, Lanczos-scaled to width x height (even):
     the planes the encoder gets back, with no colour conversion on the way."""
     raw = run_ffmpeg(
-        ["-i", str(path), "-vf", f"scale={width}:{height}:flags=lanczos", "-f", "rawvideo",
-         "-pix_fmt", "yuv420p", "pipe:1"],
+        [
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={width}:{height}:flags=lanczos",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "pipe:1",
+        ],
         f"decoding {path.name}",
-    )  # fmt: skip
+    )
     luma, chroma = width * height, (width // 2) * (height // 2)
     frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, luma + 2 * chroma)
     half = (height // 2, width // 2)

@@ -56,9 +56,11 @@ FREEZE_CYCLES = (2, 3)
 def freeze_graph(source: str, output: str) -> str:
     """Filter graph from the video label `source`: `output` is the stream itself (its frames
     are the clip's), the other branches end in null sinks."""
-    branches = [f"[{source}]split={1 + len(FREEZE_CYCLES)}[{output}_all]" + "".join(
-        f"[{output}_every{cycle}]" for cycle in FREEZE_CYCLES
-    ), f"[{output}_all]{FREEZEDETECT}[{output}]"]  # fmt: skip
+    branches = [
+        f"[{source}]split={1 + len(FREEZE_CYCLES)}[{output}_all]"
+        + "".join(f"[{output}_every{cycle}]" for cycle in FREEZE_CYCLES),
+        f"[{output}_all]{FREEZEDETECT}[{output}]",
+    ]
     branches += [
         f"[{output}_every{cycle}]select='not(mod(n\\,{cycle}))',{FREEZEDETECT},nullsink"
         for cycle in FREEZE_CYCLES

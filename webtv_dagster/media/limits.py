@@ -12,8 +12,18 @@ from pydantic import BaseModel, ConfigDict
 from webtv_dagster.media.ffmpeg import MediaInfo, MediaToolError, probe
 
 # ffprobe's names of still-image formats: one picture, whatever its file name says.
-IMAGE_FORMATS = {"png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe",
-                 "image2", "svg_pipe", "qoi_pipe", "j2k_pipe"}  # fmt: skip
+IMAGE_FORMATS = {
+    "png_pipe",
+    "jpeg_pipe",
+    "webp_pipe",
+    "bmp_pipe",
+    "tiff_pipe",
+    "gif_pipe",
+    "image2",
+    "svg_pipe",
+    "qoi_pipe",
+    "j2k_pipe",
+}
 
 
 class MediaRefused(ValueError):

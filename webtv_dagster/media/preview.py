@@ -33,18 +33,42 @@ def contact_sheet_jpeg(video: Path, stream: VideoStreamInfo) -> bytes:
         # tile's time is as good a preview.
         decode = ["-skip_frame", "noref", "-i", str(video), "-vf", f"fps={1 / every:.6f},{tiles}"]
     return run_ffmpeg(
-        ["-threads", "1", *decode, "-fps_mode", "passthrough", "-frames:v", "1", "-q:v", "5",
-         "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"],
+        [
+            "-threads",
+            "1",
+            *decode,
+            "-fps_mode",
+            "passthrough",
+            "-frames:v",
+            "1",
+            "-q:v",
+            "5",
+            "-f",
+            "image2pipe",
+            "-c:v",
+            "mjpeg",
+            "pipe:1",
+        ],
         f"making a contact sheet of {video.name}",
-    )  # fmt: skip
+    )
 
 
 def waveform_png(audio: Path) -> bytes:
     return run_ffmpeg(
         [
-            "-threads", "1", "-i", str(audio),
-            "-filter_complex", "showwavespic=s=768x96:split_channels=1:colors=0x4da3ff|0xff9f43",
-            "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "pipe:1",
+            "-threads",
+            "1",
+            "-i",
+            str(audio),
+            "-filter_complex",
+            "showwavespic=s=768x96:split_channels=1:colors=0x4da3ff|0xff9f43",
+            "-frames:v",
+            "1",
+            "-f",
+            "image2pipe",
+            "-c:v",
+            "png",
+            "pipe:1",
         ],
         f"drawing the waveform of {audio.name}",
-    )  # fmt: skip
+    )

@@ -143,9 +143,10 @@ class Replays:
     ) -> tuple[Pick | None, list[PlaylistEntry]]:
         entries = playlist.entries if playlist else []
         recent = [
-            e for e in entries[-self.recent_loop :]
+            e
+            for e in entries[-self.recent_loop :]
             if self.library.cache.path(e.clip_id).exists() and not self.taken_down(e.clip_id)
-        ]  # fmt: skip
+        ]
         for _ in recent:
             self._replays += 1
             entry = recent[self._replays % len(recent)]
@@ -186,8 +187,7 @@ class Filler:
             return
         self.folder.slate.unlink(missing_ok=True)
         if self._slate_just_made:
-            raise MediaToolError(f"the test card of {self.folder.path.name} cannot air: "
-                                 f"{reason}")  # fmt: skip
+            raise MediaToolError(f"the test card of {self.folder.path.name} cannot air: {reason}")
         log.warning("the test card does not remux (%s): making it again", reason)
 
 
@@ -287,13 +287,19 @@ class ChannelPlayout:
             self._up_next = later
             try:
                 segment = remux_segment(
-                    pick.path, pick.clip_id, pick.prompt, start, BROADCAST_PROFILE.fps,
-                )  # fmt: skip
+                    pick.path,
+                    pick.clip_id,
+                    pick.prompt,
+                    start,
+                    BROADCAST_PROFILE.fps,
+                )
                 if pick.entry is not None:
                     expected = round(pick.entry.duration_seconds * BROADCAST_PROFILE.fps)
                     if segment.frames != expected:
-                        raise MediaToolError(f"it remuxes to {segment.frames} frames where its "
-                                             f"record says {expected}")  # fmt: skip
+                        raise MediaToolError(
+                            f"it remuxes to {segment.frames} frames where its "
+                            f"record says {expected}"
+                        )
             except MediaToolError as error:
                 if pick.entry is None:
                     self._filler.refused(pick, str(error))
@@ -439,9 +445,10 @@ class ChannelPlayout:
             # The schedule (the viewers' guide) shows what aired: the clip as long as it was.
             self._schedule = [
                 clip.model_copy(update={"duration_seconds": cut.duration})
-                if clip.stream_seconds == segment.stream_seconds else clip
+                if clip.stream_seconds == segment.stream_seconds
+                else clip
                 for clip in self._schedule
-            ]  # fmt: skip
+            ]
             reason = f"taken down on air after {cut.duration:.1f} s: {takedown.reason}"
             log.warning("%s: cut on air after %.1f s", segment.clip_id, cut.duration)
         else:
@@ -488,8 +495,10 @@ class ChannelPlayout:
         resend = [s for s in given if s.stream_seconds >= sent_through - 0.05]
         log.warning(
             "%s: %s; a new publisher continues at stream position %.3f s",
-            self.channel.slug, died, resend[0].stream_seconds if resend else sent_through,
-        )  # fmt: skip
+            self.channel.slug,
+            died,
+            resend[0].stream_seconds if resend else sent_through,
+        )
         self.stop.wait(restart_backoff(failures))
         return resend, failures
 
@@ -500,8 +509,11 @@ class ChannelPlayout:
                 self.publisher_error = None  # a publisher sends again
                 self._write_state()
             if publisher is not None and publisher.stalled(STALL_SECONDS):
-                log.warning("%s: the publisher sent nothing for %.0f s: replacing it",
-                            self.channel.slug, STALL_SECONDS)  # fmt: skip
+                log.warning(
+                    "%s: the publisher sent nothing for %.0f s: replacing it",
+                    self.channel.slug,
+                    STALL_SECONDS,
+                )
                 publisher.kill()
 
     def shutdown(self) -> None:

@@ -132,8 +132,9 @@ def placed_at(segment: Segment, stream_seconds: float) -> Segment:
         return segment
     if segment.source is None:
         raise MediaToolError(f"{segment.clip_id} cannot be placed again: its file is not known")
-    return remux_segment(segment.source, segment.clip_id, segment.prompt, stream_seconds,
-                         segment.fps)  # fmt: skip
+    return remux_segment(
+        segment.source, segment.clip_id, segment.prompt, stream_seconds, segment.fps
+    )
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: a forked child only calls it

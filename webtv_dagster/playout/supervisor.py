@@ -120,9 +120,11 @@ def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
         return subprocess.Popen(
             webtv_command("playout", slug),
             env={**os.environ, "WEBTV_DATA_DIR": str(data_dir.resolve())},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def _supervised(data_dir: Path, slug: str) -> tuple[StackSupervisor, str] | None:
@@ -174,8 +176,10 @@ def start_playout(
     while time.monotonic() < deadline:
         if progress is not None and time.monotonic() >= next_report:
             next_report += PROGRESS_EVERY_SECONDS
-            progress(f"{slug}: waiting for the playout to go on air ({time.time() - started:.0f}"
-                     f" of {timeout:.0f} s); its log: {_last_log_line(log_path)}")  # fmt: skip
+            progress(
+                f"{slug}: waiting for the playout to go on air ({time.time() - started:.0f}"
+                f" of {timeout:.0f} s); its log: {_last_log_line(log_path)}"
+            )
         exited = process.poll() if process else _supervisor_exit(supervised)
         if exited is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-4:]

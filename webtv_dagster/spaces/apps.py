@@ -36,14 +36,36 @@ class Behaviour:
 
 # Answers a broken or hostile Space gives, made with FFmpeg (name: its arguments).
 HOSTILE_ANSWERS = {
-    "two-hour video": ["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=1", "-t", "7200",
-                       "-c:v", "libx264", "-preset", "ultrafast", "answer.mp4"],
+    "two-hour video": [
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=64x64:r=1",
+        "-t",
+        "7200",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "answer.mp4",
+    ],
     "still image": ["-f", "lavfi", "-i", "testsrc2=s=576x320", "-frames:v", "1", "answer.png"],
-    "giant picture": ["-f", "lavfi", "-i", "color=c=blue:s=8192x64:r=8", "-t", "3",
-                      "-c:v", "libx264", "-preset", "ultrafast", "answer.mp4"],
+    "giant picture": [
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=8192x64:r=8",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "answer.mp4",
+    ],
     "no video": ["-f", "lavfi", "-i", "sine=f=440", "-t", "3", "answer.m4a"],
     "not media": [],  # 3 MB of random bytes named .mp4
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -87,13 +109,16 @@ def zeroscope(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
 
     return gr.Interface(
         run,
-        [gr.Textbox(label="prompt"), gr.Number(label="seed", precision=0),
-         gr.Number(label="nb_frames", value=24, precision=0),
-         gr.Number(label="nb_steps", value=35, precision=0)],
+        [
+            gr.Textbox(label="prompt"),
+            gr.Number(label="seed", precision=0),
+            gr.Number(label="nb_frames", value=24, precision=0),
+            gr.Number(label="nb_steps", value=35, precision=0),
+        ],
         gr.Video(label="take"),
         api_name="run",
         title="Zeroscope V2 576w (local: procedural)",
-    )  # fmt: skip
+    )
 
 
 def zeroscope_xl(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
@@ -152,8 +177,12 @@ def musicgen(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
     )
 
 
-APPS = {"text_to_video": zeroscope, "upscaler": zeroscope_xl, "interpolator": film,
-        "music": musicgen}  # fmt: skip
+APPS = {
+    "text_to_video": zeroscope,
+    "upscaler": zeroscope_xl,
+    "interpolator": film,
+    "music": musicgen,
+}
 
 
 @dataclass
@@ -168,7 +197,10 @@ def launch(family: str, port: int, behaviour: Behaviour, workshop: Workshop) -> 
     app = APPS[family](behaviour, workshop)
     app.queue(default_concurrency_limit=1)  # one request at a time, like one GPU
     app.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
         show_error=True,
-    )  # fmt: skip
+    )
     return LocalSpace(family=family, url=f"http://127.0.0.1:{port}", app=app)

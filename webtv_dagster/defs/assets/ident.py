@@ -106,9 +106,12 @@ def materialize_missing_ident(settings: Settings, slug: str) -> bool:
             if not instance.has_dynamic_partition(channel_partitions.name, slug):
                 instance.add_dynamic_partitions(channel_partitions.name, [slug])
             result = dg.materialize(
-                [channel_ident], partition_key=slug, instance=instance,
-                resources=resources_for(settings), raise_on_error=False,
-            )  # fmt: skip
+                [channel_ident],
+                partition_key=slug,
+                instance=instance,
+                resources=resources_for(settings),
+                raise_on_error=False,
+            )
     except dg.DagsterError as error:
         log.warning("the ident of %s was not made (the test card airs meanwhile): %s", slug, error)
         return False
