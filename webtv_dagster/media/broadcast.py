@@ -15,6 +15,19 @@ from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.media.inspection import Loudness, measure_loudness
 
 
+def broadcast_aac(profile: BroadcastProfile) -> list[str]:
+    """FFmpeg arguments that encode audio as the profile's AAC, in an MP4 that starts playing
+    before it is all read."""
+    options = {
+        "-c:a": "aac",
+        "-b:a": profile.audio_bitrate,
+        "-ar": str(profile.sample_rate),
+        "-ac": str(profile.channels),
+        "-movflags": "+faststart",
+    }
+    return [part for option in options.items() for part in option]
+
+
 def broadcast_x264(profile: BroadcastProfile) -> list[str]:
     """FFmpeg arguments that encode video as the profile's H.264: a keyframe exactly every
     `keyframe_interval` frames (what stream-copy playout cuts on)."""
@@ -105,16 +118,7 @@ def normalize_clip(
             *video_out,
             "-map",
             "[a]",
-            "-c:a",
-            "aac",
-            "-b:a",
-            profile.audio_bitrate,
-            "-ar",
-            str(profile.sample_rate),
-            "-ac",
-            str(profile.channels),
-            "-movflags",
-            "+faststart",
+            *broadcast_aac(profile),
             str(output),
         ],
         f"normalizing {video.name} + {music.name} to the broadcast profile",
@@ -146,16 +150,7 @@ def render_slate(output: Path, frames: int, profile: BroadcastProfile) -> Path:
             *broadcast_x264(profile),
             "-map",
             "[a]",
-            "-c:a",
-            "aac",
-            "-b:a",
-            profile.audio_bitrate,
-            "-ar",
-            str(profile.sample_rate),
-            "-ac",
-            str(profile.channels),
-            "-movflags",
-            "+faststart",
+            *broadcast_aac(profile),
             str(partial),
         ],
         "making the test card (slate)",
