@@ -128,12 +128,13 @@ def test_a_schedule_whose_clips_do_not_fit_the_backlog_skips_its_tick_saying_why
         "clips", [f"test-ocean-{n:06d}" for n in range(501, MAX_BACKLOG_CLIPS)]
     )
     schedule = definitions_for_tests().resolve_schedule_def("test_ocean_clip_schedule")
-    context = dg.build_schedule_context(
+    # Closed here, not when collected: the instance it opens must close before the test's.
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC),
         resources={"studio": studio_for_tests()},
-    )
-    result = schedule.evaluate_tick(context)
+    ) as context:
+        result = schedule.evaluate_tick(context)
     assert not result.run_requests
     assert "add at most 1" in result.skip_message
     assert latest_clip_number(instance, "test-ocean") == MAX_BACKLOG_CLIPS - 1

@@ -117,12 +117,13 @@ def test_scheduled_clips_are_booked_once(instance):
 
     first = tick(instance)  # the sensor plans test-llamas 1..8 (6 needed, one run of 8)
     schedule = defs.resolve_schedule_def("test_ocean_clip_schedule")
-    context = dg.build_schedule_context(
+    # Closed here, not when collected: the instance it opens must close before the test's.
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 26, 19, tzinfo=UTC),
         resources={"studio": studio_for_tests()},
-    )
-    scheduled = schedule.evaluate_tick(context).run_requests
+    ) as context:
+        scheduled = schedule.evaluate_tick(context).run_requests
     assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in scheduled] == [
         ("test-ocean-000001", "test-ocean-000003")
     ]
