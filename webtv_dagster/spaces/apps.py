@@ -8,6 +8,7 @@ replica slow (standing in for GPU time), failing or hanging, for failover tests 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ HOSTILE_ANSWERS = {
         "answer.mp4",
     ],
     "no video": ["-f", "lavfi", "-i", "sine=f=440", "-t", "3", "answer.m4a"],
-    "not media": [],  # 3 MB of random bytes named .mp4
+    "not media": [],  # 3 MB of (seeded) random bytes named .mp4
 }
 
 
@@ -90,7 +91,8 @@ def hostile_answer(kind: str, workshop: Workshop) -> str:
     args = HOSTILE_ANSWERS[kind]
     if not args:
         output = workshop.new_file("answer.mp4")
-        output.write_bytes(os.urandom(3_000_000))
+        # Seeded: fresh random bytes are now and then taken by ffprobe for a text format (lrc).
+        output.write_bytes(random.Random(1).randbytes(3_000_000))
         return str(output)
     output = workshop.new_file(args[-1])
     run_ffmpeg([*args[:-1], str(output)], f"making a {kind} answer")
