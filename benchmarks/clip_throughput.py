@@ -37,12 +37,17 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
-from webtv_dagster.instance import write_instance_yaml
-from webtv_dagster.planning import run_batches
-from webtv_dagster.processes import free_port_block, stop_process
+from webtv_dagster.production.planning import run_batches
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
+from webtv_dagster.stack.instance import write_instance_yaml
 from webtv_dagster.storage import MediaStore
-from webtv_dagster_tests.servers import running_postgres, running_redis
+from webtv_dagster_tests.servers import (
+    free_port_block,
+    running_postgres,
+    running_redis,
+    start_embedded_s3,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -92,15 +92,16 @@ def main() -> None:
 
     from webtv_dagster.clips import ClipId
     from webtv_dagster.definitions import build_definitions
-    from webtv_dagster.defs import sensors
-    from webtv_dagster.defs.resources import Studio
-    from webtv_dagster.instance import write_instance_yaml
+    from webtv_dagster.defs.clip_production import sensor
+    from webtv_dagster.lib import names
+    from webtv_dagster.lib.resources import Studio
     from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, write_state
     from webtv_dagster.settings import Settings
+    from webtv_dagster.stack.instance import write_instance_yaml
 
     write_instance_yaml(folder / "dagster", postgres=False)
     clock = types.SimpleNamespace(now=1_800_000_000.0)
-    sensors.time = types.SimpleNamespace(time=lambda: clock.now)  # deadlines in simulated time
+    sensor.time = types.SimpleNamespace(time=lambda: clock.now)  # deadlines in simulated time
     settings = Settings.from_env()
     studio = Studio.from_settings(settings)
     clip_job = build_definitions(settings).resolve_job_def("clip_job")
@@ -140,7 +141,7 @@ def main() -> None:
                 context = dg.build_sensor_context(
                     instance=instance, cursor=cursor, resources={"studio": studio}
                 )
-                result = sensors.clip_production_sensor(context)
+                result = sensor.clip_production_sensor(context)
                 cursor = result.cursor
                 for request in result.dynamic_partitions_requests or []:
                     keys = list(request.partition_keys)
@@ -157,8 +158,8 @@ def main() -> None:
             for run in daemon._get_runs_to_dequeue(
                 instance, instance.get_concurrency_config(), fixed_iteration_time=clock.now
             ):
-                start = ClipId.parse(run.tags[sensors.RANGE_START])
-                end = ClipId.parse(run.tags[sensors.RANGE_END])
+                start = ClipId.parse(run.tags[names.RANGE_START])
+                end = ClipId.parse(run.tags[names.RANGE_END])
                 keys = [
                     ClipId(channel=start.channel, number=n).key
                     for n in range(start.number, end.number + 1)

@@ -38,12 +38,12 @@ from running_stack import start_webtv_up
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.playout.state import PlayoutFolder, read_state
-from webtv_dagster.processes import free_port_block
-from webtv_dagster.rtmp_server import publish_url
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
-from webtv_dagster.stack import StackSupervisor
+from webtv_dagster.stack.nginx import publish_url
+from webtv_dagster.stack.supervisord import StackSupervisor
 from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster_tests.air_monitor import AirMonitor
+from webtv_dagster_tests.servers import free_port_block
 
 SLUG = "llama-jobs"
 SECRETS = {

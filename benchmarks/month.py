@@ -66,11 +66,8 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, Channel, load_channels
 from webtv_dagster.clips import ClipId
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
-from webtv_dagster.instance import write_instance_yaml
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip, write_state
-from webtv_dagster.processes import free_port_block, stop_process
-from webtv_dagster.retention import (
+from webtv_dagster.production.retention import (
     StoredClip,
     clips_to_remove,
     intermediates_to_remove,
@@ -78,8 +75,15 @@ from webtv_dagster.retention import (
     stored_clips,
 )
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
+from webtv_dagster.stack.instance import write_instance_yaml
 from webtv_dagster.storage import MediaStore
-from webtv_dagster_tests.servers import running_postgres
+from webtv_dagster_tests.servers import (
+    free_port_block,
+    running_postgres,
+    start_embedded_s3,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -301,12 +305,12 @@ def measure_real_clips(
 ) -> tuple[RealFigures, Templates]:
     """Makes `clips` clips in one clip_job run as the sensor requests it, then a playlist run
     and an on-air observation; measures what Dagster and S3 keep of them."""
-    from webtv_dagster.defs.assets.clips import broadcast_clip
-    from webtv_dagster.defs.jobs import clip_job, playlist_job
-    from webtv_dagster.defs.partitions import clip_partitions
-    from webtv_dagster.defs.resources import S3MediaStorage, Studio
-    from webtv_dagster.defs.sensors import clip_run_request
-    from webtv_dagster.defs.stream import on_air_stream, on_air_stream_sensor
+    from webtv_dagster.defs.air.on_air import on_air_stream, on_air_stream_sensor
+    from webtv_dagster.defs.air.playlist import playlist_job
+    from webtv_dagster.defs.clip_production.assets import broadcast_clip, clip_job
+    from webtv_dagster.defs.clip_production.sensor import clip_run_request
+    from webtv_dagster.lib.partitions import clip_partitions
+    from webtv_dagster.lib.resources import S3MediaStorage, Studio
 
     store = MediaStore(
         bucket="media",
@@ -384,7 +388,7 @@ def measure_real_clips(
 
 
 def broadcast_template(instance: dg.DagsterInstance, run_id: str, slug: str) -> Template:
-    from webtv_dagster.defs.assets.clips import broadcast_clip
+    from webtv_dagster.defs.clip_production.assets import broadcast_clip
 
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=broadcast_clip.key), limit=1
@@ -478,7 +482,7 @@ class Simulation:
         return self.start + (day + 1) * DAY
 
     def add_partitions(self, slug: str, numbers: range) -> None:
-        from webtv_dagster.defs.partitions import clip_partitions
+        from webtv_dagster.lib.partitions import clip_partitions
 
         for offset in range(0, len(numbers), PARTITION_BATCH):
             keys = [key(slug, n) for n in numbers[offset : offset + PARTITION_BATCH]]
@@ -519,8 +523,8 @@ class Simulation:
     def tick(self, fresh: bool = False) -> float:
         """One evaluation of the clip sensor (timed), its new partitions then added as the
         daemon does; `fresh` starts from no cursor (a first tick over the whole history)."""
-        from webtv_dagster.defs.resources import Studio
-        from webtv_dagster.defs.sensors import clip_production_sensor
+        from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
+        from webtv_dagster.lib.resources import Studio
 
         cursor = None if fresh else self.cursor
         studio = Studio.from_settings(Settings.from_env())
@@ -543,7 +547,7 @@ class Simulation:
     def steady_ticks(self, count: int, now: float) -> list[float]:
         """Ticks 15 s apart, as the daemon makes them: each channel airs two 8 s clips between
         two ticks, and the sensor tops its buffer up."""
-        from webtv_dagster.defs.sensors import clip_production_sensor
+        from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
 
         interval = clip_production_sensor.minimum_interval_seconds
         seconds = []
@@ -562,13 +566,9 @@ class Simulation:
         first --retention-sample-runs runs and as many clips never made), timed; on `writer`
         for the other clips made; the other partitions of clips never made (no run to look
         for) are deleted in one statement per 10,000."""
-        from webtv_dagster.defs.assets.clips import broadcast_clip
-        from webtv_dagster.defs.history import (
-            forget_clips,
-            forget_old_observations,
-            forget_old_runs,
-        )
-        from webtv_dagster.defs.stream import on_air_stream
+        from webtv_dagster.defs.air.on_air import on_air_stream
+        from webtv_dagster.defs.clip_production.assets import broadcast_clip
+        from webtv_dagster.lib.history import forget_clips, forget_old_observations, forget_old_runs
 
         day = Retention()
         for air in self.air.values():
@@ -661,7 +661,7 @@ def key(slug: str, number: int) -> str:
 def delete_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:
     """Deletes clip partitions many at once, from Dagster's own table (as history.py deletes
     what Dagster has no API for): what forget_clips does for a clip no run ever targeted."""
-    from webtv_dagster.defs.partitions import clip_partitions
+    from webtv_dagster.lib.partitions import clip_partitions
 
     table = DynamicPartitionsTable
     with instance.event_log_storage.index_connection() as connection:
@@ -1012,7 +1012,7 @@ def compare(first: Day, last: Day, since: str) -> str:
 def run_scenario(
     label: str, channels: list[Channel], days: int, args, postgres, templates, work: Path
 ) -> dict:
-    from webtv_dagster.defs.history import HISTORY_DAYS
+    from webtv_dagster.lib.history import HISTORY_DAYS
 
     began = time.monotonic()
     database = Database(postgres, f"month_{label}")

@@ -27,8 +27,7 @@ from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.playout.publisher import Publisher, remux_segment
-from webtv_dagster.processes import free_port_block
-from webtv_dagster.rtmp_server import start_rtmp_server
+from webtv_dagster_tests.servers import free_port_block, start_rtmp_server
 
 FRAMES = 192  # the demo channel's 8 s clips
 CLIP_SECONDS = FRAMES / 24

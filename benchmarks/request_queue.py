@@ -26,9 +26,9 @@ from pathlib import Path
 
 from plotting import Panel, add_plot_argument, save_plot
 
+from webtv_dagster.audience.viewer_service import ViewerService, ViewerSite
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
-from webtv_dagster.shot_requests import HISTORY_PER_CHANNEL, RequestQueue, queue_path
-from webtv_dagster.viewer_service import ViewerService, ViewerSite
+from webtv_dagster.production.shot_requests import HISTORY_PER_CHANNEL, RequestQueue, queue_path
 
 
 class UnixConnection(http.client.HTTPConnection):

@@ -7,9 +7,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.embedded_s3 import PORT_OFFSETS
-from webtv_dagster.processes import free_port_block
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
 from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.servers import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
 

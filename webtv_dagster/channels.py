@@ -62,7 +62,7 @@ class ClipSchedule(BaseModel):
     @classmethod
     def _cron_is_valid(cls, cron: str) -> str:
         # Dagster's own rule (5 fields, no impossible dates), so a file that loads schedules: the
-        # schedule this cron becomes (defs/schedules.py) is built and thrown away.
+        # schedule this cron becomes (defs/clip_production/schedules.py) is built and thrown away.
         import dagster as dg
 
         try:
@@ -86,7 +86,7 @@ class ClipSchedule(BaseModel):
 
 
 class RetentionPolicy(BaseModel):
-    """How long a channel keeps its clips in the bucket (webtv_dagster/retention.py)."""
+    """How long a channel keeps its clips in the bucket (webtv_dagster/production/retention.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -150,7 +150,7 @@ class ChatBot(BaseModel):
 
 
 class ShotRequestPolicy(BaseModel):
-    """Whether and how viewers may request shots (webtv_dagster/shot_requests.py)."""
+    """Whether and how viewers may request shots (webtv_dagster/production/shot_requests.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -178,7 +178,7 @@ class ShotRequestPolicy(BaseModel):
         description="words and phrases refused in requests, beside the built-in list",
     )
     builtin_blocked_words: bool = Field(
-        True, description="also refuse the built-in list (webtv_dagster/blocked_words.txt)"
+        True, description="also refuse the built-in list (webtv_dagster/backends/blocked_words.txt)"
     )
     judge: str | None = Field(
         None,

@@ -1,63 +1,43 @@
-"""`webtv`: run the channel stack, add clips, check a channels file."""
+"""`webtv`: run the channel stack, add clips, check a channels file.
+
+The parser and thin commands: each reads the settings once (in `main`) and hands them to the
+wing that does the work (stack/, playout/, audience/, spaces/, defs/).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
+import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import yaml
 
 from webtv_dagster import hide_dagster_maturity_warnings
 from webtv_dagster.channels import ChannelConfigError, ChannelsFile, find_channel, load_channels
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
-from webtv_dagster.instance import (
-    drain_runs,
-    instance_config,
-    postgres_configured,
-    write_instance_yaml,
-)
-from webtv_dagster.playout.supervisor import (
-    PlayoutStartError,
-    ensure_playout,
-    playout_status,
-    stop_playout,
-)
-from webtv_dagster.processes import port_is_free
-from webtv_dagster.rtmp_server import (
-    HLS_JS,
-    WORKER_USER,
+from webtv_dagster.playout.process import PlayoutStartError, hold_playout_lock, playout_status
+from webtv_dagster.public_site import PublicFolderError, viewer_service_socket
+from webtv_dagster.settings import Settings, SettingsError
+from webtv_dagster.stack.instance import instance_config, open_instance
+from webtv_dagster.stack.nginx import (
     RtmpServerError,
     kill_leftover_workers,
     mirrors_of,
     nginx_command,
     public_folder,
     publish_url,
-    viewer_service_socket,
-    worker_account,
     write_rtmp_config,
 )
-from webtv_dagster.settings import Settings, SettingsError
-from webtv_dagster.stack import (
-    PLAYOUT_GROUP,
-    StackSupervisor,
-    dagster_programs,
-    media_programs,
-    supervisor_folder,
-    supervisord_binary,
-    write_supervisord_conf,
-)
-
-EMBEDDED_KEYS = {"AWS_ACCESS_KEY_ID": "webtv", "AWS_SECRET_ACCESS_KEY": "webtv-embedded-secret"}
+from webtv_dagster.stack.playouts import ensure_playout, stop_playout
+from webtv_dagster.stack.processes import wait_until_serving
+from webtv_dagster.stack.supervisord import StackSupervisor
+from webtv_dagster.stack.up import StackError, run_stack, stop_stack
 
 
 def _load_channels(settings: Settings) -> ChannelsFile:
@@ -76,178 +56,23 @@ def _check_channels(settings: Settings) -> dict[str, str]:
     return {channel.slug: channel.title for channel in _load_channels(settings).channels}
 
 
-def _chat_bots(channels: ChannelsFile) -> list[str]:
-    """The channels whose chat bot can start: those taking requests with a `chat`, and the token
-    in the environment (a missing one is said here, once, rather than by a bot dying)."""
-    slugs = []
-    for channel in channels.channels:
-        chat = channel.requests.chat
-        if not channel.requests.enabled or chat is None:
-            continue
-        if os.environ.get(chat.token_env):
-            slugs.append(channel.slug)
-        else:
-            print(
-                f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
-                "(docs/viewer-requests.md)"
-            )
-    return slugs
-
-
-def _embedded_s3_port(settings: Settings) -> int | None:
-    """The port to serve S3 on when the endpoint is loopback and embedding is not turned off."""
-    if not settings.embedded_s3:
-        return None
-    endpoint = urlparse(settings.s3_endpoint_url)
-    if endpoint.hostname in {"127.0.0.1", "localhost"}:
-        return endpoint.port or 80
-    return None
-
-
-def _dagster_home(settings: Settings) -> Path:
-    home = (settings.data_dir / "dagster").resolve()
-    write_instance_yaml(home, postgres=postgres_configured())
-    return home
-
-
 def command_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order
-    (`stop_stack`)."""
+    """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order."""
     channels = _load_channels(settings)
-    titles = {channel.slug: channel.title for channel in channels.channels}
-    # Children (code server, runs, playout) start elsewhere: give them absolute paths.
-    data_dir = settings.data_dir.resolve()
-    settings = settings.model_copy(update={"data_dir": data_dir})
-    os.environ["WEBTV_DATA_DIR"] = str(data_dir)
-    for variable, value in EMBEDDED_KEYS.items():
-        os.environ.setdefault(variable, value)
-    for variable in set(os.environ) - set(weed_environment(dict(os.environ))):
-        del os.environ[variable]  # WEED_* would override the embedded S3's security settings
-    if StackSupervisor.connect(data_dir) is not None:
-        sys.exit(f"webtv: a stack already runs on {data_dir} (`webtv status`, `webtv down`)")
+    if StackSupervisor.connect(settings.data_dir.resolve()) is not None:
+        sys.exit(f"webtv: a stack already runs on {settings.data_dir.resolve()} (`webtv down`)")
     if args.local_spaces:
-        models = _launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
-        routed = _channels_on_local_spaces(settings, models)
-        os.environ["WEBTV_CHANNELS_FILE"] = str(routed)
+        from webtv_dagster.spaces.apps import channels_on_local_spaces, launch_local_spaces
+
+        models = launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
+        routed = channels_on_local_spaces(settings.channels_file, settings.data_dir, models)
         settings = settings.model_copy(update={"channels_file": routed})
         urls = ", ".join(url for model in models.values() for url in model["spaces"])
         print(f"webtv: local Spaces on {urls}; channels routed through them in {routed}")
-    s3_port = _embedded_s3_port(settings)
-    s3_command = None
-    if s3_port is not None:
-        s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
-    rtmp_root = public_folder(data_dir)
-    write_rtmp_config(
-        rtmp_root,
-        titles,
-        settings.rtmp_port,
-        settings.hls_port,
-        data_dir,
-        mirrors_of(settings, list(titles)),
-    )
-    home = _dagster_home(settings)
-    os.environ["DAGSTER_HOME"] = str(home)
-    programs = [
-        *media_programs(data_dir, list(titles), rtmp_root, s3_command, _chat_bots(channels)),
-        *dagster_programs(home, args.host, args.port),
-    ]
-    conf = write_supervisord_conf(data_dir, programs)
-    busy = [port for port in _stack_ports(settings, s3_port, args.port) if not port_is_free(port)]
-    if busy:
-        sys.exit(
-            f"webtv: ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
-            "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others"
-        )
-    supervisord = subprocess.Popen(
-        [supervisord_binary(), "-c", str(conf)],
-        # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
-        start_new_session=True,
-    )
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
-    supervisor = _wait_for_supervisor(data_dir, supervisord)
-    # Imported now, while idle, so that a stop does not spend seconds on it.
-    threading.Thread(target=importlib.import_module, args=("dagster",), daemon=True).start()
-    if s3_port is not None:
-        print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
-    print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
-    if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
-        print(
-            f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
-            "named group to hand them to"
-        )
-    if not HLS_JS.exists():
-        print(
-            f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
-            "plays in browsers with native HLS only"
-        )
-    for slug in titles:
-        print(
-            f"webtv: {slug}: RTMP {publish_url(settings.rtmp_port, slug)}, "
-            f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8"
-        )
-    print(f"webtv: Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
-    print(
-        f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
-        flush=True,
-    )
-    while not stopping.wait(1) and supervisord.poll() is None:
-        pass
-    if supervisord.poll() is None:
-        print("webtv: stopping", flush=True)
-        stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
-    return supervisord.wait()
-
-
-def _stack_ports(settings: Settings, s3_port: int | None, ui_port: int) -> list[int]:
-    ports = [settings.rtmp_port, settings.hls_port, ui_port]
-    if s3_port is not None:
-        ports += [s3_port, *(s3_port + offset for offset in PORT_OFFSETS.values())]
-    return ports
-
-
-def _wait_for_supervisor(data_dir: Path, supervisord: subprocess.Popen) -> StackSupervisor:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if supervisord.poll() is not None:
-            log = supervisor_folder(data_dir) / "supervisord.log"
-            sys.exit(f"webtv: supervisord exited at start-up; see {log}")
-        supervisor = StackSupervisor.connect(data_dir)
-        if supervisor is not None:
-            return supervisor
-        time.sleep(0.2)
-    supervisord.kill()
-    sys.exit("webtv: supervisord did not answer within 30 s")
-
-
-def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float) -> None:
-    """Stops the stack without losing work: the Dagster daemon first (no new runs, no sensor
-    ticks), then runs in flight get `grace_seconds` to finish and are canceled after (their
-    clips are booked again at the next start), then everything else, playouts at once."""
-    started = time.monotonic()
-    # What serves viewers and operators goes at once, beside the daemon.
-    supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
-    supervisor.stop_soon("dagster-webserver")
-    if supervisor.process("dagster-daemon") is not None:
-        # The grace period runs while the daemon stops; nothing is canceled before it is down.
-        supervisor.stop_soon("dagster-daemon")
-        drained = drain_runs(
-            (data_dir / "dagster").resolve(),
-            grace_seconds,
-            before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
-        )
-        print(
-            f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
-            "canceled and booked again for the next start",
-            flush=True,
-        )
-    supervisor.stop_all_soon()
-    pid_file = supervisor_folder(data_dir) / "supervisord.pid"
-    supervisor.shutdown()
-    while pid_file.exists():  # supervisord removes it as it exits
-        time.sleep(0.1)
-    print(f"webtv: stopped in {time.monotonic() - started:.1f} s", flush=True)
+    try:
+        return run_stack(settings, channels, args.host, args.port)
+    except StackError as error:
+        sys.exit(f"webtv: {error}")
 
 
 def command_down(args: argparse.Namespace, settings: Settings) -> int:
@@ -316,8 +141,6 @@ def command_rtmp_server(args: argparse.Namespace, settings: Settings) -> int:
 def command_when_serving(args: argparse.Namespace, settings: Settings) -> int:
     """Becomes `command` once the Unix socket accepts connections (a supervised program that
     needs another to be up first)."""
-    from webtv_dagster.stack import wait_until_serving
-
     command = [part for part in args.command if part != "--"]
     if not wait_until_serving(Path(args.socket), timeout=300):
         sys.exit(f"webtv: nothing serves {args.socket} after 300 s; not starting {command[0]}")
@@ -333,15 +156,8 @@ def _media_store(settings: Settings):
 def command_viewer_service(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised viewer service: answers what nginx proxies to it (stage previews from the
     bucket, shot requests, the guide, XMLTV, the dump button)."""
-    import logging
+    from webtv_dagster.audience.viewer_service import ViewerServiceError, ViewerSite, serve_viewer
 
-    from webtv_dagster.viewer_service import (
-        ViewerServiceError,
-        ViewerSite,
-        serve_viewer,
-    )
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     socket_path = Path(args.socket) if args.socket else viewer_service_socket(settings.data_dir)
     site = ViewerSite(
         store=_media_store(settings),
@@ -359,11 +175,8 @@ def command_viewer_service(args: argparse.Namespace, settings: Settings) -> int:
 def command_chat_bot(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised chat bot of one channel: `!add <idea>` in its chat becomes a shot
     request; requested clips are announced before they air. Stops on SIGTERM."""
-    import logging
+    from webtv_dagster.audience.chat_bot import ChatBotConfigError, run_chat_bot
 
-    from webtv_dagster.chat_bot import ChatBotConfigError, run_chat_bot
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     channels = load_channels(settings.channels_file)
     channel = find_channel(channels, args.channel)
     try:
@@ -374,12 +187,9 @@ def command_chat_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_playout(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
+    """One channel on air until SIGINT or SIGTERM (supervisord and systemd run it)."""
     from webtv_dagster.playout.channel import ChannelPlayout
-    from webtv_dagster.playout.supervisor import hold_playout_lock
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
     store = _media_store(settings)
@@ -412,21 +222,19 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
             was_running = stop_playout(data_dir, args.channel)
             print(f"webtv: {args.channel} {'stopped' if was_running else 'was not running'}")
         elif args.action in {"start", "restart"}:
-            restart = args.action == "restart"
+            from webtv_dagster.defs.air.ident import materialize_missing_ident
+
             print(
                 f"webtv: {args.action}ing {args.channel} (up to 120 s: a first start makes "
                 "its ident)",
                 flush=True,
             )
-            from webtv_dagster.defs.assets.ident import materialize_missing_ident
-
-            os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
             materialize_missing_ident(settings, args.channel)  # before the channel's first air
             done = ensure_playout(
                 data_dir,
                 args.channel,
                 settings.playout_stale_seconds,
-                restart,
+                args.action == "restart",
                 progress=lambda line: print(f"webtv: {line}", flush=True),
             )
             print(f"webtv: {args.channel} {done}")
@@ -438,19 +246,16 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
-    import dagster as dg
-
-    from webtv_dagster.defs.clip_records import add_clips
-    from webtv_dagster.planning import check_clip_count
+    from webtv_dagster.lib.clip_records import add_clips
     from webtv_dagster.playout.state import aired_through_of
+    from webtv_dagster.production.planning import check_clip_count
 
     try:
         check_clip_count(args.count)
         channel = find_channel(load_channels(settings.channels_file), args.channel)
     except ValueError as error:
         sys.exit(f"webtv: {error}")
-    os.environ.setdefault("DAGSTER_HOME", str(_dagster_home(settings)))
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(settings) as instance:
         try:
             aired_through = aired_through_of(settings.data_dir, channel.slug)
             added = add_clips(instance, channel, args.count, aired_through)
@@ -463,43 +268,10 @@ def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _launch_local_spaces(replicas: int, base_port: int, delay: float) -> dict[str, dict]:
-    """Serves `replicas` local Spaces per family in this process; returns their `models`."""
-    from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
-
-    behaviour, workshop = Behaviour(delay_seconds=delay), Workshop()
-    models: dict[str, dict] = {}
-    port = base_port
-    for family in FAMILIES:
-        urls = [launch(family, port + i, behaviour, workshop).url for i in range(replicas)]
-        port += replicas
-        models[f"local-{family.replace('_', '-')}"] = {
-            "kind": "gradio",
-            "family": family,
-            "spaces": urls,
-            "max_concurrent_calls": replicas,
-        }
-    return models
-
-
-def _channels_on_local_spaces(settings: Settings, models: dict[str, dict]) -> Path:
-    """A copy of the channels file whose channels call the local Spaces for every video and
-    music stage (the prompt writer stays as configured: there is no local LLM)."""
-    document = yaml.safe_load(settings.channels_file.read_text(encoding="utf-8"))
-    document.setdefault("models", {}).update(models)
-    for channel in document["channels"]:
-        channel.setdefault("backends", {}).update(
-            {model["family"]: name for name, model in models.items()}
-        )
-    routed = (settings.data_dir / "channels.local-spaces.yaml").resolve()
-    routed.parent.mkdir(parents=True, exist_ok=True)
-    routed.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    load_channels(routed)
-    return routed
-
-
 def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
-    models = _launch_local_spaces(args.replicas, args.base_port, args.delay)
+    from webtv_dagster.spaces.apps import launch_local_spaces
+
+    models = launch_local_spaces(args.replicas, args.base_port, args.delay)
     print("webtv: local Spaces are up; add these models to a channels file and name them in")
     print("its channels' backends (docs/models.md). Ctrl-C stops them.\n")
     print(yaml.safe_dump({"models": models}, sort_keys=False), flush=True)
@@ -511,43 +283,14 @@ def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Becomes a Celery worker for the runs of WEBTV_EXECUTOR=celery deployments: it executes
-    run steps taken from the broker's `dagster` queue, against the instance of DAGSTER_HOME."""
-    if "DAGSTER_HOME" not in os.environ:
-        os.environ["DAGSTER_HOME"] = str(_dagster_home(settings))
-    os.environ["WEBTV_EXECUTOR"] = "celery"  # the jobs it reconstructs run steps on Celery too
-    # dagster_celery.app reads its broker from a module named dagster_celery_config.
-    config_dir = (settings.data_dir / "celery" / args.name).resolve()
-    config_dir.mkdir(parents=True, exist_ok=True)
-    backend = settings.celery_backend or settings.celery_broker
-    (config_dir / "dagster_celery_config.py").write_text(
-        f"broker_url = {settings.celery_broker!r}\nresult_backend = {backend!r}\n"
-    )
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(config_dir), os.environ.get("PYTHONPATH")])
-    )
-    pool = ["--pool", "solo"] if args.concurrency == 1 else ["--concurrency", str(args.concurrency)]
-    celery = str(Path(sys.executable).with_name("celery"))
-    command = [
-        celery,
-        "-A",
-        "dagster_celery.app",
-        "worker",
-        "-Q",
-        "dagster",
-        "-n",
-        f"{args.name}@%h",
-        "--prefetch-multiplier=1",
-        "--loglevel",
-        "INFO",
-        *pool,
-    ]
-    print(f"webtv: worker {args.name} on the `dagster` queue of the Celery broker", flush=True)
-    os.execv(celery, command)  # the worker is this process: signals reach Celery directly
+    """Becomes a Celery worker for the runs of WEBTV_EXECUTOR=celery deployments."""
+    from webtv_dagster.stack.worker import become_worker
+
+    become_worker(settings, args.name, args.concurrency)
 
 
 def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
-    from webtv_dagster.systemd_units import render_units
+    from webtv_dagster.stack.systemd_units import render_units
 
     units = render_units(
         Path(args.output),
@@ -556,6 +299,7 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
         args.user,
         args.ui_port,
         args.code_server_port,
+        postgres=bool(settings.dagster_pg_host),
     )
     print(f"webtv: wrote {', '.join(unit.name for unit in units)} to {args.output}")
     print(
@@ -567,7 +311,7 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
 
 def command_alert(args: argparse.Namespace, settings: Settings) -> int:
     """Sends an alert to WEBTV_ALERT_WEBHOOK_URL (systemd's OnFailure= unit calls this)."""
-    from webtv_dagster.alerts import AlertError, notifier
+    from webtv_dagster.stack.alerts import AlertError, notifier
 
     webhook = notifier(settings.alert_webhook_url.get_secret_value())
     if webhook is None:
@@ -591,13 +335,16 @@ def command_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    hide_dagster_maturity_warnings()
-    parser = argparse.ArgumentParser(prog="webtv", description=__doc__)
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webtv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start SeaweedFS and the Dagster UI + daemon")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=3000)
+    up = commands.add_parser(
+        "up",
+        help="run the whole stack under supervisord (S3, RTMP/HLS server and viewer, "
+        "playouts, chat bots, Dagster UI, daemon and code server) until Ctrl-C",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="the Dagster UI's address")
+    up.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
     up.add_argument(
         "--local-spaces",
         type=int,
@@ -684,11 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a channels file")
     check.add_argument("file", nargs="?")
     check.set_defaults(run=command_check)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    hide_dagster_maturity_warnings()
+    args = parser().parse_args(argv)
+    # Once for every command; the long-running ones (playout, viewer service, chat bot) log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         return args.run(args, Settings.from_env())
-    except (ChannelConfigError, RtmpServerError, SettingsError) as error:  # no traceback
-        print(f"webtv: {error}", file=sys.stderr)
+    except (ChannelConfigError, PublicFolderError, RtmpServerError, SettingsError) as error:
+        print(f"webtv: {error}", file=sys.stderr)  # no traceback
         return 2
 
 

@@ -1,6 +1,11 @@
 """The deployment's settings: read from the environment once per process (`Settings.from_env`
 in `webtv` commands and where the code location loads), then handed down as arguments and
-Dagster resources. Every one is documented, with its default, in docs/configuration.md."""
+Dagster resources. Every one is documented, with its default, in docs/configuration.md.
+
+This is the one module that reads the process environment: besides the settings, the secrets a
+channels file names by variable (`named_secret`) and what a child process inherits
+(`child_environment`, which also hands a child the settings it must read).
+"""
 
 from __future__ import annotations
 
@@ -38,9 +43,10 @@ class MirrorVariables(PydanticBaseSettingsSource):
         return {"mirrors": mirrors} if mirrors else {}
 
 
-def _secret(variable: str) -> Any:
-    """A secret read from `variable` (no WEBTV_ prefix of its own, as boto3 names it)."""
-    return Field(None, validation_alias=AliasChoices(variable), description=variable)
+def _unprefixed(variable: str, default: Any = None) -> Any:
+    """A setting read from `variable`, without the WEBTV_ prefix (as boto3 and Dagster name
+    it)."""
+    return Field(default, validation_alias=AliasChoices(variable), description=variable)
 
 
 class Settings(BaseSettings):
@@ -70,10 +76,15 @@ class Settings(BaseSettings):
     # Secrets: never shown (SecretStr), never written to a record.
     alert_webhook_url: SecretStr = SecretStr("")
     operator_token: SecretStr = SecretStr("")
-    aws_access_key_id: SecretStr | None = _secret("AWS_ACCESS_KEY_ID")
-    aws_secret_access_key: SecretStr | None = _secret("AWS_SECRET_ACCESS_KEY")
-    # WEBTV_MIRRORS_<SLUG>: extra RTMP outputs with their stream keys (rtmp_server.mirror_urls).
+    aws_access_key_id: SecretStr | None = _unprefixed("AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = _unprefixed("AWS_SECRET_ACCESS_KEY")
+    # WEBTV_MIRRORS_<SLUG>: extra RTMP outputs with their stream keys (stack/nginx.mirror_urls).
     mirrors: dict[str, SecretStr] = {}
+    # Where PostgreSQL instance storage is (its port, user, password and database are read by
+    # Dagster itself from the other DAGSTER_PG_* variables): empty for SQLite.
+    dagster_pg_host: str = _unprefixed("DAGSTER_PG_HOST", "")
+    # The Dagster instance's folder; unset: the data folder's dagster/ (stack/instance.py).
+    dagster_home: Path | None = _unprefixed("DAGSTER_HOME")
 
     @classmethod
     def settings_customise_sources(
@@ -118,3 +129,40 @@ def _problem(issue: Any) -> str:
     secret = field is None or "SecretStr" in str(field.annotation)
     shown = "" if secret else f" (got {issue['input']!r})"
     return f"  - {variable}: {issue['msg']}{shown}"
+
+
+def named_secret(variable: str) -> str | None:
+    """The value of a secret that a channels file names by its environment variable (an LLM's
+    API key, a Space pool's token, a chat bot's token), or None when unset. Channels name their
+    own variables, so these cannot be fields; they are read when a backend or bot is built, so
+    a channel added to the file needs no restart of the process that builds it."""
+    return os.environ.get(variable) or None
+
+
+def settings_variables(settings: Settings) -> dict[str, str]:
+    """The environment variables `settings` are read from, with their values: what a child
+    process needs to read the same settings (secrets included: an environment is visible to
+    its owner only, never on a command line)."""
+    variables: dict[str, str] = {}
+    for name, value in settings:
+        if name == "mirrors":
+            variables |= {
+                MIRRORS_PREFIX + suffix: url.get_secret_value() for suffix, url in value.items()
+            }
+        elif isinstance(value, SecretStr):
+            variables[variable_of(name)] = value.get_secret_value()
+        elif isinstance(value, bool):
+            variables[variable_of(name)] = "true" if value else "false"
+        elif value is not None:
+            variables[variable_of(name)] = str(value)
+    return variables
+
+
+def child_environment(settings: Settings | None = None, **variables: str) -> dict[str, str]:
+    """The environment of a child process: this process's, then the variables of `settings`
+    (so that the child reads the same settings, however this process changed them), then
+    `variables`. The one place a launcher gets a child's environment from."""
+    environment = dict(os.environ)
+    if settings is not None:
+        environment |= settings_variables(settings)
+    return environment | variables

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from webtv_dagster.channels import load_channels
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
-from webtv_dagster.processes import free_port_block
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
 from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
 TEST_CHANNELS = Path(__file__).with_name("channels.yaml")
 
@@ -71,7 +71,7 @@ def media_store(seaweedfs) -> MediaStore:
 def rtmp_server(tmp_path, channels):
     """A real nginx-rtmp server on free loopback ports, with the test channels; it serves the
     playout states under tmp_path / "data"."""
-    from webtv_dagster.rtmp_server import start_rtmp_server
+    from webtv_dagster_tests.servers import start_rtmp_server
 
     port = free_port_block(2)
     titles = {channel.slug: channel.title for channel in channels.channels}
@@ -94,7 +94,7 @@ def settings_for_tests(**changes) -> Settings:
 
 def studio_for_tests(**changes):
     """The Studio resource of settings_for_tests(**changes)."""
-    from webtv_dagster.defs.resources import Studio
+    from webtv_dagster.lib.resources import Studio
 
     return Studio.from_settings(settings_for_tests(**changes))
 
@@ -109,7 +109,7 @@ def definitions_for_tests(**changes):
 def clip_resources(seaweedfs, bucket: str, channels_file, **settings) -> dict:
     """The resources the clip assets need, on the test SeaweedFS and a channels file (and other
     test settings changed by `settings`)."""
-    from webtv_dagster.defs.resources import S3MediaStorage
+    from webtv_dagster.lib.resources import S3MediaStorage
 
     return {
         "media_storage": S3MediaStorage(
@@ -199,7 +199,7 @@ def broadcast_clips(tmp_path_factory) -> list[Path]:
 def upload_playlist(store, channel, clips_by_number: dict[int, Path]) -> None:
     """Stores the clips and publishes them as the channel's playlist (prompt "prompt N")."""
     from webtv_dagster.clips import ClipId
-    from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
+    from webtv_dagster.playout.playlist import Playlist, PlaylistEntry, publish_playlist
 
     entries = []
     for number, path in clips_by_number.items():

@@ -1,18 +1,179 @@
-"""PostgreSQL and Redis servers on free loopback ports, for the tests and the benchmarks that
-exercise the production instance and Celery scale-out (Debian's packages, started by hand)."""
+"""Servers on free loopback ports for the tests and benchmarks, each started by hand and
+stopped by its caller: the embedded S3 (SeaweedFS) and nginx-rtmp as the stack configures
+them, and PostgreSQL and Redis (Debian's packages) for the production instance and Celery
+scale-out."""
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from webtv_dagster.processes import free_port_block, port_is_free, stop_process
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
+from webtv_dagster.stack.nginx import (
+    STREAM_NAME,
+    RtmpServerError,
+    nginx_command,
+    publish_url,
+    write_rtmp_config,
+)
+from webtv_dagster.stack.processes import port_is_free
+
+
+def _can_bind(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int) -> int:
+    """A loopback port whose next `size` ports are all free too (for tests and benchmarks),
+    below Linux's range for outgoing connections (32768 up), which could take it meanwhile."""
+    for _ in range(200):
+        base = random.randint(20_000, 32_000 - size)
+        if all(_can_bind(base + offset) for offset in range(size)):
+            return base
+    raise RuntimeError("no block of free loopback ports found")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def s3_credentials(access_key_id: str, secret_access_key: str) -> dict[str, str]:
+    """The environment that makes `weed` enforce these keys (never its command line)."""
+    return {"AWS_ACCESS_KEY_ID": access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key}
+
+
+@dataclass
+class EmbeddedS3:
+    process: subprocess.Popen
+    endpoint_url: str
+    log_path: Path
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_embedded_s3(
+    data_dir: Path,
+    s3_port: int,
+    bucket: str,
+    access_key_id: str,
+    secret_access_key: str,
+    ready_timeout: float = 30.0,
+) -> EmbeddedS3:
+    """Starts `weed mini` and returns once its S3 API answers with `bucket` in place."""
+    ports = {name: s3_port + offset for name, offset in PORT_OFFSETS.items()}
+    busy = [port for port in [s3_port, *ports.values()] if not port_is_free(port)]
+    if busy:
+        raise RuntimeError(
+            f"cannot start SeaweedFS on S3 port {s3_port}: ports {busy} are in use "
+            "(another `webtv up`?); set WEBTV_S3_ENDPOINT_URL to another port"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "weed.log"
+    keys = s3_credentials(access_key_id, secret_access_key)
+    environment = weed_environment({**os.environ, **keys})
+    command = weed_command(data_dir, s3_port, bucket)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=data_dir
+        )
+    server = EmbeddedS3(process, f"http://127.0.0.1:{s3_port}", log_path)
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
+    )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"SeaweedFS exited at start-up; see {log_path}")
+        try:
+            client.head_bucket(Bucket=bucket)
+            return server
+        except (BotoCoreError, ClientError):
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"SeaweedFS did not serve S3 within {ready_timeout:.0f} s; see {log_path}")
+
+
+@dataclass
+class RtmpServer:
+    process: subprocess.Popen
+    root: Path
+    rtmp_port: int
+    http_port: int
+
+    def publish_url(self, slug: str) -> str:
+        return publish_url(self.rtmp_port, slug)
+
+    def hls_url(self, slug: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/hls/{slug}/{STREAM_NAME}.m3u8"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_rtmp_server(
+    root: Path,
+    channels: Mapping[str, str],
+    rtmp_port: int,
+    http_port: int,
+    data_dir: Path,
+    mirrors: Mapping[str, list[str]] | None = None,
+    timeout: float = 10.0,
+) -> RtmpServer:
+    """Writes the configuration under `root` for `channels` (slug: title) and their `mirrors`,
+    starts nginx and waits until both ports answer. Playout states are served from
+    `data_dir`."""
+    command = nginx_command(root)
+    busy = [port for port in (rtmp_port, http_port) if not port_is_free(port)]
+    if busy:
+        raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
+    root = root.resolve()
+    write_rtmp_config(root, channels, rtmp_port, http_port, data_dir, mirrors)
+    log = (root / "nginx.out").open("ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = RtmpServer(process, root, rtmp_port, http_port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (root / "error.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise RtmpServerError("nginx exited at start-up: " + " | ".join(tail))
+        if not port_is_free(rtmp_port) and not port_is_free(http_port):
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise RtmpServerError(f"nginx did not listen within {timeout:.0f} s; see {root}/error.log")
 
 
 def _wait_for_port(port: int, what: str, timeout: float = 30) -> None:

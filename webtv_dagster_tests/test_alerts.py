@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from webtv_dagster.alerts import AlertError, WebhookNotifier
 from webtv_dagster.defs.alerts import off_air_alert_sensor, run_failure_alert_sensor
-from webtv_dagster.defs.resources import AlertWebhook
-from webtv_dagster.processes import free_port_block
+from webtv_dagster.lib.resources import AlertWebhook
+from webtv_dagster.stack.alerts import AlertError, WebhookNotifier
+from webtv_dagster_tests.servers import free_port_block
 
 from .conftest import definitions_for_tests, studio_for_tests
 
@@ -88,8 +88,9 @@ def test_an_unreachable_webhook_is_named_by_its_host_only():
 def test_a_channel_off_air_is_alerted_once_after_a_tick_of_grace_and_again_when_back(
     receiver, tmp_path
 ):
+    from webtv_dagster.playout.process import hold_playout_lock
     from webtv_dagster.playout.state import PlayoutState, write_state
-    from webtv_dagster.playout.supervisor import hold_playout_lock, stop_playout
+    from webtv_dagster.stack.playouts import stop_playout
 
     url, received = receiver
     studio = studio_for_tests(data_dir=tmp_path)

@@ -11,13 +11,13 @@ import pytest
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.clips import ident_key
-from webtv_dagster.defs.assets.ident import channel_ident, channel_ident_sensor
-from webtv_dagster.ident import IDENT_FRAMES, make_ident, publish_ident
+from webtv_dagster.defs.air.ident import channel_ident, channel_ident_sensor
 from webtv_dagster.media.broadcast import render_slate
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import remux_segment
 from webtv_dagster.playout.state import PlayoutFolder
+from webtv_dagster.production.ident import IDENT_FRAMES, make_ident, publish_ident
 from webtv_dagster.storage import MediaStore
 
 from .conftest import TEST_CHANNELS, clip_resources, studio_for_tests, wait_for
@@ -74,7 +74,7 @@ def test_the_playout_imports_no_generator():
             sys.executable,
             "-c",
             "import sys, webtv_dagster.playout.channel, "
-            "webtv_dagster.playout.supervisor; print(sorted(m for m in sys.modules "
+            "webtv_dagster.playout.process; print(sorted(m for m in sys.modules "
             "if m.startswith(('webtv_dagster.backends', 'torch', 'dagster'))))",
         ],
         capture_output=True,
@@ -157,20 +157,20 @@ def test_a_channel_without_its_ident_airs_the_test_card_then_the_ident(
 
 def test_a_channel_start_makes_a_missing_ident_once(seaweedfs, media_store, tmp_path, monkeypatch):
     """What `webtv channel start` does before the channel's first air."""
-    from webtv_dagster.defs.assets.ident import materialize_missing_ident
+    from webtv_dagster.defs.air.ident import materialize_missing_ident
 
     from .conftest import ACCESS_KEY, SECRET_KEY, settings_for_tests
 
     # As the command runs: the keys in its environment (the resources name them, EnvVar).
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
     settings = settings_for_tests(
         s3_endpoint_url=seaweedfs.endpoint_url,
         s3_bucket=media_store.bucket,
         data_dir=tmp_path / "data",
     )
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    (tmp_path / "dagster").mkdir()
     assert materialize_missing_ident(settings, "test-llamas")
     assert media_store.list_keys(ident_key("test-llamas"))
     assert not materialize_missing_ident(settings, "test-llamas")  # made already
@@ -183,7 +183,7 @@ def test_a_filler_that_does_not_remux_gives_way_to_the_test_card(
     media_store, llama_channel, tmp_path, monkeypatch
 ):
     from webtv_dagster.media.ffmpeg import MediaToolError
-    from webtv_dagster.playout import channel
+    from webtv_dagster.playout import sources
     from webtv_dagster.playout.channel import ChannelPlayout
 
     playout = ChannelPlayout(media_store, llama_channel, "rtmp://unused/x", tmp_path, 2**20)
@@ -196,6 +196,6 @@ def test_a_filler_that_does_not_remux_gives_way_to_the_test_card(
     assert playout._prepare(segment.end).frames == 128  # the test card made again
     # A test card that does not remux as it is made: FFmpeg is broken, the playout stops.
     folder.slate.unlink()
-    monkeypatch.setattr(channel, "render_slate", lambda path, *_: path.write_bytes(b"x"))
+    monkeypatch.setattr(sources, "render_slate", lambda path, *_: path.write_bytes(b"x"))
     with pytest.raises(MediaToolError, match="test card"):
         playout._prepare(0.0)

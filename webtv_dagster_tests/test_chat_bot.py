@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from webtv_dagster.audience.chat_bot import ChatBotConfigError, ChatPacing, read_token, run_chat_bot
 from webtv_dagster.channels import ChatBot
-from webtv_dagster.chat_bot import ChatBotConfigError, ChatPacing, read_token, run_chat_bot
 from webtv_dagster.clips import ClipId
 from webtv_dagster.model_endpoints import OpenAIEndpoint
-from webtv_dagster.playlist import Playlist, PlaylistEntry
+from webtv_dagster.playout.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
-from webtv_dagster.processes import free_port_block, stop_process
-from webtv_dagster.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster_tests.servers import free_port_block, stop_process
 
 from .fake_llm import FakeLLM
 
@@ -413,7 +413,7 @@ def test_a_requested_clip_is_announced_once_before_it_airs(irc_server, llama_cha
 def test_the_bot_reconnects_after_the_server_was_killed(
     irc_server, llama_channel, tmp_path, caplog
 ):
-    caplog.set_level(logging.DEBUG, logger="webtv_dagster.chat_bot")
+    caplog.set_level(logging.DEBUG, logger="webtv_dagster.audience.chat_bot")
     channel = chat_channel(llama_channel, irc_server.port, per_client=10)
     with bot_running(channel, tmp_path):
         with viewer(irc_server.port, "ann") as ann:
@@ -426,7 +426,7 @@ def test_the_bot_reconnects_after_the_server_was_killed(
             ann.wait_for(ann.bot_is_here, "the bot's return", timeout=20)
             assert ann.ask("!add the llama baking bread").startswith("Thanks!")
     assert len(approved(tmp_path, channel.slug)) == 2
-    records = [r for r in caplog.records if r.name == "webtv_dagster.chat_bot"]
+    records = [r for r in caplog.records if r.name == "webtv_dagster.audience.chat_bot"]
     assert sum("connected to" in r.getMessage() for r in records) == 2
     refused = [r for r in records if "cannot connect" in r.getMessage()]
     warned = [r for r in refused if r.levelno == logging.WARNING]
@@ -436,7 +436,7 @@ def test_the_bot_reconnects_after_the_server_was_killed(
 
 
 def test_a_server_that_never_answers_is_left_and_tried_again(llama_channel, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="webtv_dagster.chat_bot")
+    caplog.set_level(logging.DEBUG, logger="webtv_dagster.audience.chat_bot")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     first_lines: list[bytes] = []
@@ -475,7 +475,7 @@ def test_a_server_that_never_answers_is_left_and_tried_again(llama_channel, tmp_
 def test_a_flood_of_commands_neither_drops_the_bot_nor_outpaces_it(
     irc_server, llama_channel, tmp_path, caplog
 ):
-    caplog.set_level(logging.INFO, logger="webtv_dagster.chat_bot")
+    caplog.set_level(logging.INFO, logger="webtv_dagster.audience.chat_bot")
     channel = chat_channel(llama_channel, irc_server.port, per_client=100, max_queue=5)
     pacing = ChatPacing(reply_interval=0.5, first_retry=0.5)
     with (
@@ -539,7 +539,7 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def test_the_bot_speaks_tls_and_checks_the_certificate(llama_channel, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="webtv_dagster.chat_bot")
+    caplog.set_level(logging.DEBUG, logger="webtv_dagster.audience.chat_bot")
     cert, key = self_signed_certificate(tmp_path)
     server = IrcServer(tmp_path, tls=(cert, key))
     trusted = ssl.create_default_context(cafile=str(cert))
@@ -581,7 +581,7 @@ def test_the_token_is_never_logged_said_or_listed(irc_server, llama_channel, tmp
     refusals = [
         r
         for r in caplog.records
-        if r.name == "webtv_dagster.chat_bot" and "login refused" in r.getMessage()
+        if r.name == "webtv_dagster.audience.chat_bot" and "login refused" in r.getMessage()
     ]
     assert len(refusals) >= 2 and [r.levelno for r in refusals][:2] == [30, 10]
     assert "$WEBTV_TWITCH_TOKEN" in refusals[0].getMessage()
@@ -616,7 +616,7 @@ BOT_PROCESS = """
 import sys, threading
 from pathlib import Path
 from webtv_dagster.channels import Channel
-from webtv_dagster.chat_bot import run_chat_bot
+from webtv_dagster.audience.chat_bot import run_chat_bot
 channel = Channel.model_validate_json(Path(sys.argv[1]).read_text())
 run_chat_bot(channel, {}, Path(sys.argv[2]), threading.Event())
 print("stopped cleanly")
@@ -654,11 +654,10 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     and the token in the environment; SIGKILLed, supervisord starts it again and it rejoins."""
     import yaml
 
-    from webtv_dagster.rtmp_server import public_folder
-    from webtv_dagster.stack import (
-        CHAT_GROUP,
+    from webtv_dagster.public_site import public_folder
+    from webtv_dagster.stack.programs import CHAT_GROUP, media_programs
+    from webtv_dagster.stack.supervisord import (
         StackSupervisor,
-        media_programs,
         supervisord_binary,
         write_supervisord_conf,
     )

@@ -39,7 +39,7 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 def test_channels_can_be_routed_through_local_spaces(tmp_path):
     from webtv_dagster.channels import load_channels
-    from webtv_dagster.cli import _channels_on_local_spaces
+    from webtv_dagster.spaces.apps import channels_on_local_spaces
 
     models = {
         f"local-{family.replace('_', '-')}": {
@@ -50,7 +50,9 @@ def test_channels_can_be_routed_through_local_spaces(tmp_path):
         for family in ("text_to_video", "upscaler", "interpolator", "music")
     }
     settings = Settings(data_dir=tmp_path)
-    routed = load_channels(_channels_on_local_spaces(settings, models))
+    routed = load_channels(
+        channels_on_local_spaces(settings.channels_file, settings.data_dir, models)
+    )
     for channel in routed.channels:
         assert channel.backends.text_to_video == "local-text-to-video"
         assert channel.backends.music == "local-music"
@@ -79,7 +81,7 @@ def test_the_project_instance_config_is_valid():
         per_model = {limit["key"]: limit for limit in limits[1:]}
         assert set(per_model) == {f"webtv/{family}_model" for family in OFFLINE_BACKENDS}
         assert all(limit["value"] == {"applyLimitPerUniqueValue": True} for limit in limits[1:])
-        from webtv_dagster.defs.jobs import clip_job
+        from webtv_dagster.defs.clip_production.assets import clip_job
 
         assert clip_job.tags["webtv/stage"] == "clips"
 

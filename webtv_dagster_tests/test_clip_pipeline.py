@@ -10,11 +10,15 @@ import pytest
 from webtv_dagster import clips
 from webtv_dagster.backends.music import music_prompt
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
-from webtv_dagster.defs.assets.music import music_track
-from webtv_dagster.defs.assets.playlist import playlist
-from webtv_dagster.defs.assets.prompts import shot_prompt
-from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
+from webtv_dagster.defs.air.playlist import playlist
+from webtv_dagster.defs.clip_production.assets import (
+    broadcast_clip,
+    interpolated_clip,
+    music_track,
+    raw_take,
+    shot_prompt,
+    upscaled_take,
+)
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.media.inspection import measure_clip
 
@@ -227,9 +231,10 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
     the other four for the stages they still need (the take is not made twice), they reach the
     playlist, and only the failed clip counts as failed."""
     from webtv_dagster.backends.text_to_video import ProceduralTextToVideo
-    from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
-    from webtv_dagster.defs.jobs import clip_job
-    from webtv_dagster.defs.sensors import REBOOK_OF, clip_production_sensor
+    from webtv_dagster.defs.clip_production.assets import clip_job
+    from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
+    from webtv_dagster.lib.clip_records import ClipStatus, clip_statuses
+    from webtv_dagster.lib.names import REBOOK_OF
 
     keys = [f"test-llamas-00000{n}" for n in range(1, 6)]
     instance.add_dynamic_partitions("clips", keys)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from webtv_dagster.ident import write_title
-from webtv_dagster.media.ffmpeg import decode_luma_frames, run_ffmpeg
+from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.production.ident import write_title
+from webtv_dagster_tests.frames import decode_luma_frames
 
 
 @pytest.fixture(scope="module")

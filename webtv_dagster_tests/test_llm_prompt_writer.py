@@ -179,7 +179,7 @@ def test_a_run_airs_every_prompt_of_an_answer_before_asking_again(
 
     from webtv_dagster import clips
     from webtv_dagster.clips import ClipId
-    from webtv_dagster.defs.assets.prompts import shot_prompt
+    from webtv_dagster.defs.clip_production.assets import shot_prompt
 
     from .conftest import clip_resources, latest_metadata
 

@@ -5,10 +5,10 @@ import dagster as dg
 import pytest
 
 from webtv_dagster.channels import ChannelConfigError, load_channels
-from webtv_dagster.defs import sensors
-from webtv_dagster.defs.clip_records import add_clips, latest_clip_number
-from webtv_dagster.defs.jobs import add_clips_job
-from webtv_dagster.planning import MAX_BACKLOG_CLIPS, BacklogFull
+from webtv_dagster.defs.clip_production import sensor
+from webtv_dagster.defs.housekeeping.added_clips import add_clips_job
+from webtv_dagster.lib.clip_records import add_clips, latest_clip_number
+from webtv_dagster.production.planning import MAX_BACKLOG_CLIPS, BacklogFull
 
 from .conftest import TEST_CHANNELS, definitions_for_tests, studio_for_tests
 from .test_sensors_and_jobs import ranges, tick
@@ -53,7 +53,7 @@ def test_clips_past_the_backlog_cap_are_refused_with_how_many_fit(instance):
 
 
 def test_a_channel_that_fails_to_plan_does_not_stop_the_others(instance, monkeypatch):
-    plan = sensors.plan_channel
+    plan = sensor.plan_channel
 
     def broken_for_llamas(channel, *args):
         if channel.slug == "test-llamas":
@@ -61,12 +61,12 @@ def test_a_channel_that_fails_to_plan_does_not_stop_the_others(instance, monkeyp
         return plan(channel, *args)
 
     instance.add_dynamic_partitions("clips", ["test-ocean-000001", "test-llamas-000001"])
-    monkeypatch.setattr(sensors, "plan_channel", broken_for_llamas)
+    monkeypatch.setattr(sensor, "plan_channel", broken_for_llamas)
     first = tick(instance)
     second = tick(instance, first)
     assert ranges(second) == [("test-ocean-000001", "test-ocean-000001")]
     # Once the fault is gone, the channel's clip is booked: nothing was lost meanwhile.
-    monkeypatch.setattr(sensors, "plan_channel", plan)
+    monkeypatch.setattr(sensor, "plan_channel", plan)
     third = tick(instance, second)
     assert ("test-llamas-000001", "test-llamas-000001") in ranges(third)
 
@@ -91,7 +91,7 @@ def test_ahead_seconds_beyond_an_hour_or_not_a_number_is_refused(tmp_path, ahead
 def test_the_playlist_lists_the_clips_past_air_and_recent_ones_not_the_history(media_store):
     from webtv_dagster import clips
     from webtv_dagster.clips import ClipId
-    from webtv_dagster.playlist import REPLAY_CLIPS, build_playlist, playlist_window
+    from webtv_dagster.playout.playlist import REPLAY_CLIPS, build_playlist, playlist_window
 
     channel = llamas()
     start = 999_990  # across the six-digit boundary, three months into a channel's life

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 import pytest
 
 from webtv_dagster.clips import ClipId
-from webtv_dagster.playlist import Playlist, PlaylistEntry, publish_playlist
 from webtv_dagster.playout.channel import ChannelPlayout
+from webtv_dagster.playout.playlist import Playlist, PlaylistEntry, publish_playlist
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 
 from .air_monitor import FRAME_MS, AirMonitor
@@ -140,9 +140,9 @@ def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
 @pytest.fixture
 def own_seaweedfs(tmp_path):
     """A SeaweedFS of this test's own, free to be hung."""
-    from webtv_dagster.embedded_s3 import PORT_OFFSETS, start_embedded_s3
-    from webtv_dagster.processes import free_port_block
+    from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
     from webtv_dagster.storage import MediaStore
+    from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
     from .conftest import ACCESS_KEY, SECRET_KEY
 

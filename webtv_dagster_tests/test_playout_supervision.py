@@ -8,16 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from webtv_dagster.defs.resources import Studio
-from webtv_dagster.defs.stream import CHANNEL_TAG, playout_job, playout_watchdog_sensor
+from webtv_dagster.defs.air.on_air import playout_job, playout_watchdog_sensor
+from webtv_dagster.lib.names import CHANNEL_TAG
+from webtv_dagster.lib.resources import Studio
+from webtv_dagster.playout.process import PlayoutStartError, hold_playout_lock, playout_status
 from webtv_dagster.playout.state import PlayoutFolder, read_state
-from webtv_dagster.playout.supervisor import (
-    PlayoutStartError,
-    hold_playout_lock,
-    playout_status,
-    stop_playout,
-)
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack.playouts import stop_playout
 
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, upload_playlist, wait_for
 
@@ -123,8 +120,7 @@ def test_a_stopped_channel_stays_off_and_a_second_playout_is_refused(on_air_env)
 def test_with_the_rtmp_server_down_the_job_says_so_and_the_playout_airs_once_it_is_up(
     on_air_env, media_store, llama_channel, broadcast_clips, monkeypatch, tmp_path, channels
 ):
-    from webtv_dagster.processes import free_port_block
-    from webtv_dagster.rtmp_server import start_rtmp_server
+    from webtv_dagster_tests.servers import free_port_block, start_rtmp_server
 
     port = free_port_block(2)
     monkeypatch.setenv("WEBTV_RTMP_PORT", str(port))  # nothing listens there yet
@@ -155,9 +151,9 @@ def test_a_stuck_playout_is_replaced(
     import sys
     import time
 
-    from webtv_dagster.playout import supervisor
     from webtv_dagster.playout.state import PlayoutState
-    from webtv_dagster.playout.supervisor import ensure_playout
+    from webtv_dagster.stack import playouts
+    from webtv_dagster.stack.playouts import ensure_playout
 
     upload_playlist(media_store, llama_channel, {1: broadcast_clips[0]})
     # A playout that holds its lock but has queued nothing for ten minutes.
@@ -167,7 +163,7 @@ def test_a_stuck_playout_is_replaced(
             "-c",
             (
                 "import pathlib, sys, time\n"
-                "from webtv_dagster.playout.supervisor import hold_playout_lock\n"
+                "from webtv_dagster.playout.process import hold_playout_lock\n"
                 f"with hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}):\n"
                 "    time.sleep(600)"
             ),
@@ -188,7 +184,7 @@ def test_a_stuck_playout_is_replaced(
             up_next=[],
         ).model_dump_json()
     )
-    monkeypatch.setattr(supervisor, "PROGRESS_EVERY_SECONDS", 0.5)
+    monkeypatch.setattr(playouts, "PROGRESS_EVERY_SECONDS", 0.5)
     heard: list[str] = []  # what `webtv channel start` prints while it waits
     assert ensure_playout(on_air_env, SLUG, stale_after=60, progress=heard.append) == "restarted"
     assert heard and heard[0].startswith(f"{SLUG}: waiting for the playout to go on air (")
@@ -213,7 +209,7 @@ def test_a_playout_restarted_by_its_supervisor_is_recorded_on_the_stream(on_air_
                 "-c",
                 (
                     "import pathlib, time\n"
-                    "from webtv_dagster.playout.supervisor import hold_playout_lock\n"
+                    "from webtv_dagster.playout.process import hold_playout_lock\n"
                     f"with hold_playout_lock(pathlib.Path({str(on_air_env)!r}), {SLUG!r}):\n"
                     "    time.sleep(600)"
                 ),

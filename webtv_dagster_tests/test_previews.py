@@ -15,16 +15,17 @@ import urllib.request
 import pytest
 
 from webtv_dagster import clips
+from webtv_dagster.audience.viewer_service import ViewerService, ViewerServiceError, ViewerSite
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 from webtv_dagster.media.preview import contact_sheet_jpeg
-from webtv_dagster.previews import PublicUrlError, public_base_url
-from webtv_dagster.retention import remove_clip, stored_clips
-from webtv_dagster.rtmp_server import viewer_service_socket
+from webtv_dagster.production.previews import PublicUrlError, public_base_url
+from webtv_dagster.production.retention import remove_clip, stored_clips
+from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack import wait_until_serving, webtv_command
-from webtv_dagster.viewer_service import ViewerService, ViewerServiceError, ViewerSite
+from webtv_dagster.stack.processes import wait_until_serving
+from webtv_dagster.stack.programs import webtv_command
 
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
 
@@ -130,7 +131,7 @@ def test_a_preview_is_served_with_its_type_and_cache_headers(preview_server, con
     ],
 )
 def test_anything_but_a_stored_preview_is_not_found(preview_server, path, caplog):
-    caplog.set_level(logging.DEBUG, logger="webtv_dagster.previews")
+    caplog.set_level(logging.DEBUG, logger="webtv_dagster.production.previews")
     response, body = get(preview_server.socket_path, path)
     assert response.status == 404
     # Neither the answer nor the log names the bucket, an object key or a credential.
@@ -142,7 +143,7 @@ def test_anything_but_a_stored_preview_is_not_found(preview_server, path, caplog
 def test_a_failing_store_answers_502_without_naming_the_object(tmp_path, caplog):
     from webtv_dagster.storage import MediaStore
 
-    caplog.set_level(logging.DEBUG, logger="webtv_dagster.previews")
+    caplog.set_level(logging.DEBUG, logger="webtv_dagster.production.previews")
     closed = MediaStore("media", "http://127.0.0.1:9", "us-east-1", ACCESS_KEY, SECRET_KEY)
     server = serving(tmp_path / "viewer-service.sock", closed)
     try:

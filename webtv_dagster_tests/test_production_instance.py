@@ -4,8 +4,8 @@ PostgreSQL started by the test."""
 import dagster as dg
 import psycopg2
 
-from webtv_dagster.defs.assets.prompts import shot_prompt
-from webtv_dagster.instance import write_instance_yaml
+from webtv_dagster.defs.clip_production.assets import shot_prompt
+from webtv_dagster.stack.instance import write_instance_yaml
 
 from .conftest import TEST_CHANNELS, clip_resources
 

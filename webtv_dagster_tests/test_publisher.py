@@ -146,10 +146,10 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
 ):
     import threading
 
-    from webtv_dagster.ident import make_ident, publish_ident
     from webtv_dagster.media.ffmpeg import probe
     from webtv_dagster.playout.channel import ChannelPlayout, read_state
     from webtv_dagster.playout.state import PlayoutFolder
+    from webtv_dagster.production.ident import make_ident, publish_ident
 
     # The pipeline made the ident (the channel_ident asset); the playout fetches and keeps it.
     publish_ident(media_store, llama_channel.slug, make_ident(llama_channel, tmp_path / "i.mp4"))

@@ -6,14 +6,14 @@ import pytest
 
 from webtv_dagster import clips
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
-from webtv_dagster.clip_steps import QUALITY_CHECK
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.assets.playlist import playlist
-from webtv_dagster.defs.clip_records import ClipStatus, clip_statuses
+from webtv_dagster.defs.air.playlist import playlist
+from webtv_dagster.defs.clip_production.assets import broadcast_clip
+from webtv_dagster.lib.clip_records import ClipStatus, clip_statuses
+from webtv_dagster.lib.clip_steps import QUALITY_CHECK
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
-from webtv_dagster.quality import CHECK_NAMES, QualityLimits, inspect_broadcast_clip
+from webtv_dagster.production.quality import CHECK_NAMES, QualityLimits, inspect_broadcast_clip
 
 from .conftest import PUBLIC_URL, TEST_CHANNELS, clip_resources
 from .test_clip_pipeline import CLIP_ASSETS

@@ -8,9 +8,9 @@ import yaml
 from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.partitions import RANGE_END, RANGE_START
+from webtv_dagster.lib.names import RANGE_END, RANGE_START
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState
-from webtv_dagster.retention import (
+from webtv_dagster.production.retention import (
     StoredClip,
     clips_to_remove,
     intermediates_to_remove,
@@ -166,7 +166,7 @@ def test_intermediates_go_a_day_after_their_clip_passed_qc_the_rest_stays():
 def test_dagster_forgets_week_old_housekeeping_runs_and_observations(instance):
     import time
 
-    from webtv_dagster.defs.history import forget_old_observations, forget_old_runs
+    from webtv_dagster.lib.history import forget_old_observations, forget_old_runs
 
     instance.add_dynamic_partitions("clips", ["test-llamas-000001"])
     playlist_run = instance.create_run_for_job(
@@ -182,13 +182,53 @@ def test_dagster_forgets_week_old_housekeeping_runs_and_observations(instance):
         dg.AssetObservation(stream, partition="test-llamas", metadata={"on_air": "x"})
     )
     now = time.time()
+    jobs = [job.name for job in defs.resolve_all_job_defs()]
     # Within the week: everything stays.
-    assert forget_old_runs(instance, now) == 0
+    assert forget_old_runs(instance, now, jobs) == 0
     assert forget_old_observations(instance, stream, now) == 0
     # Eight days on: the playlist run and the observation go; the clip run goes with its clip.
     later = now + 8 * DAY
-    assert forget_old_runs(instance, later) == 1
+    assert forget_old_runs(instance, later, jobs) == 1
     assert instance.get_run_by_id(playlist_run) is None
     assert instance.get_run_by_id(clip_run) is not None
     assert forget_old_observations(instance, stream, later) == 1
     assert not instance.fetch_observations(stream, limit=10).records
+
+
+def test_retention_forgets_old_runs_of_every_job_and_old_events_of_every_asset(
+    seaweedfs, media_store, tmp_path, monkeypatch
+):
+    """Whatever job or asset the definitions hold (ident_job, review_requests_job and the
+    shot_requests observations were once missed): a week on, the retention job forgets them."""
+    import time
+    import types
+    import uuid
+
+    from webtv_dagster.defs.housekeeping import retention
+
+    SUCCESS = dg.DagsterRunStatus.SUCCESS
+    jobs = [job.name for job in defs.resolve_all_job_defs()]
+    assets = sorted(defs.resolve_all_asset_keys())
+    assert {"ident_job", "review_requests_job"} <= set(jobs)
+    assert dg.AssetKey("shot_requests") in assets
+    with dg.instance_for_test() as instance:
+        runs = {
+            name: instance.add_run(
+                dg.DagsterRun(job_name=name, run_id=str(uuid.uuid4()), status=SUCCESS)
+            ).run_id
+            for name in jobs
+        }
+        for key in assets:
+            instance.report_runless_asset_event(dg.AssetObservation(key, metadata={"seen": 1}))
+        later = time.time() + 8 * DAY
+        monkeypatch.setattr(retention, "time", types.SimpleNamespace(time=lambda: later))
+        result = defs.resolve_job_def("retention_job").execute_in_process(
+            instance=instance,
+            resources=clip_resources(
+                seaweedfs, media_store.bucket, TEST_CHANNELS, data_dir=tmp_path / "data"
+            ),
+        )
+        assert result.success
+        assert [name for name, run_id in runs.items() if instance.get_run_by_id(run_id)] == []
+        observed = [key for key in assets if instance.fetch_observations(key, limit=1).records]
+        assert observed == []

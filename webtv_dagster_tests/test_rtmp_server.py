@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from webtv_dagster.media.ffmpeg import probe
-from webtv_dagster.processes import free_port_block
-from webtv_dagster.rtmp_server import RtmpServerError, mirrors_of, start_rtmp_server
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack.nginx import RtmpServerError, mirrors_of
+from webtv_dagster_tests.servers import free_port_block, start_rtmp_server
 
 from .conftest import command_lines
 
@@ -218,7 +218,7 @@ def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
     /root): nginx's files go to a public folder of their own, its workers drop root, and they
     still write HLS and serve the viewer, hls.js and the playout states."""
     from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, write_state
-    from webtv_dagster.rtmp_server import public_folder
+    from webtv_dagster.public_site import public_folder
 
     data_dir = tmp_path / "data"
     root = public_folder(data_dir)

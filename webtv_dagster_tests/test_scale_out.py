@@ -9,11 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from webtv_dagster.defs.assets.clips import broadcast_clip
-from webtv_dagster.defs.assets.prompts import shot_prompt
-from webtv_dagster.defs.assets.takes import raw_take
-from webtv_dagster.instance import write_instance_yaml
-from webtv_dagster.processes import stop_process
+from webtv_dagster.defs.clip_production.assets import broadcast_clip, raw_take, shot_prompt
+from webtv_dagster.stack.instance import write_instance_yaml
+from webtv_dagster_tests.servers import stop_process
 
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
 

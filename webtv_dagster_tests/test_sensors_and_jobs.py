@@ -6,11 +6,16 @@ import yaml
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
-from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
-from webtv_dagster.defs.jobs import add_clips_job
-from webtv_dagster.defs.sensors import clip_production_sensor, playlist_refresh_sensor
-from webtv_dagster.shot_requests import RequestQueue, queue_path
+from webtv_dagster.defs.air.playlist import playlist_refresh_sensor
+from webtv_dagster.defs.clip_production.assets import (
+    broadcast_clip,
+    interpolated_clip,
+    raw_take,
+    upscaled_take,
+)
+from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
+from webtv_dagster.defs.housekeeping.added_clips import add_clips_job
+from webtv_dagster.production.shot_requests import RequestQueue, queue_path
 
 from .conftest import TEST_CHANNELS, definitions_for_tests, studio_for_tests
 
@@ -281,7 +286,7 @@ def test_aired_clips_leave_the_buffer(instance, tmp_path):
 def test_the_stream_is_observed_from_the_playout_state(instance, tmp_path):
     import time
 
-    from webtv_dagster.defs.stream import on_air_stream_sensor
+    from webtv_dagster.defs.air.on_air import on_air_stream_sensor
     from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
 
     resources = {"studio": studio_for_tests(data_dir=tmp_path)}
@@ -338,8 +343,8 @@ def test_taken_down_clips_leave_the_buffer(instance):
 
 
 def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
-    from webtv_dagster.defs.sensors import REBOOK_OF
-    from webtv_dagster.instance import STOPPED_WITH_STACK_TAG
+    from webtv_dagster.lib.names import REBOOK_OF
+    from webtv_dagster.stack.instance import STOPPED_WITH_STACK_TAG
 
     first = tick(instance)  # test-llamas 1..6 planned
     stopped = instance.create_run_for_job(
@@ -374,7 +379,7 @@ def test_clips_of_runs_canceled_by_a_stop_are_booked_again_once(instance):
 def test_runs_that_failed_as_a_whole_or_were_re_executed_are_not_booked_again(instance):
     """A run killed for memory (no step failed: the run did) would fail the same way again,
     forever; a run an operator re-executed from the UI is being made already."""
-    from webtv_dagster.defs.sensors import REBOOK_OF
+    from webtv_dagster.lib.names import REBOOK_OF
 
     first = tick(instance)
     job = defs.resolve_job_def("clip_job")
@@ -411,7 +416,7 @@ def test_runs_that_failed_as_a_whole_or_were_re_executed_are_not_booked_again(in
 def test_clips_the_playout_skipped_are_recorded_on_their_partition(instance, tmp_path):
     import time
 
-    from webtv_dagster.defs.stream import on_air_stream_sensor
+    from webtv_dagster.defs.air.on_air import on_air_stream_sensor
     from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, SkippedClip
 
     resources = {"studio": studio_for_tests(data_dir=tmp_path)}

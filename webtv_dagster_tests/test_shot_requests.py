@@ -12,12 +12,12 @@ from webtv_dagster.backends.moderator import JudgeError, OpenAIJudge, RuleModera
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.jobs import CLIP_STAGES
+from webtv_dagster.defs.clip_production.assets import CLIP_STAGES
 from webtv_dagster.defs.requests import review_requests_job, shot_requests_sensor
 from webtv_dagster.model_endpoints import OpenAIEndpoint
-from webtv_dagster.playlist import build_playlist
+from webtv_dagster.playout.playlist import build_playlist
+from webtv_dagster.production.shot_requests import RequestQueue, is_request_slot, queue_path
 from webtv_dagster.prompt_rules import prompt_problems
-from webtv_dagster.shot_requests import RequestQueue, is_request_slot, queue_path
 
 from .conftest import TEST_CHANNELS, clip_resources, latest_metadata, studio_for_tests
 from .fake_llm import FakeLLM

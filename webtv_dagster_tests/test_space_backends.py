@@ -13,10 +13,14 @@ from webtv_dagster.backends.space_pool import SpaceConnections, SpacePool, Space
 from webtv_dagster.backends.text_to_video import SpaceTextToVideo, TakeRequest
 from webtv_dagster.channels import StageBackends
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.assets.clips import broadcast_clip, interpolated_clip
-from webtv_dagster.defs.assets.music import music_track
-from webtv_dagster.defs.assets.prompts import shot_prompt
-from webtv_dagster.defs.assets.takes import raw_take, upscaled_take
+from webtv_dagster.defs.clip_production.assets import (
+    broadcast_clip,
+    interpolated_clip,
+    music_track,
+    raw_take,
+    shot_prompt,
+    upscaled_take,
+)
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.spaces.apps import FAMILIES, HOSTILE_ANSWERS, Behaviour, Workshop, launch

@@ -13,18 +13,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webtv_dagster.cli import main, stop_stack
-from webtv_dagster.embedded_s3 import PORT_OFFSETS, weed_command
-from webtv_dagster.playout.supervisor import ensure_playout, playout_status, stop_playout
-from webtv_dagster.processes import free_port_block, port_is_free
-from webtv_dagster.rtmp_server import write_rtmp_config
-from webtv_dagster.stack import (
+from webtv_dagster.cli import main
+from webtv_dagster.playout.process import playout_status
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command
+from webtv_dagster.stack.nginx import write_rtmp_config
+from webtv_dagster.stack.playouts import ensure_playout, stop_playout
+from webtv_dagster.stack.processes import port_is_free
+from webtv_dagster.stack.programs import media_programs
+from webtv_dagster.stack.supervisord import (
     StackSupervisor,
-    media_programs,
     supervisord_binary,
     write_supervisord_conf,
 )
+from webtv_dagster.stack.up import stop_stack
 from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.servers import free_port_block
 
 from .air_monitor import AirMonitor
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, upload_playlist, wait_for

@@ -74,7 +74,7 @@ def test_only_authenticated_s3_reaches_the_embedded_store(seaweedfs, media_store
 
     import grpc
 
-    from webtv_dagster.embedded_s3 import PORT_OFFSETS, SECURITY_FOLDER
+    from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, SECURITY_FOLDER
 
     port = int(seaweedfs.endpoint_url.rsplit(":", 1)[1])
     playlist = "channels/demo/playlist.json"

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from webtv_dagster.systemd_units import render_units
+from webtv_dagster.stack.systemd_units import render_units
 
 
 def test_the_units_verify_and_restart_every_service(tmp_path):

@@ -6,9 +6,9 @@ import pytest
 
 from webtv_dagster import clips
 from webtv_dagster.clips import ClipId
-from webtv_dagster.defs.assets.playlist import playlist
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist
-from webtv_dagster.takedowns import read_takedowns
+from webtv_dagster.defs.air.playlist import playlist
+from webtv_dagster.playout.playlist import PLAYLIST_JSON, Playlist
+from webtv_dagster.playout.takedowns import read_takedowns
 
 from .conftest import TEST_CHANNELS, clip_resources, definitions_for_tests
 
@@ -54,7 +54,7 @@ def resources(seaweedfs, media_store):
 
 
 def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resources, tmp_path):
-    from webtv_dagster.playlist import unaired_entries
+    from webtv_dagster.playout.playlist import unaired_entries
 
     keys = [store_airable_clip(media_store, n) for n in (1, 2, 3)]
     with dg.instance_for_test() as instance:

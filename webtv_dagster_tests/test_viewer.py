@@ -224,8 +224,8 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     clip by the real assets, aired, and the viewer says who asked for it while it airs."""
     import dagster as dg
 
-    from webtv_dagster.defs.jobs import CLIP_STAGES
-    from webtv_dagster.playlist import Playlist, build_playlist, publish_playlist
+    from webtv_dagster.defs.clip_production.assets import CLIP_STAGES
+    from webtv_dagster.playout.playlist import Playlist, build_playlist, publish_playlist
 
     from .conftest import clip_resources, studio_for_tests
 
@@ -276,7 +276,7 @@ def test_the_operators_dump_button_cuts_the_clip_on_screen(
 ):
     """With ?operator, the viewer shows a dump button; one click (token and reason asked in
     dialogs) takes the clip on screen off air, and the playout cuts it."""
-    from webtv_dagster.takedowns import read_takedowns
+    from webtv_dagster.playout.takedowns import read_takedowns
 
     from .test_viewer_service import OPERATOR_TOKEN
 

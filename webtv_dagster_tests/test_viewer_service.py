@@ -16,10 +16,11 @@ import urllib.request
 import pytest
 import yaml
 
-from webtv_dagster.rtmp_server import viewer_service_socket
-from webtv_dagster.shot_requests import RequestQueue, queue_path
-from webtv_dagster.stack import wait_until_serving, webtv_command
-from webtv_dagster.takedowns import read_takedowns
+from webtv_dagster.playout.takedowns import read_takedowns
+from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.public_site import viewer_service_socket
+from webtv_dagster.stack.processes import wait_until_serving
+from webtv_dagster.stack.programs import webtv_command
 
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
 from .test_previews import UnixHTTPConnection

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from webtv_dagster.processes import free_port_block
+from webtv_dagster_tests.servers import free_port_block
 
 from .conftest import command_lines, wait_for
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
+from webtv_dagster.audience.xmltv import channel_xmltv, xml_text
+from webtv_dagster.playout.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
-from webtv_dagster.xmltv import channel_xmltv, xml_text
 
 DTD = "/usr/share/xmltv/xmltv.dtd"  # Debian's copy: the tools would fetch it from the web
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC

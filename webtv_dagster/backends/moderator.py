@@ -26,7 +26,7 @@ from webtv_dagster.prompt_rules import (
 )
 from webtv_dagster.secrets import mask_text, mask_url, url_secrets
 
-BUILTIN_BLOCKED_WORDS = Path(__file__).parent.parent / "blocked_words.txt"
+BUILTIN_BLOCKED_WORDS = Path(__file__).with_name("blocked_words.txt")
 MAX_IDEA_CHARACTERS = 200
 MAX_IDEA_WORDS = 30
 _LINK = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|net|org|io|tv|gg|ly)\b", re.I)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from webtv_dagster.backends.text_to_video import (
 from webtv_dagster.backends.upscaler import LanczosUpscaler, SpaceUpscaler, Upscaler
 from webtv_dagster.channels import Channel, StageBackends
 from webtv_dagster.model_endpoints import GradioSpacePool, ModelEndpoint, OpenAIEndpoint
+from webtv_dagster.settings import named_secret
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,9 @@ def _build(
 ):
     model = models.get(name)
     if isinstance(model, OpenAIEndpoint):
-        return OpenAIPromptWriter(model, os.environ.get(model.api_key_env))
+        return OpenAIPromptWriter(model, named_secret(model.api_key_env))
     if isinstance(model, GradioSpacePool):
-        token = os.environ.get(model.token_env)
+        token = named_secret(model.token_env)
         return ON_SPACES[family](SpacePool(name, model, token, connections))
     if family == "interpolator":
         return OpticalFlowInterpolator(offline.motion_height)
@@ -118,5 +118,5 @@ def build_moderators(channel: Channel, models: Mapping[str, ModelEndpoint]) -> l
     moderators: list[Moderator] = [RuleModerator(channel)]
     judge = models.get(channel.requests.judge or "")
     if isinstance(judge, OpenAIEndpoint):
-        moderators.append(OpenAIJudge(judge, os.environ.get(judge.api_key_env)))
+        moderators.append(OpenAIJudge(judge, named_secret(judge.api_key_env)))
     return moderators

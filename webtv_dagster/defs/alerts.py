@@ -7,10 +7,11 @@ import time
 
 import dagster as dg
 
-from webtv_dagster.defs.resources import AlertWebhook, Studio
+from webtv_dagster.lib.names import CHANNEL_TAG, RANGE_END, RANGE_START
+from webtv_dagster.lib.resources import AlertWebhook, Studio
+from webtv_dagster.playout.process import playout_status
 from webtv_dagster.playout.state import read_state
-from webtv_dagster.playout.supervisor import playout_status
-from webtv_dagster.stack import StackSupervisor
+from webtv_dagster.stack.supervisord import StackSupervisor
 
 ALERT_CHECK_SECONDS = 30
 
@@ -23,14 +24,8 @@ ALERT_CHECK_SECONDS = 30
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook):
     """Sends an alert for every failed run: its job, what it was making, and why it failed."""
     run = context.dagster_run
-    subject = run.tags.get("webtv/channel") or " .. ".join(
-        filter(
-            None,
-            [
-                run.tags.get("dagster/asset_partition_range_start"),
-                run.tags.get("dagster/asset_partition_range_end"),
-            ],
-        )
+    subject = run.tags.get(CHANNEL_TAG) or " .. ".join(
+        filter(None, [run.tags.get(RANGE_START), run.tags.get(RANGE_END)])
     )
     reason = context.failure_event.message or "no message"
     alert_webhook.send(

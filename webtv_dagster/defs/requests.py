@@ -1,6 +1,6 @@
 """Viewers' shot requests in Dagster: each channel's queue as an external asset, observed when
 it changes (what waits for an operator, what is queued), and the job with which an operator
-approves or refuses requests. The queue itself is webtv_dagster/shot_requests.py."""
+approves or refuses requests. The queue itself is webtv_dagster/production/shot_requests.py."""
 
 import hashlib
 import json
@@ -10,9 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from webtv_dagster.channels import Channel
-from webtv_dagster.defs.partitions import channel_partitions
-from webtv_dagster.defs.resources import Studio
-from webtv_dagster.shot_requests import RequestQueue, ShotRequest
+from webtv_dagster.lib.partitions import channel_partitions
+from webtv_dagster.lib.resources import Studio
+from webtv_dagster.production.shot_requests import RequestQueue, ShotRequest
 
 LISTED = 25  # requests shown per status in an observation
 
@@ -24,7 +24,6 @@ shot_requests = dg.AssetSpec(
     partitions_def=channel_partitions,
     group_name="requests",
     kinds={"sqlite"},
-    owners=["team:webtv"],
 )
 
 

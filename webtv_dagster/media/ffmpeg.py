@@ -166,38 +166,6 @@ def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) 
     )
 
 
-def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
-    """Decodes every frame of a video to uint8 RGB, scaled to width x height."""
-    raw = run_ffmpeg(
-        [
-            "-i",
-            str(path),
-            "-vf",
-            f"scale={width}:{height}",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "pipe:1",
-        ],
-        f"decoding {path.name}",
-    )
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
-
-
-def decode_luma_frames(path: Path) -> np.ndarray:
-    """Every frame's luma plane at the video's own size, as float32 (count, height, width): what
-    picture-quality measures compare."""
-    video = probe(path).video
-    if video is None:
-        raise MediaToolError(f"{path.name} has no video stream")
-    raw = run_ffmpeg(
-        ["-i", str(path), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], f"decoding {path.name}"
-    )
-    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, video.height, video.width)
-    return frames.astype(np.float32)
-
-
 YuvFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h, w), U and V (h/2, w/2)
 
 

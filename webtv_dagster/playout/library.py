@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from webtv_dagster.clips import channel_prefix, ident_key
-from webtv_dagster.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
+from webtv_dagster.playout.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.storage import MediaStore, StorageError, file_sha256
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from webtv_dagster.playlist import PLAYLIST_JSON
-from webtv_dagster.rtmp_server import make_public_folder, viewer_state_path
-from webtv_dagster.takedowns import TAKEDOWNS_JSON
+from webtv_dagster.playout.playlist import PLAYLIST_JSON
+from webtv_dagster.playout.takedowns import TAKEDOWNS_JSON
+from webtv_dagster.public_site import make_public_folder, viewer_state_path
 
 SCHEDULE_LENGTH = 10  # aired and queued clips kept in the state file (a player may lag 30 s)
 GUIDE_LENGTH = 5  # playlist clips after those, listed as coming next

@@ -7,22 +7,21 @@ replica slow (standing in for GPU time), failing or hanging, for failover tests 
 
 from __future__ import annotations
 
-import os
 import random
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr
+import yaml
 
-import gradio as gr  # noqa: E402
-
-from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator  # noqa: E402
-from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator  # noqa: E402
-from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest  # noqa: E402
-from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest  # noqa: E402
-from webtv_dagster.media.ffmpeg import probe, run_ffmpeg  # noqa: E402
+from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
+from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
+from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
+from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
+from webtv_dagster.channels import load_channels
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 
 FAMILIES = ("text_to_video", "upscaler", "interpolator", "music")
 
@@ -120,6 +119,7 @@ def zeroscope(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         gr.Video(label="take"),
         api_name="run",
         title="Zeroscope V2 576w (local: procedural)",
+        analytics_enabled=False,  # no call home: Spaces run offline
     )
 
 
@@ -136,6 +136,7 @@ def zeroscope_xl(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         gr.Video(label="upscaled"),
         api_name="predict",
         title="Zeroscope XL (local: Lanczos)",
+        analytics_enabled=False,  # no call home: Spaces run offline
     )
 
 
@@ -149,7 +150,7 @@ def film(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         OpticalFlowInterpolator().interpolate(Path(video), request, output)
         return str(output)
 
-    with gr.Blocks(title="FILM (local: optical flow)") as app:
+    with gr.Blocks(title="FILM (local: optical flow)", analytics_enabled=False) as app:
         video = gr.Video(label="video")
         steps = gr.Slider(1, 4, value=1, step=1, label="interpolation steps")
         fps = gr.Textbox(value="24", label="fps output")
@@ -176,6 +177,7 @@ def musicgen(behaviour: Behaviour, workshop: Workshop) -> gr.Blocks:
         gr.Audio(label="music", type="filepath"),
         api_name="predict",
         title="MusicGen (local: procedural)",
+        analytics_enabled=False,  # no call home: Spaces run offline
     )
 
 
@@ -206,3 +208,38 @@ def launch(family: str, port: int, behaviour: Behaviour, workshop: Workshop) -> 
         show_error=True,
     )
     return LocalSpace(family=family, url=f"http://127.0.0.1:{port}", app=app)
+
+
+def launch_local_spaces(replicas: int, base_port: int, delay: float) -> dict[str, dict]:
+    """Serves `replicas` local Spaces per family in this process, on ports from `base_port`;
+    returns them as the `models:` entries of a channels file (one pool per family)."""
+    behaviour, workshop = Behaviour(delay_seconds=delay), Workshop()
+    models: dict[str, dict] = {}
+    port = base_port
+    for family in FAMILIES:
+        urls = [launch(family, port + i, behaviour, workshop).url for i in range(replicas)]
+        port += replicas
+        models[f"local-{family.replace('_', '-')}"] = {
+            "kind": "gradio",
+            "family": family,
+            "spaces": urls,
+            "max_concurrent_calls": replicas,
+        }
+    return models
+
+
+def channels_on_local_spaces(channels_file: Path, folder: Path, models: dict[str, dict]) -> Path:
+    """A copy of the channels file, written in `folder`, whose channels call the local Spaces
+    `models` for every video and music stage (the prompt writer stays as configured: there is
+    no local LLM); validated as any channels file."""
+    document = yaml.safe_load(channels_file.read_text(encoding="utf-8"))
+    document.setdefault("models", {}).update(models)
+    for channel in document["channels"]:
+        channel.setdefault("backends", {}).update(
+            {model["family"]: name for name, model in models.items()}
+        )
+    routed = (folder / "channels.local-spaces.yaml").resolve()
+    routed.parent.mkdir(parents=True, exist_ok=True)
+    routed.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    load_channels(routed)
+    return routed

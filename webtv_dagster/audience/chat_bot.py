@@ -1,0 +1,547 @@
+"""A channel's chat bot: viewers type `!add <idea>` in the channel's IRC chat (Twitch chat is IRC
+over TLS); the bot queues the idea as a shot request (production/shot_requests.py), answers the
+viewer, and announces a requested clip shortly before it airs.
+
+One long-running process per channel (`run_chat_bot`). The chat is read on one thread (the `irc`
+library's reactor) and ideas are moderated on another, so a judge that takes seconds never stops
+the reading. Messages leave at most one per `reply_interval` (Twitch lets a normal account send
+20 in 30 s) from a short queue that drops its oldest replies, so a flood of commands can neither
+get the bot disconnected nor put it behind for good. It reconnects by itself, with backoff.
+
+The token is read from the environment inside the process and written to the socket as the
+first line (PASS) before the irc library is handed the socket: it never reaches that library
+(which logs every line it sends at DEBUG), a log, an exception or a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import signal
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import irc.client
+from jaraco.stream.buffer import LenientDecodingLineBuffer
+
+from webtv_dagster.backends.moderator import Moderator
+from webtv_dagster.backends.registry import build_moderators
+from webtv_dagster.channels import Channel, ChatBot
+from webtv_dagster.model_endpoints import ModelEndpoint
+from webtv_dagster.playout.air_plan import PlannedClip, planned_air
+from webtv_dagster.playout.library import saved_playlist
+from webtv_dagster.playout.state import PlayoutFolder, read_state
+from webtv_dagster.production.shot_requests import RequestQueue, ShotRequest, queue_path
+from webtv_dagster.settings import named_secret
+
+log = logging.getLogger(__name__)
+
+ADD_COMMAND = re.compile(r"!add(?:\s+(?P<idea>.*))?", re.IGNORECASE | re.DOTALL)
+USAGE = "type !add and your idea for a shot, e.g. !add a llama flying a red kite"
+NOT_TAKEN = "Sorry, your idea could not be taken just now; please try again later."
+MAX_TEXT_BYTES = 400  # of a message's text: an IRC line is 512 bytes with its command
+LOGIN_REFUSALS = ("authentication failed", "improperly formatted auth", "invalid nick")
+
+
+class ChatBotConfigError(ValueError):
+    """The channel cannot run a chat bot as configured; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ChatPacing:
+    """The bot's timings. The defaults suit Twitch, where a normal account may send 20
+    messages in 30 s and is disconnected beyond."""
+
+    reply_interval: float = 1.5  # seconds between two messages the bot sends
+    replies_waiting: int = 20  # replies waiting to be sent at most; the oldest are dropped
+    backlog: int = 50  # commands waiting for moderation at most; more are ignored
+    announce_every: float = 2.0  # how often the air plan is read
+    announce_late: float = 5.0  # a clip that started at most this long ago is still announced
+    first_retry: float = 1.0  # wait before reconnecting, doubled after each failure ...
+    last_retry: float = 60.0  # ... up to this
+    socket_timeout: float = 10.0  # connecting, TLS handshake and each send
+    login_timeout: float = 30.0  # from connecting to having joined the channel
+    quiet_ping: float = 90.0  # the bot PINGs a server silent this long ...
+    quiet_limit: float = 180.0  # ... and connects again when it stays silent this long
+
+
+def chat_settings(channel: Channel) -> ChatBot:
+    """The channel's chat settings, or an error saying where to add them."""
+    chat = channel.requests.chat
+    if chat is None:
+        raise ChatBotConfigError(
+            f"channel {channel.slug!r} has no chat bot: add 'requests: {{enabled: true, chat: "
+            f"{{channel: '#yourchannel', nick: yourbot}}}}' to it in the channels file"
+        )
+    return chat
+
+
+def read_token(channel: Channel, environ: Mapping[str, str]) -> str:
+    """The bot's login token from the variable the channel names, with Twitch's `oauth:` in
+    front (added when the variable holds the bare token). The errors never quote it."""
+    chat = chat_settings(channel)
+    token = environ.get(chat.token_env, "").strip()
+    if not token:
+        raise ChatBotConfigError(
+            f"the chat bot of channel {channel.slug!r} logs in with the token in the environment "
+            f"variable {chat.token_env}, which is unset or empty: set it to the bot account's "
+            "OAuth token (oauth:...)"
+        )
+    if not token.isprintable() or any(character.isspace() for character in token):
+        raise ChatBotConfigError(
+            f"the environment variable {chat.token_env} (the chat bot token of channel "
+            f"{channel.slug!r}) holds spaces or control characters: it must hold the token alone"
+        )
+    return "oauth:" + token[6:] if token[:6].lower() == "oauth:" else "oauth:" + token
+
+
+def one_line(text: str) -> str:
+    """`text` as the text of one IRC message: no line breaks, at most MAX_TEXT_BYTES."""
+    text = " ".join(text.replace("\0", " ").split())
+    return text.encode()[:MAX_TEXT_BYTES].decode(errors="ignore")
+
+
+def announcement(request: ShotRequest, starts_at: float, now: float) -> str:
+    credit = f"{request.idea}, requested by {request.requester}"
+    seconds = round(starts_at - now)
+    return f"Up next in ~{seconds} s: {credit}" if seconds >= 1 else f"On air now: {credit}"
+
+
+class _Connector:
+    """Opens the connection to the server (TLS when asked) and sends PASS on it, first, before
+    the irc library gets the socket: the library never holds the token."""
+
+    def __init__(self, chat: ChatBot, token: str, timeout: float, tls: ssl.SSLContext | None):
+        self._host, self._timeout, self._tls = chat.server, timeout, tls
+        self._pass_line = f"PASS {token}\r\n".encode()
+
+    def __call__(self, address: tuple[str, int]) -> socket.socket:
+        sock = socket.create_connection(address, timeout=self._timeout)
+        try:
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+            sock.sendall(self._pass_line)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def __repr__(self) -> str:
+        return f"<chat connector to {self._host}>"
+
+
+class _ServerConnection(irc.client.ServerConnection):
+    # A viewer writing in another encoding than UTF-8 gets latin-1, never a crash.
+    buffer_class = LenientDecodingLineBuffer
+
+
+class _Reactor(irc.client.Reactor):
+    connection_class = _ServerConnection
+
+
+@dataclass
+class _Announcement:
+    request: ShotRequest
+    starts_at: float
+
+
+class ChannelChatBot:
+    """One channel's bot on one IRC server (see the module's docstring)."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        moderators: list[Moderator],
+        requests: RequestQueue,
+        data_dir: Path,
+        token: str,
+        pacing: ChatPacing = ChatPacing(),
+        tls_context: ssl.SSLContext | None = None,
+    ):
+        self.channel, self.chat = channel, chat_settings(channel)
+        self.moderators, self.requests, self.data_dir = moderators, requests, data_dir
+        self.pacing = pacing
+        if self.chat.tls and tls_context is None:
+            tls_context = ssl.create_default_context()
+        self._connector = _Connector(
+            self.chat, token, pacing.socket_timeout, tls_context if self.chat.tls else None
+        )
+        self._where = f"{self.chat.server}:{self.chat.port}"
+        self._room = self.chat.channel.lower()
+        self.reactor = _Reactor()
+        self.connection = self.reactor.server()
+        handlers = {
+            "all_raw_messages": self._on_line,
+            "welcome": self._on_welcome,
+            "join": self._on_join,
+            "pubmsg": self._on_message,
+            "passwdmismatch": self._on_login_refused,
+            "privnotice": self._on_notice,
+            "nicknameinuse": self._on_login_refused,
+            "erroneusnickname": self._on_login_refused,
+            "reconnect": self._on_reconnect_request,
+            "disconnect": self._on_disconnect,
+        }
+        for event, handler in handlers.items():
+            self.connection.add_global_handler(event, handler)
+        # Commands wait here for the moderation thread; replies and announcements for their turn.
+        self.commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=pacing.backlog)
+        self.replies: deque[str] = deque(maxlen=pacing.replies_waiting)
+        self.announcements: deque[_Announcement] = deque()
+        self._announcing: set[str] = set()  # request ids waiting in `announcements`
+        self.joined = False
+        self.stopping = False
+        self._next_attempt = 0.0
+        self._retry_wait = pacing.first_retry
+        self._last_failure = ""  # a failure repeated while the server stays away is logged once
+        self._hang_up_reason = ""  # why the bot itself hung up, for the disconnect handler
+        self._ready_by: float | None = None
+        self._last_heard = 0.0
+        self._pinged = False
+        self._next_send = 0.0
+        self._next_look = 0.0
+        self._flood_warned_at = -60.0
+        self._look_error = ""
+        self._done = threading.Event()  # the moderation thread's stop
+
+    # The reading thread.
+
+    def run(self, stop: threading.Event, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Chats until `stop` is set (or `stopped()` is true)."""
+        worker = threading.Thread(
+            target=self._moderate, name=f"chat-moderation-{self.channel.slug}", daemon=True
+        )
+        worker.start()
+        try:
+            while not (stop.is_set() or stopped()):
+                self._step(stop)
+        finally:
+            self.stopping = True
+            self._done.set()
+            if self.connection.is_connected():
+                self.connection.disconnect("the channel's bot is stopping")
+            worker.join(timeout=2)  # a judge may still be thinking: the thread is a daemon
+            log.info("chat bot of %s stopped", self.channel.slug)
+
+    def _step(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if not self.connection.is_connected():
+            if now < self._next_attempt:
+                stop.wait(min(0.2, self._next_attempt - now))
+                return
+            self._connect(now)
+            return
+        wait = 0.2
+        if self.joined and (self.replies or self.announcements):
+            wait = min(wait, max(0.0, self._next_send - now))
+        try:
+            self.reactor.process_once(timeout=wait)
+        except Exception:  # a bug in a handler: start afresh rather than die
+            log.exception("chat bot of %s failed on a line from %s", self.channel.slug, self._where)
+            self._hang_up("the bot failed on a line from the server")
+            return
+        if not self.connection.is_connected():
+            return
+        self._watch(time.monotonic())
+        if self.joined:
+            self._look_ahead()
+            self._send_due()
+
+    def _connect(self, now: float) -> None:
+        self._ready_by, self._last_heard, self._pinged = None, now, False
+        self.joined = False
+        try:
+            self.connection.connect(
+                self.chat.server,
+                self.chat.port,
+                self.chat.nick,
+                connect_factory=self._connector,
+            )
+        except irc.client.ServerConnectionError as error:
+            cause = error.__cause__ or error
+            self._failed(f"cannot connect to {self._where}: {cause}", now)
+            return
+        self._ready_by = now + self.pacing.login_timeout
+        log.debug("chat bot of %s: connection to %s open", self.channel.slug, self._where)
+
+    def _failed(self, failure: str, now: float) -> None:
+        """Logs a failure (once while it repeats) and waits before the next attempt."""
+        wait = self._retry_wait
+        level = logging.DEBUG if failure == self._last_failure else logging.WARNING
+        log.log(
+            level,
+            "chat bot of %s: %s; trying again in %s s",
+            self.channel.slug,
+            failure,
+            f"{wait:g}",
+        )
+        self._last_failure = failure
+        self._next_attempt = now + wait
+        self._retry_wait = min(self._retry_wait * 2, self.pacing.last_retry)
+
+    def _hang_up(self, failure: str) -> None:
+        self._hang_up_reason = failure  # for the log: the chat sees a plain QUIT
+        if self.connection.is_connected():
+            self.connection.disconnect("reconnecting")
+
+    def _watch(self, now: float) -> None:
+        """Hangs up a login that does not finish, and a server that stays silent."""
+        if self._ready_by is not None and now > self._ready_by:
+            self._hang_up(
+                f"not in {self.chat.channel} within {self.pacing.login_timeout:g} s of connecting"
+            )
+        elif now - self._last_heard > self.pacing.quiet_limit:
+            self._hang_up(f"{self._where} silent for {self.pacing.quiet_limit:g} s")
+        elif now - self._last_heard > self.pacing.quiet_ping and not self._pinged:
+            self.connection.ping(self.chat.server)
+            self._pinged = True
+
+    # Server events (on the reading thread).
+
+    def _on_line(self, connection, event) -> None:
+        self._last_heard, self._pinged = time.monotonic(), False
+
+    def _on_welcome(self, connection, event) -> None:
+        log.info(
+            "chat bot of %s connected to %s as %s",
+            self.channel.slug,
+            self._where,
+            connection.get_nickname(),
+        )
+        connection.join(self.chat.channel)
+
+    def _on_join(self, connection, event) -> None:
+        mine = bool(event.source) and event.source.nick.lower() == connection.get_nickname().lower()
+        if mine and (event.target or "").lower() == self._room:
+            self.joined, self._ready_by = True, None
+            self._retry_wait, self._last_failure = self.pacing.first_retry, ""
+            log.info("chat bot of %s joined %s", self.channel.slug, self.chat.channel)
+
+    def _on_login_refused(self, connection, event) -> None:
+        reason = " ".join(event.arguments[-1:]) or event.target or event.type
+        self._hang_up(
+            f"login refused by {self._where} ({reason}); check the nick "
+            f"{self.chat.nick!r} and the token in ${self.chat.token_env}"
+        )
+
+    def _on_notice(self, connection, event) -> None:
+        text = " ".join(event.arguments)
+        if not self.joined and any(refusal in text.lower() for refusal in LOGIN_REFUSALS):
+            self._on_login_refused(connection, event)
+
+    def _on_reconnect_request(self, connection, event) -> None:
+        # Twitch asks its clients to reconnect before a server goes down for maintenance.
+        self._hang_up(f"{self._where} asked to reconnect")
+        self._next_attempt = time.monotonic()
+
+    def _on_disconnect(self, connection, event) -> None:
+        was_joined, self.joined = self.joined, False
+        if self.stopping:
+            return
+        reason = " ".join(event.arguments)
+        failure = self._hang_up_reason or f"connection to {self._where} lost" + (
+            f" ({reason})" if reason else ""
+        )
+        self._hang_up_reason = ""
+        if was_joined:
+            self._last_failure = ""  # an outage begins: its first failure is worth a line
+        self._failed(failure, time.monotonic())
+
+    def _on_message(self, connection, event) -> None:
+        if (event.target or "").lower() != self._room or not event.arguments:
+            return
+        command = ADD_COMMAND.fullmatch(event.arguments[0].strip())
+        if command is None:
+            return
+        nick, idea = event.source.nick, (command["idea"] or "").strip()
+        if not idea:
+            self.replies.append(f"@{nick} {USAGE}")
+            return
+        try:
+            self.commands.put_nowait((nick, idea))
+        except queue.Full:  # said at most once a minute
+            if time.monotonic() - self._flood_warned_at > 60:
+                log.warning(
+                    "chat bot of %s: chat flood: %d commands wait for moderation, "
+                    "the newest are ignored",
+                    self.channel.slug,
+                    self.pacing.backlog,
+                )
+                self._flood_warned_at = time.monotonic()
+
+    # What the bot says (on the reading thread).
+
+    def _look_ahead(self) -> None:
+        """Queues an announcement for each requested clip that airs within announce_seconds and
+        was not announced yet."""
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        self._next_look = now + self.pacing.announce_every
+        wall = time.time()
+        try:
+            soon = {
+                clip.clip_id: clip
+                for clip in self._planned(wall)
+                if wall - self.pacing.announce_late <= clip.starts_at
+                and clip.starts_at <= wall + self.chat.announce_seconds
+            }
+            made_of = self.requests.of_clips(list(soon))
+        except Exception as error:  # the queue is busy or broken: look again later
+            if str(error) != self._look_error:
+                log.warning(
+                    "chat bot of %s cannot read the air plan or the request queue: %s",
+                    self.channel.slug,
+                    error,
+                )
+            self._look_error = str(error)
+            return
+        self._look_error = ""
+        for clip_id, request in sorted(made_of.items(), key=lambda item: soon[item[0]].starts_at):
+            if request.announced_at is None and request.id not in self._announcing:
+                self.announcements.append(_Announcement(request, soon[clip_id].starts_at))
+                self._announcing.add(request.id)
+
+    def _planned(self, now: float) -> list[PlannedClip]:
+        """The air plan from the playout's state and its last good copy of the playlist."""
+        playlist = saved_playlist(PlayoutFolder.of(self.data_dir, self.channel.slug))
+        return planned_air(read_state(self.data_dir, self.channel.slug), playlist, now)
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_send:
+            return
+        text = self._next_text()
+        if text is None:
+            return
+        self.connection.privmsg(self.chat.channel, one_line(text))
+        self._next_send = now + self.pacing.reply_interval
+
+    def _next_text(self) -> str | None:
+        """Announcements first (they are few and timely), then replies, oldest first."""
+        while self.announcements:
+            item = self.announcements.popleft()
+            self._announcing.discard(item.request.id)
+            wall = time.time()
+            if item.starts_at < wall - self.pacing.announce_late:
+                continue  # too late to announce
+            try:
+                self.requests.mark_announced(item.request.id, now=wall)
+            except Exception as error:
+                log.warning(
+                    "chat bot of %s cannot mark request %s announced: %s",
+                    self.channel.slug,
+                    item.request.id,
+                    error,
+                )
+                continue
+            log.info(
+                "chat bot of %s announced request %s (clip %s)",
+                self.channel.slug,
+                item.request.id,
+                item.request.clip_id,
+            )
+            return announcement(item.request, item.starts_at, wall)
+        try:
+            return self.replies.popleft()
+        except IndexError:
+            return None
+
+    # The moderation thread.
+
+    def _moderate(self) -> None:
+        while not self._done.is_set():
+            try:
+                nick, idea = self.commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.replies.append(f"@{nick} {self._submit(nick, idea)}")
+
+    def _submit(self, nick: str, idea: str) -> str:
+        try:
+            answer = self.requests.submit(
+                self.channel,
+                idea,
+                nick,
+                source="chat",
+                client=f"chat:{nick.lower()}",
+                moderators=self.moderators,
+            )
+        except Exception as error:
+            log.error("chat bot of %s could not queue a request: %s", self.channel.slug, error)
+            return NOT_TAKEN
+        if answer.request_id is not None:
+            log.info(
+                "chat bot of %s: request %s %s", self.channel.slug, answer.request_id, answer.status
+            )
+        else:  # flood refusals are not stored: no id
+            log.debug(
+                "chat bot of %s: a request was not taken (%s)", self.channel.slug, answer.status
+            )
+        return answer.message
+
+
+@contextlib.contextmanager
+def _sigterm_noted() -> Iterator[Callable[[], bool]]:
+    """While the bot runs in the main thread, SIGTERM is noted in a flag (the handler does not
+    set an Event: it would deadlock if it ran while the main thread held the Event's lock);
+    yields whether it came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_chat_bot(
+    channel: Channel,
+    models: Mapping[str, ModelEndpoint],
+    data_dir: Path,
+    stop: threading.Event,
+    environ: Mapping[str, str] | None = None,
+    *,
+    pacing: ChatPacing | None = None,
+    tls_context: ssl.SSLContext | None = None,
+) -> None:
+    """Runs the channel's chat bot until `stop` is set (or SIGTERM, in the main thread).
+    Raises ChatBotConfigError when the channel has no `requests.chat` or its token variable is
+    unset. The token is read from `environ` (default: this process's environment); `pacing`
+    defaults to Twitch's with the channel's `reply_interval_seconds`; `tls_context` replaces
+    the system's trusted certificates (tests)."""
+    chat = chat_settings(channel)
+    pacing = pacing or ChatPacing(reply_interval=chat.reply_interval_seconds)
+    if environ is None:
+        environ = {chat.token_env: named_secret(chat.token_env) or ""}
+    token = read_token(channel, environ)
+    if not channel.requests.enabled:
+        log.warning(
+            "channel %s does not take requests (requests.enabled is false): its chat "
+            "bot will say so to every !add",
+            channel.slug,
+        )
+    bot = ChannelChatBot(
+        channel,
+        build_moderators(channel, models),
+        RequestQueue(queue_path(data_dir)),
+        data_dir,
+        token,
+        pacing,
+        tls_context,
+    )
+    with _sigterm_noted() as terminated:
+        bot.run(stop, terminated)
+    if terminated():
+        log.info("chat bot of %s stopped by SIGTERM", channel.slug)
+        stop.set()

@@ -1,0 +1,158 @@
+"""The sources of what a playout airs next, tried in order behind one small interface
+(`Source.pick`): UnairedClips, the playlist's next unaired clip; Replays, a recent clip again;
+Filler, the channel's ident or a test card, so that there is always something to air.
+
+Each source only picks: the channel checks a pick against its record and remuxes it
+(channel.py), and tells the filler when its pick did not remux (`Filler.refused`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.media.broadcast import render_slate
+from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.playout.library import ClipLibrary
+from webtv_dagster.playout.playlist import Playlist, PlaylistEntry
+from webtv_dagster.playout.state import PlayoutFolder
+from webtv_dagster.playout.takedowns import Takedown
+
+log = logging.getLogger(__name__)
+
+IDENT = "ident"  # the clip id under which a filler airs (the ident, or the test card)
+SLATE_FRAMES = 128  # 5.333 s: two gapless units, like the ident
+FETCH_AHEAD = 3  # unaired clips kept ready in the cache
+FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
+
+
+@dataclass(frozen=True)
+class Pick:
+    """What a source offers to air next: a file to remux, and the playlist entry it is the
+    verified copy of (None for a filler, which has no record to check it against)."""
+
+    clip_id: str
+    prompt: str
+    path: Path
+    entry: PlaylistEntry | None = None
+
+    @classmethod
+    def of(cls, entry: PlaylistEntry, path: Path) -> Pick:
+        return cls(entry.clip_id, entry.prompt, path, entry)
+
+
+class Source(Protocol):
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        """What this source offers to air next (None: nothing), and the unaired entries left
+        after it (a source may skip some, the reason recorded)."""
+        ...
+
+
+class UnairedClips:
+    """The playlist's next unaired clip, when its verified copy is ready (waited for up to
+    FETCH_WAIT_SECONDS: S3 slow or away, a replay covers meanwhile). An unaired clip that cannot
+    air (taken down, or S3's copy does not match its record) is skipped, the reason kept."""
+
+    def __init__(
+        self,
+        library: ClipLibrary,
+        taken_down: Callable[[str], Takedown | None],
+        skip: Callable[..., None],
+    ):
+        self.library = library
+        self.taken_down = taken_down
+        self.skip = skip
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        """The pick, or None, and the unaired entries after it (after those skipped)."""
+        self.library.want([e for e in unaired if not self.taken_down(e.clip_id)][:FETCH_AHEAD])
+        while unaired:
+            entry, later = unaired[0], unaired[1:]
+            if takedown := self.taken_down(entry.clip_id):
+                self.skip(entry.clip_id, f"taken down: {takedown.reason}", taken_down=True)
+                unaired = later
+                continue  # before it was fetched, or after (the playlist rebuild comes later)
+            problem = self.library.unairable(entry)
+            if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
+                return Pick.of(entry, path), later
+            if problem is None:
+                break  # not fetched yet (S3 slow or away): a replay covers meanwhile
+            self.skip(entry.clip_id, problem)
+            unaired = later
+        return None, unaired
+
+
+class Replays:
+    """The playlist's recent clips again, round robin, among those with a cached copy and not
+    taken down; only the one picked is verified."""
+
+    def __init__(
+        self,
+        library: ClipLibrary,
+        taken_down: Callable[[str], Takedown | None],
+        recent_loop: int,
+    ):
+        self.library = library
+        self.taken_down = taken_down
+        self.recent_loop = recent_loop
+        self._replays = 0
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        entries = playlist.entries if playlist else []
+        recent = [
+            e
+            for e in entries[-self.recent_loop :]
+            if self.library.cache.path(e.clip_id).exists() and not self.taken_down(e.clip_id)
+        ]
+        for _ in recent:
+            self._replays += 1
+            entry = recent[self._replays % len(recent)]
+            if path := self.library.ready(entry):
+                return Pick.of(entry, path), unaired
+        return None, unaired
+
+
+class Filler:
+    """Always something to air: the channel's ident (made by the pipeline, kept by the library),
+    else a test card made here by FFmpeg alone (render_slate), kept in the playout's folder."""
+
+    def __init__(self, library: ClipLibrary, folder: PlayoutFolder, title: str):
+        self.library = library
+        self.folder = folder
+        self.prompt = f"{title} ident"
+        self._slate_just_made = False
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        path = self.library.ident()
+        self._slate_just_made = False
+        if path is None:
+            path = self.folder.slate
+            if not path.exists():
+                log.warning("%s: no ident yet: airing the test card", self.folder.path.name)
+                render_slate(path, SLATE_FRAMES, BROADCAST_PROFILE)
+                self._slate_just_made = True
+        return Pick(IDENT, self.prompt, path), unaired
+
+    def refused(self, pick: Pick, reason: str) -> None:
+        """The filler did not remux: the ident is dropped (the test card airs until a new one
+        is made); a kept test card is made again, and one just made that does not remux stops
+        the playout (FFmpeg itself is broken: its supervisor starts it again)."""
+        if pick.path == self.folder.ident:
+            self.library.drop_ident(reason)
+            return
+        self.folder.slate.unlink(missing_ok=True)
+        if self._slate_just_made:
+            raise MediaToolError(f"the test card of {self.folder.path.name} cannot air: {reason}")
+        log.warning("the test card does not remux (%s): making it again", reason)

@@ -1,0 +1,61 @@
+"""The public site: what nginx serves from the data folder, named in one place. The playouts
+write their state's public copy there, the viewer service listens on a socket there, and
+nginx (stack/nginx.py) serves both, beside the HLS and the viewer page of its own root.
+
+The folder must be reachable by nginx's workers, which drop root to an unprivileged account:
+started as root with a private folder on the way (a checkout under /root), it is a folder of
+its own in /var/tmp instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+PREVIEWS_PATH = "/previews/"  # proxied to the viewer service (audience/viewer_service.py)
+
+
+class PublicFolderError(RuntimeError):
+    """The public folder cannot be made ours (someone else made it first)."""
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user who owns nothing on the way can reach `path`: every existing folder on
+    the way lets others through."""
+    path = path.resolve()
+    return all(folder.stat().st_mode & 0o001 for folder in [path, *path.parents] if folder.is_dir())
+
+
+def public_folder(data_dir: Path) -> Path:
+    """Where what nginx serves from the data folder lives: `nginx/` in it, or, when started as
+    root with a private folder on the way to it (a checkout under /root), a folder of its own
+    in /var/tmp that others can pass through, so that nginx's workers can drop root. `webtv up`
+    puts nginx's whole root there."""
+    data_dir = data_dir.resolve()
+    if os.geteuid() != 0 or reachable_by_others(data_dir):
+        return data_dir / "nginx"
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"webtv-{digest}"
+
+
+def make_public_folder(folder: Path) -> Path:
+    """Creates `folder` (0755) or checks the one there is ours and writable by us only: in a
+    shared /var/tmp, someone else could have made it first to plant files."""
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.geteuid():
+        raise PublicFolderError(f"{folder} exists but is not a folder of this account: remove it")
+    if info.st_mode & 0o022:
+        folder.chmod(0o755)
+    return folder
+
+
+def viewer_service_socket(data_dir: Path) -> Path:
+    """Where the viewer service listens for what nginx proxies to it (previews, /api/, /xmltv/)."""
+    return public_folder(data_dir) / "viewer-service.sock"
+
+
+def viewer_state_path(data_dir: Path, slug: str) -> Path:
+    """The copy of a channel's playout state the viewer reads (/state/<slug>.json)."""
+    return public_folder(data_dir) / "state" / f"{slug}.json"

@@ -1,0 +1,219 @@
+"""The whole stack on one machine (`webtv up`): every long-running process under supervisord
+until Ctrl-C or SIGTERM, then stopped in order without losing work (`stop_stack`, also
+`webtv down`)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import SecretStr
+
+from webtv_dagster.channels import ChannelsFile
+from webtv_dagster.settings import Settings, child_environment, named_secret
+from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
+from webtv_dagster.stack.instance import dagster_home, drain_runs
+from webtv_dagster.stack.nginx import (
+    HLS_JS,
+    WORKER_USER,
+    mirrors_of,
+    public_folder,
+    publish_url,
+    worker_account,
+    write_rtmp_config,
+)
+from webtv_dagster.stack.processes import port_is_free
+from webtv_dagster.stack.programs import PLAYOUT_GROUP, dagster_programs, media_programs
+from webtv_dagster.stack.supervisord import (
+    StackSupervisor,
+    supervisor_folder,
+    supervisord_binary,
+    write_supervisord_conf,
+)
+
+# The embedded S3's keys when none are configured: it answers on loopback only, to this
+# machine's processes.
+EMBEDDED_KEYS = {
+    "aws_access_key_id": "webtv",
+    "aws_secret_access_key": "webtv-embedded-secret",
+}
+SUPERVISOR_START_SECONDS = 30
+
+
+class StackError(RuntimeError):
+    """The stack cannot start here; the message says why and what to change."""
+
+
+def embedded_s3_port(settings: Settings) -> int | None:
+    """The port to serve S3 on when the endpoint is loopback and embedding is not turned off."""
+    if not settings.embedded_s3:
+        return None
+    endpoint = urlparse(settings.s3_endpoint_url)
+    if endpoint.hostname in {"127.0.0.1", "localhost"}:
+        return endpoint.port or 80
+    return None
+
+
+def chat_bot_channels(channels: ChannelsFile) -> list[str]:
+    """The channels whose chat bot can start: those taking requests with a `chat`, and the token
+    in the environment (a missing one is said here, once, rather than by a bot dying)."""
+    slugs = []
+    for channel in channels.channels:
+        chat = channel.requests.chat
+        if not channel.requests.enabled or chat is None:
+            continue
+        if named_secret(chat.token_env):
+            slugs.append(channel.slug)
+        else:
+            print(
+                f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
+                "(docs/viewer-requests.md)"
+            )
+    return slugs
+
+
+def _stack_ports(settings: Settings, s3_port: int | None, ui_port: int) -> list[int]:
+    ports = [settings.rtmp_port, settings.hls_port, ui_port]
+    if s3_port is not None:
+        ports += [s3_port, *(s3_port + offset for offset in PORT_OFFSETS.values())]
+    return ports
+
+
+def _with_embedded_keys(settings: Settings) -> Settings:
+    """The settings with the embedded S3's keys where none are configured."""
+    unset = {
+        name: SecretStr(value)
+        for name, value in EMBEDDED_KEYS.items()
+        if getattr(settings, name) is None
+    }
+    return settings.model_copy(update=unset)
+
+
+def _wait_for_supervisor(data_dir: Path, supervisord: subprocess.Popen) -> StackSupervisor:
+    deadline = time.monotonic() + SUPERVISOR_START_SECONDS
+    while time.monotonic() < deadline:
+        if supervisord.poll() is not None:
+            log = supervisor_folder(data_dir) / "supervisord.log"
+            raise StackError(f"supervisord exited at start-up; see {log}")
+        supervisor = StackSupervisor.connect(data_dir)
+        if supervisor is not None:
+            return supervisor
+        time.sleep(0.2)
+    supervisord.kill()
+    raise StackError(f"supervisord did not answer within {SUPERVISOR_START_SECONDS} s")
+
+
+def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) -> int:
+    """Runs the whole stack of `channels` under supervisord, the Dagster UI on `host`:`port`,
+    until Ctrl-C or SIGTERM, then stops it in order (`stop_stack`); returns supervisord's exit
+    status. Raises StackError when it cannot start."""
+    titles = {channel.slug: channel.title for channel in channels.channels}
+    # Children (code server, runs, playout) start elsewhere: give them absolute paths.
+    data_dir = settings.data_dir.resolve()
+    if StackSupervisor.connect(data_dir) is not None:
+        raise StackError(f"a stack already runs on {data_dir} (`webtv status`, `webtv down`)")
+    home = dagster_home(settings.model_copy(update={"dagster_home": None, "data_dir": data_dir}))
+    settings = _with_embedded_keys(
+        settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
+    )
+    s3_port = embedded_s3_port(settings)
+    s3_command = None
+    if s3_port is not None:
+        s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
+    rtmp_root = public_folder(data_dir)
+    write_rtmp_config(
+        rtmp_root,
+        titles,
+        settings.rtmp_port,
+        settings.hls_port,
+        data_dir,
+        mirrors_of(settings, list(titles)),
+    )
+    programs = [
+        *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_bot_channels(channels)),
+        *dagster_programs(home, host, port),
+    ]
+    conf = write_supervisord_conf(data_dir, programs)
+    busy = [port for port in _stack_ports(settings, s3_port, port) if not port_is_free(port)]
+    if busy:
+        raise StackError(
+            f"ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
+            "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others"
+        )
+    supervisord = subprocess.Popen(
+        [supervisord_binary(), "-c", str(conf)],
+        # WEED_* variables would override the embedded S3's security settings.
+        env=weed_environment(child_environment(settings)),
+        # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
+        start_new_session=True,
+    )
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    supervisor = _wait_for_supervisor(data_dir, supervisord)
+    # Imported now, while idle, so that a stop does not spend seconds on it.
+    threading.Thread(target=importlib.import_module, args=("dagster",), daemon=True).start()
+    if s3_port is not None:
+        print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
+    print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
+    if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
+        print(
+            f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
+            "named group to hand them to"
+        )
+    if not HLS_JS.exists():
+        print(
+            f"webtv: {HLS_JS} is missing (scripts/setup installs it): the viewer "
+            "plays in browsers with native HLS only"
+        )
+    for slug in titles:
+        print(
+            f"webtv: {slug}: RTMP {publish_url(settings.rtmp_port, slug)}, "
+            f"HLS http://127.0.0.1:{settings.hls_port}/hls/{slug}/live.m3u8"
+        )
+    print(f"webtv: Dagster UI on http://{host}:{port} (DAGSTER_HOME={home})")
+    print(
+        f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
+        flush=True,
+    )
+    while not stopping.wait(1) and supervisord.poll() is None:
+        pass
+    if supervisord.poll() is None:
+        print("webtv: stopping", flush=True)
+        stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
+    return supervisord.wait()
+
+
+def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float) -> None:
+    """Stops the stack without losing work: the Dagster daemon first (no new runs, no sensor
+    ticks), then runs in flight get `grace_seconds` to finish and are canceled after (their
+    clips are booked again at the next start), then everything else, playouts at once."""
+    started = time.monotonic()
+    # What serves viewers and operators goes at once, beside the daemon.
+    supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
+    supervisor.stop_soon("dagster-webserver")
+    if supervisor.process("dagster-daemon") is not None:
+        # The grace period runs while the daemon stops; nothing is canceled before it is down.
+        supervisor.stop_soon("dagster-daemon")
+        drained = drain_runs(
+            (data_dir / "dagster").resolve(),
+            grace_seconds,
+            before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
+        )
+        print(
+            f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
+            "canceled and booked again for the next start",
+            flush=True,
+        )
+    supervisor.stop_all_soon()
+    pid_file = supervisor_folder(data_dir) / "supervisord.pid"
+    supervisor.shutdown()
+    while pid_file.exists():  # supervisord removes it as it exits
+        time.sleep(0.1)
+    print(f"webtv: stopped in {time.monotonic() - started:.1f} s", flush=True)
