@@ -1,12 +1,14 @@
 """Checks the documentation: every relative link and anchor in README.md and docs/*.md
-resolves (files, folders, images, `#anchors` as GitHub makes them from headings), and the
-README's code map names every module of webtv_dagster/ (and nothing that is gone).
+resolves (files, folders, images, `#anchors` as GitHub makes them from headings), the README's
+code map names every folder of webtv_dagster/ (and nothing that is gone), and every module of
+the package has a docstring.
 
     .venv/bin/python docs/check_links.py     # exit status 1 and one line per problem
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -69,23 +71,36 @@ def check_links(files: list[Path]) -> list[str]:
     return problems
 
 
+def package_folders() -> list[Path]:
+    """Every folder of webtv_dagster/ (not the installed hls.js, not caches)."""
+    package = ROOT / "webtv_dagster"
+    return [package] + sorted(
+        folder
+        for folder in package.rglob("*")
+        if folder.is_dir() and not {"node_modules", "__pycache__"} & set(folder.parts)
+    )
+
+
 def check_code_map(readme: Path) -> list[str]:
-    """Every module of webtv_dagster/ is linked from the README's code map, and every
-    webtv_dagster/ path it links exists (checked with the links)."""
+    """The README's code map names every folder of webtv_dagster/ (by a link to the folder or
+    to its __init__.py), and every module of the package has a docstring, which says what
+    lives there. Every webtv_dagster/ path it links exists (checked with the links)."""
     text = readme.read_text()
     start = text.find("## Code map")
     if start < 0:
         return ["README.md: no '## Code map' section"]
-    section = text[start:]
-    linked = set(re.findall(r"\]\((webtv_dagster/[^)#\s]+)\)", section))
+    linked = {
+        link.removesuffix("/__init__.py").rstrip("/")
+        for link in re.findall(r"\]\((webtv_dagster/[^)#\s]*)\)", text[start:])
+    }
     problems = []
+    for folder in package_folders():
+        relative = folder.relative_to(ROOT).as_posix()
+        if relative not in linked:
+            problems.append(f"README.md code map: the folder {relative}/ is not named")
     for module in sorted((ROOT / "webtv_dagster").rglob("*.py")):
-        relative = module.relative_to(ROOT).as_posix()
-        if "node_modules" in relative or "__pycache__" in relative:
-            continue
-        empty_init = module.name == "__init__.py" and not module.read_text().strip()
-        if relative not in linked and not empty_init:
-            problems.append(f"README.md code map: {relative} is not listed")
+        if not ast.get_docstring(ast.parse(module.read_text())):
+            problems.append(f"{module.relative_to(ROOT)}: no docstring saying what it holds")
     return problems
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.model_endpoints import OFFLINE_BACKENDS, ModelEndpoint
+from webtv_dagster.prompt_rules import fixed_word_problems
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 DEFAULT_CHANNELS_FILE = Path(__file__).with_name("channels.yaml")
@@ -292,8 +293,6 @@ def cross_problems(
     does not define (a model that is there but invalid is reported on its own), and fixed
     words (style, recurring details, vocabulary) that would make every prompt of a channel
     break the prompt rules."""
-    from webtv_dagster.prompt_rules import fixed_word_problems  # it builds on Channel
-
     problems = []
     seen: set[str] = set()
     for channel in channels:

@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -27,17 +26,14 @@ from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack.instance import instance_config, open_instance
 from webtv_dagster.stack.nginx import (
     RtmpServerError,
-    kill_leftover_workers,
-    mirrors_of,
-    nginx_command,
-    public_folder,
+    become_nginx,
     publish_url,
-    write_rtmp_config,
+    write_stack_rtmp_config,
 )
 from webtv_dagster.stack.playouts import ensure_playout, stop_playout
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.supervisord import StackSupervisor
-from webtv_dagster.stack.up import StackError, run_stack, stop_stack
+from webtv_dagster.stack.up import StackError, run_stack, stack_status, stop_stack
 
 
 def _load_channels(settings: Settings) -> ChannelsFile:
@@ -87,55 +83,19 @@ def command_down(args: argparse.Namespace, settings: Settings) -> int:
 
 def command_status(args: argparse.Namespace, settings: Settings) -> int:
     """Every supervised process with its state, and each channel's playout."""
-    supervisor = StackSupervisor.connect(settings.data_dir)
-    if supervisor is None:
-        print(f"webtv: no stack runs on {settings.data_dir} (start it with `webtv up`)")
-    else:
-        now = time.time()
-        for info in supervisor.processes():
-            group, name = info["group"], info["name"]
-            name = name if group == name else f"{group}:{name}"
-            since = f"up {now - info['start']:.0f} s" if info["statename"] == "RUNNING" else ""
-            print(
-                f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since} "
-                f"{info['spawnerr'] or ''}".rstrip()
-            )
     try:
         slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
     except ChannelConfigError as error:
         sys.exit(f"webtv: {error}")
-    for slug in slugs:
-        status = playout_status(settings.data_dir, slug)
-        age = status.seconds_since_update
-        print(
-            f"channel {slug}: {'on air' if status.running else 'off air'}"
-            + (f", last clip queued {age:.0f} s ago" if age is not None else "")
-        )
+    print("\n".join(stack_status(settings.data_dir, slugs)))
     return 0
 
 
 def command_rtmp_server(args: argparse.Namespace, settings: Settings) -> int:
-    """The supervised RTMP/HLS server: clears workers a killed predecessor left behind, then
-    becomes nginx (same pid, so supervisord or systemd signals nginx itself). Without a root
-    whose configuration `webtv up` wrote, writes one from the settings under the data folder
-    (a systemd unit's way)."""
-    if args.root:
-        root = Path(args.root)
-    else:
-        root = public_folder(settings.data_dir)
-        titles = _check_channels(settings)
-        write_rtmp_config(
-            root,
-            titles,
-            settings.rtmp_port,
-            settings.hls_port,
-            settings.data_dir,
-            mirrors_of(settings, list(titles)),
-        )
-    command = nginx_command(root)
-    if killed := kill_leftover_workers(root):
-        print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
-    os.execv(command[0], command)
+    """The supervised RTMP/HLS server, nginx. Without a root whose configuration `webtv up`
+    wrote, writes one from the settings under the data folder (a systemd unit's way)."""
+    root = Path(args.root) if args.root else None
+    become_nginx(root or write_stack_rtmp_config(settings, _check_channels(settings)))
 
 
 def command_when_serving(args: argparse.Namespace, settings: Settings) -> int:
@@ -248,19 +208,14 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
 def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.lib.clip_records import add_clips
     from webtv_dagster.playout.state import aired_through_of
-    from webtv_dagster.production.planning import check_clip_count
 
+    channel = find_channel(load_channels(settings.channels_file), args.channel)
+    aired_through = aired_through_of(settings.data_dir, channel.slug)
     try:
-        check_clip_count(args.count)
-        channel = find_channel(load_channels(settings.channels_file), args.channel)
+        with open_instance(settings) as instance:
+            added = add_clips(instance, channel, args.count, aired_through)
     except ValueError as error:
         sys.exit(f"webtv: {error}")
-    with open_instance(settings) as instance:
-        try:
-            aired_through = aired_through_of(settings.data_dir, channel.slug)
-            added = add_clips(instance, channel, args.count, aired_through)
-        except ValueError as error:
-            sys.exit(f"webtv: {error}")
     print(
         f"webtv: added {added[0].key} .. {added[-1].key}; clip_production_sensor requests "
         "their runs"

@@ -9,8 +9,10 @@ consistent; and it avoids words a video model paints into the picture as text or
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from webtv_dagster.channels import Channel
+if TYPE_CHECKING:  # the channels file checks its channels with these rules
+    from webtv_dagster.channels import Channel
 
 CAMERA_MOVES = (
     "the camera pans slowly from left to right",

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import ffmpeg  # ffmpeg-python: builds filter graphs; we run the commands ourselves.
+import ffmpeg  # ffmpeg-python: its probe runs ffprobe; every other command is built here.
 import numpy as np
 from pydantic import BaseModel, Field
 

@@ -267,6 +267,29 @@ def write_rtmp_config(
     return conf
 
 
+def write_stack_rtmp_config(
+    settings: Settings, titles: Mapping[str, str], root: Path | None = None
+) -> Path:
+    """Writes the stack's RTMP/HLS server configuration for the channels `titles` (slug:
+    title) with the settings' ports and mirrors, under `root` (default: the data folder's
+    public folder); returns the root."""
+    root = root or public_folder(settings.data_dir)
+    mirrors = mirrors_of(settings, list(titles))
+    write_rtmp_config(
+        root, titles, settings.rtmp_port, settings.hls_port, settings.data_dir, mirrors
+    )
+    return root
+
+
+def become_nginx(root: Path) -> None:
+    """Clears the workers a killed predecessor left behind, then becomes nginx on the
+    configuration under `root` (same pid, so supervisord or systemd signals nginx itself)."""
+    command = nginx_command(root)
+    if killed := kill_leftover_workers(root):
+        print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
+    os.execv(command[0], command)
+
+
 def nginx_command(root: Path) -> list[str]:
     """nginx in the foreground on the configuration written under `root`."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -16,17 +16,16 @@ from urllib.parse import urlparse
 from pydantic import SecretStr
 
 from webtv_dagster.channels import ChannelsFile
+from webtv_dagster.playout.process import playout_status
 from webtv_dagster.settings import Settings, child_environment, named_secret
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.stack.instance import dagster_home, drain_runs
 from webtv_dagster.stack.nginx import (
     HLS_JS,
     WORKER_USER,
-    mirrors_of,
-    public_folder,
     publish_url,
     worker_account,
-    write_rtmp_config,
+    write_stack_rtmp_config,
 )
 from webtv_dagster.stack.processes import port_is_free
 from webtv_dagster.stack.programs import PLAYOUT_GROUP, dagster_programs, media_programs
@@ -126,15 +125,7 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
     s3_command = None
     if s3_port is not None:
         s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
-    rtmp_root = public_folder(data_dir)
-    write_rtmp_config(
-        rtmp_root,
-        titles,
-        settings.rtmp_port,
-        settings.hls_port,
-        data_dir,
-        mirrors_of(settings, list(titles)),
-    )
+    rtmp_root = write_stack_rtmp_config(settings, titles)
     programs = [
         *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_bot_channels(channels)),
         *dagster_programs(home, host, port),
@@ -188,6 +179,33 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
         print("webtv: stopping", flush=True)
         stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
     return supervisord.wait()
+
+
+def stack_status(data_dir: Path, slugs: list[str]) -> list[str]:
+    """What `webtv status` says: every supervised process with its state, then each channel's
+    playout."""
+    lines = []
+    supervisor = StackSupervisor.connect(data_dir)
+    if supervisor is None:
+        lines.append(f"webtv: no stack runs on {data_dir} (start it with `webtv up`)")
+    else:
+        now = time.time()
+        for info in supervisor.processes():
+            group, name = info["group"], info["name"]
+            name = name if group == name else f"{group}:{name}"
+            since = f"up {now - info['start']:.0f} s" if info["statename"] == "RUNNING" else ""
+            lines.append(
+                f"{name:32} {info['statename']:9} pid {info['pid'] or '-':<8} {since} "
+                f"{info['spawnerr'] or ''}".rstrip()
+            )
+    for slug in slugs:
+        status = playout_status(data_dir, slug)
+        age = status.seconds_since_update
+        lines.append(
+            f"channel {slug}: {'on air' if status.running else 'off air'}"
+            + (f", last clip queued {age:.0f} s ago" if age is not None else "")
+        )
+    return lines
 
 
 def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float) -> None:
