@@ -392,8 +392,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     hide_dagster_maturity_warnings()
     args = parser().parse_args(argv)
-    # Once for every command; the long-running ones (playout, viewer service, chat bot) log.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Once for every command: this project's own lines (the playout's, the viewer service's,
+    # the chat bot's) from INFO, the libraries' (Dagster's storage, gradio) from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("webtv_dagster").setLevel(logging.INFO)
     try:
         return args.run(args, Settings.from_env())
     except (ChannelConfigError, PublicFolderError, RtmpServerError, SettingsError) as error:
