@@ -33,17 +33,17 @@ from pathlib import Path
 
 import yaml
 from plotting import Panel, add_plot_argument, save_plot
-from running_stack import start_webtv_up
 
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
 from webtv_dagster.stack.nginx import publish_url
+from webtv_dagster.stack.programs import playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor
 from webtv_dagster.storage import MediaStore, StorageError
 from webtv_dagster_tests.air_monitor import AirMonitor
-from webtv_dagster_tests.servers import free_port_block
+from webtv_dagster_tests.servers import free_port_block, start_webtv_up
 
 SLUG = "llama-jobs"
 SECRETS = {
@@ -236,7 +236,13 @@ def main() -> None:
         supervisor = StackSupervisor.connect(data_dir)
 
     def pid(name: str) -> int:
-        return next(i["pid"] for i in supervisor.processes() if i["name"] == name)
+        """The pid of a supervisord program, by its name (group:program when grouped)."""
+        group, _, program = name.rpartition(":")
+        return next(
+            i["pid"]
+            for i in supervisor.processes()
+            if (i["group"], i["name"]) in {(group, program), (program, program)}
+        )
 
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -254,7 +260,9 @@ def main() -> None:
     faults = [
         (
             "publisher killed",
-            lambda: subprocess.run(["pkill", "-9", "-P", str(pid(SLUG)), "-f", "ffmpeg .*-re "]),
+            lambda: subprocess.run(
+                ["pkill", "-9", "-P", str(pid(playout_program(SLUG))), "-f", "ffmpeg .*-re "]
+            ),
         ),
         ("RTMP server killed", lambda: subprocess.run(["pkill", "-9", "-g", str(pid("rtmp"))])),
         ("S3 killed", lambda: os.kill(pid("s3"), signal.SIGKILL)),

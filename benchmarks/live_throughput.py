@@ -23,12 +23,12 @@ from pathlib import Path
 
 import yaml
 from plotting import Panel, add_plot_argument, save_plot
-from running_stack import start_webtv_up
 
 from webtv_dagster import clips
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, MAX_AHEAD_SECONDS, load_channels
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.storage import MediaStore
+from webtv_dagster_tests.servers import start_webtv_up
 
 
 def broadcast_records(store: MediaStore, slug: str) -> list[float]:

@@ -33,10 +33,12 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
 
-from running_stack import ROOT, start_webtv_up  # noqa: E402
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE  # noqa: E402
+from webtv_dagster.stack.nginx import HLS_JS  # noqa: E402
+from webtv_dagster_tests.servers import start_webtv_up  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -160,8 +162,13 @@ def worktree(revision: str | None, folder: Path):
     )
     try:
         (tree / ".venv").symlink_to(ROOT / ".venv")
-        modules = "webtv_dagster/viewer/node_modules"
-        (tree / modules).symlink_to(ROOT / modules)
+        # hls.js, where this checkout installed it, where the revision's viewer is.
+        viewer = next(
+            folder
+            for folder in ("webtv_dagster/audience/viewer", "webtv_dagster/viewer")
+            if (tree / folder).is_dir()
+        )
+        (tree / viewer / "node_modules").symlink_to(ROOT / HLS_JS.parents[2].relative_to(ROOT))
         yield tree
     finally:
         subprocess.run(

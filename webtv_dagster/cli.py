@@ -290,6 +290,17 @@ def command_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def configure_logging() -> None:
+    """Once for every command: this project's own lines (the playout's, the viewer service's,
+    the chat bot's) from INFO, the libraries' (Dagster's storage, gradio) from WARNING."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(
+        lambda record: record.levelno >= logging.WARNING or record.name.startswith(__package__)
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webtv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -392,10 +403,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     hide_dagster_maturity_warnings()
     args = parser().parse_args(argv)
-    # Once for every command: this project's own lines (the playout's, the viewer service's,
-    # the chat bot's) from INFO, the libraries' (Dagster's storage, gradio) from WARNING.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("webtv_dagster").setLevel(logging.INFO)
+    configure_logging()
     try:
         return args.run(args, Settings.from_env())
     except (ChannelConfigError, PublicFolderError, RtmpServerError, SettingsError) as error:

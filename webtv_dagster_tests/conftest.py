@@ -258,3 +258,13 @@ def command_lines(but: set[int] = frozenset()) -> str:
         with contextlib.suppress(OSError):
             lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
     return "\n".join(lines)
+
+
+@pytest.fixture
+def irc_server(tmp_path):
+    """A real IRC server (miniircd) on a free loopback port, with the bot's password."""
+    from .irc import IrcServer
+
+    server = IrcServer(tmp_path)
+    yield server
+    server.stop()

@@ -10,6 +10,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ from webtv_dagster.stack.nginx import (
     write_rtmp_config,
 )
 from webtv_dagster.stack.processes import port_is_free
+from webtv_dagster.storage import MediaStore
 
 
 def _can_bind(port: int) -> bool:
@@ -174,6 +176,50 @@ def start_rtmp_server(
         time.sleep(0.1)
     server.stop()
     raise RtmpServerError(f"nginx did not listen within {timeout:.0f} s; see {root}/error.log")
+
+
+# The `webtv` command of the environment running the tests or benchmarks.
+WEBTV = str(Path(sys.executable).with_name("webtv"))
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen
+    environment: dict[str, str]
+    store: MediaStore
+    rtmp_port: int
+    data_dir: Path
+    webtv: str = WEBTV
+
+
+def start_webtv_up(
+    folder: Path, channels_file: Path, access_key: str, secret_key: str, **extra: str
+) -> RunningStack:
+    """Starts `webtv up` with its data under `folder`, its log in folder/webtv-up.log."""
+    s3_port = free_port_block(max(PORT_OFFSETS.values()) + 1)
+    rtmp_port, ui_port = free_port_block(2), free_port_block(1)
+    environment = {
+        **os.environ,
+        "WEBTV_DATA_DIR": str(folder / "data"),
+        "WEBTV_CHANNELS_FILE": str(channels_file),
+        "WEBTV_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "WEBTV_RTMP_PORT": str(rtmp_port),
+        "WEBTV_HLS_PORT": str(rtmp_port + 1),
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        **extra,
+    }
+    log = (folder / "webtv-up.log").open("w")
+    process = subprocess.Popen(
+        [WEBTV, "up", "--port", str(ui_port)],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    store = MediaStore(
+        "media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", access_key, secret_key
+    )
+    return RunningStack(process, environment, store, rtmp_port, folder / "data")
 
 
 def _wait_for_port(port: int, what: str, timeout: float = 30) -> None:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,170 +28,13 @@ from webtv_dagster.model_endpoints import OpenAIEndpoint
 from webtv_dagster.playout.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
 from webtv_dagster.production.shot_requests import RequestQueue, queue_path
-from webtv_dagster_tests.servers import free_port_block, stop_process
+from webtv_dagster_tests.servers import stop_process
 
 from .fake_llm import FakeLLM
+from .irc import BOT, ROOM, SECRET, TOKEN, IrcServer, Viewer, chat_requests, viewer
 
-SECRET = "SECRET-TOKEN-123"
-TOKEN = f"oauth:{SECRET}"  # what the server expects after PASS
-BOT, ROOM = "webtvbot", "#llamachat"
 FAST = ChatPacing(reply_interval=0.2, announce_every=0.5, first_retry=0.5, last_retry=2)
 KITE = "a llama flying a red kite"
-
-
-# The IRC server.
-
-
-class IrcServer:
-    """miniircd on a loopback port; the password comes from a file, not its command line."""
-
-    def __init__(self, folder: Path, tls: tuple[Path, Path] | None = None):
-        self.port = free_port_block(1)
-        self.password_file = folder / "irc-password"
-        self.password_file.write_text(TOKEN + "\n")
-        self.tls = tls
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "miniircd",
-            "--listen",
-            "127.0.0.1",
-            "--ports",
-            str(self.port),
-            "--password-file",
-            str(self.password_file),
-        ]
-        if os.geteuid() == 0:  # miniircd refuses root unless told
-            command += ["--setuid", "root"]
-        if self.tls:
-            command += ["--ssl-cert-file", str(self.tls[0]), "--ssl-key-file", str(self.tls[1])]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return
-            assert self.process.poll() is None, "miniircd exited at start"
-            assert time.monotonic() < deadline, f"miniircd did not listen on {self.port}"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=5)
-
-
-@pytest.fixture
-def irc_server(tmp_path) -> Iterator[IrcServer]:
-    server = IrcServer(tmp_path)
-    yield server
-    server.stop()
-
-
-# The viewer.
-
-
-class Viewer:
-    """An IRC client on a raw socket, in the room: it says lines and keeps every line it reads,
-    with the time it read it."""
-
-    def __init__(self, port: int, nick: str, tls: ssl.SSLContext | None = None):
-        self.nick = nick
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls else sock
-        self.sock.settimeout(0.2)
-        self.lines: list[tuple[float, str]] = []
-        self._closed = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.send(f"PASS {TOKEN}", f"NICK {nick}", f"USER {nick} 0 * :{nick}")
-        self.wait_for(lambda: self.find(r"^:\S+ 001 "), "the welcome")
-        self.send(f"JOIN {ROOM}")
-        self.wait_for(lambda: self.find(r"^:\S+ 366 "), "the end of the room's names")
-
-    def _read(self) -> None:
-        pending = b""
-        while not self._closed:
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            pending += data
-            *complete, pending = pending.split(b"\r\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                if line.startswith("PING "):
-                    self.send("PONG " + line[5:])
-                self.lines.append((time.monotonic(), line))
-
-    def send(self, *lines: str) -> None:
-        self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
-
-    def say(self, text: str) -> None:
-        self.send(f"PRIVMSG {ROOM} :{text}")
-
-    def find(self, pattern: str) -> list[re.Match]:
-        return [m for _, line in list(self.lines) if (m := re.search(pattern, line))]
-
-    def said_by(self, nick: str) -> list[tuple[float, str]]:
-        """What `nick` said in the room, with when it was read."""
-        prefix = f":{nick}!"
-        return [
-            (at, line.split(" :", 1)[1])
-            for at, line in list(self.lines)
-            if line.startswith(prefix) and f" PRIVMSG {ROOM} :" in line
-        ]
-
-    def answers(self) -> list[str]:
-        """The bot's replies to this viewer."""
-        return [text for _, text in self.said_by(BOT) if text.startswith(f"@{self.nick} ")]
-
-    def ask(self, text: str) -> str:
-        """Says `text` and returns the bot's reply to it (without the @nick)."""
-        before = len(self.answers())
-        self.say(text)
-        self.wait_for(lambda: len(self.answers()) > before, f"the bot's reply to {text!r}")
-        return self.answers()[before].split(" ", 1)[1]
-
-    def bot_is_here(self) -> bool:
-        joined = self.find(rf"^:{BOT}!\S+ JOIN :?{ROOM}$")
-        listed = self.find(rf"^:\S+ 353 .*[ :@+]{BOT}( |$)")
-        quits = self.find(rf"^:{BOT}!\S+ (QUIT|PART)")
-        return bool(joined or listed) and not quits
-
-    def wait_for(self, condition: Callable[[], object], what: str, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"{self.nick} waited {timeout} s for {what}"
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-@contextlib.contextmanager
-def viewer(port: int, nick: str, tls: ssl.SSLContext | None = None) -> Iterator[Viewer]:
-    client = Viewer(port, nick, tls)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # The bot.
@@ -650,12 +493,12 @@ def test_sigterm_stops_a_bot_process_cleanly(irc_server, llama_channel, tmp_path
 def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     irc_server, llama_channel, tmp_path
 ):
-    """`webtv chat-bot` as `webtv up` supervises it (program chat:<slug>), from a channels file
+    """`webtv chat-bot` as `webtv up` supervises it (program chat:chat_<slug>), from a channels file
     and the token in the environment; SIGKILLed, supervisord starts it again and it rejoins."""
     import yaml
 
     from webtv_dagster.public_site import public_folder
-    from webtv_dagster.stack.programs import CHAT_GROUP, media_programs
+    from webtv_dagster.stack.programs import CHAT_GROUP, chat_program, media_programs
     from webtv_dagster.stack.supervisord import (
         StackSupervisor,
         supervisord_binary,
@@ -665,18 +508,7 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     from .conftest import TEST_CHANNELS, wait_for
 
     raw = yaml.safe_load(TEST_CHANNELS.read_text())
-    raw["channels"][0]["requests"] = {
-        "enabled": True,
-        "approval": "auto",
-        "chat": {
-            "server": "127.0.0.1",
-            "port": irc_server.port,
-            "tls": False,
-            "channel": ROOM,
-            "nick": BOT,
-            "reply_interval_seconds": 0.3,
-        },
-    }
+    raw["channels"][0]["requests"] = chat_requests(irc_server.port)
     channels_file = tmp_path / "channels.yaml"
     channels_file.write_text(yaml.safe_dump(raw))
     data_dir = (tmp_path / "data").resolve()
@@ -694,7 +526,7 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     )
     try:
         supervisor = wait_for(lambda: StackSupervisor.connect(data_dir), 30, "supervisord")
-        program = f"{CHAT_GROUP}:{slug}"
+        program = chat_program(slug)
         with viewer(irc_server.port, "ann") as ann:
             ann.wait_for(ann.bot_is_here, "the supervised bot", timeout=60)
             assert "in the queue" in ann.ask(f"!add {KITE}")

@@ -19,7 +19,7 @@ from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command
 from webtv_dagster.stack.nginx import write_rtmp_config
 from webtv_dagster.stack.playouts import ensure_playout, stop_playout
 from webtv_dagster.stack.processes import port_is_free
-from webtv_dagster.stack.programs import media_programs
+from webtv_dagster.stack.programs import media_programs, playout_program
 from webtv_dagster.stack.supervisord import (
     StackSupervisor,
     supervisord_binary,
@@ -50,7 +50,13 @@ class Stack:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/{slug}/live"
 
     def pids(self) -> dict[str, int]:
-        return {info["name"]: info["pid"] for info in self.supervisor.processes()}
+        """Each program's pid, by its supervisord name (group:program when grouped)."""
+        return {
+            info["name"]
+            if info["group"] == info["name"]
+            else f"{info['group']}:{info['name']}": info["pid"]
+            for info in self.supervisor.processes()
+        }
 
 
 @contextmanager
@@ -122,7 +128,7 @@ def test_every_process_killed_comes_back_by_itself(
                 # Every nginx process (master and worker): the RTMP/HLS server is gone.
                 ("rtmp", ["pkill", "-9", "-g", str(before["rtmp"])]),
                 ("s3", ["kill", "-9", str(before["s3"])]),
-                (SLUG, ["kill", "-9", str(before[SLUG])]),
+                (playout_program(SLUG), ["kill", "-9", str(before[playout_program(SLUG)])]),
             ]:
                 killed_at = time.monotonic()
                 subprocess.run(kill, check=True)
@@ -142,10 +148,10 @@ def test_every_process_killed_comes_back_by_itself(
         # start (or the watchdog's playout_job) brings it back the same way.
         assert stop_playout(stack.data_dir, "test-ocean")
         time.sleep(2)
-        assert supervisor.process("playouts:test-ocean")["statename"] == "STOPPED"
+        assert supervisor.process(playout_program("test-ocean"))["statename"] == "STOPPED"
         assert not playout_status(stack.data_dir, "test-ocean").running
         assert ensure_playout(stack.data_dir, "test-ocean", stale_after=90) == "started"
-        assert supervisor.process("playouts:test-ocean")["statename"] == "RUNNING"
+        assert supervisor.process(playout_program("test-ocean"))["statename"] == "RUNNING"
 
         # `webtv status` lists every supervised process and each channel.
         monkeypatch.setenv("WEBTV_DATA_DIR", str(stack.data_dir))
@@ -153,7 +159,8 @@ def test_every_process_killed_comes_back_by_itself(
         capsys.readouterr()
         main(["status"])
         listed = capsys.readouterr().out
-        for name in ("s3", "rtmp", "viewer-service", "playouts:test-llamas", "playouts:test-ocean"):
+        programs = [playout_program("test-llamas"), playout_program("test-ocean")]
+        for name in ("s3", "rtmp", "viewer-service", *programs):
             assert re.search(rf"^{name} +RUNNING +pid \d+", listed, re.MULTILINE), listed
         assert "channel test-llamas: on air" in listed
 

@@ -20,7 +20,7 @@ from webtv_dagster.playout.process import (
 )
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.settings import child_environment
-from webtv_dagster.stack.programs import PLAYOUT_GROUP, webtv_command
+from webtv_dagster.stack.programs import playout_program, webtv_command
 from webtv_dagster.stack.supervisord import StackSupervisor
 
 
@@ -44,7 +44,7 @@ def launch_playout(data_dir: Path, slug: str) -> subprocess.Popen:
 def _supervised(data_dir: Path, slug: str) -> tuple[StackSupervisor, str] | None:
     """The stack's supervisord and the program name when it runs this channel's playout."""
     supervisor = StackSupervisor.connect(data_dir)
-    name = f"{PLAYOUT_GROUP}:{slug}"
+    name = playout_program(slug)
     if supervisor is None or supervisor.process(name) is None:
         return None
     return supervisor, name

@@ -22,6 +22,19 @@ PLAYOUT_GROUP = "playouts"
 CHAT_GROUP = "chat"
 
 
+# supervisord names a program by its section, [program:<name>], across groups: a playout and a
+# chat bot of one channel need names of their own, which no channel slug (no "_") nor fixed
+# program (s3, rtmp...) can take.
+def playout_program(slug: str) -> str:
+    """The supervisord name (group:program) of a channel's playout."""
+    return f"{PLAYOUT_GROUP}:playout_{slug}"
+
+
+def chat_program(slug: str) -> str:
+    """The supervisord name (group:program) of a channel's chat bot."""
+    return f"{CHAT_GROUP}:chat_{slug}"
+
+
 def webtv_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "webtv_dagster.cli", *arguments]
 
@@ -127,7 +140,7 @@ def media_programs(
     for slug in slugs:
         programs.append(
             Program(
-                f"{PLAYOUT_GROUP}:{slug}",
+                playout_program(slug),
                 webtv_command("playout", slug),
                 priority=40,
                 stop_wait_seconds=5,
@@ -137,7 +150,7 @@ def media_programs(
     for slug in chat_slugs:
         programs.append(
             Program(
-                f"{CHAT_GROUP}:{slug}",
+                chat_program(slug),
                 webtv_command("chat-bot", slug),
                 priority=50,
                 stop_wait_seconds=5,

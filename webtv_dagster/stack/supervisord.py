@@ -68,6 +68,10 @@ def supervisord_conf(folder: Path, programs: list[Program]) -> str:
         f"serverurl=unix://{folder / 'supervisor.sock'}",
         "",
     ]
+    sections = [program.name.rpartition(":")[2] for program in programs]
+    if clashes := sorted({name for name in sections if sections.count(name) > 1}):
+        # supervisord would keep the last of each: a program configured would never run.
+        raise ValueError(f"supervisord programs named twice: {clashes}")
     groups: dict[str, list[str]] = {}
     for program in programs:
         group, _, name = program.name.rpartition(":")
