@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ from pydantic import BaseModel
 from webtv_dagster.settings import Settings
 
 MULTIPART = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20)
+# What S3 answers a conditional write whose condition no longer holds (another writer won).
+WRITE_CONFLICTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+UPDATE_ATTEMPTS = 50
 CREDENTIAL_ERRORS = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -42,6 +47,10 @@ class StoredObject(BaseModel):
     uri: str
     size_bytes: int
     sha256: str | None = None  # of uploaded files, so that copies can be checked against it
+
+
+def _json_body(document: Any) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
 
 
 def file_sha256(path: Path) -> str:
@@ -185,8 +194,7 @@ class MediaStore:
         return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
 
     def put_json(self, key: str, document: Any) -> StoredObject:
-        body = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
-        return self.put_bytes(key, body, "application/json")
+        return self.put_bytes(key, _json_body(document), "application/json")
 
     def get_bytes(self, key: str) -> bytes:
         with self._s3_call("reading", key):
@@ -225,6 +233,48 @@ class MediaStore:
                     return None
                 raise
             return response["Body"].read(), response.get("ETag", "")
+
+    def update_json(
+        self, key: str, change: Callable[[Any | None], Any], attempts: int = UPDATE_ATTEMPTS
+    ) -> Any:
+        """Reads the document (None when there is none), writes `change(document)` back only if
+        nobody wrote it meanwhile (a conditional write on the ETag read, or on its absence),
+        and reads and changes it again when somebody did: no concurrent update is lost. Returns
+        what was written. Needs conditional writes (AWS S3, MinIO, SeaweedFS have them)."""
+        for attempt in range(attempts):
+            try:
+                body, etag = self.get_bytes_if_changed(key, "")
+                document = json.loads(body)
+            except FileNotFoundError:
+                document, etag = None, ""
+            updated = change(document)
+            if self._put_json_if(key, updated, etag):
+                return updated
+            # Another writer won: back off a random while, so that the losers spread out.
+            time.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))
+        raise StorageError(
+            f"{self.uri(key)} kept changing while it was updated ({attempts} writes in a row won "
+            "over this one): try again"
+        )
+
+    def _put_json_if(self, key: str, document: Any, etag: str) -> bool:
+        """Writes the document if the object's ETag is still `etag` ("": if there is none);
+        returns whether it did."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        with self._s3_call("writing", key):
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=_json_body(document),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in WRITE_CONFLICTS:
+                    return False
+                raise
+        return True
 
     def delete(self, key: str) -> None:
         """Removes the object; removing one that does not exist is not an error."""

@@ -103,3 +103,19 @@ def test_a_taken_down_clip_leaves_the_playlist_and_stays_off(media_store, resour
         assert take_down(instance, resources, clip_id=keys[1], restore=True).success
         assert listed(media_store) == keys
         assert read_takedowns(media_store, SLUG).clips == {}
+
+
+def test_every_take_down_of_a_clip_is_kept_in_its_history(media_store):
+    from webtv_dagster.playout.takedowns import restore
+    from webtv_dagster.playout.takedowns import take_down as record_take_down
+
+    clip = ClipId(channel=SLUG, number=3)
+    record_take_down(media_store, clip, "a sixth leg")
+    record_take_down(media_store, clip, "and a seventh")  # a second take-down, not a new reason
+    assert restore(media_store, clip).reason == "and a seventh"
+    assert restore(media_store, clip) is None  # not taken down any more
+    again = record_take_down(media_store, clip, "the legs again")
+    assert [record.reason for record in again.earlier] == ["a sixth leg", "and a seventh"]
+    assert again.earlier[0].restored_at is None  # replaced by the second, not put back
+    assert again.earlier[1].restored_at is not None
+    assert read_takedowns(media_store, SLUG).clips[clip.key] == again

@@ -47,6 +47,7 @@ class ViewerServiceProcess:
 
     def __init__(self, data_dir, channels_file, store):
         self.data_dir = data_dir
+        self.channels_file = channels_file
         self.socket = viewer_service_socket(data_dir)
         self.log = data_dir.parent / "viewer-service.log"
         self.environment = {
@@ -228,3 +229,74 @@ def test_the_dump_button_needs_the_operator_token_and_takes_the_clip_down(
     said = "".join(path.read_text(errors="replace") for path in logs)
     assert OPERATOR_TOKEN not in said and "wrong-token" not in said
     service.start()  # the fixture stops it
+
+
+def take_down_by_job(endpoint: str, bucket: str, channels_file: str, clip: str) -> bool:
+    """take_down_job run in a process of its own (Dagster runs in threads of one process
+    deadlock on its logging set-up), as the daemon runs it."""
+    import dagster as dg
+
+    from webtv_dagster.lib.resources import S3MediaStorage
+
+    from .conftest import ACCESS_KEY, SECRET_KEY, definitions_for_tests, studio_for_tests
+
+    resources = {
+        "media_storage": S3MediaStorage(
+            public_url="http://viewer.test",
+            endpoint_url=endpoint,
+            bucket=bucket,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+        ),
+        "studio": studio_for_tests(channels_file=channels_file),
+    }
+    config = {"ops": {"take_down_clip": {"config": {"clip_id": clip, "reason": "by a job"}}}}
+    with dg.instance_for_test() as instance:
+        job = definitions_for_tests().resolve_job_def("take_down_job")
+        return job.execute_in_process(
+            run_config=config, instance=instance, resources=resources, raise_on_error=False
+        ).success
+
+
+def test_twenty_take_downs_at_once_from_the_viewer_and_from_jobs_are_all_kept(
+    service, rtmp_server, media_store
+):
+    """Dumps from the viewer and take_down_job runs, all at once, each answered only once it is
+    recorded: every one is in the take-downs, none lost to another's write."""
+    import multiprocessing
+
+    dump = f"http://127.0.0.1:{rtmp_server.http_port}/api/{SLUG}/dump"
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    clips = [f"{SLUG}-{number:06d}" for number in range(1, 21)]
+    by_viewer, by_jobs = clips[1::2], clips[::2]
+    context = multiprocessing.get_context("spawn")
+    with (
+        concurrent.futures.ProcessPoolExecutor(len(by_jobs), mp_context=context) as jobs,
+        concurrent.futures.ThreadPoolExecutor(len(by_viewer)) as viewers,
+    ):
+        # The jobs' processes start (and import Dagster) first, so that all land together.
+        list(jobs.map(time.sleep, [0.1] * len(by_jobs)))
+        ran = [
+            jobs.submit(
+                take_down_by_job,
+                media_store.endpoint,
+                media_store.bucket,
+                str(service.channels_file),
+                clip,
+            )
+            for clip in by_jobs
+        ]
+        dumped = list(
+            viewers.map(
+                lambda clip: call(dump, {"clip_id": clip, "reason": "from the viewer"}, operator),
+                by_viewer,
+            )
+        )
+        assert all(job.result() for job in ran)
+    assert [answer for answer in dumped if answer[0] != 200] == []
+    recorded = read_takedowns(media_store, SLUG).clips
+    assert sorted(recorded) == clips
+    assert {recorded[clip].reason for clip in by_viewer} == {
+        "dumped from the viewer: from the viewer"
+    }
+    assert {recorded[clip].reason for clip in by_jobs} == {"by a job"}

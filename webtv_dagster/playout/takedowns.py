@@ -1,11 +1,16 @@
 """Clips an operator pulled off air, with the reason: kept in the bucket beside the channel's
 playlist (takedowns.json), so they stay off through restarts and rebuilds of the playlist. The
-playout watches the file (TakedownWatch) and cuts a clip taken down while it airs."""
+playout watches the file (TakedownWatch) and cuts a clip taken down while it airs.
+
+Every change is a conditional write on the file's ETag, tried again when another writer won,
+so take-downs made at once (the viewer's dump button, operators' jobs) are all kept; each clip
+keeps the history of its take-downs and restores."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -15,16 +20,37 @@ from webtv_dagster.storage import MediaStore
 
 TAKEDOWNS_JSON = "takedowns.json"
 TAKEN_DOWN = "taken down"  # a clip's `on_air` observation when an operator pulls it
+HISTORY_PER_CLIP = 20  # earlier take-downs kept per clip
+
+
+class TakedownRecord(BaseModel):
+    """One take-down of a clip, as it was: why, when, and when it was put back (None: it was
+    taken down again before, with another reason)."""
+
+    reason: str
+    taken_down_at: float
+    restored_at: float | None = None
 
 
 class Takedown(BaseModel):
     clip_id: str
     reason: str = Field(min_length=1)
     taken_down_at: float
+    earlier: list[TakedownRecord] = Field(
+        default_factory=list, description="the clip's earlier take-downs, oldest first"
+    )
+
+    def record(self, restored_at: float | None = None) -> TakedownRecord:
+        return TakedownRecord(
+            reason=self.reason, taken_down_at=self.taken_down_at, restored_at=restored_at
+        )
 
 
 class Takedowns(BaseModel):
-    clips: dict[str, Takedown] = Field(default_factory=dict)
+    clips: dict[str, Takedown] = Field(default_factory=dict, description="clips off air now")
+    restored: dict[str, list[TakedownRecord]] = Field(
+        default_factory=dict, description="the take-downs of clips put back on air since"
+    )
 
 
 def _key(slug: str) -> str:
@@ -38,24 +64,72 @@ def read_takedowns(store: MediaStore, slug: str) -> Takedowns:
         return Takedowns()
 
 
+def _update(store: MediaStore, slug: str, change: Callable[[Takedowns], None]) -> Takedowns:
+    """Changes the channel's take-downs in place of any concurrent change (a conditional write,
+    tried again when another writer won: viewers' dumps and operators' jobs at once all land)."""
+
+    def changed(document: dict | None) -> dict:
+        takedowns = Takedowns.model_validate(document or {})
+        change(takedowns)
+        return takedowns.model_dump()
+
+    return Takedowns.model_validate(store.update_json(_key(slug), changed))
+
+
 def take_down(store: MediaStore, clip: ClipId, reason: str) -> Takedown:
-    """Records the clip as pulled off air (a second take-down replaces the reason)."""
+    """Records the clip as pulled off air; returns once it is recorded. Its earlier take-downs
+    (a second one's, or those before it was put back) are kept with it."""
     if not reason.strip():
         raise ValueError(f"say why {clip.key} is taken down: the reason is recorded")
-    takedowns = read_takedowns(store, clip.channel)
-    takedown = Takedown(clip_id=clip.key, reason=reason.strip(), taken_down_at=time.time())
-    takedowns.clips[clip.key] = takedown
-    store.put_json(_key(clip.channel), takedowns.model_dump())
-    return takedown
+    now = time.time()
+
+    def record(takedowns: Takedowns) -> None:
+        if current := takedowns.clips.get(clip.key):
+            earlier = [*current.earlier, current.record()]
+        else:
+            earlier = takedowns.restored.pop(clip.key, [])
+        takedowns.clips[clip.key] = Takedown(
+            clip_id=clip.key,
+            reason=reason.strip(),
+            taken_down_at=now,
+            earlier=earlier[-HISTORY_PER_CLIP:],
+        )
+
+    return _update(store, clip.channel, record).clips[clip.key]
 
 
 def restore(store: MediaStore, clip: ClipId) -> Takedown | None:
-    """Puts a taken-down clip back; returns its take-down, or None if it was not taken down."""
-    takedowns = read_takedowns(store, clip.channel)
-    removed = takedowns.clips.pop(clip.key, None)
-    if removed is not None:
-        store.put_json(_key(clip.channel), takedowns.model_dump())
+    """Puts a taken-down clip back; returns its take-down, or None if it was not taken down.
+    The take-down is kept among the clip's restored ones."""
+    if clip.key not in read_takedowns(store, clip.channel).clips:
+        return None
+    restored_at = time.time()
+    removed: Takedown | None = None
+
+    def put_back(takedowns: Takedowns) -> None:
+        nonlocal removed  # as the write that landed found it
+        removed = takedowns.clips.pop(clip.key, None)
+        if removed is not None:
+            history = [*removed.earlier, removed.record(restored_at)]
+            takedowns.restored[clip.key] = history[-HISTORY_PER_CLIP:]
+
+    _update(store, clip.channel, put_back)
     return removed
+
+
+def forget_takedowns(store: MediaStore, slug: str, clip_ids: set[str]) -> None:
+    """Forgets the take-downs of clips that are gone from the bucket (retention), so that the
+    file holds what can still air or was aired lately."""
+    known = read_takedowns(store, slug)
+    if not clip_ids & (set(known.clips) | set(known.restored)):
+        return
+
+    def forget(takedowns: Takedowns) -> None:
+        for clip_id in clip_ids:
+            takedowns.clips.pop(clip_id, None)
+            takedowns.restored.pop(clip_id, None)
+
+    _update(store, slug, forget)
 
 
 class TakedownWatch:

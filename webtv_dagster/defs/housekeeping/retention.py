@@ -14,6 +14,7 @@ from webtv_dagster.lib.history import (
     forget_old_runs,
 )
 from webtv_dagster.lib.resources import DagsterHistory, S3MediaStorage, Studio
+from webtv_dagster.playout.takedowns import forget_takedowns
 from webtv_dagster.production.retention import (
     clips_to_remove,
     intermediates_to_remove,
@@ -58,6 +59,7 @@ def apply_retention(
         for clip in trimmed:
             remove_intermediates(store, clip)
         runs = forget_clips(context.instance, sorted(gone))
+        forget_takedowns(store, channel.slug, gone)
         freed = sum(c.size_bytes for c in removed) + sum(c.intermediate_bytes for c in trimmed)
         context.log.info(
             f"{channel.slug}: removed {len(removed)} of {len(clips)} clip(s)"
