@@ -208,10 +208,12 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
 def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.lib.clip_records import add_clips
     from webtv_dagster.playout.state import aired_through_of
+    from webtv_dagster.production.planning import check_clip_count
 
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     aired_through = aired_through_of(settings.data_dir, channel.slug)
     try:
+        check_clip_count(args.count)
         with open_instance(settings) as instance:
             added = add_clips(instance, channel, args.count, aired_through)
     except ValueError as error:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from webtv_dagster.playout.channel import ChannelPlayout, read_state
+from webtv_dagster.stack.programs import playout_program
 
 from .conftest import CLIP_COLOURS, upload_playlist, wait_for
 
@@ -157,7 +158,7 @@ def test_a_viewer_watching_through_a_publisher_and_a_server_death_plays_on(
         wait_for(lambda: page.evaluate(SAMPLE)["currentTime"] > 3, 90, "the video playing")
         stalls: dict[str, float] = {}
         for fault in ("publisher", "rtmp server"):
-            playout = stack.pids()["test-llamas"]
+            playout = stack.pids()[playout_program("test-llamas")]
             if fault == "publisher":
                 kill = ["pkill", "-9", "-P", str(playout), "ffmpeg"]
             else:

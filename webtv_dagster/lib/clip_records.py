@@ -17,7 +17,7 @@ from webtv_dagster.lib.clip_steps import FAILED_CLIPS
 from webtv_dagster.lib.names import BROADCAST_CLIP
 from webtv_dagster.lib.partitions import clip_keys_of_run, clip_partitions
 from webtv_dagster.playout.takedowns import TAKEN_DOWN
-from webtv_dagster.production.planning import MAX_BACKLOG_CLIPS, BacklogFull, check_clip_count
+from webtv_dagster.production.planning import MAX_BACKLOG_CLIPS, BacklogFull
 
 PARTITION_PAGE = 10_000
 KEYS_PER_QUERY = 500  # partition keys in one SQL `IN (...)`
@@ -59,9 +59,8 @@ def latest_clip_number(instance: dg.DagsterInstance, slug: str) -> int:
 def add_clips(
     instance: dg.DagsterInstance, channel: Channel, count: int, aired_through: int
 ) -> list[ClipId]:
-    """Adds `count` clips after the channel's highest (1 to MAX_CLIPS_AT_ONCE), refusing to take
-    its backlog (clips past air: made, in flight or planned) beyond MAX_BACKLOG_CLIPS."""
-    check_clip_count(count)
+    """Adds `count` clips after the channel's highest, refusing to take its backlog (clips past
+    air: made, in flight or planned) beyond MAX_BACKLOG_CLIPS."""
     highest = latest_clip_number(instance, channel.slug)
     backlog = highest - min(aired_through, highest)
     if backlog + count > MAX_BACKLOG_CLIPS:

@@ -5,6 +5,7 @@ import dagster as dg
 
 from webtv_dagster.lib.clip_records import add_clips
 from webtv_dagster.lib.resources import Studio
+from webtv_dagster.production.planning import check_clip_count
 
 
 class AddClipsConfig(dg.Config):
@@ -16,6 +17,7 @@ class AddClipsConfig(dg.Config):
 def add_clip_partitions(context: dg.OpExecutionContext, config: AddClipsConfig, studio: Studio):
     """Adds `count` new clip partitions to the channel; the clip sensor requests their runs."""
     try:
+        check_clip_count(config.count)
         channel = studio.channel(config.channel)
         added = add_clips(
             context.instance, channel, config.count, studio.aired_through(channel.slug)
