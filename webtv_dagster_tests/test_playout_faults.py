@@ -12,6 +12,7 @@ import pytest
 from webtv_dagster.clips import ClipId
 from webtv_dagster.playout.channel import ChannelPlayout
 from webtv_dagster.playout.playlist import Playlist, PlaylistEntry, publish_playlist
+from webtv_dagster.playout.publisher import PROGRESS_PERIOD
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 
 from .air_monitor import FRAME_MS, AirMonitor
@@ -199,3 +200,90 @@ def test_a_hung_rtmp_server_is_waited_out_and_the_air_resumes_by_itself(
         back_after = viewer.video()[0].wall - resumed_at
         assert playout.publisher_restarts >= 1
     assert back_after < 10, f"frames came back {back_after:.1f} s after the server woke"
+
+
+KEYFRAME_MS = 1000  # the broadcast profile's keyframe interval
+# The most air a death may cost: up to the next keyframe, from what the publisher may have
+# sent since its last report (PROGRESS_PERIOD), and the frame itself.
+MOST_LOST_MS = KEYFRAME_MS + PROGRESS_PERIOD * 1000 + FRAME_MS + 1
+
+
+def just_into_a_clip(sent_through: float, schedule) -> bool:
+    """Whether air is a moment into a clip: a death now, skipping the rest of the clip (as the
+    playout once did), would cost seconds."""
+    current = [clip for clip in schedule if clip.stream_seconds <= sent_through]
+    return bool(current) and 0.15 < sent_through - current[-1].stream_seconds < 0.4
+
+
+def test_air_resumes_at_the_first_keyframe_not_sent_after_a_publisher_death(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    data_dir = tmp_path / "data"
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(media_store, llama_channel, rtmp_server, data_dir) as playout:
+            viewer.wait_for_frames(24 * 3)
+            wait_for(
+                lambda: just_into_a_clip(playout.publisher.sent_through, playout._schedule),
+                30,
+                "air a moment into a clip",
+            )
+            killed_at = time.monotonic()
+            os.kill(playout.publisher.process.pid, signal.SIGKILL)
+            wait_for(lambda: len(viewer.video(killed_at)) > 24 * 4, 30, "frames after the kill")
+    assert min(viewer.timestamp_steps()) > 0  # nothing sent twice
+    (jump,) = viewer.steps_over_one_frame()
+    assert jump <= MOST_LOST_MS, f"{jump} ms of the stream skipped"
+    assert read_state(data_dir, SLUG).skipped == []
+
+
+def test_a_restarted_playout_resumes_in_the_clip_the_killed_one_was_airing(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path, monkeypatch, seaweedfs
+):
+    import json
+
+    from webtv_dagster.playout.process import playout_status
+    from webtv_dagster.stack.playouts import launch_playout
+
+    from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
+
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    data_dir = tmp_path / "data"
+    for variable, value in {
+        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
+        "WEBTV_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
+        "WEBTV_S3_BUCKET": media_store.bucket,
+        "WEBTV_RTMP_PORT": str(rtmp_server.rtmp_port),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    folder = PlayoutFolder.of(data_dir, SLUG)
+
+    def air_a_moment_into_a_clip() -> bool:
+        state = read_state(data_dir, SLUG)
+        try:
+            sent = json.loads(folder.progress.read_text())["sent_through"]
+        except (OSError, ValueError):
+            return False
+        return state is not None and just_into_a_clip(sent, state.schedule)
+
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        first = launch_playout(data_dir, SLUG)
+        try:
+            viewer.wait_for_frames(24 * 3)
+            wait_for(air_a_moment_into_a_clip, 30, "air a moment into a clip")
+            first.kill()  # SIGKILL: its publisher dies with it
+            first.wait()
+            killed_at = time.monotonic()
+            second = launch_playout(data_dir, SLUG)  # what supervisord does
+            wait_for(lambda: len(viewer.video(killed_at)) > 24 * 4, 60, "frames after it")
+        finally:
+            for process in (first, locals().get("second")):
+                if process is not None:
+                    process.kill()
+                    process.wait()
+        assert not playout_status(data_dir, SLUG).running
+    assert min(viewer.timestamp_steps()) > 0  # nothing sent twice
+    (jump,) = viewer.steps_over_one_frame()
+    assert jump <= MOST_LOST_MS, f"{jump} ms of the stream skipped"

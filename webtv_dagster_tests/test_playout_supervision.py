@@ -93,8 +93,14 @@ def test_a_killed_playout_is_brought_back_by_the_watchdog_on_the_same_timeline(
         second = playout_status(on_air_env, SLUG)
         assert second.running and second.pid != first.pid
         assert stream_has_frames(rtmp_server.publish_url(SLUG))
-        # The channel goes on after the clips it had aired, further along the same timeline.
-        after = read_state(on_air_env, SLUG).schedule[0]
+        # The channel goes on where it stopped (the rest of the clip it was airing), then after
+        # the clips it had aired, further along the same timeline.
+        wait_for(lambda: read_state(on_air_env, SLUG).timeline_end > before.timeline_end, 30)
+        (after, *_) = [
+            clip
+            for clip in read_state(on_air_env, SLUG).schedule
+            if clip.stream_seconds >= before.timeline_end - 1e-6
+        ]
         assert int(after.clip_id.rsplit("-", 1)[1]) == before.aired_through + 1
         assert after.stream_seconds == pytest.approx(before.timeline_end)
 

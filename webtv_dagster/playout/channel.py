@@ -8,8 +8,8 @@ Three threads, so that nothing slow sits between two clips:
   UnairedClips, the next unaired clip; Replays, a recent clip again; Filler, the ident or a
   test card), checks it against its record and remuxes it onto the timeline, one clip ahead;
 - the feeder (the caller of `run`) writes prepared segments into the publisher, a keyframe to
-  the next, and starts a new publisher at the first segment the old one had not sent when it
-  dies or stalls.
+  the next, and starts a new publisher at the first keyframe the old one cannot have sent when
+  it dies or stalls (a restarted playout likewise resumes the clip it was airing).
 A fourth watches the channel's take-downs: a clip taken down while it airs is cut at its next
 keyframe not yet written (within 2 s), and what follows is placed where it stopped.
 
@@ -21,6 +21,7 @@ The playout makes nothing: the ident is the `channel_ident` asset's. Only when i
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -34,6 +35,7 @@ from webtv_dagster.media.ffmpeg import MediaToolError
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.playlist import PlaylistEntry, unaired_entries
 from webtv_dagster.playout.publisher import (
+    PROGRESS_PERIOD,
     Publisher,
     PublisherDied,
     Segment,
@@ -110,7 +112,9 @@ class ChannelPlayout:
         )
         self.stop = threading.Event()
         previous = read_state(data_dir, channel.slug)
-        # A restarted playout goes on after the last clip it aired, on the same timeline.
+        # A restarted playout goes on where the last one stopped sending, on the same timeline:
+        # the rest of the clip it was airing (interrupted), then after it.
+        self.interrupted = previous.schedule[-1] if previous and previous.schedule else None
         self.aired_through = previous.aired_through if previous else 0
         self._prepared_through = self.aired_through
         # Where the preparer places its next segment; a cut moves it back (under the lock).
@@ -118,7 +122,8 @@ class ChannelPlayout:
         self._timeline_lock = threading.Lock()
         self._skipped: list[SkippedClip] = previous.skipped if previous else []
         self._skips_lock = threading.Lock()  # the preparer and the feeder both add skips
-        self._schedule: list[ScheduledClip] = []
+        # What aired stays on the schedule (viewers' players lag the air by seconds).
+        self._schedule: list[ScheduledClip] = previous.schedule if previous else []
         self._segments: queue.Queue[Segment] = queue.Queue(maxsize=1)
         self._up_next: list[PlaylistEntry] = []
         self.publisher: Publisher | None = None
@@ -229,7 +234,7 @@ class ChannelPlayout:
             threading.Thread(target=watch, daemon=True).start()
         preparer = threading.Thread(target=self._keep_prepared, daemon=True)
         preparer.start()
-        to_send: list[Segment] = []
+        to_send: list[Segment] = [rest] if (rest := self._rest_of_interrupted()) else []
         given: list[Segment] = []  # given to the current publisher, maybe not sent yet
         failures = 0  # publishers in a row that died having sent nothing
         position: float | None = None  # where the timeline goes on: the last segment's end
@@ -246,7 +251,10 @@ class ChannelPlayout:
                         segment = to_send.pop(0)
                         if self.publisher is None:
                             self.publisher = Publisher(
-                                self.url, self.folder.publisher_log, segment.stream_seconds
+                                self.url,
+                                self.folder.publisher_log,
+                                segment.stream_seconds,
+                                on_progress=self._note_progress,
                             )
                         # Where the next one goes even if this publisher dies while sending it
                         # (its unsent part is then skipped, as the preparer's timeline did).
@@ -310,8 +318,8 @@ class ChannelPlayout:
             if self.stop.is_set():
                 break
             if not sent:
-                # Recorded first: a playout killed while it sends this segment goes on after
-                # it when restarted, never back over frames already on air.
+                # Recorded first: a playout killed while it sends this segment resumes in it
+                # when restarted, never back over frames already on air.
                 self._record_on_air(segment)
                 given.append(segment)
             self.publisher.send(piece)
@@ -368,14 +376,15 @@ class ChannelPlayout:
     ) -> tuple[list[Segment], int]:
         """After a publisher died: the segments to send again (those it had not begun to send;
         one it sent in part has aired), and the failures in a row that sent nothing."""
-        sent_through = self.publisher.sent_through
+        sent_through = self.publisher.may_have_sent_through()
         failures = 0 if self.publisher.sent_seconds > 0 else failures + 1
         self.publisher = None
         self.publisher_restarts += 1
         self.publisher_error = str(died)
         self._write_state()
-        # One frame of slack: out_time is the last packet's timestamp, short of its end.
-        resend = [s for s in given if s.stream_seconds >= sent_through - 0.05]
+        # From the first keyframe it cannot have sent: at most a keyframe interval of what
+        # viewers did not see is lost, and nothing they saw is sent twice.
+        resend = [rest for s in given if (rest := s.rest_from(sent_through))]
         log.warning(
             "%s: %s; a new publisher continues at stream position %.3f s",
             self.channel.slug,
@@ -407,6 +416,10 @@ class ChannelPlayout:
             self.publisher.kill()
 
     def _record_on_air(self, segment: Segment) -> None:
+        if self._resumes_scheduled(segment):
+            self._publisher_origin = self.publisher.wall_time_of(0.0)
+            self._write_state()
+            return
         if segment.clip_id != IDENT:
             self.aired_through = max(self.aired_through, ClipId.parse(segment.clip_id).number)
         scheduled = ScheduledClip(
@@ -420,6 +433,59 @@ class ChannelPlayout:
         self._schedule = [*earlier, scheduled][-SCHEDULE_LENGTH:]
         self._publisher_origin = self.publisher.wall_time_of(0.0)
         self._write_state()
+
+    def _resumes_scheduled(self, segment: Segment) -> bool:
+        """Whether the segment is the rest of a clip on the schedule already (air resumed in it
+        after a publisher or playout died): the schedule keeps the clip as it began."""
+        return any(
+            clip.clip_id == segment.clip_id
+            and clip.stream_seconds
+            < segment.stream_seconds
+            < clip.stream_seconds + clip.duration_seconds
+            for clip in self._schedule
+        )
+
+    def _note_progress(self, sent_through: float) -> None:
+        """The publisher's report, kept in the playout's folder: where a restarted playout
+        resumes (it never resends what was written to a publisher), and the sign of life the
+        stack's watchdog looks at."""
+        publisher = self.publisher
+        written = publisher.written_through if publisher else sent_through
+        progress = {"sent_through": round(sent_through, 3), "written_through": round(written, 3)}
+        partial = self.folder.progress.with_suffix(".part")
+        partial.write_text(json.dumps(progress))
+        partial.replace(self.folder.progress)
+
+    def _rest_of_interrupted(self) -> Segment | None:
+        """The rest of the clip the last playout was airing when it died, from the first
+        keyframe its publisher cannot have sent; None when it had sent all of it, or the clip
+        cannot air (taken down meanwhile, or no local copy)."""
+        clip = self.interrupted
+        try:
+            progress = json.loads(self.folder.progress.read_text())
+            # Its publisher died with it (it asks the kernel to): it sent at most a report's
+            # period past its last report, and never more than it was written.
+            resume = min(progress["sent_through"] + PROGRESS_PERIOD, progress["written_through"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if clip is None or not 0 < resume - clip.stream_seconds < clip.duration_seconds:
+            return None
+        if self._taken_down(clip.clip_id):
+            return None
+        path = self.folder.ident if clip.clip_id == IDENT else self.library.cache.path(clip.clip_id)
+        try:
+            segment = remux_segment(
+                path, clip.clip_id, clip.prompt, clip.stream_seconds, BROADCAST_PROFILE.fps
+            )
+        except MediaToolError as error:
+            log.warning("%s: not resumed (%s); air goes on after it", clip.clip_id, error)
+            return None
+        if abs(segment.duration - clip.duration_seconds) > 0.5 / BROADCAST_PROFILE.fps:
+            return None  # not the clip as it aired (cut on air, or another copy)
+        rest = segment.rest_from(resume)
+        if rest is not None:
+            log.info("%s: resumed at stream position %.3f s", clip.clip_id, rest.stream_seconds)
+        return rest
 
     def _write_state(self) -> None:
         later = [entry for entry in self._up_next if not self._taken_down(entry.clip_id)]

@@ -14,10 +14,12 @@ A segment is written piece by piece, one keyframe to the next, so that a clip ta
 it airs can be left at its next keyframe; what follows is remuxed again to start where it
 stopped (`placed_at`), so the timeline stays continuous.
 
-A publisher can die (killed, or its RTMP server gone). The playout then starts another at the
-next segment it has not sent, with `-output_ts_offset` set to that segment's place on the
-timeline, so the stream's timestamps go on from where the last one stopped: RTMP subscribers
-and nginx's HLS see a forward step, never a reset.
+A publisher can die (killed, frozen, or its RTMP server gone). The playout then starts another
+at the first keyframe the dead one cannot have sent (its last progress report, and what it can
+have sent since), with `-output_ts_offset` set to that keyframe's place on the timeline, so
+the stream's timestamps go on from where the last one stopped: RTMP subscribers and nginx's
+HLS see a forward step of at most a keyframe interval (a second), never a reset. A restarted
+playout resumes the same way, after what the last one had written to its publisher.
 """
 
 from __future__ import annotations
@@ -44,13 +46,9 @@ TS_PACKET = 188
 WAIT_SLICE = 0.05  # how often a feeder waiting for the publisher looks whether to stop waiting
 
 
-def keyframe_cuts(data: bytes) -> tuple[tuple[int, int], ...]:
-    """Where MPEG-TS `data` (one clip, as FFmpeg's muxer writes it) can be cut: for each video
-    keyframe after the first, the byte offset of its first TS packet and the video frames before
-    it. FFmpeg flags a keyframe's first packet (random_access_indicator) and writes each PES
-    packet (one video frame, or one audio frame: the remux's `-muxdelay 0`) contiguously, so the
-    bytes before the offset are whole frames."""
-    cuts, frames = [], 0
+def _pes_starts(data: bytes):
+    """Each TS packet of `data` that starts a PES packet: its offset, and whether it starts a
+    video keyframe (random_access_indicator) or another video frame (None: not video)."""
     for offset in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
         sync, flags, _, control = data[offset : offset + 4]
         if sync != 0x47 or not flags & 0x40:
@@ -62,10 +60,30 @@ def keyframe_cuts(data: bytes) -> tuple[tuple[int, int], ...]:
             payload += 1 + length
         if not control & 0x10 or payload + 4 > offset + TS_PACKET:
             continue  # no payload
-        if data[payload : payload + 3] == b"\x00\x00\x01" and 0xE0 <= data[payload + 3] <= 0xEF:
-            if random_access and frames:  # a video PES (one frame) that starts a keyframe
-                cuts.append((offset, frames))
-            frames += 1
+        if data[payload : payload + 3] == b"\x00\x00\x01":
+            video = 0xE0 <= data[payload + 3] <= 0xEF
+            yield offset, (random_access if video else None)
+
+
+def stream_tables(data: bytes) -> bytes:
+    """The packets before MPEG-TS `data`'s first PES (the muxer's SDT, PAT and PMT): what a
+    new publisher reads first to find the streams, put before a segment's rest."""
+    return data[: next((offset for offset, _ in _pes_starts(data)), 0)]
+
+
+def keyframe_cuts(data: bytes) -> tuple[tuple[int, int], ...]:
+    """Where MPEG-TS `data` (one clip, as FFmpeg's muxer writes it) can be cut: for each video
+    keyframe after the first, the byte offset of its first TS packet and the video frames before
+    it. FFmpeg flags a keyframe's first packet (random_access_indicator) and writes each PES
+    packet (one video frame, or one audio frame: the remux's `-muxdelay 0`) contiguously, so the
+    bytes before the offset are whole frames."""
+    cuts, frames = [], 0
+    for offset, keyframe in _pes_starts(data):
+        if keyframe is None:
+            continue  # audio
+        if keyframe and frames:  # a video PES (one frame) that starts a keyframe
+            cuts.append((offset, frames))
+        frames += 1
     return tuple(cuts)
 
 
@@ -104,6 +122,30 @@ class Segment:
             )
             for (start, before), (end, through) in itertools.pairwise(bounds)
         ]
+
+    def rest_from(self, stream_seconds: float) -> Segment | None:
+        """What is left of the segment from its first keyframe at or after `stream_seconds`,
+        readable by a new publisher (the stream tables first): where air resumes after a
+        publisher or playout that sent the segment up to there died. None: no keyframe is
+        left."""
+        starts = [(0, 0), *self.cuts]
+        left = [
+            (o, b) for o, b in starts if self.stream_seconds + b / self.fps >= stream_seconds - 1e-6
+        ]
+        if not left:
+            return None
+        offset, before = left[0]
+        if not before:
+            return self
+        tables = stream_tables(self.data)
+        return replace(
+            self,
+            stream_seconds=self.stream_seconds + before / self.fps,
+            frames=self.frames - before,
+            data=tables + self.data[offset:],
+            source=None,  # not the whole clip any more
+            cuts=tuple((cut - offset + len(tables), frames - before) for cut, frames in left[1:]),
+        )
 
     def cut_after(self, frames: int) -> Segment:
         """The segment's first `frames` frames (0, or a cut point): what aired of it when its
@@ -159,8 +201,15 @@ class Publisher:
     publisher's unsent segments from the ones viewers saw, and a stalled one from a live one.
     """
 
-    def __init__(self, url: str, log_path: Path, stream_seconds: float = 0.0):
+    def __init__(
+        self,
+        url: str,
+        log_path: Path,
+        stream_seconds: float = 0.0,
+        on_progress: Callable[[float], None] | None = None,
+    ):
         self.url = url
+        self.on_progress = on_progress  # hears sent_through at each report that moved on
         self.log_path = log_path
         self.first_stream_seconds = stream_seconds
         self.started_at: float | None = None  # wall time its first segment was written
@@ -188,13 +237,22 @@ class Publisher:
                             self.sent_seconds = sent
                             self.last_progress = time.monotonic()
                             self._progressed.notify_all()
+                        if self.on_progress is not None:
+                            self.on_progress(self.sent_through)
         with self._progressed:  # it exited: nobody waits for more
             self._progressed.notify_all()
 
     @property
     def sent_through(self) -> float:
-        """The stream position up to which this publisher has sent."""
+        """The stream position up to which this publisher has sent (at its last report)."""
         return self.first_stream_seconds + self.sent_seconds
+
+    def may_have_sent_through(self) -> float:
+        """The furthest stream position it may have sent: its last report, plus what it can
+        have sent since (it reports every PROGRESS_PERIOD, pacing to real time). Resuming after
+        this never sends a frame twice."""
+        since = min(time.monotonic() - self.last_progress, PROGRESS_PERIOD)
+        return min(self.sent_through + since, self.written_through)
 
     def wall_time_of(self, stream_seconds: float) -> float:
         """When this publisher sends the frame at `stream_seconds` (it paces to real time)."""

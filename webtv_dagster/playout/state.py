@@ -109,6 +109,13 @@ class PlayoutFolder:
         return self.path / "stopped"
 
     @property
+    def progress(self) -> Path:
+        """The stream position the publisher last reported sent, rewritten at each report (a
+        few times a second; its mtime says when): where a restarted playout resumes, and the
+        playout's sign of life for the stack's watchdog."""
+        return self.path / "progress"
+
+    @property
     def playout_log(self) -> Path:
         """The playout process's output."""
         return self.path / "playout.log"
