@@ -23,7 +23,7 @@ from webtv_dagster.channels import ChannelConfigError, ChannelsFile, find_channe
 from webtv_dagster.playout.process import PlayoutStartError, hold_playout_lock, playout_status
 from webtv_dagster.public_site import PublicFolderError, viewer_service_socket
 from webtv_dagster.settings import Settings, SettingsError
-from webtv_dagster.stack.instance import instance_config, open_instance
+from webtv_dagster.stack.instance import dagster_home, instance_config, open_instance
 from webtv_dagster.stack.nginx import (
     RtmpServerError,
     become_nginx,
@@ -140,7 +140,13 @@ def command_chat_bot(args: argparse.Namespace, settings: Settings) -> int:
     channels = load_channels(settings.channels_file)
     channel = find_channel(channels, args.channel)
     try:
-        run_chat_bot(channel, channels.models, settings.data_dir, threading.Event())
+        run_chat_bot(
+            channel,
+            channels.models,
+            settings.data_dir,
+            threading.Event(),
+            notify_socket=settings.notify_socket,
+        )
     except ChatBotConfigError as error:
         sys.exit(f"webtv: {error}")
     return 0
@@ -162,6 +168,7 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
                 main_url,
                 data_dir,
                 cache_bytes=settings.playout_cache_mb * 2**20,
+                notify_socket=settings.notify_socket,
             )
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: playout.shutdown())
@@ -222,6 +229,20 @@ def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
         f"webtv: added {added[0].key} .. {added[-1].key}; clip_production_sensor requests "
         "their runs"
     )
+    return 0
+
+
+def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
+    """The supervised watchdog of `webtv up`: kills hung programs for supervisord to restart."""
+    from webtv_dagster.stack.watchdog import Watchdog
+
+    supervisor = StackSupervisor.connect(settings.data_dir)
+    if supervisor is None:
+        sys.exit(f"webtv: no stack runs on {settings.data_dir}: nothing to watch")
+    watchdog = Watchdog(settings, supervisor, args.ui, dagster_home(settings))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: watchdog.stop.set())
+    watchdog.run()
     return 0
 
 
@@ -367,6 +388,11 @@ def parser() -> argparse.ArgumentParser:
     control.add_argument("action", choices=["status", "start", "stop", "restart"])
     control.add_argument("channel")
     control.set_defaults(run=command_channel)
+    watchdog = commands.add_parser(
+        "watchdog", help="kill hung programs of a running stack for supervisord to restart"
+    )
+    watchdog.add_argument("--ui", default="127.0.0.1:3000", help="the Dagster UI's host:port")
+    watchdog.set_defaults(run=command_watchdog)
     spaces = commands.add_parser("spaces", help="serve local Gradio Spaces for every family")
     spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
     spaces.add_argument("--base-port", type=int, default=7860)

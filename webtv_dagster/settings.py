@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     dagster_pg_host: str = _unprefixed("DAGSTER_PG_HOST", "")
     # The Dagster instance's folder; unset: the data folder's dagster/ (stack/instance.py).
     dagster_home: Path | None = _unprefixed("DAGSTER_HOME")
+    # Where a systemd service with Type=notify tells it that it is ready and alive.
+    notify_socket: str = _unprefixed("NOTIFY_SOCKET", "")
 
     @classmethod
     def settings_customise_sources(

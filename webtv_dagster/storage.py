@@ -87,7 +87,10 @@ class MediaStore:
         region: str,
         access_key_id: str | None,
         secret_access_key: str | None,
+        timeout_seconds: float | None = None,
     ):
+        """`timeout_seconds`: how long one try of a call may take, and only one try (a check
+        of whether S3 answers); None: connecting 5 s, reading 60 s, three tries."""
         self.bucket = bucket
         self.endpoint = endpoint_url or f"AWS S3 ({region})"
         self._client = boto3.client(
@@ -97,15 +100,16 @@ class MediaStore:
             aws_access_key_id=access_key_id or None,
             aws_secret_access_key=secret_access_key or None,
             config=Config(
-                connect_timeout=5,
-                read_timeout=60,
-                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=timeout_seconds or 5,
+                read_timeout=timeout_seconds or 60,
+                # total_max_attempts counts the first try (max_attempts does not).
+                retries={"total_max_attempts": 1 if timeout_seconds else 4, "mode": "standard"},
                 s3={"addressing_style": "path"},
             ),
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MediaStore:
+    def from_settings(cls, settings: Settings, timeout_seconds: float | None = None) -> MediaStore:
         """The deployment's bucket (WEBTV_S3_*) with its keys, or boto3's own chain (instance
         roles, ~/.aws) where none are set."""
         keys = (settings.aws_access_key_id, settings.aws_secret_access_key)
@@ -116,6 +120,7 @@ class MediaStore:
             region=settings.s3_region,
             access_key_id=access_key_id,
             secret_access_key=secret_access_key,
+            timeout_seconds=timeout_seconds,
         )
 
     def uri(self, key: str) -> str:

@@ -268,3 +268,32 @@ def irc_server(tmp_path):
     server = IrcServer(tmp_path)
     yield server
     server.stop()
+
+
+SECRET_PATH = "/services/T0001/B0002/very-secret-token"
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on a free loopback port; yields (url, the JSON bodies it got)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            length = int(self.headers["Content-Length"])
+            received.append({"path": self.path, **json.loads(self.rfile.read(length))})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received
+    server.shutdown()

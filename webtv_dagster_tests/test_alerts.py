@@ -1,9 +1,7 @@
 """Alerts reach a real HTTP webhook receiver; the webhook's secret path never reaches a log."""
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -13,31 +11,7 @@ from webtv_dagster.lib.resources import AlertWebhook
 from webtv_dagster.stack.alerts import AlertError, WebhookNotifier
 from webtv_dagster_tests.servers import free_port_block
 
-from .conftest import definitions_for_tests, studio_for_tests
-
-SECRET_PATH = "/services/T0001/B0002/very-secret-token"
-
-
-@pytest.fixture
-def receiver():
-    """A webhook receiver on a free loopback port; yields (url, the JSON bodies it got)."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            length = int(self.headers["Content-Length"])
-            received.append({"path": self.path, **json.loads(self.rfile.read(length))})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received
-    server.shutdown()
+from .conftest import SECRET_PATH, definitions_for_tests, studio_for_tests
 
 
 def test_a_failed_run_is_sent_to_the_webhook(receiver, caplog):

@@ -243,3 +243,25 @@ def test_a_playout_restarted_by_its_supervisor_is_recorded_on_the_stream(on_air_
         (event,) = [e for e in again.asset_events if e.partition == SLUG]
         assert event.metadata["playout"].value == "restarted by its supervisor"
         assert event.metadata["pid"].value == second.pid
+
+
+def test_a_heartbeat_tells_systemd_it_is_ready_then_alive(tmp_path):
+    """Under systemd (Type=notify, WatchdogSec), a playout's or chat bot's heartbeat is also
+    the service's notification: READY=1 with the first beat, WATCHDOG=1 with each after."""
+    import socket
+    import time
+
+    from webtv_dagster.playout.process import HEARTBEAT_SECONDS, Heartbeat
+
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(address)
+        systemd.settimeout(5)
+        heartbeat = Heartbeat(tmp_path / "heartbeat", notify_socket=address)
+        heartbeat.beat()
+        heartbeat.beat()  # too soon after the first: no second message
+        time.sleep(HEARTBEAT_SECONDS)
+        heartbeat.beat()
+        assert systemd.recv(64) == b"READY=1\nWATCHDOG=1"
+        assert systemd.recv(64) == b"WATCHDOG=1"
+    assert (tmp_path / "heartbeat").exists()

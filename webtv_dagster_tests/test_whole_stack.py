@@ -4,6 +4,7 @@ a chat bot, a mirror, retention, a schedule): every program of the stack runs wh
 answers in its chat. A test of one part can pass while the whole fails: once, a channel's
 playout and chat bot got the same supervisord program, and only the bot ran."""
 
+import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -41,6 +42,49 @@ def command_line(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+# Every program of the stack, and what its process runs.
+EXPECTED = {
+    "s3": "weed",
+    "rtmp": "nginx",
+    "viewer-service": "viewer-service",
+    playout_program(SLUG): f"playout {SLUG}",
+    chat_program(SLUG): f"chat-bot {SLUG}",
+    "dagster-code-server": "code-server start",
+    "dagster-webserver": "dagster-webserver",
+    "dagster-daemon": "dagster-daemon run",
+    "watchdog": "watchdog",
+}
+
+
+def running(supervisor) -> dict[str, int]:
+    """Each running program's pid, by its supervisord name (group:program when grouped)."""
+    return {
+        (f"{i['group']}:{i['name']}" if i["group"] != i["name"] else i["name"]): i["pid"]
+        for i in supervisor.processes()
+        if i["statename"] == "RUNNING"
+    }
+
+
+def wait_until_every_program_runs(supervisor, timeout: float = 180) -> dict[str, int]:
+    """Waits until every program runs what it should (the webserver and the daemon wait for
+    the code server before they become themselves); returns their pids."""
+
+    def every_program_runs() -> dict[str, int]:
+        pids = running(supervisor)
+        if set(pids) != set(EXPECTED):
+            return {}
+        return pids if all(what in command_line(pids[n]) for n, what in EXPECTED.items()) else {}
+
+    return wait_for(every_program_runs, timeout, "every program running what it should")
+
+
+def on_air(stack) -> bool:
+    said = subprocess.run(
+        [stack.webtv, "status"], env=stack.environment, capture_output=True, text=True, timeout=60
+    ).stdout
+    return f"channel {SLUG}: on air" in said
+
+
 def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
     tmp_path, every_option_on, irc_server, rtmp_server
 ):
@@ -56,33 +100,7 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
     )
     try:
         supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
-        expected = {  # each program, and what its process runs
-            "s3": "weed",
-            "rtmp": "nginx",
-            "viewer-service": "viewer-service",
-            playout_program(SLUG): f"playout {SLUG}",
-            chat_program(SLUG): f"chat-bot {SLUG}",
-            "dagster-code-server": "code-server start",
-            "dagster-webserver": "dagster-webserver",
-            "dagster-daemon": "dagster-daemon run",
-        }
-
-        def running() -> dict[str, int]:
-            return {
-                (f"{i['group']}:{i['name']}" if i["group"] != i["name"] else i["name"]): i["pid"]
-                for i in supervisor.processes()
-                if i["statename"] == "RUNNING"
-            }
-
-        # The webserver and the daemon wait for the code server before they become themselves.
-        wait_for(
-            lambda: (
-                set(running()) == set(expected)
-                and all(what in command_line(running()[name]) for name, what in expected.items())
-            ),
-            180,
-            "every program running what it should",
-        )
+        wait_until_every_program_runs(supervisor)
 
         def status_once_on_air() -> str:
             said = subprocess.run(
@@ -95,7 +113,7 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
             return said if f"channel {SLUG}: on air" in said else ""
 
         said = wait_for(status_once_on_air, 60, "`webtv status` saying the channel is on air")
-        for name in expected:
+        for name in EXPECTED:
             assert re.search(rf"^{re.escape(name)} +RUNNING +pid \d+", said, re.MULTILINE), said
         # On air, on our server and on the mirror.
         for url in (f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live", mirror):
@@ -108,3 +126,94 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
     finally:
         subprocess.run([stack.webtv, "down"], env=stack.environment, timeout=180)
         stop_process(stack.process, timeout=60)
+
+
+def publisher_of(playout: int) -> int | None:
+    """The pid of the playout's FFmpeg publisher (its child reading at real time, `-re`; its
+    other FFmpeg children remux clips), or None."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if int(fields[1].split()[1]) == playout and " -re " in command_line(
+                int(stat.parent.name)
+            ):
+                return int(stat.parent.name)
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return None
+
+
+def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
+    tmp_path, every_option_on, irc_server, receiver
+):
+    """Each kind of process of the stack frozen (SIGSTOP, as a deadlock or a dead disk would
+    leave it) for 30 s, one after the other: the watchdog kills it and supervisord restarts
+    it, within 3 s for a playout or its publisher (the playout replaces a stalled publisher
+    itself) and 10 s for the others; each kill is alerted, and the channel is back on air."""
+    import os
+    import signal
+    import time
+
+    url, alerts = receiver
+    stack = start_webtv_up(
+        tmp_path,
+        every_option_on,
+        ACCESS_KEY,
+        SECRET_KEY,
+        WEBTV_TWITCH_TOKEN=TOKEN,
+        WEBTV_ALERT_WEBHOOK_URL=url,
+    )
+    # Whose pid changes when the frozen process is replaced, and within how many seconds.
+    faults = [
+        ("publisher", 3.0),
+        (playout_program(SLUG), 3.0),
+        (chat_program(SLUG), 10.0),
+        ("rtmp", 10.0),
+        ("viewer-service", 10.0),
+        ("s3", 10.0),
+        ("dagster-webserver", 10.0),
+        ("dagster-code-server", 10.0),
+        ("dagster-daemon", 10.0),
+    ]
+    replaced_after: dict[str, float] = {}
+    try:
+        supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
+        watchdog = wait_until_every_program_runs(supervisor)["watchdog"]
+        for fault, _ in faults:
+            pids = wait_until_every_program_runs(supervisor)
+            wait_for(lambda: on_air(stack), 120, "the channel on air")
+            playout = pids[playout_program(SLUG)]
+            if fault == "publisher":
+                frozen = wait_for(lambda p=playout: publisher_of(p), 60, "the publisher")
+
+                def replaced(p=playout, f=frozen) -> bool:
+                    return publisher_of(p) not in (None, f)
+            else:
+                frozen = pids[fault]
+
+                def replaced(name=fault, f=frozen) -> bool:  # restarted, maybe still starting
+                    return (supervisor.process(name) or {}).get("pid") not in (None, 0, f)
+
+            freeze = os.killpg if fault == "rtmp" else os.kill  # nginx: master and workers
+            frozen_at = time.monotonic()
+            freeze(frozen, signal.SIGSTOP)
+            try:
+                wait_for(replaced, 30, f"the frozen {fault} replaced")
+                replaced_after[fault] = time.monotonic() - frozen_at
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    freeze(frozen, signal.SIGCONT)
+        pids = wait_until_every_program_runs(supervisor)
+        assert pids["watchdog"] == watchdog  # it never failed itself
+        wait_for(lambda: on_air(stack), 120, "the channel on air")
+        with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as watcher:
+            watcher.wait_for_frames(48, timeout=90)
+    finally:
+        subprocess.run([stack.webtv, "down"], env=stack.environment, timeout=180)
+        stop_process(stack.process, timeout=60)
+    print("replaced after", {name: round(after, 1) for name, after in replaced_after.items()})
+    for fault, bound in faults:
+        assert replaced_after[fault] <= bound, (fault, replaced_after)
+    alerted = {alert["title"] for alert in alerts}
+    for fault, _ in faults[1:]:  # the publisher is replaced by its playout, not the watchdog
+        assert f"{fault} hung and was restarted" in alerted, alerted

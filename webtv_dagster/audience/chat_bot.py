@@ -38,6 +38,7 @@ from webtv_dagster.channels import Channel, ChatBot
 from webtv_dagster.model_endpoints import ModelEndpoint
 from webtv_dagster.playout.air_plan import PlannedClip, planned_air
 from webtv_dagster.playout.library import saved_playlist
+from webtv_dagster.playout.process import Heartbeat
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.production.shot_requests import RequestQueue, ShotRequest, queue_path
 from webtv_dagster.settings import named_secret
@@ -67,7 +68,9 @@ class ChatPacing:
     announce_late: float = 5.0  # a clip that started at most this long ago is still announced
     first_retry: float = 1.0  # wait before reconnecting, doubled after each failure ...
     last_retry: float = 60.0  # ... up to this
-    socket_timeout: float = 10.0  # connecting, TLS handshake and each send
+    # Connecting, the TLS handshake and each send: within the watchdog's allowance for a bot
+    # (CHAT_BOT_HANG_SECONDS), so a slow server is never taken for a hung bot.
+    socket_timeout: float = 5.0
     login_timeout: float = 30.0  # from connecting to having joined the channel
     quiet_ping: float = 90.0  # the bot PINGs a server silent this long ...
     quiet_limit: float = 180.0  # ... and connects again when it stays silent this long
@@ -101,6 +104,16 @@ def read_token(channel: Channel, environ: Mapping[str, str]) -> str:
             f"{channel.slug!r}) holds spaces or control characters: it must hold the token alone"
         )
     return "oauth:" + token[6:] if token[:6].lower() == "oauth:" else "oauth:" + token
+
+
+# A bot that has not beaten this long hangs (its loop steps every 0.2 s; connecting waits
+# ChatPacing.socket_timeout at most): the stack's watchdog kills it for its supervisor.
+CHAT_BOT_HANG_SECONDS = 6.5
+
+
+def chat_bot_heartbeat(data_dir: Path, slug: str) -> Path:
+    """The file a channel's chat bot touches as it works (playout/process.Heartbeat)."""
+    return data_dir / "chat" / slug / "heartbeat"
 
 
 def one_line(text: str) -> str:
@@ -165,8 +178,12 @@ class ChannelChatBot:
         token: str,
         pacing: ChatPacing = ChatPacing(),
         tls_context: ssl.SSLContext | None = None,
+        notify_socket: str = "",
     ):
         self.channel, self.chat = channel, chat_settings(channel)
+        heartbeat = chat_bot_heartbeat(data_dir, channel.slug)
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
+        self.heartbeat = Heartbeat(heartbeat, notify_socket)
         self.moderators, self.requests, self.data_dir = moderators, requests, data_dir
         self.pacing = pacing
         if self.chat.tls and tls_context is None:
@@ -222,6 +239,7 @@ class ChannelChatBot:
         worker.start()
         try:
             while not (stop.is_set() or stopped()):
+                self.heartbeat.beat()
                 self._step(stop)
         finally:
             self.stopping = True
@@ -514,6 +532,7 @@ def run_chat_bot(
     *,
     pacing: ChatPacing | None = None,
     tls_context: ssl.SSLContext | None = None,
+    notify_socket: str = "",
 ) -> None:
     """Runs the channel's chat bot until `stop` is set (or SIGTERM, in the main thread).
     Raises ChatBotConfigError when the channel has no `requests.chat` or its token variable is
@@ -539,6 +558,7 @@ def run_chat_bot(
         token,
         pacing,
         tls_context,
+        notify_socket,
     )
     with _sigterm_noted() as terminated:
         bot.run(stop, terminated)

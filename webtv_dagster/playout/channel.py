@@ -34,6 +34,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.ffmpeg import MediaToolError
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.playlist import PlaylistEntry, unaired_entries
+from webtv_dagster.playout.process import HEARTBEAT_SECONDS, Heartbeat
 from webtv_dagster.playout.publisher import (
     PROGRESS_PERIOD,
     Publisher,
@@ -68,7 +69,10 @@ from webtv_dagster.storage import MediaStore
 
 log = logging.getLogger(__name__)
 
-STALL_SECONDS = 3.0  # a publisher with data that sends nothing this long is replaced
+# A publisher with data that sends nothing this long is replaced (it reports every 0.25 s): the
+# feeder, blocked writing to it meanwhile, beats again within the watchdog's allowance.
+STALL_SECONDS = 1.5
+PUBLISHER_WATCH_SECONDS = 0.25
 TAKEDOWN_POLL_SECONDS = 0.2  # how often the take-downs are asked for (a conditional GET)
 # A piece (one keyframe to the next) is written once the publisher has sent up to this long
 # before it: enough to never leave the publisher waiting, short enough that a take-down reaches
@@ -95,12 +99,17 @@ class ChannelPlayout:
         data_dir: Path,
         cache_bytes: int,
         recent_loop: int = 10,
+        notify_socket: str = "",
     ):
         self.channel = channel
         self.data_dir = data_dir
         self.folder = PlayoutFolder.of(data_dir, channel.slug)
         self.folder.path.mkdir(parents=True, exist_ok=True)
         self.library = ClipLibrary(store, channel.slug, self.folder, cache_bytes)
+        # Beaten by the feeder as it works: a playout that hangs stops beating, and the stack's
+        # watchdog (or systemd's, through `notify_socket`) kills it for its supervisor to
+        # restart.
+        self.heartbeat = Heartbeat(self.folder.heartbeat, notify_socket)
         self.takedowns = TakedownWatch(store, channel.slug, self.folder.takedowns)
         self.url = url
         self._filler = Filler(self.library, self.folder, channel.title)
@@ -240,9 +249,10 @@ class ChannelPlayout:
         position: float | None = None  # where the timeline goes on: the last segment's end
         try:
             while not self.stop.is_set():
+                self.heartbeat.beat()
                 if not to_send:
                     try:
-                        fresh = self._segments.get(timeout=0.5)
+                        fresh = self._segments.get(timeout=HEARTBEAT_SECONDS)
                     except queue.Empty:
                         continue
                     to_send = [placed] if (placed := self._placed(fresh, position)) else []
@@ -302,12 +312,15 @@ class ChannelPlayout:
         def taken_down() -> Takedown | None:
             return self._taken_down(segment.clip_id)
 
+        def interrupted() -> bool:
+            self.heartbeat.beat()  # waiting for air to reach the piece is work too
+            return self.stop.is_set() or taken_down() is not None
+
         sent = 0
         for piece in segment.pieces():
             if not taken_down():
                 self.publisher.wait_until_sending(
-                    piece.stream_seconds - FEED_LEAD_SECONDS,
-                    lambda: self.stop.is_set() or taken_down() is not None,
+                    piece.stream_seconds - FEED_LEAD_SECONDS, interrupted
                 )
             if takedown := taken_down():
                 cut = self._cut(segment, sent, takedown)
@@ -323,6 +336,7 @@ class ChannelPlayout:
                 self._record_on_air(segment)
                 given.append(segment)
             self.publisher.send(piece)
+            self.heartbeat.beat()
             sent += piece.frames
         return segment.end
 
@@ -395,7 +409,7 @@ class ChannelPlayout:
         return resend, failures
 
     def _watch_publisher(self) -> None:
-        while not self.stop.wait(0.5):
+        while not self.stop.wait(PUBLISHER_WATCH_SECONDS):
             publisher = self.publisher
             if publisher is not None and publisher.sent_seconds > 0 and self.publisher_error:
                 self.publisher_error = None  # a publisher sends again

@@ -1,9 +1,12 @@
-"""A channel's playout process (`webtv playout <channel>`): its lock, its pid and its status.
+"""A channel's playout process (`webtv playout <channel>`): its lock, its pid, its status, and
+the heartbeat by which a long-running process shows it is not hung.
 
 A playout holds an exclusive lock on `playout.lock` in its folder for as long as it runs, so
 whether a channel is up is a question for the kernel, not for a pid file that may be stale: a
 process that dies, however it dies, drops its lock. The pid file beside it says whom to signal.
-Starting and stopping playouts is the stack's (stack/playouts.py).
+Whether it hangs is a question for its heartbeat, which the stack's watchdog reads (a hung
+process, frozen or deadlocked, stops beating). Starting and stopping playouts is the stack's
+(stack/playouts.py).
 """
 
 from __future__ import annotations
@@ -11,12 +14,55 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.playout.state import PlayoutFolder, read_state
+
+HEARTBEAT_SECONDS = 0.5  # how often a process beats at most: what its watchdog allows for
+
+
+class Heartbeat:
+    """A process's sign of life, given from the loop that does its work (the playout's feeder,
+    the chat bot's reader): a file whose time of change the stack's watchdog reads, and under
+    systemd the service's watchdog notification (`WATCHDOG=1` on NOTIFY_SOCKET, after
+    `READY=1` at the first beat). A process that hangs, frozen or deadlocked, stops beating."""
+
+    def __init__(self, path: Path, notify_socket: str = ""):
+        self.path = path
+        self.notify_socket = notify_socket
+        self._last = 0.0
+
+    def beat(self) -> None:
+        """Gives a sign of life (at most every HEARTBEAT_SECONDS: cheap to call often)."""
+        now = time.monotonic()
+        if now - self._last < HEARTBEAT_SECONDS:
+            return
+        first = self._last == 0.0
+        self._last = now
+        self.path.touch()
+        if self.notify_socket:
+            self._notify("READY=1\nWATCHDOG=1" if first else "WATCHDOG=1")
+
+    def _notify(self, message: str) -> None:
+        address = self.notify_socket
+        if address.startswith("@"):  # an abstract socket
+            address = "\0" + address[1:]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.sendto(message.encode(), address)
+
+
+def heartbeat_age(path: Path, since: float) -> float:
+    """Seconds since the heartbeat at `path` last beat, counted from `since` (the process's
+    start, Unix time) when it has not beaten since."""
+    try:
+        beaten = path.stat().st_mtime
+    except FileNotFoundError:
+        beaten = since
+    return time.time() - max(beaten, since)
 
 
 class PlayoutStartError(RuntimeError):

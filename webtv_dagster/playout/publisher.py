@@ -306,7 +306,8 @@ class Publisher:
         return (
             self.started_at is not None
             and self.process.poll() is None
-            and self.sent_through < self.written_through - 1.0
+            # More than a report's lag unsent: a publisher waiting for data has sent it all.
+            and self.sent_through < self.written_through - 2 * PROGRESS_PERIOD
             and time.monotonic() - self.last_progress > after_seconds
         )
 

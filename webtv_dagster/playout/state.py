@@ -109,6 +109,12 @@ class PlayoutFolder:
         return self.path / "stopped"
 
     @property
+    def heartbeat(self) -> Path:
+        """Touched by the playout's feeder at least every second while it works
+        (process.Heartbeat): the stack's watchdog kills a playout that stops beating."""
+        return self.path / "heartbeat"
+
+    @property
     def progress(self) -> Path:
         """The stream position the publisher last reported sent, rewritten at each report (a
         few times a second; its mtime says when): where a restarted playout resumes, and the

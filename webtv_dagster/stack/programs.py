@@ -25,14 +25,34 @@ CHAT_GROUP = "chat"
 # supervisord names a program by its section, [program:<name>], across groups: a playout and a
 # chat bot of one channel need names of their own, which no channel slug (no "_") nor fixed
 # program (s3, rtmp...) can take.
+PROGRAM_PREFIXES = {PLAYOUT_GROUP: "playout_", CHAT_GROUP: "chat_"}
+
+
 def playout_program(slug: str) -> str:
     """The supervisord name (group:program) of a channel's playout."""
-    return f"{PLAYOUT_GROUP}:playout_{slug}"
+    return f"{PLAYOUT_GROUP}:{PROGRAM_PREFIXES[PLAYOUT_GROUP]}{slug}"
 
 
 def chat_program(slug: str) -> str:
     """The supervisord name (group:program) of a channel's chat bot."""
-    return f"{CHAT_GROUP}:chat_{slug}"
+    return f"{CHAT_GROUP}:{PROGRAM_PREFIXES[CHAT_GROUP]}{slug}"
+
+
+def channel_of_program(group: str, name: str) -> str | None:
+    """The channel a playout or chat bot program is of (None: another program)."""
+    prefix = PROGRAM_PREFIXES.get(group)
+    return name.removeprefix(prefix) if prefix and name.startswith(prefix) else None
+
+
+def watchdog_program(ui_host: str, ui_port: int) -> Program:
+    """The watchdog that kills hung programs for supervisord to restart (stack/watchdog.py):
+    it starts last and stops first, so that nothing being stopped looks hung to it."""
+    return Program(
+        "watchdog",
+        webtv_command("watchdog", "--ui", f"{ui_host}:{ui_port}"),
+        priority=70,
+        stop_wait_seconds=2,
+    )
 
 
 def webtv_command(*arguments: str) -> list[str]:

@@ -28,7 +28,12 @@ from webtv_dagster.stack.nginx import (
     write_stack_rtmp_config,
 )
 from webtv_dagster.stack.processes import port_is_free
-from webtv_dagster.stack.programs import PLAYOUT_GROUP, dagster_programs, media_programs
+from webtv_dagster.stack.programs import (
+    PLAYOUT_GROUP,
+    dagster_programs,
+    media_programs,
+    watchdog_program,
+)
 from webtv_dagster.stack.supervisord import (
     StackSupervisor,
     supervisor_folder,
@@ -129,6 +134,7 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
     programs = [
         *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_bot_channels(channels)),
         *dagster_programs(home, host, port),
+        watchdog_program(host, port),
     ]
     conf = write_supervisord_conf(data_dir, programs)
     busy = [port for port in _stack_ports(settings, s3_port, port) if not port_is_free(port)]
@@ -213,6 +219,8 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     ticks), then runs in flight get `grace_seconds` to finish and are canceled after (their
     clips are booked again at the next start), then everything else, playouts at once."""
     started = time.monotonic()
+    # The watchdog first: a program being stopped must not look hung to it.
+    supervisor.stop("watchdog")
     # What serves viewers and operators goes at once, beside the daemon.
     supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
     supervisor.stop_soon("dagster-webserver")

@@ -1,0 +1,267 @@
+"""The stack's watchdog (`webtv watchdog`, a program of `webtv up`): supervisord restarts a
+program that dies, not one that hangs (frozen, deadlocked, stuck on a dead disk or a library
+call). The watchdog checks every running program of the stack from outside, by what a hung
+program cannot fake, and kills one that fails (SIGKILL to its process group): supervisord then
+restarts it. Each kill is logged and alerted.
+
+| program | its check | hung when |
+|---|---|---|
+| a playout | its feeder's heartbeat (its hung publisher it replaces itself) | no beat for 2.5 s |
+| a chat bot | its reader's heartbeat | no beat for 6.5 s |
+| rtmp (nginx) | GET /channels.json on its HTTP port | 2 failures in a row (2 s each) |
+| viewer-service | GET a channel's guide on its socket | 2 failures in a row |
+| s3 | HEAD of the bucket | 2 failures in a row |
+| dagster-webserver | GET /server_info | 2 failures in a row |
+| dagster-code-server | gRPC health of DagsterApi on its socket | 2 failures in a row |
+| dagster-daemon | its process state (it offers nothing to ask) | stopped (SIGSTOP) on 2 looks |
+
+A program is held to its check once it passed it (a program still starting is not hung), or
+at the latest once its start-up allowance ran out (one that never comes up is hung too), and
+only while supervisord says it runs: an operator's stop is left alone.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+import xmlrpc.client
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
+from webtv_dagster.channels import load_channels
+from webtv_dagster.playout.process import heartbeat_age
+from webtv_dagster.playout.state import PlayoutFolder
+from webtv_dagster.public_site import viewer_service_socket
+from webtv_dagster.settings import Settings
+from webtv_dagster.stack.alerts import AlertError, notifier
+from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
+from webtv_dagster.stack.supervisord import StackSupervisor
+from webtv_dagster.storage import MediaStore, StorageError
+
+log = logging.getLogger(__name__)
+
+LOOK_SECONDS = 0.25  # how often each program is checked
+PLAYOUT_HANG_SECONDS = 2.5  # the feeder beats every ~1.2 s at most, 1.75 s while a publisher stalls
+PROBE_TIMEOUT_SECONDS = 2.0
+PROBE_FAILURES = 2  # failed probes in a row that make a program hung
+PROBE_EVERY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """How one program is checked: `failing()` says why it looks hung (None: it does not), at
+    most every `every` seconds; it is hung once `failing()` said so `failures` times in a row,
+    or (with `failures` 0) at once, counted once it passed the check or `grace` seconds after
+    it started."""
+
+    failing: Callable[[], str | None]
+    grace: float
+    every: float = LOOK_SECONDS
+    failures: int = 0
+
+
+def _heartbeat(path: Path, started: float, hang_seconds: float) -> str | None:
+    age = heartbeat_age(path, since=started)
+    return f"no heartbeat for {age:.1f} s" if age > hang_seconds else None
+
+
+def _http(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS) as answer:
+            answer.read()
+    except OSError as error:  # timeouts, refusals and HTTP errors alike
+        return f"GET {url} failed: {error}"
+    return None
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path):
+        super().__init__("localhost", timeout=PROBE_TIMEOUT_SECONDS)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(PROBE_TIMEOUT_SECONDS)
+        self.sock.connect(str(self.path))
+
+
+def _http_on_socket(socket_path: Path, path: str) -> str | None:
+    connection = _UnixHTTPConnection(socket_path)
+    try:
+        connection.request("GET", path)
+        status = connection.getresponse().status
+    except OSError as error:
+        return f"GET {path} on {socket_path} failed: {error}"
+    finally:
+        connection.close()
+    return None if status < 500 else f"GET {path} on {socket_path} answered {status}"
+
+
+def _grpc_health(socket_path: Path) -> str | None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+        try:
+            status = (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2.0)
+                .status
+            )
+        except grpc.RpcError as error:
+            return f"its gRPC health check failed: {error.code().name}"
+    serving = status == health_pb2.HealthCheckResponse.SERVING
+    return None if serving else f"its gRPC health is {status}"
+
+
+def _stopped(pid: int) -> str | None:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None  # gone: supervisord sees to that
+    return "its process is stopped" if state in {"T", "t"} else None
+
+
+@dataclass
+class _Watched:
+    """A running program as the watchdog follows it: its process, its check, the failures in a
+    row, and the look under way."""
+
+    pid: int
+    started: float
+    check: Check | None
+    passed: bool = False  # its check once: from then on it is held to it
+    failures: int = 0
+    next_look: float = 0.0
+    probe: Future | None = None
+
+
+def _program(info: dict) -> str:
+    """A program's supervisord name (group:program when grouped) from its process info."""
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
+class Watchdog:
+    """Checks the programs of the stack on `supervisor` and kills the hung ones."""
+
+    def __init__(self, settings: Settings, supervisor: StackSupervisor, ui: str, home: Path):
+        self.settings = settings
+        self.supervisor = supervisor
+        self.ui = ui  # the Dagster UI's host:port
+        self.home = home
+        self.store = MediaStore.from_settings(settings, timeout_seconds=PROBE_TIMEOUT_SECONDS)
+        # The channel whose guide the viewer service is asked for.
+        self.first_slug = load_channels(settings.channels_file).channels[0].slug
+        self.alerts = notifier(settings.alert_webhook_url.get_secret_value())
+        self.stop = threading.Event()
+
+    def check_of(self, info: dict) -> Check | None:
+        """How the program of supervisord's process `info` is checked (None: it is not: the
+        watchdog itself)."""
+        group, name, pid, started = info["group"], info["name"], info["pid"], info["start"]
+        data_dir = self.settings.data_dir
+        slug = channel_of_program(group, name)
+        if group == PLAYOUT_GROUP and slug:
+            beat = PlayoutFolder.of(data_dir, slug).heartbeat
+            return Check(lambda: _heartbeat(beat, started, PLAYOUT_HANG_SECONDS), grace=20)
+        if group == CHAT_GROUP and slug:
+            beat = chat_bot_heartbeat(data_dir, slug)
+            return Check(lambda: _heartbeat(beat, started, CHAT_BOT_HANG_SECONDS), grace=20)
+        probes: dict[str, tuple[Callable[[], str | None], float]] = {
+            "rtmp": (lambda: _http(f"http://127.0.0.1:{self.settings.hls_port}/channels.json"), 5),
+            "viewer-service": (self._viewer_service, 10),
+            "s3": (self._s3, 10),
+            "dagster-webserver": (lambda: _http(f"http://{self.ui}/server_info"), 90),
+            "dagster-code-server": (lambda: _grpc_health(self.home / "code-server.sock"), 90),
+        }
+        if name in probes:
+            probe, grace = probes[name]
+            return Check(probe, grace, every=PROBE_EVERY_SECONDS, failures=PROBE_FAILURES)
+        if name == "dagster-daemon":
+            return Check(lambda: _stopped(pid), grace=30, every=PROBE_EVERY_SECONDS, failures=2)
+        return None
+
+    def _viewer_service(self) -> str | None:
+        return _http_on_socket(
+            viewer_service_socket(self.settings.data_dir), f"/api/{self.first_slug}/guide.json"
+        )
+
+    def _s3(self) -> str | None:
+        try:
+            self.store.ensure_bucket()
+        except StorageError as error:
+            return str(error)
+        return None
+
+    def run(self) -> None:
+        """Every LOOK_SECONDS, until `stop` is set: one look at what supervisord runs, then the
+        checks that are due, each in a worker of its own (a slow probe delays no other check);
+        a program whose check fails as often as it may is killed."""
+        watched: dict[str, _Watched] = {}
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="check") as pool:
+            while not self.stop.wait(LOOK_SECONDS):
+                try:
+                    processes = self.supervisor.processes()
+                except (OSError, xmlrpc.client.Error) as error:
+                    log.warning("supervisord did not answer (%s): nothing checked", error)
+                    continue
+                running = {}
+                for info in processes:
+                    program = _program(info)
+                    if info["statename"] != "RUNNING":
+                        continue  # stopped by an operator, or being (re)started
+                    running[program] = info
+                    if (known := watched.get(program)) is None or known.pid != info["pid"]:
+                        check = self.check_of(info)
+                        watched[program] = _Watched(info["pid"], info["start"], check)
+                for program in set(watched) - set(running):
+                    del watched[program]
+                for program, known in watched.items():
+                    self._look(program, known, pool)
+
+    def _look(self, program: str, known: _Watched, pool: ThreadPoolExecutor) -> None:
+        check, now = known.check, time.time()
+        if check is None:
+            return
+        if known.probe is not None:
+            if not known.probe.done():
+                return  # still asking
+            why = known.probe.result()
+            known.probe = None
+            known.passed = known.passed or why is None
+            if not known.passed and now - known.started < check.grace:
+                why = None  # still starting
+            known.failures = known.failures + 1 if why else 0
+            if why and known.failures >= max(check.failures, 1):
+                self._kill(program, known.pid, why)
+                known.failures = 0
+        if now >= known.next_look:
+            known.next_look = now + check.every
+            known.probe = pool.submit(check.failing)
+
+    def _kill(self, program: str, pid: int, why: str) -> None:
+        """Kills the hung program's process group (its children, nginx's workers and a
+        playout's publisher, with it); supervisord restarts it."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        message = f"{program} (pid {pid}) hung: {why}; killed for supervisord to restart it"
+        log.warning(message)
+        if self.alerts is not None:
+            threading.Thread(target=self._alert, args=(program, message), daemon=True).start()
+
+    def _alert(self, program: str, message: str) -> None:
+        try:
+            self.alerts.send(f"{program} hung and was restarted", message, severity="warning")
+        except AlertError as error:
+            log.warning("alert not delivered: %s", error)
