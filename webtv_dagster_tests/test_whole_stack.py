@@ -38,6 +38,13 @@ def every_option_on(tmp_path, irc_server) -> Path:
     return path
 
 
+def up_with_every_option(folder: Path, channels_file: Path, **settings: str):
+    """`webtv up` on the channel with every option on, with the chat bot's token."""
+    return start_webtv_up(
+        folder, channels_file, ACCESS_KEY, SECRET_KEY, WEBTV_TWITCH_TOKEN=TOKEN, **settings
+    )
+
+
 def command_line(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
@@ -90,14 +97,7 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
 ):
     # The mirror: a second RTMP server (the rtmp_server fixture) that our nginx pushes to.
     mirror = rtmp_server.publish_url(SLUG)
-    stack = start_webtv_up(
-        tmp_path,
-        every_option_on,
-        ACCESS_KEY,
-        SECRET_KEY,
-        WEBTV_TWITCH_TOKEN=TOKEN,
-        WEBTV_MIRRORS_TEST_LLAMAS=mirror,
-    )
+    stack = up_with_every_option(tmp_path, every_option_on, WEBTV_MIRRORS_TEST_LLAMAS=mirror)
     try:
         supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
         wait_until_every_program_runs(supervisor)
@@ -155,14 +155,7 @@ def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
     import time
 
     url, alerts = receiver
-    stack = start_webtv_up(
-        tmp_path,
-        every_option_on,
-        ACCESS_KEY,
-        SECRET_KEY,
-        WEBTV_TWITCH_TOKEN=TOKEN,
-        WEBTV_ALERT_WEBHOOK_URL=url,
-    )
+    stack = up_with_every_option(tmp_path, every_option_on, WEBTV_ALERT_WEBHOOK_URL=url)
     # Whose pid changes when the frozen process is replaced, and within how many seconds.
     faults = [
         ("publisher", 3.0),
