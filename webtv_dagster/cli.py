@@ -55,8 +55,6 @@ def _check_channels(settings: Settings) -> dict[str, str]:
 def command_up(args: argparse.Namespace, settings: Settings) -> int:
     """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order."""
     channels = _load_channels(settings)
-    if StackSupervisor.connect(settings.data_dir.resolve()) is not None:
-        sys.exit(f"webtv: a stack already runs on {settings.data_dir.resolve()} (`webtv down`)")
     if args.local_spaces:
         from webtv_dagster.spaces.apps import channels_on_local_spaces, launch_local_spaces
 
@@ -161,7 +159,8 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
     store = _media_store(settings)
     main_url = publish_url(settings.rtmp_port, channel.slug)
     try:
-        with hold_playout_lock(data_dir, channel.slug):
+        # Under a new supervisor, it takes the channel over from one a dead stack left.
+        with hold_playout_lock(data_dir, channel.slug, take_over=True):
             playout = ChannelPlayout(
                 store,
                 channel,

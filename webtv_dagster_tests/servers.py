@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from webtv_dagster.stack.nginx import (
     publish_url,
     write_rtmp_config,
 )
-from webtv_dagster.stack.processes import port_is_free
+from webtv_dagster.stack.processes import end_processes, port_is_free, stack_processes
 from webtv_dagster.storage import MediaStore
 
 
@@ -193,11 +194,17 @@ class RunningStack:
 
 
 def start_webtv_up(
-    folder: Path, channels_file: Path, access_key: str, secret_key: str, **extra: str
+    folder: Path,
+    channels_file: Path,
+    access_key: str,
+    secret_key: str,
+    ui_port: int | None = None,
+    **extra: str,
 ) -> RunningStack:
-    """Starts `webtv up` with its data under `folder`, its log in folder/webtv-up.log."""
+    """Starts `webtv up` with its data under `folder`, its log in folder/webtv-up.log, on free
+    ports (or those `extra` and `ui_port` name: a stack started again on its own)."""
     s3_port = free_port_block(max(PORT_OFFSETS.values()) + 1)
-    rtmp_port, ui_port = free_port_block(2), free_port_block(1)
+    rtmp_port, ui_port = free_port_block(2), ui_port or free_port_block(1)
     environment = {
         **os.environ,
         "WEBTV_DATA_DIR": str(folder / "data"),
@@ -219,7 +226,20 @@ def start_webtv_up(
     store = MediaStore(
         "media", environment["WEBTV_S3_ENDPOINT_URL"], "us-east-1", access_key, secret_key
     )
-    return RunningStack(process, environment, store, rtmp_port, folder / "data")
+    return RunningStack(
+        process, environment, store, int(environment["WEBTV_RTMP_PORT"]), folder / "data"
+    )
+
+
+def stop_webtv_up(stack: RunningStack) -> list[int]:
+    """Stops a stack as its operator would (`webtv down`), then its `webtv up`; kills what was
+    left running of it and returns those pids, which should be none."""
+    subprocess.run([stack.webtv, "down"], env=stack.environment, timeout=180)
+    stop_process(stack.process, timeout=60)
+    data_dir = str(stack.data_dir.resolve())
+    left = [pid for pid, folder in stack_processes() if folder == data_dir]
+    end_processes(left, signal.SIGKILL, wait_seconds=5)
+    return left
 
 
 def _wait_for_port(port: int, what: str, timeout: float = 30) -> None:

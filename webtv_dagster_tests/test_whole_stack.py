@@ -18,7 +18,7 @@ from webtv_dagster.stack.supervisord import StackSupervisor
 from .air_monitor import AirMonitor
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
 from .irc import TOKEN, chat_requests, viewer
-from .servers import start_webtv_up, stop_process
+from .servers import start_webtv_up, stop_webtv_up
 
 SLUG = "test-llamas"
 
@@ -124,8 +124,8 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
             ann.wait_for(ann.bot_is_here, "the chat bot", timeout=90)
             assert "in the queue" in ann.ask("!add a llama rowing a tiny boat")
     finally:
-        subprocess.run([stack.webtv, "down"], env=stack.environment, timeout=180)
-        stop_process(stack.process, timeout=60)
+        left = stop_webtv_up(stack)
+    assert left == [], "processes of the stack left running after `webtv down`"
 
 
 def publisher_of(playout: int) -> int | None:
@@ -177,6 +177,9 @@ def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
             wait_for(lambda: on_air(stack), 120, "the channel on air")
             playout = pids[playout_program(SLUG)]
             if fault == "publisher":
+                # A publisher that sends (one frozen as it starts up has 5 s to begin).
+                with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as watcher:
+                    watcher.wait_for_frames(48, timeout=90)
                 frozen = wait_for(lambda p=playout: publisher_of(p), 60, "the publisher")
 
                 def replaced(p=playout, f=frozen) -> bool:
@@ -202,11 +205,86 @@ def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
         with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as watcher:
             watcher.wait_for_frames(48, timeout=90)
     finally:
-        subprocess.run([stack.webtv, "down"], env=stack.environment, timeout=180)
-        stop_process(stack.process, timeout=60)
+        left = stop_webtv_up(stack)
+    assert left == [], "processes of the stack left running after `webtv down`"
     print("replaced after", {name: round(after, 1) for name, after in replaced_after.items()})
     for fault, bound in faults:
         assert replaced_after[fault] <= bound, (fault, replaced_after)
     alerted = {alert["title"] for alert in alerts}
     for fault, _ in faults[1:]:  # the publisher is replaced by its playout, not the watchdog
         assert f"{fault} hung and was restarted" in alerted, alerted
+
+
+def test_a_stack_outlives_its_manager_and_the_next_webtv_up_takes_it_over(tmp_path):
+    """`webtv up` killed (a closed terminal): its supervisord runs on, and the next `webtv up`
+    takes it over untouched. Then `webtv up` and supervisord killed (the OOM killer): the
+    programs air on, orphaned, and the next `webtv up` replaces them, off the air for at
+    most 5 s and supervising within 30 s. A stack of another folder on the same ports is
+    refused, named."""
+    import os
+    import signal
+    import time
+
+    def webtv_up_again(folder: Path):
+        """`webtv up` of `folder` on the first stack's ports."""
+        return start_webtv_up(
+            folder, TEST_CHANNELS, ACCESS_KEY, SECRET_KEY, ui_port=ui_port, **ports
+        )
+
+    stack = start_webtv_up(tmp_path, TEST_CHANNELS, ACCESS_KEY, SECRET_KEY)
+    ports = {
+        name: stack.environment[name]
+        for name in ("WEBTV_S3_ENDPOINT_URL", "WEBTV_RTMP_PORT", "WEBTV_HLS_PORT")
+    }
+    ui_port = int(stack.process.args[-1])
+    supervisor_pid_file = stack.data_dir / "supervisor" / "supervisord.pid"
+    try:
+        supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
+        wait_for(lambda: on_air(stack), 120, "the channel on air")
+        with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as viewer:
+            viewer.wait_for_frames(48, timeout=90)
+            # The manager killed; its supervisord runs on, and the next webtv up takes over.
+            before = running(supervisor)
+            stack.process.kill()
+            stack.process.wait()
+            killed_at = time.monotonic()
+            stack = webtv_up_again(tmp_path)
+            wait_for(lambda: "took over" in (tmp_path / "webtv-up.log").read_text(), 60)
+            time.sleep(3)
+            assert running(StackSupervisor.connect(stack.data_dir)) == before  # untouched
+            assert viewer.longest_gap(killed_at) < 1.0
+
+            # The manager and supervisord killed: the programs air on, orphaned.
+            supervisord = int(supervisor_pid_file.read_text())
+            stack.process.kill()
+            os.kill(supervisord, signal.SIGKILL)
+            stack.process.wait()
+            wait_for(lambda: StackSupervisor.connect(stack.data_dir) is None, 30, "its death")
+            time.sleep(2)
+            assert viewer.longest_gap(time.monotonic() - 2) < 1.0  # still on air
+
+            # Another folder's stack on the same ports is refused, named.
+            other = tmp_path / "other"
+            other.mkdir()
+            refused = webtv_up_again(other)
+            assert refused.process.wait(timeout=120) != 0
+            said = (other / "webtv-up.log").read_text()
+            assert f"in use by the stack of {stack.data_dir.resolve()}" in said, said
+
+            # The next webtv up of this folder replaces the orphans.
+            again_at = time.monotonic()
+            stack = webtv_up_again(tmp_path)
+            supervisor = wait_for(
+                lambda: StackSupervisor.connect(stack.data_dir), 30, "supervising again"
+            )
+            wait_for(lambda: set(running(supervisor)) >= set(before), 30, "every program")
+            supervising_after = time.monotonic() - again_at
+            viewer.wait_for_frames(len(viewer.video()) + 48, timeout=60)
+            off_air = viewer.longest_gap(again_at)
+        print(f"supervising again after {supervising_after:.1f} s, {off_air:.1f} s off air")
+        assert supervising_after <= 30
+        assert off_air <= 5.0, f"{off_air:.1f} s off air"
+        assert "replaced" in (tmp_path / "webtv-up.log").read_text()
+    finally:
+        left = stop_webtv_up(stack)
+    assert left == [], "processes of the stack left running after `webtv down`"

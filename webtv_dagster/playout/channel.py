@@ -37,6 +37,7 @@ from webtv_dagster.playout.playlist import PlaylistEntry, unaired_entries
 from webtv_dagster.playout.process import HEARTBEAT_SECONDS, Heartbeat
 from webtv_dagster.playout.publisher import (
     PROGRESS_PERIOD,
+    START_SECONDS,
     Publisher,
     PublisherDied,
     Segment,
@@ -335,7 +336,7 @@ class ChannelPlayout:
                 # when restarted, never back over frames already on air.
                 self._record_on_air(segment)
                 given.append(segment)
-            self.publisher.send(piece)
+            self.publisher.send(piece, waiting=self.heartbeat.beat)
             self.heartbeat.beat()
             sent += piece.frames
         return segment.end
@@ -416,9 +417,9 @@ class ChannelPlayout:
                 self._write_state()
             if publisher is not None and publisher.stalled(STALL_SECONDS):
                 log.warning(
-                    "%s: the publisher sent nothing for %.0f s: replacing it",
+                    "%s: the publisher sent nothing for %.1f s: replacing it",
                     self.channel.slug,
-                    STALL_SECONDS,
+                    STALL_SECONDS if publisher.sent_seconds > 0 else START_SECONDS,
                 )
                 publisher.kill()
 
@@ -486,7 +487,10 @@ class ChannelPlayout:
             return None
         if self._taken_down(clip.clip_id):
             return None
-        path = self.folder.ident if clip.clip_id == IDENT else self.library.cache.path(clip.clip_id)
+        if clip.clip_id == IDENT:  # the ident, or the test card while there is none
+            path = self.folder.ident if self.folder.ident.exists() else self.folder.slate
+        else:
+            path = self.library.cache.path(clip.clip_id)
         try:
             segment = remux_segment(
                 path, clip.clip_id, clip.prompt, clip.stream_seconds, BROADCAST_PROFILE.fps

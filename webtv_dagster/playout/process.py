@@ -11,9 +11,11 @@ process, frozen or deadlocked, stops beating). Starting and stopping playouts is
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import time
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 
+TAKE_OVER_SECONDS = 3.0  # a left playout asked to stop has this long before it is killed
 HEARTBEAT_SECONDS = 0.5  # how often a process beats at most: what its watchdog allows for
 
 
@@ -55,16 +58,6 @@ class Heartbeat:
             notify.sendto(message.encode(), address)
 
 
-def heartbeat_age(path: Path, since: float) -> float:
-    """Seconds since the heartbeat at `path` last beat, counted from `since` (the process's
-    start, Unix time) when it has not beaten since."""
-    try:
-        beaten = path.stat().st_mtime
-    except FileNotFoundError:
-        beaten = since
-    return time.time() - max(beaten, since)
-
-
 class PlayoutStartError(RuntimeError):
     """The playout process exited or did not go on air while starting."""
 
@@ -85,21 +78,41 @@ class PlayoutStatus:
         return not self.running or stale
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @contextmanager
-def hold_playout_lock(data_dir: Path, slug: str):
-    """Held by the playout process while it runs; refuses a second playout of the channel."""
+def hold_playout_lock(data_dir: Path, slug: str, take_over: bool = False):
+    """Held by the playout process while it runs; refuses a second playout of the channel.
+
+    With `take_over` (a playout its supervisor starts), a playout that another parent runs (one
+    a dead supervisor left running) is asked to stop (SIGTERM, SIGKILL after
+    TAKE_OVER_SECONDS) and its lock taken as it goes: this one, started and ready meanwhile,
+    resumes where it stopped, so that the air changes hands within a second."""
     folder = PlayoutFolder.of(data_dir, slug)
     folder.path.mkdir(parents=True, exist_ok=True)
     with folder.lock.open("a") as lock:
         deadline = time.monotonic() + 2  # a status check holds the lock for a moment
+        asked: dict[int, int] = {}  # the holder asked to stop: the signal sent
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pid = playout_pid(data_dir, slug)
-                    raise PlayoutStartError(f"{slug} is already on air (pid {pid})") from None
+                holder = playout_pid(data_dir, slug)
+                leftover = holder and _parent_of(holder) not in (None, os.getppid())
+                if take_over and leftover and asked.get(holder) != signal.SIGKILL:
+                    sig = signal.SIGKILL if holder in asked else signal.SIGTERM
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(holder, sig)
+                    asked[holder] = sig
+                    deadline = time.monotonic() + TAKE_OVER_SECONDS
+                elif time.monotonic() > deadline:
+                    raise PlayoutStartError(f"{slug} is already on air (pid {holder})") from None
                 time.sleep(0.05)
         record = {"pid": os.getpid(), "started_at": time.time()}
         folder.pid.write_text(json.dumps(record))

@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import os
+import select
 import signal
 import subprocess
 import threading
@@ -40,6 +42,9 @@ from webtv_dagster.media.stream import remux_to_ts, start_rtmp_publisher
 
 TIMELINE_START = 10.0
 PROGRESS_PERIOD = 0.25  # seconds between the publisher's progress reports
+# A new publisher starts FFmpeg, probes its input and connects before its first report: on a
+# busy machine, seconds.
+START_SECONDS = 5.0
 
 
 TS_PACKET = 188
@@ -283,9 +288,11 @@ class Publisher:
             ):
                 self._progressed.wait(min(behind, WAIT_SLICE))
 
-    def send(self, segment: Segment) -> None:
+    def send(self, segment: Segment, waiting: Callable[[], None] = lambda: None) -> None:
         """Appends the segment to the stream; returns once it is queued (the pipe paces this to
-        real time). Raises PublisherDied with the publisher's last words if it is gone."""
+        real time), calling `waiting()` every WAIT_SLICE while the pipe is full (a publisher
+        starting up reads nothing for seconds: its feeder waits, and is not hung). Raises
+        PublisherDied with the publisher's last words if it is gone."""
         with self._lock:
             try:
                 if self.process.poll() is not None:
@@ -294,21 +301,33 @@ class Publisher:
                     self.started_at = time.time()
                     self.last_progress = time.monotonic()
                 self.written_through = segment.end
-                self.process.stdin.write(segment.data)
-                self.process.stdin.flush()
+                self._write(memoryview(segment.data), waiting)
             except (BrokenPipeError, ValueError):  # ValueError: stdin closed by kill()
                 raise PublisherDied(self._exit_reason()) from None
 
+    def _write(self, data: memoryview, waiting: Callable[[], None]) -> None:
+        pipe = self.process.stdin.fileno()
+        os.set_blocking(pipe, False)  # what fits now, then wait for room a slice at a time
+        while data:
+            if self.process.poll() is not None:
+                raise BrokenPipeError
+            try:
+                data = data[os.write(pipe, data) :]
+            except BlockingIOError:
+                if not select.select([], [pipe], [], WAIT_SLICE)[1]:
+                    waiting()
+
     def stalled(self, after_seconds: float) -> bool:
-        """Whether it has data to send but has sent nothing for `after_seconds` (its RTMP
-        server hangs, or the handshake never completes). One that sent all it was given is
-        waiting, not stalled."""
+        """Whether it has data to send but has sent nothing for `after_seconds`, or for
+        START_SECONDS before its first report (its RTMP server hangs, or the handshake never
+        completes). One that sent all it was given is waiting, not stalled."""
+        allowed = after_seconds if self.sent_seconds > 0 else max(after_seconds, START_SECONDS)
         return (
             self.started_at is not None
             and self.process.poll() is None
             # More than a report's lag unsent: a publisher waiting for data has sent it all.
             and self.sent_through < self.written_through - 2 * PROGRESS_PERIOD
-            and time.monotonic() - self.last_progress > after_seconds
+            and time.monotonic() - self.last_progress > allowed
         )
 
     def _exit_reason(self) -> str:

@@ -107,7 +107,11 @@ def drain_runs(
         runs = in_flight()
         for run in runs:
             instance.add_run_tags(run.run_id, {STOPPED_WITH_STACK_TAG: "true"})
-            if not instance.run_launcher.terminate(run.run_id):
+            try:
+                terminated = instance.run_launcher.terminate(run.run_id)
+            except dg.DagsterError:  # its code server is gone (restarted): nobody to ask
+                terminated = False
+            if not terminated:
                 instance.report_run_canceled(run, "stopped with the stack")
         deadline = time.monotonic() + cancel_wait_seconds
         while in_flight() and time.monotonic() < deadline:

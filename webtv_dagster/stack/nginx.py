@@ -10,7 +10,6 @@ http://HOST:HTTP_PORT/hls/<slug>/live.m3u8 (any HLS player).
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import json
 import os
@@ -31,6 +30,7 @@ from webtv_dagster.public_site import (
 )
 from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings
+from webtv_dagster.stack.processes import end_processes
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
@@ -282,11 +282,13 @@ def write_stack_rtmp_config(
 
 
 def become_nginx(root: Path) -> None:
-    """Clears the workers a killed predecessor left behind, then becomes nginx on the
-    configuration under `root` (same pid, so supervisord or systemd signals nginx itself)."""
+    """Ends the nginx of `root` a killed predecessor or a dead supervisor left running (at the
+    last moment: it served until now), then becomes nginx on the configuration under `root`
+    (same pid, so supervisord or systemd signals nginx itself)."""
     command = nginx_command(root)
-    if killed := kill_leftover_workers(root):
-        print(f"webtv: killed nginx workers {killed} left by a dead master", flush=True)
+    if left := nginx_of(root):
+        end_processes(left, signal.SIGKILL, wait_seconds=2)  # gone, its ports free
+        print(f"webtv: ended nginx processes {left} left running on {root}", flush=True)
     os.execv(command[0], command)
 
 
@@ -301,15 +303,15 @@ def nginx_command(root: Path) -> list[str]:
     return [nginx, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
 
 
-def kill_leftover_workers(root: Path) -> list[int]:
-    """Kills the workers an nginx master of `root` left behind when it was killed (they keep
-    the ports open and would make the next master fail); returns their pids. Workers are
-    found as `nginx` processes in the dead master's process group."""
+def nginx_of(root: Path) -> list[int]:
+    """The nginx processes of `root` (an nginx writes its title over its environment: they are
+    found as `nginx` processes in the process group of the master its pid file names): what a
+    killed master left behind, or an nginx a dead supervisor left running."""
     try:
         master = int((root / "nginx.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return []
-    killed = []
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)
@@ -318,8 +320,5 @@ def kill_leftover_workers(root: Path) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
         if name == "nginx" and process_group == master:
-            pid = int(stat.parent.name)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    return killed
+            found.append(int(stat.parent.name))
+    return found

@@ -1,10 +1,20 @@
-"""Processes and sockets of this machine, as the stack starts and waits for them."""
+"""Processes and sockets of this machine, as the stack starts and waits for them, and the
+processes a stack left behind when its supervisor died."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# In the environment of every process of a stack (`webtv up` hands it to supervisord, whose
+# programs and their children inherit it): the stack's data folder. It finds the processes a
+# stack left running when its supervisor died, and names the stack that holds a port.
+STACK_MARKER = "WEBTV_STACK"
 
 
 def port_is_free(port: int) -> bool:
@@ -27,3 +37,52 @@ def wait_until_serving(socket_path: Path, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def _marked(pid: int) -> str | None:
+    """The data folder of the stack the process belongs to (its STACK_MARKER), or None."""
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return None
+    prefix = f"{STACK_MARKER}=".encode()
+    found = next((entry for entry in environment if entry.startswith(prefix)), None)
+    return found[len(prefix) :].decode(errors="replace") if found else None
+
+
+def stack_processes() -> Iterator[tuple[int, str]]:
+    """Every process of a stack on this machine but this one: (pid, its stack's data folder)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            if (folder := _marked(int(entry.name))) is not None:
+                yield int(entry.name), folder
+
+
+def command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+def end_processes(pids: list[int], sig: int, wait_seconds: float) -> None:
+    """Sends `sig` to each process, then waits until they are gone (at most `wait_seconds`)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.05)
+
+
+def end_leftovers(data_dir: Path, keep: Callable[[str], bool]) -> list[int]:
+    """Ends the processes a stack of `data_dir` left running when its supervisor died (SIGTERM,
+    then SIGKILL after 3 s), but those `keep` (of their command line) leaves to be taken over.
+    Returns the pids ended."""
+    ended = [
+        pid
+        for pid, folder in stack_processes()
+        if folder == str(data_dir) and not keep(command_line(pid))
+    ]
+    end_processes(ended, signal.SIGTERM, wait_seconds=3)
+    end_processes(ended, signal.SIGKILL, wait_seconds=2)
+    return ended

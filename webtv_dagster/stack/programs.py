@@ -10,6 +10,7 @@ environment `webtv up` gives supervisord (settings.child_environment).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from webtv_dagster.stack.nginx import nginx_command
 from webtv_dagster.stack.supervisord import Program
 
 PLAYOUT_GROUP = "playouts"
+# Dagster's processes and the runs they start (clip production: the heavy work) give way to the
+# air path on a busy machine: at a stack's start (every process importing at once) and while
+# clips are made, a playout never waits for a core.
+NICE = [shutil.which("nice") or "/usr/bin/nice", "-n", "10"]
 CHAT_GROUP = "chat"
 
 
@@ -75,6 +80,7 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
         Program(
             "dagster-code-server",
             [
+                *NICE,
                 str(bin_dir / "dagster"),
                 "code-server",
                 "start",
@@ -100,6 +106,7 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
                 "when-serving",
                 str(code_socket),
                 "--",
+                *NICE,
                 str(bin_dir / "dagster-webserver"),
                 "-w",
                 workspace,
@@ -118,6 +125,7 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
                 "when-serving",
                 str(code_socket),
                 "--",
+                *NICE,
                 str(bin_dir / "dagster-daemon"),
                 "run",
                 "-w",

@@ -178,6 +178,20 @@ class StackSupervisor:
             time.sleep(0.1)
         return False
 
+    def apply_configuration(self) -> list[str]:
+        """Reads the configuration file again and applies it as `supervisorctl update` does:
+        the groups (a program outside a group is a group of its own) that are new start, those
+        gone stop, those changed start again; the others run on untouched. Returns the groups
+        added, changed or removed."""
+        [[added, changed, removed]] = self._rpc.supervisor.reloadConfig()
+        for group in [*removed, *changed]:
+            with contextlib.suppress(xmlrpc.client.Fault):  # not running
+                self._rpc.supervisor.stopProcessGroup(group, True)
+            self._rpc.supervisor.removeProcessGroup(group)
+        for group in [*changed, *added]:
+            self._rpc.supervisor.addProcessGroup(group)
+        return sorted([*added, *changed, *removed])
+
     def stop_all_soon(self) -> None:
         self._rpc.supervisor.stopAllProcesses(False)
 

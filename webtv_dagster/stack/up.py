@@ -4,12 +4,15 @@ until Ctrl-C or SIGTERM, then stopped in order without losing work (`stop_stack`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,11 +26,17 @@ from webtv_dagster.stack.instance import dagster_home, drain_runs
 from webtv_dagster.stack.nginx import (
     HLS_JS,
     WORKER_USER,
+    nginx_of,
     publish_url,
     worker_account,
     write_stack_rtmp_config,
 )
-from webtv_dagster.stack.processes import port_is_free
+from webtv_dagster.stack.processes import (
+    STACK_MARKER,
+    end_leftovers,
+    port_is_free,
+    stack_processes,
+)
 from webtv_dagster.stack.programs import (
     PLAYOUT_GROUP,
     dagster_programs,
@@ -113,53 +122,147 @@ def _wait_for_supervisor(data_dir: Path, supervisord: subprocess.Popen) -> Stack
     raise StackError(f"supervisord did not answer within {SUPERVISOR_START_SECONDS} s")
 
 
+def _on_air(command_line: str) -> bool:
+    """Whether a process of the stack is on the air path: a playout or its FFmpeg publisher.
+    Left running, they air on until the new supervisor's playouts take over (each asks the one
+    it replaces to stop once it is ready: hold_playout_lock)."""
+    return command_line.startswith("ffmpeg") or " playout " in command_line
+
+
+@contextlib.contextmanager
+def _managing(data_dir: Path) -> Iterator[None]:
+    """Held by the `webtv up` that manages the stack of `data_dir`, for as long as it runs
+    (the kernel drops it however that process dies); refuses a second manager."""
+    folder = supervisor_folder(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "manager.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise StackError(
+                f"webtv up (pid {lock.read().strip() or '?'}) already runs the stack of "
+                f"{data_dir}: `webtv status`, `webtv down`"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def _refuse_busy_ports(
+    settings: Settings, s3_port: int | None, ui_port: int, ours: list[int]
+) -> None:
+    ports = [port for port in _stack_ports(settings, s3_port, ui_port) if port not in ours]
+    busy = [port for port in ports if not port_is_free(port)]
+    if not busy:
+        return
+    others = sorted({folder for _, folder in stack_processes()} - {str(settings.data_dir)})
+    held_by = f"the stack of {', '.join(others)}" if others else "another program"
+    raise StackError(
+        f"ports {busy} are in use by {held_by}: set WEBTV_RTMP_PORT, WEBTV_HLS_PORT, "
+        "WEBTV_S3_ENDPOINT_URL or --port to others, or stop it"
+    )
+
+
 def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) -> int:
     """Runs the whole stack of `channels` under supervisord, the Dagster UI on `host`:`port`,
     until Ctrl-C or SIGTERM, then stops it in order (`stop_stack`); returns supervisord's exit
-    status. Raises StackError when it cannot start."""
+    status. Raises StackError when it cannot start.
+
+    A stack of the same data folder that outlived its `webtv up` is taken over: its running
+    supervisord gets the new configuration (programs unchanged run on untouched). Of the
+    programs a dead supervisord left running, the playouts air on until the new supervisor's
+    take over (each new one asks the one it replaces to stop once it is ready), the others are
+    ended and started again, so that the air stops only for the moments of the hand-overs."""
     titles = {channel.slug: channel.title for channel in channels.channels}
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
     data_dir = settings.data_dir.resolve()
-    if StackSupervisor.connect(data_dir) is not None:
-        raise StackError(f"a stack already runs on {data_dir} (`webtv status`, `webtv down`)")
-    home = dagster_home(settings.model_copy(update={"dagster_home": None, "data_dir": data_dir}))
-    settings = _with_embedded_keys(
-        settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
-    )
-    s3_port = embedded_s3_port(settings)
-    s3_command = None
-    if s3_port is not None:
-        s3_command = weed_command((data_dir / "seaweedfs").resolve(), s3_port, settings.s3_bucket)
-    rtmp_root = write_stack_rtmp_config(settings, titles)
-    programs = [
-        *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_bot_channels(channels)),
-        *dagster_programs(home, host, port),
-        watchdog_program(host, port),
-    ]
-    conf = write_supervisord_conf(data_dir, programs)
-    busy = [port for port in _stack_ports(settings, s3_port, port) if not port_is_free(port)]
-    if busy:
-        raise StackError(
-            f"ports {busy} are in use (another webtv up?): set WEBTV_RTMP_PORT, "
-            "WEBTV_HLS_PORT, WEBTV_S3_ENDPOINT_URL or --port to others"
+    with _managing(data_dir):
+        home = dagster_home(
+            settings.model_copy(update={"dagster_home": None, "data_dir": data_dir})
         )
-    supervisord = subprocess.Popen(
-        [supervisord_binary(), "-c", str(conf)],
-        # WEED_* variables would override the embedded S3's security settings.
-        env=weed_environment(child_environment(settings)),
-        # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in order.
-        start_new_session=True,
-    )
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
-    supervisor = _wait_for_supervisor(data_dir, supervisord)
+        settings = _with_embedded_keys(
+            settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
+        )
+        s3_port = embedded_s3_port(settings)
+        s3_command = None
+        if s3_port is not None:
+            s3_command = weed_command(data_dir / "seaweedfs", s3_port, settings.s3_bucket)
+        rtmp_root = write_stack_rtmp_config(settings, titles)
+        chat_slugs = chat_bot_channels(channels)
+        programs = [
+            *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_slugs),
+            *dagster_programs(home, host, port),
+            watchdog_program(host, port),
+        ]
+        conf = write_supervisord_conf(data_dir, programs)
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        supervisord = None
+        supervisor = StackSupervisor.connect(data_dir)
+        if supervisor is not None:
+            changed = supervisor.apply_configuration()
+            print(
+                f"webtv: took over the stack that runs on {data_dir}; programs started again "
+                f"for the new configuration: {', '.join(changed) or 'none'}",
+                flush=True,
+            )
+        else:
+            replaced = end_leftovers(data_dir, keep=_on_air)
+            if replaced:
+                print(
+                    f"webtv: replaced {len(replaced)} process(es) the last stack of {data_dir} "
+                    "left running when its supervisor died",
+                    flush=True,
+                )
+            # A left nginx runs on until the new one takes its place (`webtv rtmp-server` ends
+            # it first): its ports are ours.
+            ours = [settings.rtmp_port, settings.hls_port] if nginx_of(rtmp_root) else []
+            _refuse_busy_ports(settings, s3_port, port, ours)
+            supervisord = subprocess.Popen(
+                [supervisord_binary(), "-c", str(conf)],
+                # Every process of the stack carries the marker (see STACK_MARKER); WEED_*
+                # variables would override the embedded S3's security settings.
+                env=weed_environment(child_environment(settings, **{STACK_MARKER: str(data_dir)})),
+                # Its own session: Ctrl-C reaches webtv up alone, which stops the stack in
+                # order; a webtv up that dies leaves it running, for the next to take over.
+                start_new_session=True,
+            )
+            supervisor = _wait_for_supervisor(data_dir, supervisord)
+        _announce(settings, titles, s3_port, rtmp_root, host, port, home, conf)
+
+        def supervised() -> bool:
+            if supervisord is not None:
+                return supervisord.poll() is None
+            return StackSupervisor.connect(data_dir) is not None
+
+        while not stopping.wait(1) and supervised():
+            pass
+        if supervised():
+            print("webtv: stopping", flush=True)
+            stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
+        return supervisord.wait() if supervisord is not None else 0
+
+
+def _announce(
+    settings: Settings,
+    titles: dict[str, str],
+    s3_port: int | None,
+    rtmp_root: Path,
+    host: str,
+    port: int,
+    home: Path,
+    conf: Path,
+) -> None:
+    """Says where everything of the stack is."""
     # Imported now, while idle, so that a stop does not spend seconds on it.
     threading.Thread(target=importlib.import_module, args=("dagster",), daemon=True).start()
     if s3_port is not None:
         print(f"webtv: SeaweedFS S3 on http://127.0.0.1:{s3_port}, bucket {settings.s3_bucket!r}")
     print(f"webtv: watch on http://127.0.0.1:{settings.hls_port}/")
-    if os.geteuid() == 0 and worker_account(rtmp_root, data_dir) is None:
+    if os.geteuid() == 0 and worker_account(rtmp_root, settings.data_dir) is None:
         print(
             f"webtv: nginx's workers run as root: there is no account {WORKER_USER} with a "
             "named group to hand them to"
@@ -179,12 +282,6 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
         f"webtv: every process supervised by supervisord ({conf}); `webtv status` lists them",
         flush=True,
     )
-    while not stopping.wait(1) and supervisord.poll() is None:
-        pass
-    if supervisord.poll() is None:
-        print("webtv: stopping", flush=True)
-        stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
-    return supervisord.wait()
 
 
 def stack_status(data_dir: Path, slugs: list[str]) -> list[str]:
@@ -224,19 +321,23 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     # What serves viewers and operators goes at once, beside the daemon.
     supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
     supervisor.stop_soon("dagster-webserver")
-    if supervisor.process("dagster-daemon") is not None:
-        # The grace period runs while the daemon stops; nothing is canceled before it is down.
-        supervisor.stop_soon("dagster-daemon")
-        drained = drain_runs(
-            (data_dir / "dagster").resolve(),
-            grace_seconds,
-            before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
-        )
-        print(
-            f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
-            "canceled and booked again for the next start",
-            flush=True,
-        )
+    try:
+        if supervisor.process("dagster-daemon") is not None:
+            # The grace period runs while the daemon stops; nothing is canceled before it is
+            # down.
+            supervisor.stop_soon("dagster-daemon")
+            drained = drain_runs(
+                (data_dir / "dagster").resolve(),
+                grace_seconds,
+                before_cancel=lambda: supervisor.wait_stopped("dagster-daemon", timeout=60),
+            )
+            print(
+                f"webtv: runs in flight: {drained['finished']} finished, {drained['canceled']} "
+                "canceled and booked again for the next start",
+                flush=True,
+            )
+    except Exception as error:  # the stack stops all the same: nothing may be left running
+        print(f"webtv: runs in flight not drained ({error}); stopping all the same", flush=True)
     supervisor.stop_all_soon()
     pid_file = supervisor_folder(data_dir) / "supervisord.pid"
     supervisor.shutdown()

@@ -6,7 +6,7 @@ restarts it. Each kill is logged and alerted.
 
 | program | its check | hung when |
 |---|---|---|
-| a playout | its feeder's heartbeat (its hung publisher it replaces itself) | no beat for 2.5 s |
+| a playout | its feeder's heartbeat (its hung publisher it replaces itself) | no beat for 2 s |
 | a chat bot | its reader's heartbeat | no beat for 6.5 s |
 | rtmp (nginx) | GET /channels.json on its HTTP port | 2 failures in a row (2 s each) |
 | viewer-service | GET a channel's guide on its socket | 2 failures in a row |
@@ -38,7 +38,6 @@ from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
 from webtv_dagster.channels import load_channels
-from webtv_dagster.playout.process import heartbeat_age
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.settings import Settings
@@ -50,7 +49,7 @@ from webtv_dagster.storage import MediaStore, StorageError
 log = logging.getLogger(__name__)
 
 LOOK_SECONDS = 0.25  # how often each program is checked
-PLAYOUT_HANG_SECONDS = 2.5  # the feeder beats every ~1.2 s at most, 1.75 s while a publisher stalls
+PLAYOUT_HANG_SECONDS = 2.0  # its feeder beats every 0.5 s as it works and as it waits
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_FAILURES = 2  # failed probes in a row that make a program hung
 PROBE_EVERY_SECONDS = 1.0
@@ -70,7 +69,15 @@ class Check:
 
 
 def _heartbeat(path: Path, started: float, hang_seconds: float) -> str | None:
-    age = heartbeat_age(path, since=started)
+    """Why the process that started at `started` looks hung by its heartbeat, or None. Until it
+    first beats it has not passed its check (it is still starting)."""
+    try:
+        beaten = path.stat().st_mtime
+    except FileNotFoundError:
+        beaten = 0.0
+    if beaten < started:
+        return "no heartbeat since it started"
+    age = time.time() - beaten
     return f"no heartbeat for {age:.1f} s" if age > hang_seconds else None
 
 
