@@ -8,18 +8,25 @@ channel throughout. Faults, one per window:
 
   publisher killed, RTMP server killed (every nginx process), S3 killed, S3 hung 30 s,
   garbage and truncated clips in the playout's cache, garbage and truncated clips in S3,
-  the Space down 60 s (its only replica), the LLM answering junk for 60 s.
+  the Space down 60 s (its only replica), the LLM answering junk for 60 s;
+  hung 30 s (SIGSTOP): the publisher, the playout, nginx (every process), the viewer service,
+  the Dagster webserver, code server and daemon;
+  `webtv up` killed and started again; `webtv up` and supervisord killed and `webtv up` started
+  again; a power loss (every process of the stack killed at once) and `webtv up` again;
+  the data folder's disk full for 60 s (when run as root: the folder is a tmpfs of its own).
 
 For each it prints the longest wall-clock time without a new frame (off air), the video
-timestamp steps over one frame, the clips the playout skipped, the clip runs that failed and
-the alerts the webhook received; at the end, any secret found in any log.
+timestamp steps over one frame and the largest, the clips the playout skipped, the clip runs
+that failed and the alerts the webhook received (for a power loss also the seconds from `webtv
+up` to the first frame); at the end, any secret found in any log.
 
-Usage: .venv/bin/python benchmarks/fault_soak.py [--window 185]   (10 windows: just over 30 min)
+Usage: .venv/bin/python benchmarks/fault_soak.py [--window 185]   (24 windows: about 75 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -37,8 +44,10 @@ from plotting import Panel, add_plot_argument, save_plot
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.playout.state import PlayoutFolder, read_state
+from webtv_dagster.public_site import public_folder
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
-from webtv_dagster.stack.nginx import publish_url
+from webtv_dagster.stack.nginx import nginx_of, publish_url
+from webtv_dagster.stack.processes import stack_processes
 from webtv_dagster.stack.programs import playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor
 from webtv_dagster.storage import MediaStore, StorageError
@@ -211,12 +220,47 @@ def secrets_in_logs(folder: Path) -> list[str]:
     return found
 
 
+def disk_of_its_own(folder: Path, size: str = "4g") -> bool:
+    """Mounts a tmpfs on `folder` (as root), so that the disk-full fault fills it alone."""
+    if os.geteuid() != 0:
+        return False
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+        ).returncode
+        == 0
+    )
+
+
+def fill_disk(folder: Path, seconds: float) -> None:
+    """Fills the folder's filesystem to the last byte for `seconds`, then frees it."""
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        with contextlib.suppress(OSError):  # ENOSPC: full
+            while True:
+                out.write(b"\0" * 2**20)
+                out.flush()
+    time.sleep(seconds)
+    filler.unlink()
+
+
+def hang(pid: int, seconds: float, group: bool = False) -> None:
+    """Freezes the process (or its whole process group) for `seconds` (SIGSTOP), then lets
+    it go on, if it was not replaced meanwhile."""
+    signal_it = os.killpg if group else os.kill
+    signal_it(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    with contextlib.suppress(ProcessLookupError):
+        signal_it(pid, signal.SIGCONT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=185, help="seconds per fault")
     add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
+    own_disk = disk_of_its_own(folder)
     channel = load_channels(DEFAULT_CHANNELS_FILE).channels[0]
     stand_ins = StandIns(channel)
     stack = start_webtv_up(
@@ -228,6 +272,41 @@ def main() -> None:
         WEBTV_ALERT_WEBHOOK_URL=stand_ins.url + SECRETS["WEBHOOK_PATH"],
     )
     up, store, data_dir, rtmp_port = stack.process, stack.store, stack.data_dir, stack.rtmp_port
+    # `webtv up` is started again by the faults that kill it, on the same ports and settings.
+    running = {"up": up}
+    again_after: dict[str, float] = {}
+
+    def webtv_up_again(fault: str) -> None:
+        started = time.monotonic()
+        log = (folder / "webtv-up.log").open("a")
+        running["up"] = subprocess.Popen(
+            up.args, env=stack.environment, stdout=log, stderr=subprocess.STDOUT
+        )
+        frames = len(viewer.video())
+        while len(viewer.video()) <= frames + 24 and time.monotonic() - started < 120:
+            time.sleep(0.1)
+        again_after[fault] = round(time.monotonic() - started, 2)
+
+    def kill_manager(and_supervisord: bool) -> None:
+        supervisord = int((data_dir / "supervisor" / "supervisord.pid").read_text())
+        running["up"].kill()
+        running["up"].wait()
+        if and_supervisord:
+            os.kill(supervisord, signal.SIGKILL)
+        time.sleep(5)
+
+    def power_loss() -> None:
+        """Every process of the stack killed at once, as a power cut does (nginx is found by its
+        pid file: it writes its title over its environment)."""
+        everything = [pid for pid, folder in stack_processes() if folder == str(data_dir)]
+        everything += nginx_of(public_folder(data_dir))
+        running["up"].kill()
+        for pid_ in everything:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid_, signal.SIGKILL)
+        running["up"].wait()
+        time.sleep(3)
+
     url = publish_url(rtmp_port, SLUG)
     print(f"soak in {folder}; waiting for the first clips to air", flush=True)
     supervisor = None
@@ -238,11 +317,22 @@ def main() -> None:
     def pid(name: str) -> int:
         """The pid of a supervisord program, by its name (group:program when grouped)."""
         group, _, program = name.rpartition(":")
+        supervisor = None
+        while supervisor is None:  # a fault may have replaced supervisord
+            supervisor = StackSupervisor.connect(data_dir)
+            time.sleep(0 if supervisor else 1)
         return next(
             i["pid"]
             for i in supervisor.processes()
             if (i["group"], i["name"]) in {(group, program), (program, program)}
         )
+
+    def publisher() -> int:
+        playout = pid(playout_program(SLUG))
+        found = subprocess.run(
+            ["pgrep", "-P", str(playout), "-f", "ffmpeg .*-re "], capture_output=True, text=True
+        )
+        return int(found.stdout.split()[0])
 
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -281,6 +371,29 @@ def main() -> None:
             lambda: corrupted.append(corrupt("truncated", "s3", data_dir, store)),
         ),
         ("Space down 60 s", lambda: stand_ins.space_down(60)),
+        ("publisher hung 30 s", lambda: hang(publisher(), 30)),
+        ("playout hung 30 s", lambda: hang(pid(playout_program(SLUG)), 30)),
+        ("RTMP server hung 30 s", lambda: hang(pid("rtmp"), 30, group=True)),
+        ("viewer service hung 30 s", lambda: hang(pid("viewer-service"), 30)),
+        ("Dagster webserver hung 30 s", lambda: hang(pid("dagster-webserver"), 30)),
+        ("Dagster code server hung 30 s", lambda: hang(pid("dagster-code-server"), 30)),
+        ("Dagster daemon hung 30 s", lambda: hang(pid("dagster-daemon"), 30)),
+        (
+            "webtv up killed, started again",
+            lambda: (kill_manager(False), webtv_up_again("webtv up killed, started again")),
+        ),
+        (
+            "webtv up and supervisord killed, webtv up again",
+            lambda: (
+                kill_manager(True),
+                webtv_up_again("webtv up and supervisord killed, webtv up again"),
+            ),
+        ),
+        (
+            "power loss, webtv up again",
+            lambda: (power_loss(), webtv_up_again("power loss, webtv up again")),
+        ),
+        *([("disk full 60 s", lambda: fill_disk(folder, 60))] if own_disk else []),
         (
             "LLM answering junk 60 s",
             lambda: (
@@ -307,6 +420,8 @@ def main() -> None:
                         "fault": name,
                         "off air (s)": round(viewer.longest_gap(started), 2),
                         "steps over one frame": len(viewer.steps_over_one_frame(started)),
+                        "largest step (ms)": max(viewer.steps_over_one_frame(started), default=0),
+                        "up to on air (s)": again_after.get(name, ""),
                         "clips skipped": [s.clip_id for s in state.skipped[skipped_before:]],
                         "clip runs failed": failed_clip_runs(data_dir / "dagster", wall),
                         "alerts": [a["title"] for a in stand_ins.alerts[alerts_before:]],
@@ -315,8 +430,10 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
             minutes = (time.monotonic() - soak_started) / 60
     finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(timeout=120)
+        running["up"].send_signal(signal.SIGTERM)
+        running["up"].wait(timeout=120)
+        if own_disk:
+            subprocess.run(["umount", "--lazy", str(folder)])
     leaks = secrets_in_logs(folder)
     print(f"\n{len(faults)} faults in {minutes:.1f} min; deliberately corrupted: {corrupted}")
     print("| " + " | ".join(rows[0]) + " |")
