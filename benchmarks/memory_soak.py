@@ -1,0 +1,180 @@
+"""Memory over hours: several channels of short clips on air under `webtv up`, the resident
+memory of every long-running process sampled each minute, and the growth per hour after a
+warm-up printed per process (and plotted), with a channel's footprint (its playout and its
+publisher). Publishers are killed now and then, so that restarts happen as over days.
+
+Liquidsoap's users' most reported pain is memory that grows for days until the OOM killer
+restarts the stream: the target is that no process grows more than 1 MB an hour.
+
+Usage: .venv/bin/python benchmarks/memory_soak.py [--minutes 120] [--channels 3]
+           [--warm-up 20] [--kill-publisher-every 10] [--plot PATH.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from plotting import Panel, add_plot_argument, save_plot
+
+from webtv_dagster.channels import DEFAULT_CHANNELS_FILE
+from webtv_dagster.stack.supervisord import StackSupervisor
+from webtv_dagster_tests.servers import start_webtv_up, stop_webtv_up
+
+ACCESS_KEY, SECRET_KEY = "memory", "memory-soak-secret"
+
+
+def channels_file(folder: Path, channels: int) -> Path:
+    """The demo channel `channels` times, with short clips (many clips and boundaries an hour)."""
+    document = yaml.safe_load(DEFAULT_CHANNELS_FILE.read_text())
+    template = document["channels"][0]
+    document["channels"] = [
+        {
+            **template,
+            "slug": f"memory-{n}",
+            "title": f"Memory {n}",
+            "clip_seconds": 2.6666667,
+            "ahead_seconds": 30,
+            "seed": n,
+        }
+        for n in range(channels)
+    ]
+    for channel in document["channels"]:
+        channel.pop("requests", None)
+    path = folder / "channels.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def resident_mb(pid: int) -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def publishers(playout: int) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(playout), "-f", "ffmpeg .*-re "], capture_output=True, text=True
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def sample(supervisor: StackSupervisor) -> dict[str, float]:
+    """The resident MB of each long-running process, by name: each supervisord program, and
+    each playout's publisher."""
+    sizes: dict[str, float] = {}
+    for info in supervisor.processes():
+        if info["statename"] != "RUNNING":
+            continue
+        name = info["name"]
+        if (size := resident_mb(info["pid"])) is not None:
+            sizes[name] = size
+        if name.startswith("playout_"):
+            for publisher in publishers(info["pid"]):
+                if (size := resident_mb(publisher)) is not None:
+                    sizes[name.replace("playout_", "publisher_")] = size
+    return sizes
+
+
+def growth_per_hour(minutes: list[float], sizes: list[float]) -> float:
+    """The least-squares slope of size over time, in MB an hour."""
+    count = len(minutes)
+    mean_t, mean_s = sum(minutes) / count, sum(sizes) / count
+    spread = sum((t - mean_t) ** 2 for t in minutes) or 1.0
+    slope = sum((t - mean_t) * (s - mean_s) for t, s in zip(minutes, sizes, strict=True)) / spread
+    return slope * 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=120, help="how long on air")
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--warm-up", type=float, default=20, help="minutes left out of fits")
+    parser.add_argument(
+        "--kill-publisher-every", type=float, default=10, help="minutes between publisher kills"
+    )
+    add_plot_argument(parser)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="webtv-memory-"))
+    stack = start_webtv_up(folder, channels_file(folder, args.channels), ACCESS_KEY, SECRET_KEY)
+    print(f"memory soak in {folder}", flush=True)
+    samples: list[tuple[float, dict[str, float]]] = []
+    started = time.monotonic()
+    next_kill = args.kill_publisher_every
+    try:
+        supervisor = None
+        while supervisor is None:
+            time.sleep(1)
+            supervisor = StackSupervisor.connect(stack.data_dir)
+        while (minute := (time.monotonic() - started) / 60) < args.minutes:
+            samples.append((minute, sample(supervisor)))
+            if minute >= next_kill:  # a publisher dies: its playout starts another
+                next_kill += args.kill_publisher_every
+                for name in samples[-1][1]:
+                    if name.startswith("playout_"):
+                        info = supervisor.process(f"playouts:{name}") or {}
+                        for publisher in publishers(info.get("pid", 0)):
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(publisher, signal.SIGKILL)
+            print(f"{minute:6.1f} min: {samples[-1][1]}", flush=True)
+            time.sleep(60)
+    finally:
+        left = stop_webtv_up(stack)
+    names = sorted({name for _, sizes in samples for name in sizes})
+    rows = []
+    for name in names:
+        kept = [(t, sizes[name]) for t, sizes in samples if name in sizes and t >= args.warm_up]
+        if len(kept) < 2:
+            continue
+        minutes, sizes = [t for t, _ in kept], [s for _, s in kept]
+        rows.append((name, sum(sizes) / len(sizes), max(sizes), growth_per_hour(minutes, sizes)))
+    print(f"\n{args.channels} channels, {args.minutes:g} min, warm-up {args.warm_up:g} min")
+    print("| process | mean MB | peak MB | growth MB/h |\n|---|---|---|---|")
+    for name, mean, peak, growth in rows:
+        print(f"| {name} | {mean:.1f} | {peak:.1f} | {growth:+.2f} |")
+    playouts = [mean for name, mean, _, _ in rows if name.startswith("playout_")]
+    senders = [mean for name, mean, _, _ in rows if name.startswith("publisher_")]
+    if playouts and senders:
+        footprint = sum(playouts) / len(playouts) + sum(senders) / len(senders)
+        print(f"a channel (playout and publisher): {footprint:.1f} MB resident")
+    print(f"processes left after webtv down: {left}")
+    if args.plot:
+        save_plot(
+            args.plot,
+            "Memory soak: resident memory of every process over time",
+            [
+                Panel(
+                    "resident MB",
+                    "line",
+                    [round(t, 1) for t, _ in samples],
+                    {name: [sizes.get(name, 0.0) for _, sizes in samples] for name in names},
+                    xlabel="minutes",
+                    ylabel="MB",
+                ),
+                Panel(
+                    "growth after warm-up",
+                    "barh",
+                    [name for name, *_ in rows],
+                    {"MB/h": [growth for *_, growth in rows]},
+                    xlabel="MB per hour",
+                    target=1.0,
+                    target_label="target: 1 MB/h",
+                    value_format="{:+.2f}",
+                ),
+            ],
+            note=f"{args.channels} channels of 2.67 s clips, a publisher killed every "
+            f"{args.kill_publisher_every:g} min",
+        )
+
+
+if __name__ == "__main__":
+    main()
