@@ -37,10 +37,10 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.planning import run_batches
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
 from webtv_dagster.stack.instance import write_instance_yaml
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import (
     free_port_block,
     running_postgres,

@@ -43,6 +43,7 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.backends.prompt_writer import RuleBasedPromptWriter
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.public_site import public_folder
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
@@ -50,7 +51,7 @@ from webtv_dagster.stack.nginx import nginx_of, publish_url
 from webtv_dagster.stack.processes import stack_processes
 from webtv_dagster.stack.programs import playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.storage import StorageError
 from webtv_dagster_tests.air_monitor import AirMonitor
 from webtv_dagster_tests.servers import free_port_block, start_webtv_up
 

@@ -24,7 +24,8 @@ from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlo
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
-from webtv_dagster.media.ffmpeg import encode_rgb_frames, probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.media.frames import encode_rgb_frames
 from webtv_dagster_tests.frames import decode_luma_frames, decode_rgb_frames
 
 PROMPTS = [

@@ -26,8 +26,8 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster import clips
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, MAX_AHEAD_SECONDS, load_channels
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import read_state
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import start_webtv_up
 
 

@@ -1,7 +1,12 @@
 """Memory over hours: several channels of short clips on air under `webtv up`, the resident
 memory of every long-running process sampled each minute, and the growth per hour after a
 warm-up printed per process (and plotted), with a channel's footprint (its playout and its
-publisher). Publishers are killed now and then, so that restarts happen as over days.
+publisher): resident (RSS) and proportional (PSS: each shared page divided among the processes
+that map it, the memory one more channel costs; FFmpeg maps 40 MB of libraries that every
+publisher shares). Publishers are killed now and then, so that restarts happen as over days.
+
+The footprint of an earlier commit, side by side: run this script with PYTHONPATH set to a
+checkout of that commit (`git worktree add /tmp/before <commit>`): the stack runs its code.
 
 Liquidsoap's users' most reported pain is memory that grows for days until the OOM killer
 restarts the stream: the target is that no process grows more than 1 MB an hour.
@@ -53,11 +58,14 @@ def channels_file(folder: Path, channels: int) -> Path:
     return path
 
 
-def resident_mb(pid: int) -> float | None:
+def memory_mb(pid: int) -> tuple[float, float] | None:
+    """The process's resident and proportional set sizes, in MB."""
     with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        sizes = dict(
+            line.split()[:2]
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+        )
+        return int(sizes["Rss:"]) / 1024, int(sizes["Pss:"]) / 1024
     return None
 
 
@@ -68,19 +76,19 @@ def publishers(playout: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
-def sample(supervisor: StackSupervisor) -> dict[str, float]:
-    """The resident MB of each long-running process, by name: each supervisord program, and
-    each playout's publisher."""
-    sizes: dict[str, float] = {}
+def sample(supervisor: StackSupervisor) -> dict[str, tuple[float, float]]:
+    """The resident and proportional MB of each long-running process, by name: each
+    supervisord program, and each playout's publisher."""
+    sizes: dict[str, tuple[float, float]] = {}
     for info in supervisor.processes():
         if info["statename"] != "RUNNING":
             continue
         name = info["name"]
-        if (size := resident_mb(info["pid"])) is not None:
+        if (size := memory_mb(info["pid"])) is not None:
             sizes[name] = size
         if name.startswith("playout_"):
             for publisher in publishers(info["pid"]):
-                if (size := resident_mb(publisher)) is not None:
+                if (size := memory_mb(publisher)) is not None:
                     sizes[name.replace("playout_", "publisher_")] = size
     return sizes
 
@@ -107,7 +115,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="webtv-memory-"))
     stack = start_webtv_up(folder, channels_file(folder, args.channels), ACCESS_KEY, SECRET_KEY)
     print(f"memory soak in {folder}", flush=True)
-    samples: list[tuple[float, dict[str, float]]] = []
+    samples: list[tuple[float, dict[str, tuple[float, float]]]] = []
     started = time.monotonic()
     next_kill = args.kill_publisher_every
     try:
@@ -125,7 +133,8 @@ def main() -> None:
                         for publisher in publishers(info.get("pid", 0)):
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(publisher, signal.SIGKILL)
-            print(f"{minute:6.1f} min: {samples[-1][1]}", flush=True)
+            resident = {name: round(rss, 1) for name, (rss, _) in samples[-1][1].items()}
+            print(f"{minute:6.1f} min: {resident}", flush=True)
             time.sleep(60)
     finally:
         left = stop_webtv_up(stack)
@@ -135,17 +144,33 @@ def main() -> None:
         kept = [(t, sizes[name]) for t, sizes in samples if name in sizes and t >= args.warm_up]
         if len(kept) < 2:
             continue
-        minutes, sizes = [t for t, _ in kept], [s for _, s in kept]
-        rows.append((name, sum(sizes) / len(sizes), max(sizes), growth_per_hour(minutes, sizes)))
+        minutes = [t for t, _ in kept]
+        resident, proportional = [s[0] for _, s in kept], [s[1] for _, s in kept]
+        rows.append(
+            (
+                name,
+                sum(resident) / len(resident),
+                sum(proportional) / len(proportional),
+                max(resident),
+                growth_per_hour(minutes, resident),
+            )
+        )
     print(f"\n{args.channels} channels, {args.minutes:g} min, warm-up {args.warm_up:g} min")
-    print("| process | mean MB | peak MB | growth MB/h |\n|---|---|---|---|")
-    for name, mean, peak, growth in rows:
-        print(f"| {name} | {mean:.1f} | {peak:.1f} | {growth:+.2f} |")
-    playouts = [mean for name, mean, _, _ in rows if name.startswith("playout_")]
-    senders = [mean for name, mean, _, _ in rows if name.startswith("publisher_")]
-    if playouts and senders:
-        footprint = sum(playouts) / len(playouts) + sum(senders) / len(senders)
-        print(f"a channel (playout and publisher): {footprint:.1f} MB resident")
+    print("| process | mean RSS MB | mean PSS MB | peak RSS MB | RSS growth MB/h |")
+    print("|---|---|---|---|---|")
+    for name, rss, pss, peak, growth in rows:
+        print(f"| {name} | {rss:.1f} | {pss:.1f} | {peak:.1f} | {growth:+.2f} |")
+
+    def mean_of(prefix: str, column: int) -> float:
+        values = [row[column] for row in rows if row[0].startswith(prefix)]
+        return sum(values) / len(values) if values else float("nan")
+
+    for column, kind in ((1, "resident (RSS)"), (2, "proportional (PSS)")):
+        playout, publisher = mean_of("playout_", column), mean_of("publisher_", column)
+        print(
+            f"a channel, {kind}: {playout + publisher:.1f} MB "
+            f"(playout {playout:.1f}, publisher {publisher:.1f})"
+        )
     print(f"processes left after webtv down: {left}")
     if args.plot:
         save_plot(
@@ -156,15 +181,18 @@ def main() -> None:
                     "resident MB",
                     "line",
                     [round(t, 1) for t, _ in samples],
-                    {name: [sizes.get(name, 0.0) for _, sizes in samples] for name in names},
+                    {
+                        name: [sizes.get(name, (0.0, 0.0))[0] for _, sizes in samples]
+                        for name in names
+                    },
                     xlabel="minutes",
                     ylabel="MB",
                 ),
                 Panel(
                     "growth after warm-up",
                     "barh",
-                    [name for name, *_ in rows],
-                    {"MB/h": [growth for *_, growth in rows]},
+                    [row[0] for row in rows],
+                    {"MB/h": [row[-1] for row in rows]},
                     xlabel="MB per hour",
                     target=1.0,
                     target_label="target: 1 MB/h",

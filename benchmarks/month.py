@@ -66,6 +66,7 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, Channel, load_channels
 from webtv_dagster.clips import ClipId
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip, write_state
 from webtv_dagster.production.retention import (
     StoredClip,
@@ -77,7 +78,6 @@ from webtv_dagster.production.retention import (
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
 from webtv_dagster.stack.instance import write_instance_yaml
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import (
     free_port_block,
     running_postgres,

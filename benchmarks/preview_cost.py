@@ -28,9 +28,9 @@ from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media import preview
 from webtv_dagster.media.ffmpeg import probe
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.stages import ClipProduction
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,11 +24,11 @@ from plotting import Panel, add_plot_argument, save_plot
 from webtv_dagster.backends.registry import OfflineSettings, build_backends
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, StageBackends, load_channels
 from webtv_dagster.clips import ClipId
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.model_endpoints import GradioSpacePool
 from webtv_dagster.production.stages import ClipProduction
 from webtv_dagster.spaces.apps import FAMILIES, Behaviour, Workshop, launch
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
 STAGES = [

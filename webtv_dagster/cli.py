@@ -34,6 +34,7 @@ from webtv_dagster.stack.playouts import ensure_playout, stop_playout
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.supervisord import StackSupervisor
 from webtv_dagster.stack.up import StackError, run_stack, stack_status, stop_stack
+from webtv_dagster.storage import S3Reader
 
 
 def _load_channels(settings: Settings) -> ChannelsFile:
@@ -106,7 +107,7 @@ def command_when_serving(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _media_store(settings: Settings):
-    from webtv_dagster.storage import MediaStore  # boto3: only the commands that need it
+    from webtv_dagster.media_store import MediaStore  # boto3: only the commands that need it
 
     return MediaStore.from_settings(settings)
 
@@ -156,7 +157,10 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
 
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
-    store = _media_store(settings)
+    # A playout only reads: the small reader where the keys are set (boto3 would cost each
+    # channel 40 MB), boto3 where its own credential chain (an instance role) is needed.
+    keys_set = settings.aws_access_key_id and settings.aws_secret_access_key
+    store = S3Reader.from_settings(settings) if keys_set else _media_store(settings)
     main_url = publish_url(settings.rtmp_port, channel.slug)
     try:
         # Under a new supervisor, it takes the channel over from one a dead stack left.

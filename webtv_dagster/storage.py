@@ -1,34 +1,32 @@
-"""Media storage in S3 (SeaweedFS, MinIO, AWS) through boto3.
+"""Media storage in S3 (SeaweedFS, MinIO, AWS): what every client of the bucket shares (its
+records, its errors and their wording) and `S3Reader`, the read-only client of the playout.
 
-Objects are uploaded from disk in parts (never whole files in memory). S3 makes an object
-visible under its key only once its upload completes, so a failed or interrupted upload never
-leaves a half-written object behind, and a rerun replaces an object in one step.
+Two clients read the bucket. `media_store.MediaStore` (boto3) writes, uploads in parts, lists
+and updates conditionally: the Dagster side, the viewer service and the commands use it.
+`S3Reader` only reads, with the standard library alone (GETs signed with AWS Signature
+Version 4): a playout runs per channel and only reads, and boto3 would cost each one 40 MB.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import http.client
 import json
 import random
+import re
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel
 
 from webtv_dagster.settings import Settings
 
-MULTIPART = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20)
-# What S3 answers a conditional write whose condition no longer holds (another writer won).
-WRITE_CONFLICTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-UPDATE_ATTEMPTS = 50
 CREDENTIAL_ERRORS = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -36,6 +34,7 @@ CREDENTIAL_ERRORS = {
     "InvalidToken",
     "ExpiredToken",
 }
+MISSING_KEY_ERRORS = {"404", "NoSuchKey"}
 
 
 class StorageError(RuntimeError):
@@ -47,18 +46,6 @@ class StoredObject(BaseModel):
     uri: str
     size_bytes: int
     sha256: str | None = None  # of uploaded files, so that copies can be checked against it
-
-
-def _json_body(document: Any) -> bytes:
-    return json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        for block in iter(lambda: data.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ListedObject(BaseModel):
@@ -77,231 +64,238 @@ class ObjectStream:
     chunks: Iterator[bytes]
 
 
-class MediaStore:
-    """One bucket of media, addressed by key."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def object_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def missing_object(bucket: str, key: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{object_uri(bucket, key)} does not exist: materialize the upstream asset first"
+    )
+
+
+def unreachable(endpoint: str, action: str, where: str) -> StorageError:
+    return StorageError(
+        f"cannot reach S3 at {endpoint} while {action} {where}: is the server running and "
+        "WEBTV_S3_ENDPOINT_URL right? (`webtv up` starts the embedded one)"
+    )
+
+
+def refused(endpoint: str, bucket: str, action: str, where: str, code: str) -> StorageError:
+    """S3's answer `code` to `action` on `where` (an object's URI or the bucket), as what to do."""
+    if code in CREDENTIAL_ERRORS:
+        return StorageError(
+            f"S3 at {endpoint} refused the credentials ({code}) while {action} {where}: check "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if code == "NoSuchBucket":
+        return StorageError(
+            f"bucket {bucket!r} does not exist at {endpoint}: create it or set WEBTV_S3_BUCKET"
+        )
+    return StorageError(f"S3 at {endpoint} answered {code} while {action} {where}")
+
+
+class ObjectReader(Protocol):
+    """What reading the bucket takes (MediaStore and S3Reader both do it)."""
+
+    bucket: str
+
+    def uri(self, key: str) -> str: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def get_json(self, key: str) -> Any: ...
+
+    def get_bytes_if_changed(self, key: str, etag: str) -> tuple[bytes, str] | None: ...
+
+    def download_file(self, key: str, path: Path) -> Path: ...
+
+
+EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
+RETRIED_STATUSES = {500, 502, 503, 504}
+CHUNK_BYTES = 2**20
+
+
+class S3Reader:
+    """Reads objects of one bucket: GETs signed with AWS Signature Version 4 (path-style
+    addressing, as MediaStore), over one kept-alive connection per thread. Failures read as
+    MediaStore's do: a missing key is a FileNotFoundError, the rest a StorageError."""
 
     def __init__(
         self,
         bucket: str,
         endpoint_url: str | None,
         region: str,
-        access_key_id: str | None,
-        secret_access_key: str | None,
+        access_key_id: str,
+        secret_access_key: str,
         timeout_seconds: float | None = None,
     ):
-        """`timeout_seconds`: how long one try of a call may take, and only one try (a check
-        of whether S3 answers); None: connecting 5 s, reading 60 s, three tries."""
+        """`timeout_seconds`: how long one try may take, and only one try; None: connecting
+        5 s, reading 60 s, four tries (boto3's standard retries, as MediaStore)."""
+        url = urlsplit(endpoint_url or f"https://s3.{region}.amazonaws.com")
+        if url.scheme not in {"http", "https"} or not url.hostname:
+            raise StorageError(f"WEBTV_S3_ENDPOINT_URL {endpoint_url!r} is not an http(s) URL")
         self.bucket = bucket
         self.endpoint = endpoint_url or f"AWS S3 ({region})"
-        self._client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            config=Config(
-                connect_timeout=timeout_seconds or 5,
-                read_timeout=timeout_seconds or 60,
-                # total_max_attempts counts the first try (max_attempts does not).
-                retries={"total_max_attempts": 1 if timeout_seconds else 4, "mode": "standard"},
-                s3={"addressing_style": "path"},
-            ),
-        )
+        self._url = url
+        self._region = region
+        self._access_key_id = access_key_id
+        self._secret = secret_access_key
+        self._timeout = timeout_seconds or 60
+        self._attempts = 1 if timeout_seconds else 4
+        self._connections = threading.local()
 
     @classmethod
-    def from_settings(cls, settings: Settings, timeout_seconds: float | None = None) -> MediaStore:
-        """The deployment's bucket (WEBTV_S3_*) with its keys, or boto3's own chain (instance
-        roles, ~/.aws) where none are set."""
-        keys = (settings.aws_access_key_id, settings.aws_secret_access_key)
-        access_key_id, secret_access_key = (k.get_secret_value() if k else None for k in keys)
+    def from_settings(cls, settings: Settings) -> S3Reader:
+        """The deployment's bucket with its keys (WEBTV_S3_*, AWS_ACCESS_KEY_ID and
+        AWS_SECRET_ACCESS_KEY): boto3's other sources of credentials (instance roles,
+        ~/.aws) are MediaStore's alone."""
+        if not (settings.aws_access_key_id and settings.aws_secret_access_key):
+            raise StorageError("S3Reader needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         return cls(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url or None,
             region=settings.s3_region,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            timeout_seconds=timeout_seconds,
+            access_key_id=settings.aws_access_key_id.get_secret_value(),
+            secret_access_key=settings.aws_secret_access_key.get_secret_value(),
         )
 
     def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def _error(self, action: str, key: str | None, error: Exception) -> StorageError:
-        where = f"{self.uri(key)}" if key else f"bucket {self.bucket!r}"
-        if isinstance(error, EndpointConnectionError):
-            return StorageError(
-                f"cannot reach S3 at {self.endpoint} while {action} {where}: is the server "
-                "running and WEBTV_S3_ENDPOINT_URL right? (`webtv up` starts the embedded one)"
-            )
-        if isinstance(error, ClientError):
-            code = error.response.get("Error", {}).get("Code", "?")
-            if code in CREDENTIAL_ERRORS:
-                return StorageError(
-                    f"S3 at {self.endpoint} refused the credentials ({code}) while {action} "
-                    f"{where}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                )
-            if code in {"NoSuchBucket"}:
-                return StorageError(
-                    f"bucket {self.bucket!r} does not exist at {self.endpoint}: create it or "
-                    "set WEBTV_S3_BUCKET"
-                )
-            return StorageError(f"S3 at {self.endpoint} answered {code} while {action} {where}")
-        return StorageError(f"S3 at {self.endpoint} failed while {action} {where}: {error}")
-
-    @contextmanager
-    def _s3_call(self, action: str, key: str | None) -> Iterator[None]:
-        """Turns boto3 failures into FileNotFoundError (missing key) or StorageError."""
-        try:
-            yield
-        except ClientError as error:
-            if key and error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-                raise FileNotFoundError(
-                    f"{self.uri(key)} does not exist: materialize the upstream asset first"
-                ) from None
-            raise self._error(action, key, error) from None
-        except BotoCoreError as error:
-            raise self._error(action, key, error) from None
-
-    def ensure_bucket(self) -> None:
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket"}:
-                raise self._error("checking", None, error) from None
-            with self._s3_call("creating", None):
-                self._client.create_bucket(Bucket=self.bucket)
-        except BotoCoreError as error:
-            raise self._error("checking", None, error) from None
-
-    def upload_file(self, path: Path, key: str, content_type: str) -> StoredObject:
-        with self._s3_call("uploading", key):
-            self._client.upload_file(
-                str(path),
-                self.bucket,
-                key,
-                ExtraArgs={"ContentType": content_type},
-                Config=MULTIPART,
-            )
-        return StoredObject(
-            key=key, uri=self.uri(key), size_bytes=path.stat().st_size, sha256=file_sha256(path)
-        )
-
-    def download_file(self, key: str, path: Path) -> Path:
-        with self._s3_call("downloading", key):
-            self._client.download_file(self.bucket, key, str(path), Config=MULTIPART)
-        return path
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> StoredObject:
-        with self._s3_call("writing", key):
-            self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
-            )
-        return StoredObject(key=key, uri=self.uri(key), size_bytes=len(body))
-
-    def put_json(self, key: str, document: Any) -> StoredObject:
-        return self.put_bytes(key, _json_body(document), "application/json")
+        return object_uri(self.bucket, key)
 
     def get_bytes(self, key: str) -> bytes:
-        with self._s3_call("reading", key):
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-    @contextmanager
-    def open_object(self, key: str, chunk_bytes: int = 2**16) -> Iterator[ObjectStream]:
-        """Streams the object (never whole in memory); a missing key is a FileNotFoundError."""
-        with self._s3_call("reading", key):
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-        body = response["Body"]
-
-        def chunks() -> Iterator[bytes]:
-            with self._s3_call("reading", key):
-                yield from body.iter_chunks(chunk_bytes)
-
-        try:
-            yield ObjectStream(
-                size_bytes=response["ContentLength"], etag=response.get("ETag", ""), chunks=chunks()
-            )
-        finally:
-            body.close()
+        got = self._get(key, {}, None)
+        assert got is not None  # no condition: never "not modified"
+        return got[0]
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
     def get_bytes_if_changed(self, key: str, etag: str) -> tuple[bytes, str] | None:
-        """The object and its ETag, or None when its ETag is still `etag` (one request, and
-        no body, for an object polled often that rarely changes)."""
-        condition = {"IfNoneMatch": etag} if etag else {}
-        with self._s3_call("reading", key):
-            try:
-                response = self._client.get_object(Bucket=self.bucket, Key=key, **condition)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in {"304", "NotModified"}:
-                    return None
-                raise
-            return response["Body"].read(), response.get("ETag", "")
+        """The object and its ETag, or None when its ETag is still `etag`."""
+        return self._get(key, {"if-none-match": etag} if etag else {}, None)
 
-    def update_json(
-        self, key: str, change: Callable[[Any | None], Any], attempts: int = UPDATE_ATTEMPTS
-    ) -> Any:
-        """Reads the document (None when there is none), writes `change(document)` back only if
-        nobody wrote it meanwhile (a conditional write on the ETag read, or on its absence),
-        and reads and changes it again when somebody did: no concurrent update is lost. Returns
-        what was written. Needs conditional writes (AWS S3, MinIO, SeaweedFS have them)."""
-        for attempt in range(attempts):
-            try:
-                body, etag = self.get_bytes_if_changed(key, "")
-                document = json.loads(body)
-            except FileNotFoundError:
-                document, etag = None, ""
-            updated = change(document)
-            if self._put_json_if(key, updated, etag):
-                return updated
-            # Another writer won: back off a random while, so that the losers spread out.
-            time.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))
-        raise StorageError(
-            f"{self.uri(key)} kept changing while it was updated ({attempts} writes in a row won "
-            "over this one): try again"
-        )
+    def download_file(self, key: str, path: Path) -> Path:
+        """Streams the object into `path` (never whole in memory)."""
+        self._get(key, {}, path)
+        return path
 
-    def _put_json_if(self, key: str, document: Any, etag: str) -> bool:
-        """Writes the document if the object's ETag is still `etag` ("": if there is none);
-        returns whether it did."""
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        with self._s3_call("writing", key):
+    def _get(
+        self, key: str, condition: dict[str, str], into: Path | None
+    ) -> tuple[bytes, str] | None:
+        """One GET, tried again on a lost connection or a 5xx: (body, ETag), None for "not
+        modified"; with `into`, the body goes to that file and b"" is returned. A failed
+        write of that file (a full disk) raises its OSError: it is no fault of S3's."""
+        path = f"/{quote(self.bucket, safe='')}/{quote(key, safe='/~')}"
+        for attempt in range(self._attempts):
+            if attempt:  # boto3's standard backoff: random, growing, at most 20 s
+                time.sleep(random.uniform(0, min(2**attempt, 20)))
             try:
-                self._client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=_json_body(document),
-                    ContentType="application/json",
-                    **condition,
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in WRITE_CONFLICTS:
+                connection = self._connection()
+                connection.request("GET", path, headers=self._signed(path, condition))
+                response = connection.getresponse()
+                body = b"" if response.status == 200 and into is not None else response.read()
+            except (OSError, http.client.HTTPException):
+                self._drop_connection()
+                continue
+            if response.status in RETRIED_STATUSES:
+                continue
+            if response.status == 200:
+                etag = response.getheader("ETag", "")
+                if into is None:
+                    return body, etag
+                if self._save(response, into):
+                    return b"", etag
+                continue
+            if response.status == 304:
+                return None
+            code = _error_code(body) or str(response.status)
+            if code in MISSING_KEY_ERRORS:
+                raise missing_object(self.bucket, key)
+            raise refused(self.endpoint, self.bucket, "reading", self.uri(key), code)
+        raise unreachable(self.endpoint, "reading", self.uri(key))
+
+    def _save(self, response: http.client.HTTPResponse, into: Path) -> bool:
+        """Writes the body into the file; False when the connection broke on the way."""
+        with into.open("wb") as file:
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException):
+                    self._drop_connection()
                     return False
-                raise
-        return True
+                if not chunk:
+                    return True
+                file.write(chunk)
 
-    def delete(self, key: str) -> None:
-        """Removes the object; removing one that does not exist is not an error."""
-        with self._s3_call("deleting", key):
-            self._client.delete_object(Bucket=self.bucket, Key=key)
-
-    def list_objects(self, prefix: str) -> list[ListedObject]:
-        listed: list[ListedObject] = []
-        with self._s3_call("listing", prefix):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._connections, "open", None)
+        if connection is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self._url.scheme == "https"
+                else http.client.HTTPConnection
             )
-            for page in pages:
-                listed.extend(
-                    ListedObject(
-                        key=item["Key"],
-                        size_bytes=item["Size"],
-                        modified_at=item["LastModified"].timestamp(),
-                    )
-                    for item in page.get("Contents", [])
-                )
-        return listed
+            # Connecting takes at most 5 s; reading waits as long as one try may take.
+            connection = kind(self._url.hostname, self._url.port, timeout=min(5, self._timeout))
+            connection.connect()
+            connection.sock.settimeout(self._timeout)
+            self._connections.open = connection
+        return connection
 
-    def list_keys(self, prefix: str) -> list[str]:
-        return [listed.key for listed in self.list_objects(prefix)]
+    def _drop_connection(self) -> None:
+        if (connection := getattr(self._connections, "open", None)) is not None:
+            connection.close()
+            self._connections.open = None
+
+    def _signed(self, path: str, extra: dict[str, str]) -> dict[str, str]:
+        """The headers of a GET of `path` with its AWS Signature Version 4 (no query, an
+        empty body)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = stamp[:8]
+        headers = {
+            "host": self._url.netloc,
+            "x-amz-content-sha256": EMPTY_BODY_SHA256,
+            "x-amz-date": stamp,
+            **extra,
+        }
+        names = sorted(headers)
+        signed_names = ";".join(names)
+        canonical = "\n".join(
+            [
+                "GET",
+                path,
+                "",  # no query
+                *(f"{name}:{headers[name].strip()}" for name in names),
+                "",
+                signed_names,
+                EMPTY_BODY_SHA256,
+            ]
+        )
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        key = f"AWS4{self._secret}".encode()
+        for part in (day, self._region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self._access_key_id}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature}"
+        )
+        return headers
+
+
+def _error_code(body: bytes) -> str | None:
+    """The <Code> of S3's XML error document, if there is one."""
+    found = re.search(rb"<Code>([^<]{1,100})</Code>", body)
+    return found.group(1).decode("ascii", "replace") if found else None

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from webtv_dagster.channels import load_channels
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
 TEST_CHANNELS = Path(__file__).with_name("channels.yaml")

@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.stack.nginx import (
     STREAM_NAME,
@@ -32,7 +33,6 @@ from webtv_dagster.stack.nginx import (
     write_rtmp_config,
 )
 from webtv_dagster.stack.processes import end_processes, port_is_free, stack_processes
-from webtv_dagster.storage import MediaStore
 
 
 def _can_bind(port: int) -> bool:

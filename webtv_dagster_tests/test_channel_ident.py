@@ -14,11 +14,11 @@ from webtv_dagster.clips import ident_key
 from webtv_dagster.defs.air.ident import channel_ident, channel_ident_sensor
 from webtv_dagster.media.broadcast import render_slate
 from webtv_dagster.media.ffmpeg import probe
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.publisher import remux_segment
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.production.ident import IDENT_FRAMES, make_ident, publish_ident
-from webtv_dagster.storage import MediaStore
 
 from .conftest import TEST_CHANNELS, clip_resources, studio_for_tests, wait_for
 

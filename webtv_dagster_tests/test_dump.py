@@ -19,6 +19,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.channel import FEED_LEAD_SECONDS
 from webtv_dagster.playout.playlist import Playlist, publish_playlist
 from webtv_dagster.playout.publisher import (
@@ -29,7 +30,7 @@ from webtv_dagster.playout.publisher import (
 )
 from webtv_dagster.playout.state import read_state
 from webtv_dagster.playout.takedowns import TakedownWatch, restore, take_down
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.storage import StorageError
 
 from .air_monitor import FRAME_MS, AirMonitor
 from .conftest import upload_playlist, wait_for

@@ -141,8 +141,8 @@ def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
 @pytest.fixture
 def own_seaweedfs(tmp_path):
     """A SeaweedFS of this test's own, free to be hung."""
+    from webtv_dagster.media_store import MediaStore
     from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS
-    from webtv_dagster.storage import MediaStore
     from webtv_dagster_tests.servers import free_port_block, start_embedded_s3
 
     from .conftest import ACCESS_KEY, SECRET_KEY

@@ -141,7 +141,7 @@ def test_anything_but_a_stored_preview_is_not_found(preview_server, path, caplog
 
 
 def test_a_failing_store_answers_502_without_naming_the_object(tmp_path, caplog):
-    from webtv_dagster.storage import MediaStore
+    from webtv_dagster.media_store import MediaStore
 
     caplog.set_level(logging.DEBUG, logger="webtv_dagster.production.previews")
     closed = MediaStore("media", "http://127.0.0.1:9", "us-east-1", ACCESS_KEY, SECRET_KEY)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from webtv_dagster.cli import main
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.process import playout_status
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command
 from webtv_dagster.stack.nginx import write_rtmp_config
@@ -26,7 +27,6 @@ from webtv_dagster.stack.supervisord import (
     write_supervisord_conf,
 )
 from webtv_dagster.stack.up import stop_stack
-from webtv_dagster.storage import MediaStore
 from webtv_dagster_tests.servers import free_port_block
 
 from .air_monitor import AirMonitor

@@ -1,8 +1,10 @@
+import json
 import os
 
 import pytest
 
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.media_store import MediaStore
+from webtv_dagster.storage import S3Reader, StorageError
 
 from .conftest import ACCESS_KEY, SECRET_KEY, free_port_block
 
@@ -61,6 +63,63 @@ def test_unreachable_endpoint_fails_clearly():
     store = MediaStore("media", f"http://127.0.0.1:{port}", "us-east-1", ACCESS_KEY, SECRET_KEY)
     with pytest.raises(StorageError, match=rf"cannot reach S3 at http://127.0.0.1:{port}"):
         store.get_json("x.json")
+
+
+def reader_of(seaweedfs, media_store, secret: str = SECRET_KEY, **options) -> S3Reader:
+    return S3Reader(
+        media_store.bucket, seaweedfs.endpoint_url, "us-east-1", ACCESS_KEY, secret, **options
+    )
+
+
+def test_the_playouts_reader_reads_what_the_store_wrote(seaweedfs, media_store, tmp_path):
+    """The standard-library reader of the playout, against the real S3: bytes, JSON, a file
+    larger than its chunks, keys with spaces and non-ASCII letters, from several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    reader = reader_of(seaweedfs, media_store)
+    key = "channels/x/a clip+(1)/ünïcode=~.json"
+    media_store.put_json(key, {"prompt": "p"})
+    assert reader.get_json(key) == {"prompt": "p"}
+    assert reader.get_bytes(key) == media_store.get_bytes(key)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(3 * 2**20 + 17))
+    media_store.upload_file(big, "channels/x/big.mp4", "video/mp4")
+    copy = reader.download_file("channels/x/big.mp4", tmp_path / "copy.mp4")
+    assert copy.read_bytes() == big.read_bytes()
+    with ThreadPoolExecutor(4) as pool:  # a kept-alive connection per thread
+        assert set(pool.map(lambda _: reader.get_bytes(key), range(20))) == {
+            media_store.get_bytes(key)
+        }
+
+
+def test_the_reader_asks_again_only_for_what_changed(seaweedfs, media_store):
+    reader = reader_of(seaweedfs, media_store)
+    media_store.put_json("t.json", {"n": 1})
+    body, etag = reader.get_bytes_if_changed("t.json", "")
+    assert json.loads(body) == {"n": 1} and etag
+    assert reader.get_bytes_if_changed("t.json", etag) is None
+    media_store.put_json("t.json", {"n": 2})
+    body, newer = reader.get_bytes_if_changed("t.json", etag)
+    assert json.loads(body) == {"n": 2} and newer != etag
+
+
+def test_the_reader_fails_as_the_store_does(seaweedfs, media_store, tmp_path):
+    reader = reader_of(seaweedfs, media_store)
+    with pytest.raises(FileNotFoundError, match="materialize the upstream asset"):
+        reader.get_json("nothing/here.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        reader.download_file("nothing/here.mp4", tmp_path / "x")
+    wrong = reader_of(seaweedfs, media_store, secret="not-the-secret")
+    media_store.put_json("x.json", {})
+    with pytest.raises(StorageError) as error:
+        wrong.get_json("x.json")
+    message = str(error.value)
+    assert "refused the credentials" in message and "AWS_SECRET_ACCESS_KEY" in message
+    assert "not-the-secret" not in message and SECRET_KEY not in message
+    port = free_port_block(1)
+    away = S3Reader("media", f"http://127.0.0.1:{port}", "us-east-1", ACCESS_KEY, SECRET_KEY)
+    with pytest.raises(StorageError, match=rf"cannot reach S3 at http://127.0.0.1:{port}"):
+        away.get_json("x.json")
 
 
 def test_only_authenticated_s3_reaches_the_embedded_store(seaweedfs, media_store):

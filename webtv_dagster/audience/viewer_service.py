@@ -43,6 +43,7 @@ from webtv_dagster.backends.moderator import Moderator, clean_text
 from webtv_dagster.backends.registry import build_moderators
 from webtv_dagster.channels import Channel, ChannelConfigError, ChannelsFile, find_channel
 from webtv_dagster.clips import ClipId
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.air_plan import planned_air
 from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.playlist import Playlist
@@ -55,7 +56,7 @@ from webtv_dagster.production.shot_requests import (
     queue_path,
     request_slots,
 )
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.storage import StorageError
 
 # A rerun replaces a clip's previews: browsers keep one a minute, then ask again (ETag).
 PREVIEW_CACHE_CONTROL = "public, max-age=60"

@@ -19,7 +19,8 @@ from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
 from webtv_dagster.media.conform import conform_video
-from webtv_dagster.media.ffmpeg import YuvFrame, decode_yuv420_frames, probe, run_ffmpeg
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.media.frames import YuvFrame, decode_yuv420_frames
 from webtv_dagster.media.limits import MediaLimits
 
 

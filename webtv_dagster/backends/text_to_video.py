@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import conform_video
-from webtv_dagster.media.ffmpeg import encode_rgb_frames
+from webtv_dagster.media.frames import encode_rgb_frames
 from webtv_dagster.media.limits import MediaLimits
 
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import ffmpeg  # ffmpeg-python: its probe runs ffprobe; every other command is built here.
-import numpy as np
 from pydantic import BaseModel, Field
 
 
@@ -130,70 +129,3 @@ def _keyframe_times(report: dict, stream_index: int) -> list[float]:
         and "K" in packet.get("flags", "")
         and "pts_time" in packet
     )
-
-
-def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) -> None:
-    """Encodes uint8 RGB frames (count, height, width, 3) as near-lossless H.264."""
-    count, height, width, _ = frames.shape
-    run_ffmpeg(
-        [
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            str(fps),
-            "-i",
-            "pipe:0",
-            "-frames:v",
-            str(count),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "14",
-            "-pix_fmt",
-            "yuv420p",
-            "-movflags",
-            "+faststart",
-            str(output),
-        ],
-        purpose,
-        stdin=np.ascontiguousarray(frames, dtype=np.uint8).tobytes(),
-    )
-
-
-YuvFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h, w), U and V (h/2, w/2)
-
-
-def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
-    """Decodes every frame of a video as yuv420p planes, Lanczos-scaled to width x height (even):
-    the planes the encoder gets back, with no colour conversion on the way."""
-    raw = run_ffmpeg(
-        [
-            "-i",
-            str(path),
-            "-vf",
-            f"scale={width}:{height}:flags=lanczos",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "pipe:1",
-        ],
-        f"decoding {path.name}",
-    )
-    luma, chroma = width * height, (width // 2) * (height // 2)
-    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, luma + 2 * chroma)
-    half = (height // 2, width // 2)
-    return [
-        (
-            frame[:luma].reshape(height, width),
-            frame[luma : luma + chroma].reshape(half),
-            frame[luma + chroma :].reshape(half),
-        )
-        for frame in frames
-    ]

@@ -66,7 +66,7 @@ from webtv_dagster.playout.state import (
     write_state,
 )
 from webtv_dagster.playout.takedowns import Takedown, TakedownWatch
-from webtv_dagster.storage import MediaStore
+from webtv_dagster.storage import ObjectReader
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ChannelPlayout:
 
     def __init__(
         self,
-        store: MediaStore,
+        store: ObjectReader,
         channel: Channel,
         url: str,
         data_dir: Path,

@@ -13,7 +13,7 @@ from pathlib import Path
 from webtv_dagster.clips import channel_prefix, ident_key
 from webtv_dagster.playout.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder
-from webtv_dagster.storage import MediaStore, StorageError, file_sha256
+from webtv_dagster.storage import ObjectReader, StorageError, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class ClipLibrary:
 
     def __init__(
         self,
-        store: MediaStore,
+        store: ObjectReader,
         slug: str,
         folder: PlayoutFolder,
         cache_bytes: int,

@@ -13,7 +13,7 @@ that folder (a local cache or a mount of the bucket).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -21,7 +21,10 @@ from webtv_dagster import clips
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId, channel_prefix
 from webtv_dagster.playout.takedowns import read_takedowns
-from webtv_dagster.storage import MediaStore, StoredObject
+from webtv_dagster.storage import ObjectReader, StoredObject
+
+if TYPE_CHECKING:  # the playout only reads, and never loads boto3
+    from webtv_dagster.media_store import MediaStore
 
 PLAYLIST_JSON = "playlist.json"
 PLAYLIST_FFCONCAT = "playlist.ffconcat"
@@ -71,7 +74,7 @@ def playlist_window(aired_through: int, highest: int, backlog_cap: int) -> range
     return range(start, highest + 1)
 
 
-def build_playlist(store: MediaStore, channel: Channel, window: range) -> Playlist:
+def build_playlist(store: ObjectReader, channel: Channel, window: range) -> Playlist:
     """The airable clips among the clip numbers of `window`, in clip order: their broadcast
     records are read (a few at once), the others do not exist yet, failed QC or were removed."""
     prefix = channel_prefix(channel.slug)

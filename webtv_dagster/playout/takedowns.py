@@ -12,11 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from webtv_dagster.clips import ClipId, channel_prefix
-from webtv_dagster.storage import MediaStore
+from webtv_dagster.storage import ObjectReader
+
+if TYPE_CHECKING:  # the playout only reads, and never loads boto3
+    from webtv_dagster.media_store import MediaStore
 
 TAKEDOWNS_JSON = "takedowns.json"
 TAKEN_DOWN = "taken down"  # a clip's `on_air` observation when an operator pulls it
@@ -57,7 +61,7 @@ def _key(slug: str) -> str:
     return channel_prefix(slug) + TAKEDOWNS_JSON
 
 
-def read_takedowns(store: MediaStore, slug: str) -> Takedowns:
+def read_takedowns(store: ObjectReader, slug: str) -> Takedowns:
     try:
         return Takedowns.model_validate(store.get_json(_key(slug)))
     except FileNotFoundError:
@@ -137,7 +141,7 @@ class TakedownWatch:
     (a conditional GET: cheap enough to ask several times a second), and kept in a local copy so
     that a playout restarted while S3 is away still knows them."""
 
-    def __init__(self, store: MediaStore, slug: str, copy: Path):
+    def __init__(self, store: ObjectReader, slug: str, copy: Path):
         self.store = store
         self.key = _key(slug)
         self.copy = copy

@@ -22,7 +22,8 @@ from webtv_dagster.clips import ident_key
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.conform import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
-from webtv_dagster.storage import MediaStore, StoredObject
+from webtv_dagster.media_store import MediaStore
+from webtv_dagster.storage import StoredObject
 
 IDENT_FRAMES = 128  # 5.333 s: two gapless units
 IDENT_BACKENDS = "offline: procedural text-to-video, Lanczos, optical flow, procedural music"

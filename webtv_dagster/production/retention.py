@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 from webtv_dagster import clips
 from webtv_dagster.channels import RetentionPolicy
 from webtv_dagster.clips import ClipId, channel_prefix
-from webtv_dagster.storage import ListedObject, MediaStore
+from webtv_dagster.media_store import MediaStore
+from webtv_dagster.storage import ListedObject
 
 INTERMEDIATES = (clips.UPSCALED_TAKE, clips.INTERPOLATED_CLIP)
 

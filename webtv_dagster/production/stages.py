@@ -26,10 +26,10 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.prompt_rules import prompt_problems
-from webtv_dagster.storage import MediaStore
 
 RECENT_PROMPTS = 8  # how many earlier prompts of the channel the writer must not repeat
 

@@ -38,13 +38,14 @@ from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
 from webtv_dagster.channels import load_channels
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertError, notifier
 from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
 from webtv_dagster.stack.supervisord import StackSupervisor
-from webtv_dagster.storage import MediaStore, StorageError
+from webtv_dagster.storage import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from webtv_dagster.defs.resources import resources_for
 from webtv_dagster.lib.partitions import channel_partitions
 from webtv_dagster.lib.resources import S3MediaStorage, Studio
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.ident import (
     IDENT_BACKENDS,
     ident_fingerprint,
@@ -25,7 +26,7 @@ from webtv_dagster.production.ident import (
 )
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.instance import open_instance
-from webtv_dagster.storage import MediaStore, StorageError, StoredObject
+from webtv_dagster.storage import StorageError, StoredObject
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from webtv_dagster.lib.clip_records import latest_clip_number
 from webtv_dagster.lib.names import BROADCAST_CLIP, PLAYLIST
 from webtv_dagster.lib.partitions import channel_partitions
 from webtv_dagster.lib.resources import S3MediaStorage, Studio
+from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.playlist import build_playlist, playlist_window, publish_playlist
 from webtv_dagster.playout.takedowns import read_takedowns
 from webtv_dagster.production.planning import MAX_BACKLOG_CLIPS
-from webtv_dagster.storage import MediaStore
 
 GUIDE_ROWS = 20
 
