@@ -5,8 +5,10 @@ publisher): resident (RSS) and proportional (PSS: each shared page divided among
 that map it, the memory one more channel costs; FFmpeg maps 40 MB of libraries that every
 publisher shares). Publishers are killed now and then, so that restarts happen as over days.
 
-The footprint of an earlier commit, side by side: run this script with PYTHONPATH set to a
-checkout of that commit (`git worktree add /tmp/before <commit>`): the stack runs its code.
+The footprint of an earlier commit, side by side: from a checkout of that commit (`git worktree
+add /tmp/before <commit>`), in its folder and with PYTHONPATH set to it (the stack's programs
+run `python -m`, which looks in the working folder first), run this script:
+`cd /tmp/before && PYTHONPATH=$PWD <project>/.venv/bin/python <project>/benchmarks/memory_soak.py`.
 
 Liquidsoap's users' most reported pain is memory that grows for days until the OOM killer
 restarts the stream: the target is that no process grows more than 1 MB an hour.

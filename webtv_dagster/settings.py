@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     celery_backend: str = ""
     stage_retries: int = Field(2, ge=0, le=10)
     stage_retry_delay_seconds: float = Field(30, ge=0, le=3600, allow_inf_nan=False)
+    # Below this much free space on the data folder's disk the watchdog alerts (production
+    # fails there; the channels air from their caches).
+    disk_low_mb: int = Field(64, ge=1, le=1_048_576)
     playout_stale_seconds: float = Field(90, ge=10, le=86_400, allow_inf_nan=False)
     stop_grace_seconds: float = Field(5, ge=0, le=3600, allow_inf_nan=False)
     public_url: str = ""

@@ -52,6 +52,7 @@ from webtv_dagster.playout.takedowns import take_down
 from webtv_dagster.production.previews import preview_object_key
 from webtv_dagster.production.shot_requests import (
     RequestQueue,
+    RequestQueueUnavailable,
     ShotRequest,
     queue_path,
     request_slots,
@@ -150,9 +151,12 @@ class ViewerSite:
         )
         requests: list[dict[str, Any]] = []
         if channel.requests.enabled:
-            requests = self._queued_requests(
-                channel, plan, state.aired_through if state else 0, now
-            )
+            try:
+                requests = self._queued_requests(
+                    channel, plan, state.aired_through if state else 0, now
+                )
+            except RequestQueueUnavailable as error:  # a full disk: the guide without them
+                log.warning("the guide lists no requests: %s", error)
         guide = {
             "channel": channel.slug,
             "title": channel.title,
@@ -246,6 +250,11 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
         except StorageError as error:
             log.error("the media store did not answer: %s", type(error).__name__)
             self._json(502, {"error": "the media store did not answer; try again"})
+        except RequestQueueUnavailable as error:
+            log.error("%s", error)
+            self._json(503, {"error": "requests cannot be taken right now; try again later"})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (a probe reads no body)
         except Exception:  # a fault of ours: logged, answered, and the service goes on
             log.exception("%s %s failed", self.command, path)
             self._json(500, {"error": "the viewer service failed; try again"})

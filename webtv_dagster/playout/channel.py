@@ -32,6 +32,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.playout.files import DiskTrouble, write_atomically
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.playlist import PlaylistEntry, unaired_entries
 from webtv_dagster.playout.process import HEARTBEAT_SECONDS, Heartbeat
@@ -141,6 +142,8 @@ class ChannelPlayout:
         self.publisher_error: str | None = None  # why the last one died, until one sends
         self._publisher_origin = time.time()
         self._state_lock = threading.Lock()
+        # A full disk fails the writes of the state and progress files, never air.
+        self._disk = DiskTrouble(f"{channel.slug}: its state and progress files")
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
@@ -467,9 +470,10 @@ class ChannelPlayout:
         publisher = self.publisher
         written = publisher.written_through if publisher else sent_through
         progress = {"sent_through": round(sent_through, 3), "written_through": round(written, 3)}
-        partial = self.folder.progress.with_suffix(".part")
-        partial.write_text(json.dumps(progress))
-        partial.replace(self.folder.progress)
+        try:
+            write_atomically(self.folder.progress, json.dumps(progress).encode())
+        except OSError as error:
+            self._disk.failed(error)
 
     def _rest_of_interrupted(self) -> Segment | None:
         """The rest of the clip the last playout was airing when it died, from the first
@@ -524,4 +528,9 @@ class ChannelPlayout:
             publisher_error=self.publisher_error,
         )
         with self._state_lock:  # the feeder and the publisher watch both write it
-            write_state(self.data_dir, state)
+            try:
+                write_state(self.data_dir, state)
+            except OSError as error:
+                self._disk.failed(error)
+            else:
+                self._disk.succeeded()

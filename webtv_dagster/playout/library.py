@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from webtv_dagster.clips import channel_prefix, ident_key
+from webtv_dagster.playout.files import DiskTrouble, write_atomically
 from webtv_dagster.playout.playlist import PLAYLIST_JSON, Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.storage import ObjectReader, StorageError, file_sha256
@@ -106,6 +107,7 @@ class ClipLibrary:
         self.refreshed = threading.Event()  # set once the playlist was first asked for
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._keep_current, daemon=True)
+        self._disk = DiskTrouble(f"{slug}: its clip cache")
 
     def start(self) -> ClipLibrary:
         self._thread.start()
@@ -163,16 +165,22 @@ class ClipLibrary:
 
     def _keep_current(self) -> None:
         while not self.stop.is_set():
-            self._refresh_playlist()
-            self._refresh_ident()
-            self.refreshed.set()
-            for entry in list(self._wanted):
-                if self.stop.is_set():
-                    return
-                if not self.cache.path(entry.clip_id).exists() and not self.unairable(entry):
-                    self._fetch(entry)
+            try:
+                self._refresh()
+            except Exception:  # whatever it was, the library must not stop growing for good
+                log.exception("%s: the library's round failed; trying again", self.slug)
             self._wake.wait(self.refresh_seconds)
             self._wake.clear()
+
+    def _refresh(self) -> None:
+        self._refresh_playlist()
+        self._refresh_ident()
+        self.refreshed.set()
+        for entry in list(self._wanted):
+            if self.stop.is_set():
+                return
+            if not self.cache.path(entry.clip_id).exists() and not self.unairable(entry):
+                self._fetch(entry)
 
     def _refresh_playlist(self) -> None:
         try:
@@ -183,9 +191,10 @@ class ClipLibrary:
             return  # no playlist yet, S3 away, or a bad document: keep the last good one
         if playlist != self.playlist:
             self.playlist = playlist
-            partial = self.folder.playlist.with_suffix(".part")
-            partial.write_bytes(raw)
-            partial.replace(self.folder.playlist)
+            try:
+                write_atomically(self.folder.playlist, raw)
+            except OSError as error:  # a full disk: the playlist is known all the same
+                self._disk.failed(error)
 
     def _refresh_ident(self) -> None:
         """Fetches the ident when there is no local copy, or S3's changed (asked every
@@ -201,10 +210,13 @@ class ClipLibrary:
             return  # not made yet, or S3 away: the copy kept (or the slate) airs meanwhile
         if changed is None:
             return
-        body, self._ident_etag = changed
-        partial = self.folder.ident.with_suffix(".part")
-        partial.write_bytes(body)
-        partial.replace(self.folder.ident)
+        body, etag = changed
+        try:
+            write_atomically(self.folder.ident, body)
+        except OSError as error:  # a full disk: fetched again on the next round
+            self._disk.failed(error)
+            return
+        self._ident_etag = etag
         log.info("%s: ident fetched (%d bytes)", self.slug, len(body))
 
     def _fetch(self, entry: PlaylistEntry) -> None:
@@ -216,9 +228,14 @@ class ClipLibrary:
                 log.warning("%s: not fetched: %s", entry.clip_id, error)
                 partial.unlink(missing_ok=True)
                 return  # S3 away or the clip gone: tried again on the next round
+            except OSError as error:  # a full disk: the cache airs what it holds meanwhile
+                partial.unlink(missing_ok=True)
+                self._disk.failed(error)
+                return
             problem = mismatch(partial, entry)
             if problem is None:
                 self.cache.store(partial, entry.clip_id)
+                self._disk.succeeded()
                 return
             partial.unlink(missing_ok=True)
             if attempt == 2:

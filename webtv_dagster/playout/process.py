@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.state import PlayoutFolder, read_state
+
+log = logging.getLogger(__name__)
 
 TAKE_OVER_SECONDS = 3.0  # a left playout asked to stop has this long before it is killed
 HEARTBEAT_SECONDS = 0.5  # how often a process beats at most: what its watchdog allows for
@@ -115,7 +119,10 @@ def hold_playout_lock(data_dir: Path, slug: str, take_over: bool = False):
                     raise PlayoutStartError(f"{slug} is already on air (pid {holder})") from None
                 time.sleep(0.05)
         record = {"pid": os.getpid(), "started_at": time.time()}
-        folder.pid.write_text(json.dumps(record))
+        try:
+            write_atomically(folder.pid, json.dumps(record).encode())
+        except OSError as error:  # a full disk: the lock holds the channel all the same
+            log.warning("%s: pid file not written (%s)", slug, error)
         try:
             yield
         finally:

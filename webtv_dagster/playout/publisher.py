@@ -357,7 +357,12 @@ class Publisher:
 
 
 def _copy_log(stream, log_path: Path) -> None:
-    with log_path.open("a", encoding="utf-8") as log:
+    """Copies FFmpeg's warnings into its log until it exits. Lines that cannot be written (a
+    full disk) are dropped, but the pipe is always drained: FFmpeg blocks once it is full."""
+    with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
         for raw in stream:
-            log.write(raw.decode("utf-8", errors="replace"))
-            log.flush()
+            with contextlib.suppress(OSError):
+                log.write(raw.decode("utf-8", errors="replace"))
+                log.flush()
+    for _ in stream:  # the log could not even be opened
+        pass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.playlist import PLAYLIST_JSON
 from webtv_dagster.playout.takedowns import TAKEDOWNS_JSON
 from webtv_dagster.public_site import make_public_folder, viewer_state_path
@@ -177,6 +178,4 @@ def write_state(data_dir: Path, state: PlayoutState) -> None:
     copy = viewer_state_path(data_dir, state.channel)
     make_public_folder(copy.parent)
     for path in (PlayoutFolder.of(data_dir, state.channel).state, copy):
-        partial = path.with_suffix(".part")
-        partial.write_text(text)
-        partial.replace(path)  # readers never see half a file
+        write_atomically(path, text.encode())  # readers never see half a file

@@ -8,6 +8,7 @@ keeps the history of its take-downs and restores."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +18,13 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from webtv_dagster.clips import ClipId, channel_prefix
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.storage import ObjectReader
 
 if TYPE_CHECKING:  # the playout only reads, and never loads boto3
     from webtv_dagster.media_store import MediaStore
+
+log = logging.getLogger(__name__)
 
 TAKEDOWNS_JSON = "takedowns.json"
 TAKEN_DOWN = "taken down"  # a clip's `on_air` observation when an operator pulls it
@@ -178,7 +182,8 @@ class TakedownWatch:
         now = time.time()
         self.known_since = {clip: self.known_since.get(clip, now) for clip in clips}
         self.clips = clips  # replaced whole: readers in other threads see one or the other
-        partial = self.copy.with_suffix(".part")
-        partial.write_bytes(body)
-        partial.replace(self.copy)
+        try:
+            write_atomically(self.copy, body)
+        except OSError as error:  # a full disk: the take-downs hold, in memory, all the same
+            log.warning("take-downs not kept in %s: %s", self.copy, error)
         return True

@@ -108,14 +108,22 @@ def queue_path(data_dir: Path) -> Path:
     return data_dir / "requests.sqlite3"
 
 
+class RequestQueueUnavailable(RuntimeError):
+    """The queue's database cannot be used now (its disk is full, or it is locked for longer
+    than the wait): nothing was changed; try again later."""
+
+
 class RequestQueue:
     """Every channel's requests, in the SQLite database at `path`."""
 
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
-            db.executescript(SCHEMA)
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+                db.executescript(SCHEMA)
+        except sqlite3.OperationalError as error:
+            raise RequestQueueUnavailable(f"the request queue {path}: {error}") from None
         with self._connection(immediate=True) as db:
             if db.execute("SELECT COUNT(*) FROM salt").fetchone()[0] == 0:
                 db.execute("INSERT INTO salt VALUES (?)", (secrets.token_bytes(32),))
@@ -124,6 +132,16 @@ class RequestQueue:
 
     @contextlib.contextmanager
     def _connection(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """A transaction; SQLite's operational failures (a full disk, a lock held too long)
+        are RequestQueueUnavailable, and roll it back."""
+        try:
+            with self._transaction(immediate) as db:
+                yield db
+        except sqlite3.OperationalError as error:
+            raise RequestQueueUnavailable(f"the request queue {self.path}: {error}") from None
+
+    @contextlib.contextmanager
+    def _transaction(self, immediate: bool) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -15,6 +15,10 @@ restarts it. Each kill is logged and alerted.
 | dagster-code-server | gRPC health of DagsterApi on its socket | 2 failures in a row |
 | dagster-daemon | its process state (it offers nothing to ask) | stopped (SIGSTOP) on 2 looks |
 
+The watchdog also watches the free space of the data folder's disk: below WEBTV_DISK_LOW_MB
+it alerts once (clips are not made there, the channels air what their caches hold), and once
+more when twice that is free again.
+
 A program is held to its check once it passed it (a program still starting is not hung), or
 at the latest once its start-up allowance ran out (one that never comes up is hung too), and
 only while supervisord says it runs: an operator's stop is left alone.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -54,6 +59,7 @@ PLAYOUT_HANG_SECONDS = 2.0  # its feeder beats every 0.5 s as it works and as it
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_FAILURES = 2  # failed probes in a row that make a program hung
 PROBE_EVERY_SECONDS = 1.0
+DISK_EVERY_SECONDS = 5.0  # how often the data folder's free space is looked at
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,8 @@ class Watchdog:
         self.first_slug = load_channels(settings.channels_file).channels[0].slug
         self.alerts = notifier(settings.alert_webhook_url.get_secret_value())
         self.stop = threading.Event()
+        self.disk_low = False
+        self._disk_looked = 0.0
 
     def check_of(self, info: dict) -> Check | None:
         """How the program of supervisord's process `info` is checked (None: it is not: the
@@ -235,6 +243,37 @@ class Watchdog:
                     del watched[program]
                 for program, known in watched.items():
                     self._look(program, known, pool)
+                if time.monotonic() - self._disk_looked >= DISK_EVERY_SECONDS:
+                    self._disk_looked = time.monotonic()
+                    self.look_at_disk()
+
+    def look_at_disk(self) -> None:
+        """Alerts when the data folder's disk runs short of space, and when it has room again
+        (twice the threshold, so that a disk at the edge does not alert on every look)."""
+        low = self.settings.disk_low_mb * 2**20
+        try:
+            free = shutil.disk_usage(self.settings.data_dir).free
+        except OSError as error:
+            log.warning("the data folder's free space is unknown: %s", error)
+            return
+        where = self.settings.data_dir.resolve()
+        if not self.disk_low and free < low:
+            self.disk_low = True
+            self._notify(
+                "the data folder's disk is full",
+                f"{free / 2**20:.0f} MB free on the disk of {where} (under WEBTV_DISK_LOW_MB, "
+                f"{self.settings.disk_low_mb}): clips are not made (their runs fail), the "
+                "channels air what their caches hold. Free space there (or grow the disk): "
+                "production and the caches resume by themselves.",
+                "error",
+            )
+        elif self.disk_low and free >= 2 * low:
+            self.disk_low = False
+            self._notify(
+                "the data folder's disk has room again",
+                f"{free / 2**20:.0f} MB free on the disk of {where}: production resumes.",
+                "info",
+            )
 
     def _look(self, program: str, known: _Watched, pool: ThreadPoolExecutor) -> None:
         check, now = known.check, time.time()
@@ -264,12 +303,18 @@ class Watchdog:
         except ProcessLookupError:
             return
         message = f"{program} (pid {pid}) hung: {why}; killed for supervisord to restart it"
-        log.warning(message)
-        if self.alerts is not None:
-            threading.Thread(target=self._alert, args=(program, message), daemon=True).start()
+        self._notify(f"{program} hung and was restarted", message, "warning")
 
-    def _alert(self, program: str, message: str) -> None:
+    def _notify(self, title: str, message: str, severity: str) -> None:
+        """Logs, and alerts (in a thread of its own: a slow receiver delays no check)."""
+        log.log(logging.INFO if severity == "info" else logging.WARNING, "%s: %s", title, message)
+        if self.alerts is not None:
+            threading.Thread(
+                target=self._alert, args=(title, message, severity), daemon=True
+            ).start()
+
+    def _alert(self, title: str, message: str, severity: str) -> None:
         try:
-            self.alerts.send(f"{program} hung and was restarted", message, severity="warning")
+            self.alerts.send(title, message, severity=severity)
         except AlertError as error:
             log.warning("alert not delivered: %s", error)
