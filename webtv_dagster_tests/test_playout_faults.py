@@ -287,3 +287,52 @@ def test_a_restarted_playout_resumes_in_the_clip_the_killed_one_was_airing(
     assert min(viewer.timestamp_steps()) > 0  # nothing sent twice
     (jump,) = viewer.steps_over_one_frame()
     assert jump <= MOST_LOST_MS, f"{jump} ms of the stream skipped"
+
+
+def test_a_restart_finds_the_clip_airing_by_the_publishers_last_report(
+    media_store, llama_channel, tmp_path
+):
+    """On a busy machine a playout may queue the next clip before its publisher reports the
+    one before: a playout restarted then resumes the clip the report was in, and the clip
+    queued after it airs again (it was never sent), rather than skipping both."""
+    import json
+
+    from webtv_dagster.playout.state import PlayoutState, ScheduledClip, write_state
+
+    data_dir = tmp_path / "data"
+    folder = PlayoutFolder.of(data_dir, SLUG)
+    folder.path.mkdir(parents=True)
+    schedule = [
+        ScheduledClip(
+            clip_id=f"{SLUG}-{number:06d}",
+            prompt=f"prompt {number}",
+            duration_seconds=CLIP_SECONDS,
+            starts_at=1000.0 + number * CLIP_SECONDS,
+            stream_seconds=(number - 1) * CLIP_SECONDS,
+        )
+        for number in (1, 2, 3)
+    ]
+    write_state(
+        data_dir,
+        PlayoutState(
+            channel=SLUG,
+            title=llama_channel.title,
+            publisher_started_at=1000.0,
+            updated_at=1010.0,
+            aired_through=3,
+            unplayed_seconds=0.0,
+            schedule=schedule,
+            up_next=[],
+        ),
+    )
+    into_the_second = CLIP_SECONDS + 0.2
+    folder.progress.write_text(
+        json.dumps({"sent_through": into_the_second, "written_through": 3 * CLIP_SECONDS})
+    )
+    playout = ChannelPlayout(
+        media_store, llama_channel, "rtmp://127.0.0.1:1/none", data_dir, cache_bytes=2**20
+    )
+    assert playout.interrupted == schedule[1]
+    assert playout.aired_through == 2  # the third clip airs again
+    assert playout._schedule == schedule[:2]
+    assert playout._next_stream_seconds == pytest.approx(2 * CLIP_SECONDS)

@@ -307,3 +307,89 @@ def test_the_operators_dump_button_cuts_the_clip_on_screen(
         if entries and entries[-1].starts_at + 64 / 24 > takedown.taken_down_at + 1.5:
             assert cut and "offensive picture" in cut[0].reason, (entries, state.skipped)
         assert all(c.starts_at < takedown.taken_down_at for c in entries)
+
+
+def test_the_stream_plays_through_its_timestamp_wrap(
+    browser, rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    """The channel's timeline 40 s before its timestamps restart from 0 (FLV_FOLD_SECONDS,
+    24.30 days: FFmpeg's FLV timestamps, 31 bits of milliseconds, would wrap by themselves at
+    24.86 days), as a playout resumes it from its state: an RTMP subscriber and the viewer page
+    (hls.js in Chromium) play through it with no freeze and no reconnect, and past it the
+    prompt on screen still belongs to the clip in the picture."""
+    from webtv_dagster.playout.publisher import FLV_FOLD_SECONDS
+    from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip, write_state
+
+    from .air_monitor import FRAME_MS, AirMonitor
+
+    slug, fold, clip_seconds = llama_channel.slug, FLV_FOLD_SECONDS, 64 / 24
+    data_dir = tmp_path / "data"
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 41)})
+    before = ScheduledClip(
+        clip_id=f"{slug}-000040",
+        prompt="the clip before the restart",
+        duration_seconds=clip_seconds,
+        starts_at=time.time() - 60,
+        stream_seconds=fold - 40 - clip_seconds,
+    )
+    PlayoutFolder.of(data_dir, slug).path.mkdir(parents=True)
+    write_state(
+        data_dir,
+        PlayoutState(
+            channel=slug,
+            title=llama_channel.title,
+            publisher_started_at=0.0,
+            updated_at=time.time(),
+            unplayed_seconds=0.0,
+            schedule=[before],
+            up_next=[],
+        ),
+    )
+    playout = ChannelPlayout(
+        media_store, llama_channel, rtmp_server.publish_url(slug), data_dir, 2**28
+    )
+    thread = threading.Thread(target=playout.run)
+    with AirMonitor(rtmp_server.publish_url(slug)) as subscriber:
+        thread.start()
+        try:
+            subscriber.wait_for_frames(24, timeout=60)
+            page = open_viewer(browser, rtmp_server, "", slug)
+            # Until the page has played 25 s past the fold: its playhead, every 0.4 s.
+            taken, longest_stall, last_move = [], 0.0, time.monotonic()
+            scheduled = {}  # every clip the state listed meanwhile (it keeps the last ten)
+            while not taken or (taken[-1]["position"] or 0) < fold + 25:
+                taken.append(page.evaluate(SAMPLE))
+                scheduled |= {c.clip_id: c for c in read_state(data_dir, slug).schedule}
+                if len(taken) > 1 and taken[-1]["currentTime"] > taken[-2]["currentTime"]:
+                    longest_stall = max(longest_stall, time.monotonic() - last_move)
+                    last_move = time.monotonic()
+                stalled = [(t["currentTime"], t["position"]) for t in taken[-5:]]
+                assert time.monotonic() - last_move < 10, f"the page's video stopped: {stalled}"
+                assert len(taken) < 400, f"the page never played past the fold: {taken[-1]}"
+                time.sleep(0.4)
+            page.close()
+        finally:
+            playout.shutdown()
+            thread.join(timeout=30)
+    # The subscriber: one connection, never long without a frame, and one step at the fold:
+    # back by the fold, a frame on (its FLV reader takes it for a 32-bit wrap and adds 2**32).
+    frames = subscriber.video()
+    off_air = subscriber.longest_gap(frames[0].wall, frames[-1].wall)
+    (step,) = subscriber.steps_over_one_frame()
+    print(f"off air {off_air:.2f} s, the page stood still {longest_stall:.2f} s, step {step}")
+    assert subscriber.connections == 1
+    assert off_air < 2.0
+    assert abs((step + round(fold * 1000)) % 2**32 - FRAME_MS) <= 2, step
+    # The page: it played on, and past the fold each prompt belongs to the picture.
+    assert longest_stall < 2.0, f"the picture stood still {longest_stall:.1f} s"
+    checked = 0
+    for sample in taken:
+        if sample["position"] is None or sample["position"] < fold + 1:
+            continue
+        clip = scheduled.get(sample["clipId"])
+        assert clip is not None and sample["prompt"] == clip.prompt, sample
+        into = sample["position"] - clip.stream_seconds
+        if 0.1 < into < clip.duration_seconds - 0.1:
+            assert colour_of(sample["rgb"]) == clip_colour(clip.clip_id), sample
+            checked += 1
+    assert checked >= 20

@@ -42,6 +42,7 @@ from webtv_dagster.playout.publisher import (
     Publisher,
     PublisherDied,
     Segment,
+    fold_of,
     placed_at,
     remux_segment,
 )
@@ -125,16 +126,28 @@ class ChannelPlayout:
         previous = read_state(data_dir, channel.slug)
         # A restarted playout goes on where the last one stopped sending, on the same timeline:
         # the rest of the clip it was airing (interrupted), then after it.
-        self.interrupted = previous.schedule[-1] if previous and previous.schedule else None
+        self._resume_at = self._resume_point()
+        schedule = previous.schedule if previous else []
+        self.interrupted = _airing(schedule, self._resume_at)
         self.aired_through = previous.aired_through if previous else 0
+        # Clips queued after it were never sent (on a busy machine the last playout may have
+        # queued one before its publisher reported the one before): they air again.
+        airing = self.interrupted
+        unsent = [c for c in schedule if airing and c.stream_seconds > airing.stream_seconds]
+        if numbers := [ClipId.parse(c.clip_id).number for c in unsent if c.clip_id != IDENT]:
+            self.aired_through = min(self.aired_through, min(numbers) - 1)
+        # What aired stays on the schedule (viewers' players lag the air by seconds).
+        self._schedule: list[ScheduledClip] = [c for c in schedule if c not in unsent]
         self._prepared_through = self.aired_through
         # Where the preparer places its next segment; a cut moves it back (under the lock).
-        self._next_stream_seconds = previous.timeline_end if previous else 0.0
+        self._next_stream_seconds = (
+            previous.model_copy(update={"schedule": self._schedule}).timeline_end
+            if previous
+            else 0.0
+        )
         self._timeline_lock = threading.Lock()
         self._skipped: list[SkippedClip] = previous.skipped if previous else []
         self._skips_lock = threading.Lock()  # the preparer and the feeder both add skips
-        # What aired stays on the schedule (viewers' players lag the air by seconds).
-        self._schedule: list[ScheduledClip] = previous.schedule if previous else []
         self._segments: queue.Queue[Segment] = queue.Queue(maxsize=1)
         self._up_next: list[PlaylistEntry] = []
         self.publisher: Publisher | None = None
@@ -263,6 +276,10 @@ class ChannelPlayout:
                 try:
                     while to_send:
                         segment = to_send.pop(0)
+                        fold = fold_of(segment.stream_seconds)
+                        if self.publisher is not None and fold != self.publisher.fold:
+                            self._fold_timestamps()
+                            given = []
                         if self.publisher is None:
                             self.publisher = Publisher(
                                 self.url,
@@ -286,6 +303,13 @@ class ChannelPlayout:
             if self.publisher is not None:
                 self.publisher.kill()
             preparer.join(timeout=5)
+
+    def _fold_timestamps(self) -> None:
+        """The timeline passed a fold (FLV_FOLD_SECONDS): the publisher sends all it was given
+        and exits, and the next one starts its timestamps from 0 again."""
+        log.info("%s: the stream's timestamps restart from 0 (a fold)", self.channel.slug)
+        self.publisher.close(timeout=FEED_LEAD_SECONDS + START_SECONDS, waiting=self.heartbeat.beat)
+        self.publisher = None
 
     def _placed(self, segment: Segment, position: float | None) -> Segment | None:
         """A fresh segment from the preparer, placed where the timeline is (a cut may have
@@ -475,19 +499,24 @@ class ChannelPlayout:
         except OSError as error:
             self._disk.failed(error)
 
+    def _resume_point(self) -> float | None:
+        """Where the last playout's publisher may have sent through, by its last report in the
+        folder (None: there is none). It died with its playout (it asks the kernel to): it sent
+        at most a report's period past that report, and never more than it was written."""
+        try:
+            progress = json.loads(self.folder.progress.read_text())
+            return min(progress["sent_through"] + PROGRESS_PERIOD, progress["written_through"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def _rest_of_interrupted(self) -> Segment | None:
         """The rest of the clip the last playout was airing when it died, from the first
         keyframe its publisher cannot have sent; None when it had sent all of it, or the clip
         cannot air (taken down meanwhile, or no local copy)."""
-        clip = self.interrupted
-        try:
-            progress = json.loads(self.folder.progress.read_text())
-            # Its publisher died with it (it asks the kernel to): it sent at most a report's
-            # period past its last report, and never more than it was written.
-            resume = min(progress["sent_through"] + PROGRESS_PERIOD, progress["written_through"])
-        except (OSError, ValueError, KeyError, TypeError):
+        clip, resume = self.interrupted, self._resume_at
+        if clip is None or resume is None:
             return None
-        if clip is None or not 0 < resume - clip.stream_seconds < clip.duration_seconds:
+        if not 0 < resume - clip.stream_seconds < clip.duration_seconds:
             return None
         if self._taken_down(clip.clip_id):
             return None
@@ -534,3 +563,10 @@ class ChannelPlayout:
                 self._disk.failed(error)
             else:
                 self._disk.succeeded()
+
+
+def _airing(schedule: list[ScheduledClip], resume_at: float | None) -> ScheduledClip | None:
+    """The clip of the schedule that was airing at `resume_at` (the last one that started by
+    then); the last one when that is not known."""
+    started = [c for c in schedule if resume_at is not None and c.stream_seconds <= resume_at]
+    return started[-1] if started else (schedule[-1] if schedule else None)

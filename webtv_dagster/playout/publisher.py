@@ -14,6 +14,9 @@ A segment is written piece by piece, one keyframe to the next, so that a clip ta
 it airs can be left at its next keyframe; what follows is remuxed again to start where it
 stopped (`placed_at`), so the timeline stays continuous.
 
+The stream's FLV timestamps are its timeline folded every FLV_FOLD_SECONDS: at the first clip
+past a fold the publisher sends all it was given and a new one starts from 0 again.
+
 A publisher can die (killed, frozen, or its RTMP server gone). The playout then starts another
 at the first keyframe the dead one cannot have sent (its last progress report, and what it can
 have sent since), with `-output_ts_offset` set to that keyframe's place on the timeline, so
@@ -41,6 +44,13 @@ from webtv_dagster.media.ffmpeg import MediaToolError
 from webtv_dagster.media.stream import remux_to_ts, start_rtmp_publisher
 
 TIMELINE_START = 10.0
+# The timestamps on the wire restart from 0 every FLV_FOLD_SECONDS of the timeline (24.30 days):
+# FFmpeg writes FLV timestamps in 31 bits of milliseconds, which would wrap by themselves after
+# 24.86 days, and there nginx's HLS timestamps (its RTMP ones times 90, in 33 bits) would jump
+# by half their range, which hls.js cannot follow (it stalls). Folding at a whole number of
+# MPEG-TS wraps keeps HLS timestamps continuous; RTMP subscribers see one step back.
+MPEG_TS_WRAP_SECONDS = 2**33 / 90_000  # 26.5 hours
+FLV_FOLD_SECONDS = (2**31 / 1000 // MPEG_TS_WRAP_SECONDS) * MPEG_TS_WRAP_SECONDS
 PROGRESS_PERIOD = 0.25  # seconds between the publisher's progress reports
 # A new publisher starts FFmpeg, probes its input and connects before its first report: on a
 # busy machine, seconds.
@@ -172,6 +182,11 @@ def remux_segment(
     return Segment(clip_id, prompt, stream_seconds, frames, fps, data, clip, keyframe_cuts(data))
 
 
+def fold_of(stream_seconds: float) -> int:
+    """How many times the timestamps on the wire have restarted by this point of the timeline."""
+    return int(stream_seconds // FLV_FOLD_SECONDS)
+
+
 def placed_at(segment: Segment, stream_seconds: float) -> Segment:
     """The segment remuxed again to start at `stream_seconds` (after a cut moved the timeline
     back); the same segment when it starts there already."""
@@ -217,6 +232,7 @@ class Publisher:
         self.on_progress = on_progress  # hears sent_through at each report that moved on
         self.log_path = log_path
         self.first_stream_seconds = stream_seconds
+        self.fold = fold_of(stream_seconds)  # its timestamps are the timeline less this many folds
         self.started_at: float | None = None  # wall time its first segment was written
         self.sent_seconds = 0.0  # how much of the stream it has sent since it started
         self.written_through = stream_seconds  # the end of the last segment given to it
@@ -224,7 +240,10 @@ class Publisher:
         self._lock = threading.Lock()
         self._progressed = threading.Condition()
         self.process = start_rtmp_publisher(
-            url, stream_seconds, PROGRESS_PERIOD, preexec_fn=_die_with_parent
+            url,
+            stream_seconds - self.fold * FLV_FOLD_SECONDS,
+            PROGRESS_PERIOD,
+            preexec_fn=_die_with_parent,
         )
         self._logger = threading.Thread(
             target=_copy_log, args=(self.process.stderr, log_path), daemon=True
@@ -344,13 +363,16 @@ class Publisher:
             self.process.kill()
         self.process.wait()
 
-    def close(self, timeout: float = 30) -> None:
-        """Lets it send what it has, then stops it (killed after `timeout`)."""
+    def close(self, timeout: float = 30, waiting: Callable[[], None] = lambda: None) -> None:
+        """Lets it send what it has, then stops it (killed after `timeout`), calling
+        `waiting()` every WAIT_SLICE meanwhile (it sends at the pace of the air)."""
         with contextlib.suppress(BrokenPipeError, OSError):  # it died with data unsent
             self.process.stdin.close()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            waiting()
+            time.sleep(WAIT_SLICE)
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self._logger.join(timeout=5)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.playlist import PLAYLIST_JSON
+from webtv_dagster.playout.publisher import FLV_FOLD_SECONDS
 from webtv_dagster.playout.takedowns import TAKEDOWNS_JSON
 from webtv_dagster.public_site import make_public_folder, viewer_state_path
 
@@ -64,6 +65,11 @@ class PlayoutState(BaseModel):
         None,
         description="why the last publisher died, until a new one sends (the playout "
         "keeps replacing it)",
+    )
+    timestamps_restart_every: float = Field(
+        FLV_FOLD_SECONDS,
+        description="the stream's RTMP and HLS timestamps are its timeline modulo this many "
+        "seconds (they restart from 0 each time the timeline passes a multiple of it)",
     )
 
     def on_air(self, now: float | None = None) -> ScheduledClip | None:

@@ -35,7 +35,8 @@ const viewer = {
     if (!this.state || video.readyState < 2) return null;
     if (this.player === "hls.js") {
       if (!this.fragment) return null;
-      return this.fragment.streamSeconds + (video.currentTime - this.fragment.mediaSeconds);
+      const since = video.currentTime - this.fragment.mediaSeconds;
+      return unwrapped(this.fragment.streamSeconds + since);
     }
     const seekable = video.seekable;
     const latency = seekable.length ? seekable.end(seekable.length - 1) - video.currentTime : 0;
@@ -54,6 +55,17 @@ function pickPlayer() {
   // prompt on screen follows the picture to the frame. Native HLS otherwise.
   if (hlsJs) return "hls.js";
   return native ? "native" : null;
+}
+
+// A position from a fragment's timestamp, on the playout's timeline. The stream's timestamps
+// restart from 0 every `timestamps_restart_every` seconds of it (24.30 days): past one restart,
+// a timestamp is the position less a multiple of that, the one that lands nearest the playout's
+// schedule (a player lags the air by seconds, the restarts are weeks apart).
+function unwrapped(seconds) {
+  const { schedule, timestamps_restart_every: every } = viewer.state;
+  if (!schedule.length || !every) return seconds;
+  const reference = schedule[schedule.length - 1].stream_seconds;
+  return seconds + Math.round((reference - seconds) / every) * every;
 }
 
 function streamTimestamp(url) {
