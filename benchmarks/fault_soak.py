@@ -433,8 +433,15 @@ def main() -> None:
     finally:
         running["up"].send_signal(signal.SIGTERM)
         running["up"].wait(timeout=120)
+    try:
+        report(args, folder, rows, faults, minutes, corrupted, viewer)
+    finally:  # the logs read, the folder's own disk goes
         if own_disk:
             subprocess.run(["umount", "--lazy", str(folder)])
+
+
+def report(args, folder: Path, rows, faults, minutes: float, corrupted, viewer) -> None:
+    """The table, the secrets found in the stack's logs, the stop's lines and the plot."""
     leaks = secrets_in_logs(folder)
     print(f"\n{len(faults)} faults in {minutes:.1f} min; deliberately corrupted: {corrupted}")
     print("| " + " | ".join(rows[0]) + " |")

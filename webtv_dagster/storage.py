@@ -195,9 +195,12 @@ class S3Reader:
         modified"; with `into`, the body goes to that file and b"" is returned. A failed
         write of that file (a full disk) raises its OSError: it is no fault of S3's."""
         path = f"/{quote(self.bucket, safe='')}/{quote(key, safe='/~')}"
-        for attempt in range(self._attempts):
+        attempt = 0
+        while attempt < self._attempts:
             if attempt:  # boto3's standard backoff: random, growing, at most 20 s
                 time.sleep(random.uniform(0, min(2**attempt, 20)))
+            attempt += 1
+            reused = getattr(self._connections, "open", None) is not None
             try:
                 connection = self._connection()
                 connection.request("GET", path, headers=self._signed(path, condition))
@@ -205,6 +208,8 @@ class S3Reader:
                 body = b"" if response.status == 200 and into is not None else response.read()
             except (OSError, http.client.HTTPException):
                 self._drop_connection()
+                if reused:  # a kept-alive connection the server had closed: a new one, at once
+                    attempt -= 1
                 continue
             if response.status in RETRIED_STATUSES:
                 continue

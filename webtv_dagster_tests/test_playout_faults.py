@@ -81,10 +81,21 @@ def test_a_killed_publisher_is_replaced_at_once_and_the_timeline_goes_on(
     assert state.publisher_restarts == 1 and state.skipped == []
 
 
+@pytest.mark.parametrize("reader", ["MediaStore", "S3Reader"])
 def test_a_corrupt_or_truncated_cached_clip_is_fetched_again_and_airs(
-    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+    rtmp_server, media_store, seaweedfs, llama_channel, broadcast_clips, tmp_path, reader
 ):
+    """Either client of the bucket (the playout process reads through S3Reader)."""
+    from webtv_dagster.storage import S3Reader
+
+    from .conftest import ACCESS_KEY, SECRET_KEY
+
     upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 5)})
+    store = media_store
+    if reader == "S3Reader":
+        store = S3Reader(
+            media_store.bucket, seaweedfs.endpoint_url, "us-east-1", ACCESS_KEY, SECRET_KEY
+        )
     data_dir = tmp_path / "data"
     cache = PlayoutFolder.of(data_dir, SLUG).cache
     cache.mkdir(parents=True)
@@ -92,7 +103,7 @@ def test_a_corrupt_or_truncated_cached_clip_is_fetched_again_and_airs(
     (cache / f"{SLUG}-000002.mp4").write_bytes(os.urandom(broadcast_clips[2].stat().st_size))
     good = broadcast_clips[3].read_bytes()
     (cache / f"{SLUG}-000003.mp4").write_bytes(good[: len(good) // 2])
-    viewer, off_air = air_until(f"{SLUG}-000004", media_store, llama_channel, rtmp_server, data_dir)
+    viewer, off_air = air_until(f"{SLUG}-000004", store, llama_channel, rtmp_server, data_dir)
     assert aired_clips(data_dir)[:4] == [f"{SLUG}-00000{n}" for n in range(1, 5)]
     assert read_state(data_dir, SLUG).skipped == []
     assert off_air < 1.0

@@ -176,3 +176,34 @@ def test_only_authenticated_s3_reaches_the_embedded_store(seaweedfs, media_store
     )
     with grpc.secure_channel(f"127.0.0.1:{grpc_port}", credentials) as secure:
         assert isinstance(call(secure), bytes)
+
+
+def test_the_reader_opens_a_new_connection_when_the_server_closed_its_kept_one():
+    """A server that closes each connection after answering (as S3 servers do with idle ones):
+    the next GET finds its kept-alive connection closed and goes on with a new one at once,
+    not counted as a failed try (with one try allowed, it still succeeds)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Closing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # says nothing of closing: the client keeps it
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.send_header("ETag", '"e"')
+            self.end_headers()
+            self.wfile.write(b"{}")
+            self.close_connection = True
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Closing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        reader = S3Reader("media", endpoint, "us-east-1", ACCESS_KEY, SECRET_KEY, timeout_seconds=5)
+        assert [reader.get_json("a.json") for _ in range(3)] == [{}, {}, {}]
+    finally:
+        server.shutdown()
