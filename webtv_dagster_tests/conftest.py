@@ -54,7 +54,7 @@ def seaweedfs(tmp_path_factory):
 
 
 @pytest.fixture
-def media_store(seaweedfs) -> MediaStore:
+def media_store(seaweedfs):
     """A fresh bucket on the session's SeaweedFS, so tests never see each other's objects."""
     store = MediaStore(
         bucket=f"test-{uuid.uuid4().hex[:12]}",
@@ -64,7 +64,27 @@ def media_store(seaweedfs) -> MediaStore:
         secret_access_key=SECRET_KEY,
     )
     store.ensure_bucket()
-    return store
+    yield store
+    remove_bucket(seaweedfs.endpoint_url, store.bucket)
+
+
+def remove_bucket(endpoint_url: str, bucket: str) -> None:
+    """Empties and deletes a test's bucket: SeaweedFS gives each bucket a volume of its own and
+    has room for about one per GB of free disk, so a session that kept them all ran out."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture
