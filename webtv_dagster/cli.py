@@ -50,7 +50,28 @@ def _load_channels(settings: Settings) -> ChannelsFile:
 
 def _check_channels(settings: Settings) -> dict[str, str]:
     """The channels of the settings' file, slug: title; exits with the file's problems."""
-    return {channel.slug: channel.title for channel in _load_channels(settings).channels}
+    channels = _load_channels(settings)
+    _check_local_presets(channels)
+    return {channel.slug: channel.title for channel in channels.channels}
+
+
+def _check_local_presets(channels: ChannelsFile) -> None:
+    """Exits if a model preset is served on this machine (a loopback Space) and this machine
+    lacks the libraries that run it."""
+    from urllib.parse import urlsplit
+
+    from webtv_dagster.spaces.generators import MODELS_EXTRA, models_extra_installed
+
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    for name, model in channels.models.items():
+        preset = getattr(model, "preset", None)
+        spaces = getattr(model, "spaces", [])
+        local = any(urlsplit(space).hostname in loopback for space in spaces)
+        if preset and local and not models_extra_installed():
+            sys.exit(
+                f"webtv: the model {name!r} (preset {preset}) is served on this machine, "
+                f"which lacks torch, diffusers and transformers: {MODELS_EXTRA}"
+            )
 
 
 def command_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -250,9 +271,12 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
-    from webtv_dagster.spaces.apps import launch_local_spaces
+    if args.model:
+        models = _serve_model_spaces(args.model, args.base_port, args.queue)
+    else:
+        from webtv_dagster.spaces.apps import launch_local_spaces
 
-    models = launch_local_spaces(args.replicas, args.base_port, args.delay)
+        models = launch_local_spaces(args.replicas, args.base_port, args.delay)
     print("webtv: local Spaces are up; add these models to a channels file and name them in")
     print("its channels' backends (docs/models.md). Ctrl-C stops them.\n")
     print(yaml.safe_dump({"models": models}, sort_keys=False), flush=True)
@@ -261,6 +285,38 @@ def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     return 0
+
+
+def _serve_model_spaces(specs: list[str], base_port: int, queue_size: int) -> dict[str, dict]:
+    """Serves each real model of `specs` (NAME=FOLDER[,FOLDER]) on its own port; returns the
+    `models:` entries that call them. Exits with what is missing (the extra, weights)."""
+    from webtv_dagster.spaces.apps import Workshop
+    from webtv_dagster.spaces.generators import (
+        MODELS_EXTRA,
+        MissingWeights,
+        ModelsExtraMissing,
+        models_extra_installed,
+    )
+
+    if not models_extra_installed():
+        sys.exit(f"webtv: real models need torch, diffusers and transformers: {MODELS_EXTRA}")
+    from webtv_dagster.spaces.model_apps import ModelSpec, launch_model_space
+
+    workshop, models = Workshop(), {}
+    try:
+        for offset, text in enumerate(specs):
+            spec = ModelSpec.parse(text)
+            space = launch_model_space(spec, base_port + offset, queue_size, workshop)
+            models[spec.name] = {
+                "kind": "gradio",
+                "family": space.family,
+                "preset": spec.name,
+                "spaces": [space.url],
+                "max_concurrent_calls": 1,
+            }
+    except (ValueError, MissingWeights, ModelsExtraMissing) as error:
+        sys.exit(f"webtv: {error}")
+    return models
 
 
 def command_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -400,6 +456,17 @@ def parser() -> argparse.ArgumentParser:
     spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
     spaces.add_argument("--base-port", type=int, default=7860)
     spaces.add_argument("--delay", type=float, default=0.0, help="seconds added to each call")
+    spaces.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER[,FOLDER]",
+        help="serve a real model from its weights folder instead of the look-alikes: "
+        "ltx-video=LTX, ltx-upscaler=UPSAMPLER,LTX, musicgen=MUSICGEN (docs/models.md)",
+    )
+    spaces.add_argument(
+        "--queue", type=int, default=8, help="calls a real model's Space holds waiting"
+    )
     spaces.set_defaults(run=command_spaces)
     worker = commands.add_parser("worker", help="run a Celery worker for run steps")
     worker.add_argument("--name", default="webtv", help="worker name (unique per machine)")

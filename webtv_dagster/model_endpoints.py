@@ -72,6 +72,67 @@ DEFAULT_SPACE_CALLS: dict[str, SpaceCall] = {
 }
 
 
+class TakeShape(BaseModel):
+    """The size and rate a text-to-video Space renders at: its takes then cover the whole clip
+    at that rate (no frames to invent after), at that size (an upscaler brings them to the
+    broadcast size)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=32, le=1280)
+    height: int = Field(ge=32, le=1280)
+    fps: int = Field(ge=4, le=60)
+
+
+class SpacePreset(BaseModel):
+    """A model served by `webtv spaces --model <app>` (spaces/model_apps.py), with the call
+    that suits it; a pool names it as `preset:` (docs/models.md lists them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: SpaceFamily
+    weights: str  # the Hugging Face repository its weights come from
+    call: SpaceCall
+    take: TakeShape | None = None
+
+
+LTX_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+SPACE_PRESETS: dict[str, SpacePreset] = {
+    # LTX-Video 0.9.7 distilled: 8 steps without guidance, at half the broadcast size (the
+    # latent upsampler doubles it), 24 fps.
+    "ltx-video": SpacePreset(
+        family="text_to_video",
+        weights="Lightricks/LTX-Video-0.9.7-distilled",
+        call=SpaceCall(
+            api_name="/run",
+            inputs=[
+                "{prompt}",
+                "{seed}",
+                "{frames}",
+                8,
+                "{fps}",
+                "{width}",
+                "{height}",
+                1.0,
+                LTX_NEGATIVE_PROMPT,
+            ],
+        ),
+        take=TakeShape(width=512, height=288, fps=24),
+    ),
+    "ltx-upscaler": SpacePreset(
+        family="upscaler",
+        weights="Lightricks/ltxv-spatial-upscaler-0.9.7",
+        call=SpaceCall(api_name="/predict", inputs=["{prompt}", "{video}"]),
+    ),
+    "musicgen": SpacePreset(
+        family="music",
+        weights="facebook/musicgen-small",
+        call=SpaceCall(api_name="/predict", inputs=["{prompt}", "{seconds}", "{seed}"]),
+    ),
+}
+
+
 class GradioSpacePool(BaseModel):
     """Duplicated Gradio Spaces serving one model family; calls fail over between them."""
 
@@ -82,6 +143,8 @@ class GradioSpacePool(BaseModel):
     spaces: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
         min_length=1, max_length=64, description="Space ids (owner/name) or URLs"
     )
+    preset: str | None = Field(None, description="a model of `webtv spaces --model`")
+    take: TakeShape | None = Field(None, description="text-to-video: what the Spaces render")
     api_name: str | None = None
     fn_index: int | None = None
     inputs: list[Any] | None = None
@@ -92,15 +155,35 @@ class GradioSpacePool(BaseModel):
     max_concurrent_calls: int = Field(2, ge=1, le=64, description="per pool and process")
     max_answer_mb: float = Field(256, gt=0, le=4096, description="largest answer file fetched")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _take_of_preset(cls, data: Any) -> Any:
+        preset = SPACE_PRESETS.get(data.get("preset") or "") if isinstance(data, dict) else None
+        if preset is not None and preset.take is not None and data.get("take") is None:
+            return {**data, "take": preset.take}
+        return data
+
     @model_validator(mode="after")
     def _one_endpoint(self) -> GradioSpacePool:
         if self.api_name is not None and self.fn_index is not None:
             raise ValueError("give api_name or fn_index, not both")
+        if self.preset is not None:
+            preset = SPACE_PRESETS.get(self.preset)
+            if preset is None:
+                raise ValueError(
+                    f"unknown preset {self.preset!r} (known: {', '.join(SPACE_PRESETS)})"
+                )
+            if preset.family != self.family:
+                raise ValueError(f"the preset {self.preset!r} is a {preset.family} model")
+        if self.take is not None and self.family != "text_to_video":
+            raise ValueError("only a text_to_video pool renders takes of a shape (take:)")
         return self
 
     @property
     def call(self) -> SpaceCall:
-        default = DEFAULT_SPACE_CALLS[self.family]
+        """The pool's own api_name/fn_index/inputs, else its preset's, else its family's."""
+        preset = SPACE_PRESETS.get(self.preset or "")
+        default = preset.call if preset else DEFAULT_SPACE_CALLS[self.family]
         if self.api_name is None and self.fn_index is None:
             api_name, fn_index = default.api_name, default.fn_index
         else:

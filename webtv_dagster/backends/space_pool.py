@@ -78,6 +78,25 @@ def result_url(result: Any) -> str:
     raise SpaceOutputError(f"the Space answered {str(result)[:200]!r}, which holds no file")
 
 
+# What a Space's answer may say of the call beside its file (a JSON output), and how long a
+# text may be: anything else in it is dropped.
+ANSWER_DETAILS = ("model", "device", "dtype", "steps", "seconds")
+
+
+def answer_details(result: Any) -> dict[str, str | int | float]:
+    """The call's details from an answer of (file, {details}), checked: known keys, plain
+    values, short texts."""
+    if not isinstance(result, list | tuple) or len(result) < 2 or not isinstance(result[1], dict):
+        return {}
+    details: dict[str, str | int | float] = {}
+    for key in ANSWER_DETAILS:
+        value = result[1].get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue
+        details[key] = value[:40] if isinstance(value, str) else value
+    return details
+
+
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
@@ -205,7 +224,9 @@ class SpacePool:
         # Start each pool at a random Space so that processes spread their load.
         self._turn = itertools.count(random.randrange(len(config.spaces)))
 
-    def _call_space(self, space: str, inputs: list[Any], limits: MediaLimits | None) -> Path:
+    def _call_space(
+        self, space: str, inputs: list[Any], limits: MediaLimits | None
+    ) -> tuple[Path, dict[str, str | int | float]]:
         call, timeout = self.config.call, self.config.timeout_seconds
         try:
             client = self.connections.client(space, self._token, timeout)
@@ -223,7 +244,7 @@ class SpacePool:
                 except BaseException:
                     answer.unlink(missing_ok=True)
                     raise
-            return answer
+            return answer, answer_details(result)
         except BaseException:
             self.connections.forget(space)
             raise
@@ -261,9 +282,12 @@ class SpacePool:
                     space = self.connections.reserve_least_busy(untried)
                     untried.remove(space)
                     try:
-                        path = self._call_space(space, inputs, limits)
+                        path, details = self._call_space(space, inputs, limits)
                         shown = mask_url(space)
-                        return path, ModelCall(backend=self.name, endpoint=shown, attempts=attempts)
+                        call = ModelCall(
+                            backend=self.name, endpoint=shown, attempts=attempts, details=details
+                        )
+                        return path, call
                     except Exception as error:  # any failure of one Space moves on to the next
                         reasons[mask_url(space)] = mask_text(_describe(error), url_secrets(space))
                     finally:

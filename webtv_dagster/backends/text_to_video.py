@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,8 @@ class TakeRequest(BaseModel):
     fps: int = 8
     width: int = 576
     height: int = 320
+    # The clip's length: a Space that renders at a rate of its own (a pool's `take:`) covers it.
+    seconds: float | None = None
 
 
 class TextToVideo(Protocol):
@@ -286,17 +289,22 @@ class SpaceTextToVideo(SpaceBackend):
     frames, steps by default)."""
 
     def render(self, request: TakeRequest, output: Path) -> ModelCall:
+        frames, fps, width, height = request.frames, request.fps, request.width, request.height
+        shape = self.pool.config.take
+        if shape is not None:
+            # The whole clip at the Space's rate and size, and the frame it starts from.
+            fps, width, height = shape.fps, shape.width, shape.height
+            frames = math.ceil((request.seconds or request.frames / request.fps) * fps) + 1
         values = {
             "prompt": request.prompt,
             "seed": request.seed,
-            "frames": request.frames,
-            "fps": request.fps,
+            "frames": frames,
+            "fps": fps,
+            "width": width,
+            "height": height,
         }
-        expected = MediaLimits.around("video", request.frames / request.fps)
         return self.pool.fetch(
             values,
-            expected,
-            lambda answer: conform_video(
-                answer, output, width=request.width, height=request.height
-            ),
+            MediaLimits.around("video", frames / fps),
+            lambda answer: conform_video(answer, output, width=width, height=height),
         )

@@ -75,3 +75,23 @@ def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
         )
         for frame in frames
     ]
+
+
+def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
+    """Decodes every frame of a video as uint8 RGB (count, height, width, 3), Lanczos-scaled to
+    width x height: what a model takes as pictures."""
+    raw = run_ffmpeg(
+        [
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={width}:{height}:flags=lanczos",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ],
+        f"decoding {path.name}",
+    )
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)

@@ -5,6 +5,7 @@ and writes its object back; Dagster assets only call these functions.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -227,6 +228,7 @@ class ClipProduction:
             work_seconds=work_seconds,
             media=media,
             preview=preview,
+            extra={f"model_{key}": value for key, value in call.details.items()},
         )
 
     def _store_preview(
@@ -254,6 +256,7 @@ class ClipProduction:
                 seed=record.seed,
                 frames=self.channel.take_frames,
                 fps=self.channel.take_fps,
+                seconds=self.channel.clip_seconds,
             )
             return backend.render(request, output)
 
@@ -263,6 +266,16 @@ class ClipProduction:
         backend = self.backends.upscaler
 
         def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
+            take = probe(sources[0]).video
+            if (
+                take
+                and take.width >= BROADCAST_PROFILE.width
+                and take.height >= BROADCAST_PROFILE.height
+            ):
+                shutil.copyfile(sources[0], output)
+                return ModelCall(
+                    backend="none", endpoint=f"passed on at its native {take.width}x{take.height}"
+                )
             return backend.upscale(sources[0], UpscaleRequest(prompt=record.prompt), output)
 
         return self._media_stage(clip, [clips.RAW_TAKE], clips.UPSCALED_TAKE, make)
@@ -272,6 +285,13 @@ class ClipProduction:
         request = InterpolationRequest(fps=BROADCAST_PROFILE.fps, frames=self.channel.clip_frames)
 
         def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> ModelCall:
+            take = probe(sources[0]).video
+            # A take rendered at the broadcast rate for the whole clip needs no invented frames.
+            if take and abs(take.fps - request.fps) < 0.01 and (take.frames or 0) >= request.frames:
+                shutil.copyfile(sources[0], output)
+                return ModelCall(
+                    backend="none", endpoint=f"nothing interpolated: native {request.fps} fps"
+                )
             return backend.interpolate(sources[0], request, output)
 
         return self._media_stage(clip, [clips.UPSCALED_TAKE], clips.INTERPOLATED_CLIP, make)

@@ -198,8 +198,13 @@ class LocalSpace:
 
 def launch(family: str, port: int, behaviour: Behaviour, workshop: Workshop) -> LocalSpace:
     """Serves one replica on 127.0.0.1:`port` in this process, in the background."""
-    app = APPS[family](behaviour, workshop)
-    app.queue(default_concurrency_limit=1)  # one request at a time, like one GPU
+    return serve(APPS[family](behaviour, workshop), family, port)
+
+
+def serve(app: gr.Blocks, family: str, port: int, queue_size: int | None = None) -> LocalSpace:
+    """Serves `app` on 127.0.0.1:`port` in the background: one request at a time, like one GPU,
+    with at most `queue_size` waiting (None: no bound) and any more refused at once."""
+    app.queue(default_concurrency_limit=1, max_size=queue_size)
     app.launch(
         server_name="127.0.0.1",
         server_port=port,
