@@ -272,7 +272,7 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
 
 def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
     if args.model:
-        models = _serve_model_spaces(args.model, args.base_port, args.queue)
+        models = _serve_model_spaces(args.model, args.host, args.base_port, args.queue)
     else:
         from webtv_dagster.spaces.apps import launch_local_spaces
 
@@ -287,7 +287,9 @@ def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve_model_spaces(specs: list[str], base_port: int, queue_size: int) -> dict[str, dict]:
+def _serve_model_spaces(
+    specs: list[str], host: str, base_port: int, queue_size: int
+) -> dict[str, dict]:
     """Serves each real model of `specs` (NAME=FOLDER[,FOLDER]) on its own port; returns the
     `models:` entries that call them. Exits with what is missing (the extra, weights)."""
     from webtv_dagster.spaces.apps import Workshop
@@ -306,7 +308,7 @@ def _serve_model_spaces(specs: list[str], base_port: int, queue_size: int) -> di
     try:
         for offset, text in enumerate(specs):
             spec = ModelSpec.parse(text)
-            space = launch_model_space(spec, base_port + offset, queue_size, workshop)
+            space = launch_model_space(spec, base_port + offset, queue_size, workshop, host)
             models[spec.name] = {
                 "kind": "gradio",
                 "family": space.family,
@@ -452,7 +454,9 @@ def parser() -> argparse.ArgumentParser:
     )
     watchdog.add_argument("--ui", default="127.0.0.1:3000", help="the Dagster UI's host:port")
     watchdog.set_defaults(run=command_watchdog)
-    spaces = commands.add_parser("spaces", help="serve local Gradio Spaces for every family")
+    spaces = commands.add_parser(
+        "spaces", help="serve local Gradio Spaces: look-alikes for every family, or real models"
+    )
     spaces.add_argument("--replicas", type=int, default=1, help="replicas per model family")
     spaces.add_argument("--base-port", type=int, default=7860)
     spaces.add_argument("--delay", type=float, default=0.0, help="seconds added to each call")
@@ -466,6 +470,12 @@ def parser() -> argparse.ArgumentParser:
     )
     spaces.add_argument(
         "--queue", type=int, default=8, help="calls a real model's Space holds waiting"
+    )
+    spaces.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address real models' Spaces listen on (a GPU host serving other machines: "
+        "its own address, behind a firewall or proxy)",
     )
     spaces.set_defaults(run=command_spaces)
     worker = commands.add_parser("worker", help="run a Celery worker for run steps")

@@ -378,7 +378,8 @@ def test_the_stream_plays_through_its_timestamp_wrap(
     (step,) = subscriber.steps_over_one_frame()
     print(f"off air {off_air:.2f} s, the page stood still {longest_stall:.2f} s, step {step}")
     assert subscriber.connections == 1
-    assert off_air < 2.0
+    # Under load a publisher may stall and be replaced (1.5 s without output): about 2 s.
+    assert off_air < 3.0
     assert abs((step + round(fold * 1000)) % 2**32 - FRAME_MS) <= 2, step
     # The page: it played on, and past the fold each prompt belongs to the picture.
     assert longest_stall < 2.0, f"the picture stood still {longest_stall:.1f} s"

@@ -201,18 +201,24 @@ def launch(family: str, port: int, behaviour: Behaviour, workshop: Workshop) -> 
     return serve(APPS[family](behaviour, workshop), family, port)
 
 
-def serve(app: gr.Blocks, family: str, port: int, queue_size: int | None = None) -> LocalSpace:
-    """Serves `app` on 127.0.0.1:`port` in the background: one request at a time, like one GPU,
+def serve(
+    app: gr.Blocks,
+    family: str,
+    port: int,
+    queue_size: int | None = None,
+    host: str = "127.0.0.1",
+) -> LocalSpace:
+    """Serves `app` on `host`:`port` in the background: one request at a time, like one GPU,
     with at most `queue_size` waiting (None: no bound) and any more refused at once."""
     app.queue(default_concurrency_limit=1, max_size=queue_size)
     app.launch(
-        server_name="127.0.0.1",
+        server_name=host,
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
         show_error=True,
     )
-    return LocalSpace(family=family, url=f"http://127.0.0.1:{port}", app=app)
+    return LocalSpace(family=family, url=f"http://{host}:{port}", app=app)
 
 
 def launch_local_spaces(replicas: int, base_port: int, delay: float) -> dict[str, dict]:

@@ -179,8 +179,8 @@ class ModelSpec:
 
 
 def launch_model_space(
-    spec: ModelSpec, port: int, queue_size: int, workshop: Workshop
+    spec: ModelSpec, port: int, queue_size: int, workshop: Workshop, host: str = "127.0.0.1"
 ) -> LocalSpace:
-    """Loads `spec`'s model and serves it on 127.0.0.1:`port` in the background."""
+    """Loads `spec`'s model and serves it on `host`:`port` in the background."""
     app = MODEL_APPS[spec.name]
-    return serve(app.build(spec.folders, workshop), app.family, port, queue_size)
+    return serve(app.build(spec.folders, workshop), app.family, port, queue_size, host)
