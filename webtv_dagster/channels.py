@@ -228,6 +228,14 @@ class Channel(BaseModel):
         description="Seconds of unaired content to keep ready (at most an hour).",
     )
     seed: int = Field(default=0, ge=0, lt=2**31, description="Base seed of the channel.")
+    scene_clips: int = Field(
+        default=1,
+        ge=1,
+        le=8,  # the prompts a clip's writer sees reach 8 clips back (stages.RECENT_PROMPTS)
+        description="Clips per scene: each clip after a scene's first continues it, its take "
+        "starting from the last frame of the clip before (image-to-video) and its prompt "
+        "written as the scene's next shot. 1: every clip a shot of its own.",
+    )
     backends: StageBackends = Field(default_factory=StageBackends)
     schedule: ClipSchedule | None = Field(
         default=None, description="Batches of new clips made on a timetable, beside the buffer."
@@ -261,6 +269,10 @@ class Channel(BaseModel):
     @property
     def clip_frames(self) -> int:
         return round(self.clip_seconds * BROADCAST_PROFILE.fps)
+
+    def scene_of(self, number: int) -> tuple[int, int]:
+        """The scene (from 0) of clip `number` (from 1) and the clip's shot in it (0: first)."""
+        return divmod(number - 1, self.scene_clips)
 
     @property
     def forbidden_terms(self) -> list[str]:

@@ -116,6 +116,7 @@ SPACE_PRESETS: dict[str, SpacePreset] = {
                 "{height}",
                 1.0,
                 LTX_NEGATIVE_PROMPT,
+                "{image}",
             ],
         ),
         take=TakeShape(width=512, height=288, fps=24),

@@ -157,3 +157,47 @@ def test_settings_out_of_bounds_are_named_by_their_variables():
     said = done.stderr
     assert "WEBTV_CLIPS_PER_RUN: Input should be greater than or equal to 1 (got '0')" in said
     assert "WEBTV_PLAYOUT_STALE_SECONDS: Input should be a finite number (got 'inf')" in said
+
+
+PRESET_CHANNELS = """\
+models:
+  ltx-video: {kind: gradio, family: text_to_video, preset: ltx-video, spaces: [SPACE]}
+channels:
+  - slug: x
+    title: X
+    theme: llamas doing human jobs
+    style: Pixar style
+    backends: {text_to_video: ltx-video}
+"""
+
+
+def test_check_refuses_a_preset_served_here_without_its_extra(tmp_path, monkeypatch):
+    from webtv_dagster.spaces import generators
+
+    monkeypatch.setattr(generators, "models_extra_installed", lambda: False)
+    local = tmp_path / "local.yaml"
+    local.write_text(PRESET_CHANNELS.replace("SPACE", "http://127.0.0.1:7860"))
+    with pytest.raises(SystemExit) as stop:
+        main(["check", str(local)])
+    assert "pip install 'webtv-dagster[models]'" in str(stop.value.code)
+    # A preset served by another machine needs nothing here.
+    remote = tmp_path / "remote.yaml"
+    remote.write_text(PRESET_CHANNELS.replace("SPACE", "http://gpu-1.internal:7860"))
+    assert main(["check", str(remote)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("preset: ltx-vidoe", "unknown preset 'ltx-vidoe' (known: ltx-video, ltx-upscaler"),
+        ("preset: musicgen", "the preset 'musicgen' is a music model"),
+    ],
+)
+def test_a_wrong_preset_is_refused_with_its_reason(tmp_path, entry, says):
+    broken = tmp_path / "channels.yaml"
+    broken.write_text(
+        PRESET_CHANNELS.replace("preset: ltx-video", entry).replace("SPACE", "http://h:1")
+    )
+    with pytest.raises(SystemExit) as stop:
+        main(["check", str(broken)])
+    assert says in str(stop.value.code)

@@ -11,4 +11,4 @@ class ModelCall(BaseModel):
     attempts: int = 1
     # What the model's server said of the call (spaces/model_apps.py: device, dtype, steps,
     # seconds), checked against ANSWER_DETAILS.
-    details: dict[str, str | int | float] = {}
+    details: dict[str, str | int | float | bool] = {}

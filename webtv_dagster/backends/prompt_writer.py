@@ -40,6 +40,15 @@ class WrittenPrompt(BaseModel):
     spares: list[str] = Field(default_factory=list)
 
 
+class SceneShot(BaseModel):
+    """Where a clip's shot sits in a channel with scenes (Channel.scene_clips)."""
+
+    scene: int  # from 0
+    shot: int  # from 0: the scene's first shot
+    shots: int  # in the scene
+    before: list[str] = Field(default_factory=list)  # the prompts of its earlier shots, in order
+
+
 class PromptWriter(Protocol):
     name: str
 
@@ -49,9 +58,11 @@ class PromptWriter(Protocol):
         seed: int,
         recent_prompts: Sequence[str],
         idea: str | None = None,
+        scene: SceneShot | None = None,
     ) -> WrittenPrompt:
         """A new shot prompt for `channel`, unlike the `recent_prompts`; with `idea` (a viewer's
-        moderated request), a prompt that shows it, in the channel's style and rules."""
+        moderated request), a prompt that shows it, in the channel's style and rules; with
+        `scene`, the next shot of that scene (its spares are then of no use to other clips)."""
         ...
 
 
@@ -76,14 +87,15 @@ class RuleBasedPromptWriter:
         seed: int,
         recent_prompts: Sequence[str],
         idea: str | None = None,
+        scene: SceneShot | None = None,
     ) -> WrittenPrompt:
         rng = np.random.default_rng([channel.seed, seed])
         recent = {prompt.strip().lower() for prompt in recent_prompts}
-        prompt = self._compose(channel, rng, idea)
+        prompt = self._compose(channel, rng, idea, scene)
         for _ in range(self.attempts_before_repeat):
             if prompt.lower() not in recent:
                 break
-            prompt = self._compose(channel, rng, idea)
+            prompt = self._compose(channel, rng, idea, scene)
         problems = prompt_problems(prompt, channel)
         if problems:
             # Only channel vocabulary (e.g. a subject naming a brand) or an idea that slipped
@@ -96,20 +108,29 @@ class RuleBasedPromptWriter:
         return WrittenPrompt(prompt=prompt, backend=self.name, endpoint=self.endpoint)
 
     @staticmethod
-    def _compose(channel: Channel, rng: np.random.Generator, idea: str | None = None) -> str:
+    def _compose(
+        channel: Channel,
+        rng: np.random.Generator,
+        idea: str | None = None,
+        scene: SceneShot | None = None,
+    ) -> str:
         """Subject (or the viewer's idea, which says who does what) with the recurring details,
         action, setting, motion, camera move, lighting, style and two looks; for an idea, the
-        looks and then the motion are left out if the prompt would run over the word limit."""
+        looks and then the motion are left out if the prompt would run over the word limit.
+        The shots of one scene share its subject, setting, lighting and looks (drawn from the
+        scene's own seed) and differ in action, motion and camera move."""
+        held = np.random.default_rng([channel.seed, 1, scene.scene]) if scene else rng
 
-        def pick(options: Sequence[str]) -> str:
-            return options[int(rng.integers(len(options)))]
+        def pick(options: Sequence[str], source: np.random.Generator = rng) -> str:
+            return options[int(source.integers(len(options)))]
 
-        subject = idea or (pick(channel.subjects) if channel.subjects else channel.theme)
+        subject = idea or (pick(channel.subjects, held) if channel.subjects else channel.theme)
         details = ", ".join(channel.recurring_details)
-        looks = [LOOKS[index] for index in rng.choice(len(LOOKS), size=2, replace=False)]
+        looks = [LOOKS[index] for index in held.choice(len(LOOKS), size=2, replace=False)]
         action = None if idea else pick(channel.actions or DEFAULT_ACTIONS)
-        setting = f"in {pick(channel.settings or DEFAULT_SETTINGS)}"
-        motion, camera, lighting = pick(SUBJECT_MOTIONS), pick(CAMERA_MOVES), pick(LIGHTING)
+        setting = f"in {pick(channel.settings or DEFAULT_SETTINGS, held)}"
+        motion, camera = pick(SUBJECT_MOTIONS), pick(CAMERA_MOVES)
+        lighting = pick(LIGHTING, held)
         head = [f"{subject}, {details}" if details else subject, *([action] if action else [])]
         for optional in ([motion, *looks], [motion], []):
             parts = [*head, setting, *optional[:1], camera, lighting, channel.style, *optional[1:]]
@@ -144,6 +165,24 @@ def _instructions(channel: Channel, count: int, idea: str | None = None) -> str:
         f"{MAX_PROMPT_WORDS} words. Never use these words, which the model paints into the "
         f"picture: {banned}.\n"
         'Answer with JSON only: {"prompts": ["...", "..."]}'
+    )
+
+
+def _scene_instructions(scene: SceneShot | None) -> str:
+    """What the LLM is told of the scene its shot belongs to (nothing for a lone shot)."""
+    if scene is None:
+        return ""
+    if scene.shot == 0 or not scene.before:
+        return (
+            f"\n\nThis shot opens a scene of {scene.shots} shots that follow each other "
+            "without a cut in place or light: introduce its characters and place."
+        )
+    before = "\n".join(f"{n}. {prompt}" for n, prompt in enumerate(scene.before, 1))
+    return (
+        f"\n\nThis is shot {scene.shot + 1} of {scene.shots} of one continuous scene; it starts "
+        f"from the last frame of the shot before. The scene so far, in order:\n{before}\n"
+        "Write the next moment of this scene: the same characters, place, lighting and style, "
+        "with a new action or camera move that follows from the last shot."
     )
 
 
@@ -330,16 +369,20 @@ class OpenAIPromptWriter:
         seed: int,
         recent_prompts: Sequence[str],
         idea: str | None = None,
+        scene: SceneShot | None = None,
     ) -> WrittenPrompt:
-        # A request's prompts are of no use to other clips: two, so that one can fail the rules.
-        count = min(2, self.config.batch_size) if idea else self.config.batch_size
+        # A request's or a scene's prompts are of no use to other clips: two, so that one can
+        # fail the rules.
+        only_here = bool(idea or scene)
+        count = min(2, self.config.batch_size) if only_here else self.config.batch_size
         deadline = time.monotonic() + self.config.total_seconds
         messages = [
             {"role": "system", "content": _instructions(channel, count, idea)},
             {
                 "role": "user",
                 "content": "Recent prompts, not to repeat:\n"
-                + ("\n".join(f"- {p}" for p in recent_prompts) or "(none)"),
+                + ("\n".join(f"- {p}" for p in recent_prompts) or "(none)")
+                + _scene_instructions(scene),
             },
         ]
         problems: list[str] = []
@@ -352,7 +395,7 @@ class OpenAIPromptWriter:
             if usable:
                 return WrittenPrompt(
                     prompt=usable[0],
-                    spares=[] if idea else usable[1:],
+                    spares=[] if only_here else usable[1:],
                     backend=self.name,
                     endpoint=self.endpoint,
                     attempts=attempt,

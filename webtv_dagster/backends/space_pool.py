@@ -80,18 +80,18 @@ def result_url(result: Any) -> str:
 
 # What a Space's answer may say of the call beside its file (a JSON output), and how long a
 # text may be: anything else in it is dropped.
-ANSWER_DETAILS = ("model", "device", "dtype", "steps", "seconds")
+ANSWER_DETAILS = ("model", "device", "dtype", "steps", "seconds", "image_conditioned")
 
 
-def answer_details(result: Any) -> dict[str, str | int | float]:
+def answer_details(result: Any) -> dict[str, str | int | float | bool]:
     """The call's details from an answer of (file, {details}), checked: known keys, plain
     values, short texts."""
     if not isinstance(result, list | tuple) or len(result) < 2 or not isinstance(result[1], dict):
         return {}
-    details: dict[str, str | int | float] = {}
+    details: dict[str, str | int | float | bool] = {}
     for key in ANSWER_DETAILS:
         value = result[1].get(key)
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if not isinstance(value, str | int | float):  # bool is an int
             continue
         details[key] = value[:40] if isinstance(value, str) else value
     return details
@@ -226,7 +226,7 @@ class SpacePool:
 
     def _call_space(
         self, space: str, inputs: list[Any], limits: MediaLimits | None
-    ) -> tuple[Path, dict[str, str | int | float]]:
+    ) -> tuple[Path, dict[str, str | int | float | bool]]:
         call, timeout = self.config.call, self.config.timeout_seconds
         try:
             client = self.connections.client(space, self._token, timeout)

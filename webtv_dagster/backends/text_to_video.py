@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.space_pool import SpaceBackend
 from webtv_dagster.media.conform import conform_video
-from webtv_dagster.media.frames import encode_rgb_frames
+from webtv_dagster.media.frames import decode_rgb_frames, encode_rgb_frames
 from webtv_dagster.media.limits import MediaLimits
 
 
@@ -27,6 +27,9 @@ class TakeRequest(BaseModel):
     height: int = 320
     # The clip's length: a Space that renders at a rate of its own (a pool's `take:`) covers it.
     seconds: float | None = None
+    # The picture the take starts from (a PNG: the last frame of the take before it in its
+    # scene), for models that condition on an image; None: the take starts from the prompt.
+    first_frame: Path | None = None
 
 
 class TextToVideo(Protocol):
@@ -272,16 +275,31 @@ class ProceduralTextToVideo:
     name = "procedural"
     endpoint = "offline"
 
+    # A take that starts from a picture dissolves from it into its own scene over this long.
+    DISSOLVE_SECONDS = 1.0
+
     def render(self, request: TakeRequest, output: Path) -> ModelCall:
         scene = ProceduralScene(request)
         grain_rng = np.random.default_rng(request.seed)
+        start = None
+        if request.first_frame is not None:
+            picture = decode_rgb_frames(request.first_frame, request.width, request.height)[0]
+            start = picture.astype(np.float32) / 255
         frames = np.empty((request.frames, request.height, request.width, 3), dtype=np.uint8)
         for index in range(request.frames):
             image = scene.frame(index / max(1, request.frames - 1))
+            if start is not None:
+                # Smoothstep from the picture (weight 1 on the first frame) to the scene.
+                left = max(0.0, 1 - index / request.fps / self.DISSOLVE_SECONDS)
+                weight = left * left * (3 - 2 * left)
+                image = weight * start + (1 - weight) * image
             grain = grain_rng.normal(0, 0.012, size=image.shape[:2])[..., None]
+            if start is not None and index == 0:
+                grain = 0.0  # the first frame is the picture itself
             frames[index] = np.clip((image + grain) * 255, 0, 255).astype(np.uint8)
         encode_rgb_frames(frames, request.fps, output, f"encoding the take of {request.prompt!r}")
-        return ModelCall(backend=self.name, endpoint=self.endpoint)
+        details = {"image_conditioned": True} if start is not None else {}
+        return ModelCall(backend=self.name, endpoint=self.endpoint, details=details)
 
 
 class SpaceTextToVideo(SpaceBackend):
@@ -302,6 +320,7 @@ class SpaceTextToVideo(SpaceBackend):
             "fps": fps,
             "width": width,
             "height": height,
+            "image": request.first_frame,  # an upload; a call without {image} ignores it
         }
         return self.pool.fetch(
             values,

@@ -99,17 +99,20 @@ def materialize_clips(
     stage: Stage,
     *,
     in_clip_order: bool = False,
+    scenes_in_order: bool = False,
     retried: bool = True,
 ) -> None:
     """Runs `stage` for each clip of the run; every clip that succeeds gets its metadata.
 
     `in_clip_order` runs clips one after another in clip order (a prompt writer must see the
-    prompts of the clips before it); otherwise up to `studio.parallel_clips` run at once.
+    prompts of the clips before it); otherwise up to `studio.parallel_clips` run at once, and
+    with `scenes_in_order` each scene's clips one after another (a take continues the one
+    before it), scenes side by side.
     Failures are collected and raised together once every clip had its chance; a model stage
     (`retried`) is then retried by the studio's `stage_retry_policy`.
     """
     try:
-        _materialize_clips(context, studio, media_storage, stage, in_clip_order)
+        _materialize_clips(context, studio, media_storage, stage, in_clip_order, scenes_in_order)
     except Exception as error:
         policy = stage_retry_policy(studio)
         if not retried or context.retry_number >= policy.max_retries:
@@ -118,12 +121,17 @@ def materialize_clips(
         raise dg.RetryRequested(policy.max_retries, seconds_to_wait=delay) from error
 
 
+# A clip's stage done (its report, and when it started and ended) or its error.
+Outcome = tuple[StageReport, tuple[float, float]] | Exception
+
+
 def _materialize_clips(
     context: dg.AssetExecutionContext,
     studio: Studio,
     media_storage: S3MediaStorage,
     stage: Stage,
     in_clip_order: bool,
+    scenes_in_order: bool,
 ) -> None:
     store = media_storage.store()
     public_url = media_storage.public_url
@@ -140,6 +148,22 @@ def _materialize_clips(
         report = stage(productions[clip.channel], clip)
         return report, (started, time.time())
 
+    def run_in_turn(chain: list[ClipId]) -> list[Outcome]:
+        """Each clip's report and span, or its error; after a failure, the rest of the chain
+        is not made (each clip continues the one before it)."""
+        outcomes: list[Outcome] = []
+        for before, clip in zip([None, *chain], chain, strict=False):
+            if outcomes and isinstance(outcomes[-1], Exception):
+                outcomes.append(
+                    RuntimeError(f"not made: {before.key}, before it in its scene, failed")
+                )
+                continue
+            try:
+                outcomes.append(run(clip))
+            except Exception as error:  # reported per clip below
+                outcomes.append(error)
+        return outcomes
+
     workers = 1 if in_clip_order else max(1, min(studio.parallel_clips, len(clips)))
     failures: dict[str, str] = {}
     earlier = set(made)
@@ -148,10 +172,26 @@ def _materialize_clips(
         # with it.
         for slug in {clip.channel for clip in clips}:
             productions[slug] = owned.enter_context(studio.production(store, slug))
-        futures = [(clip, pool.submit(run, clip)) for clip in clips]
-        for clip, future in futures:
+
+        def chain_of(clip: ClipId) -> tuple[str, int]:
+            scene, _ = productions[clip.channel].channel.scene_of(clip.number)
+            return clip.channel, scene if scenes_in_order else clip.number
+
+        chains: dict[tuple[str, int], list[ClipId]] = {}
+        for clip in clips:
+            chains.setdefault(chain_of(clip), []).append(clip)
+        futures = [(chain, pool.submit(run_in_turn, chain)) for chain in chains.values()]
+        outcomes = {
+            clip.key: outcome
+            for chain, future in futures
+            for clip, outcome in zip(chain, future.result(), strict=True)
+        }
+        for clip in clips:
             try:
-                report, span = future.result()
+                outcome = outcomes[clip.key]
+                if isinstance(outcome, Exception):
+                    raise outcome
+                report, span = outcome
             except Exception as error:  # reported per clip below, raised once for the run
                 failures[clip.key] = f"{type(error).__name__}: {error}"
                 context.log.error(f"{clip.key}: {failures[clip.key]}")

@@ -95,3 +95,13 @@ def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
         f"decoding {path.name}",
     )
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def last_frame_png(video: Path, output: Path) -> Path:
+    """The video's last frame as a PNG: each decoded frame of its last second overwrites the
+    file, so the last one stays."""
+    run_ffmpeg(
+        ["-sseof", "-1", "-i", str(video), "-update", "1", "-an", str(output)],
+        f"taking the last frame of {video.name}",
+    )
+    return output

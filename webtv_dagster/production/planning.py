@@ -37,16 +37,39 @@ def clips_needed(channel: Channel, unaired_clips: int, backlog: int, clips_per_r
 
 
 def run_batches(
-    clips: Sequence[ClipId], clips_per_run: int, *, start_with_one: bool = False
+    clips: Sequence[ClipId],
+    clips_per_run: int,
+    *,
+    start_with_one: bool = False,
+    scene_clips: int = 1,
 ) -> list[list[ClipId]]:
     """Consecutive clips grouped so that each run makes at most `clips_per_run` of them; with
-    `start_with_one` the first run makes one clip only, so that a channel with nothing ahead
-    airs as soon as one clip is made."""
+    `start_with_one` the first run makes one clip (one scene) only, so that a channel with
+    nothing ahead airs as soon as it is made. A scene is never split between runs (a run
+    makes its clips in order): runs hold whole scenes, at least one each."""
     ordered = sorted(clips, key=lambda clip: clip.number)
-    first = 1 if start_with_one and ordered else 0
-    head = [ordered[:first]] if first else []
-    rest = ordered[first:]
-    return head + [rest[i : i + clips_per_run] for i in range(0, len(rest), clips_per_run)]
+    scenes: list[list[ClipId]] = []
+    for clip in ordered:
+        scene = (clip.number - 1) // scene_clips
+        if scenes and (scenes[-1][-1].number - 1) // scene_clips == scene:
+            scenes[-1].append(clip)
+        else:
+            scenes.append([clip])
+    batches: list[list[ClipId]] = []
+    for index, scene in enumerate(scenes):
+        first_alone = start_with_one and index <= 1
+        if batches and not first_alone and len(batches[-1]) + len(scene) <= clips_per_run:
+            batches[-1].extend(scene)
+        else:
+            batches.append(list(scene))
+    return batches
+
+
+def whole_scenes(count: int, highest: int, scene_clips: int) -> int:
+    """`count` clips to add after clip `highest`, rounded up to end a scene."""
+    if count == 0 or scene_clips == 1:
+        return count
+    return math.ceil((highest + count) / scene_clips) * scene_clips - highest
 
 
 def run_priority(deadline: float) -> int:

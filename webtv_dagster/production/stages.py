@@ -18,6 +18,7 @@ from webtv_dagster import clips
 from webtv_dagster.backends.interpolator import InterpolationRequest
 from webtv_dagster.backends.model_call import ModelCall
 from webtv_dagster.backends.music import MusicRequest, music_prompt
+from webtv_dagster.backends.prompt_writer import SceneShot
 from webtv_dagster.backends.registry import ModelBackends
 from webtv_dagster.backends.text_to_video import TakeRequest
 from webtv_dagster.backends.upscaler import UpscaleRequest
@@ -26,6 +27,7 @@ from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import MediaInfo, probe
+from webtv_dagster.media.frames import last_frame_png
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.quality import QualityLimits, QualityReport, inspect_broadcast_clip
@@ -52,6 +54,10 @@ class ShotPromptRecord(BaseModel):
     request_id: str | None = None
     idea: str | None = None
     requested_by: str | None = None
+
+
+class SceneOrderError(RuntimeError):
+    """A clip that continues a scene came before the clip it continues."""
 
 
 class StageReport(BaseModel):
@@ -133,6 +139,15 @@ class ClipProduction:
                 )
         return None
 
+    def _scene_shot(self, clip: ClipId, recent: dict[int, ShotPromptRecord]) -> SceneShot | None:
+        """The clip's place in its scene, with the prompts of the scene's shots before it
+        (those written: `recent`, by distance back), for a channel with scenes."""
+        if self.channel.scene_clips == 1:
+            return None
+        scene, shot = self.channel.scene_of(clip.number)
+        before = [recent[back].prompt for back in range(shot, 0, -1) if back in recent]
+        return SceneShot(scene=scene, shot=shot, shots=self.channel.scene_clips, before=before)
+
     def write_shot_prompt(
         self, clip: ClipId, reroll: int = 0, keep_prompt: bool = False
     ) -> StageReport:
@@ -150,13 +165,15 @@ class ClipProduction:
         else:
             recent = self._recent_records(clip)
             request = self.requests.claim(self.channel, clip) if self.requests else None
-            spare = None if reroll or request else self._spare_for(recent)
+            scene = self._scene_shot(clip, recent)
+            spare = None if reroll or request or scene else self._spare_for(recent)
             if spare is not None:
                 record = spare.model_copy(update={"clip_id": clip.key, "seed": seed})
             else:
                 writer = self.backends.prompt_writer
                 ordered = [recent[d].prompt for d in sorted(recent, reverse=True)]
-                written = writer.write(self.channel, seed, ordered, request and request.idea)
+                idea = request and request.idea
+                written = writer.write(self.channel, seed, ordered, idea, scene)
                 record = ShotPromptRecord(
                     clip_id=clip.key,
                     channel=self.channel.slug,
@@ -248,19 +265,41 @@ class ClipProduction:
         return name
 
     def render_raw_take(self, clip: ClipId) -> StageReport:
+        """The take; a clip that continues a scene starts from the last frame of the take
+        before it, which must be made first."""
         backend = self.backends.text_to_video
+        _, shot = self.channel.scene_of(clip.number)
+        before = ClipId(channel=clip.channel, number=clip.number - 1) if shot else None
 
         def make(_: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
+            first_frame = None
+            if before:
+                try:
+                    take = self.store.download_file(
+                        before.object_key(clips.RAW_TAKE), output.with_name("before.mp4")
+                    )
+                except FileNotFoundError:
+                    raise SceneOrderError(
+                        f"{clip.key} continues the scene of {before.key}, whose take is not "
+                        f"made yet: make {before.key} first (a scene's takes are made in order)"
+                    ) from None
+                first_frame = last_frame_png(take, output.with_name("first-frame.png"))
             request = TakeRequest(
                 prompt=record.prompt,
                 seed=record.seed,
                 frames=self.channel.take_frames,
                 fps=self.channel.take_fps,
                 seconds=self.channel.clip_seconds,
+                first_frame=first_frame,
             )
             return backend.render(request, output)
 
-        return self._media_stage(clip, [], clips.RAW_TAKE, make)
+        report = self._media_stage(clip, [], clips.RAW_TAKE, make)
+        if before:
+            report.extra["continues"] = before.key
+            if report.extra.pop("model_image_conditioned", None) is not True:
+                report.extra["continuity"] = f"lost: {report.backend} takes no first frame"
+        return report
 
     def upscale_take(self, clip: ClipId) -> StageReport:
         backend = self.backends.upscaler

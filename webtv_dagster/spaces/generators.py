@@ -79,6 +79,7 @@ class Generation:
     dtype: str
     steps: int
     seconds: float
+    image_conditioned: bool = False
 
     def metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +100,7 @@ class Generator:
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self._one_at_a_time = threading.Lock()
 
-    def _run(self, steps: int, work) -> tuple[Any, Generation]:
+    def _run(self, steps: int, work, image_conditioned: bool = False) -> tuple[Any, Generation]:
         with self._one_at_a_time:
             started = time.monotonic()
             try:
@@ -113,7 +114,8 @@ class Generator:
                     self.torch.cuda.empty_cache()
             seconds = round(time.monotonic() - started, 3)
         dtype = str(self.dtype).removeprefix("torch.")
-        return result, Generation(self.model, self.device, dtype, steps, seconds)
+        generation = Generation(self.model, self.device, dtype, steps, seconds, image_conditioned)
+        return result, generation
 
     def _generator(self, seed: int):
         return self.torch.Generator(device="cpu").manual_seed(int(seed))
@@ -133,19 +135,22 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 class LtxVideoGenerator(Generator):
-    """Text-to-video with LTX-Video (diffusers' LTXPipeline)."""
+    """Text-to-video with LTX-Video (diffusers' LTXPipeline), or image-to-video from a first
+    frame (LTXImageToVideoPipeline on the same modules: no second copy in memory)."""
 
     model = "ltx-video"
 
     def __init__(self, folder: Path, device: str | None = None):
         super().__init__(device)
-        from diffusers import LTXPipeline
+        from diffusers import LTXImageToVideoPipeline, LTXPipeline
 
         weights = require_weights(folder, self.model)
         self.pipeline = LTXPipeline.from_pretrained(
             weights, torch_dtype=self.dtype, local_files_only=True
         ).to(self.device)
         self.pipeline.set_progress_bar_config(disable=True)
+        self.image_pipeline = LTXImageToVideoPipeline(**self.pipeline.components)
+        self.image_pipeline.set_progress_bar_config(disable=True)
         self.spatial_unit = self.pipeline.vae_spatial_compression_ratio
 
     def render(
@@ -158,9 +163,10 @@ class LtxVideoGenerator(Generator):
         height: int,
         guidance_scale: float = 1.0,
         negative_prompt: str = "",
+        image: Path | None = None,
     ) -> tuple[np.ndarray, Generation]:
         """uint8 RGB frames (count, height, width, 3): at least `frames` of them (8k+1), at the
-        size rounded to what the VAE packs."""
+        size rounded to what the VAE packs; with `image`, the take starts from that picture."""
         vae = self.pipeline.vae.config
         # Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode best a little noised.
         decode = {"decode_timestep": 0.05, "decode_noise_scale": 0.025}
@@ -176,7 +182,17 @@ class LtxVideoGenerator(Generator):
             "output_type": "np",
             **(decode if vae.get("timestep_conditioning") else {}),
         }
-        result, generation = self._run(steps, lambda: self.pipeline(**arguments).frames[0])
+        pipeline = self.pipeline
+        if image is not None:
+            from PIL import Image
+
+            with Image.open(image) as opened:
+                size = (arguments["width"], arguments["height"])
+                arguments["image"] = opened.convert("RGB").resize(size, Image.LANCZOS)
+            pipeline = self.image_pipeline
+        result, generation = self._run(
+            steps, lambda: pipeline(**arguments).frames[0], image_conditioned=image is not None
+        )
         return _to_uint8(np.asarray(result)), generation
 
 

@@ -50,6 +50,7 @@ def ltx_video_app(generator: LtxVideoGenerator, workshop: Workshop) -> gr.Blocks
         height: float,
         guidance_scale: float,
         negative_prompt: str,
+        image: str | None = None,
     ) -> tuple[str, dict]:
         frames, generation = generator.render(
             prompt,
@@ -60,6 +61,7 @@ def ltx_video_app(generator: LtxVideoGenerator, workshop: Workshop) -> gr.Blocks
             _bounded(height, 32, MAX_SIDE, "height"),
             float(guidance_scale),
             negative_prompt,
+            Path(image) if image else None,
         )
         output = workshop.new_file("take.mp4")
         encode_rgb_frames(frames, _bounded(fps, 1, 60, "fps"), output, "encoding the take")
@@ -77,6 +79,7 @@ def ltx_video_app(generator: LtxVideoGenerator, workshop: Workshop) -> gr.Blocks
             gr.Number(label="height", value=288, precision=0),
             gr.Number(label="guidance_scale", value=1.0),
             gr.Textbox(label="negative_prompt", value=""),
+            gr.Image(label="first frame (optional)", type="filepath"),
         ],
         [gr.Video(label="take"), gr.JSON(label="generation")],
         api_name="run",

@@ -44,8 +44,12 @@ def shot_prompt(
 def raw_take(
     context: dg.AssetExecutionContext, studio: Studio, media_storage: S3MediaStorage
 ) -> None:
-    """The text-to-video take of the prompt (raw.mp4, 576x320, a few seconds at 8 fps)."""
-    materialize_clips(context, studio, media_storage, ClipProduction.render_raw_take)
+    """The text-to-video take of the prompt (raw.mp4: 576x320, a few seconds at 8 fps, or the
+    shape of its model's preset). In a channel with scenes, each take after a scene's first
+    starts from the last frame of the take before it: a scene's takes are made in turn."""
+    materialize_clips(
+        context, studio, media_storage, ClipProduction.render_raw_take, scenes_in_order=True
+    )
 
 
 @clip_asset(group_name="takes", kinds={"video", "s3"}, pool="upscaler", deps=[raw_take])

@@ -37,6 +37,7 @@ from webtv_dagster.production.planning import (
     clips_needed,
     run_batches,
     run_priority,
+    whole_scenes,
 )
 from webtv_dagster.stack.instance import STOPPED_WITH_STACK_TAG
 
@@ -175,7 +176,9 @@ def plan_channel(
         cursor.requested = max((c.number for c in window if c.key in statuses), default=0)
     unaired = [clip for clip in window if clip.key not in not_airing]
     backlog = highest - min(aired_through, highest)
-    count = clips_needed(channel, len(unaired), backlog, clips_per_run)
+    count = whole_scenes(
+        clips_needed(channel, len(unaired), backlog, clips_per_run), highest, channel.scene_clips
+    )
     added = [ClipId(channel=channel.slug, number=highest + n) for n in range(1, count + 1)]
     due = [
         clip
@@ -189,7 +192,9 @@ def plan_channel(
 
     now = time.time()
     nothing_ahead = bool(due) and seconds_ahead_of(due[0]) == 0
-    batches = run_batches(due, clips_per_run, start_with_one=nothing_ahead)
+    batches = run_batches(
+        due, clips_per_run, start_with_one=nothing_ahead, scene_clips=channel.scene_clips
+    )
     requests = [
         clip_run_request(channel, batch, now + seconds_ahead_of(batch[0])) for batch in batches
     ]
