@@ -11,10 +11,13 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client
 
 from webtv_dagster import clips
+from webtv_dagster.backends.space_pool import SpaceConnections, SpacePool
+from webtv_dagster.backends.text_to_video import SpaceTextToVideo, TakeRequest
 from webtv_dagster.channels import load_channels
 from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.air.playlist import playlist
@@ -25,7 +28,9 @@ from webtv_dagster.defs.clip_production.assets import (
     raw_take,
     upscaled_take,
 )
-from webtv_dagster.media.ffmpeg import probe
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
+from webtv_dagster.media.frames import decode_rgb_frames
+from webtv_dagster.model_endpoints import SPACE_PRESETS, GradioSpacePool
 from webtv_dagster.spaces.apps import Workshop, serve
 from webtv_dagster.spaces.generators import LtxVideoGenerator, MissingWeights
 from webtv_dagster.spaces.model_apps import (
@@ -211,3 +216,42 @@ def test_a_call_past_the_queue_limit_is_refused_at_once(weights):
 
 def queue_size(space) -> int:
     return httpx.get(f"{space.url}/gradio_api/queue/status", timeout=5).json()["queue_size"]
+
+
+def picture(path, source):
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", f"{source}=s=512x288", "-frames:v", "1", str(path)], "a picture"
+    )
+    return path
+
+
+def test_a_take_that_continues_a_scene_is_built_from_the_frame_it_is_given(model_spaces, tmp_path):
+    """LTX-Video's image-to-video through the preset's call: the take is conditioned on the
+    picture, and only on it (same picture and seed: the same take; another picture: another)."""
+    inputs = list(SPACE_PRESETS["ltx-video"].call.inputs)
+    inputs[3] = 2  # steps: the tiny model needs no more
+    config = GradioSpacePool(
+        kind="gradio",
+        family="text_to_video",
+        preset="ltx-video",
+        spaces=[model_spaces["text_to_video"]],
+        inputs=inputs,
+    )
+    black = picture(tmp_path / "black.png", "color")  # black
+    bars = picture(tmp_path / "bars.png", "testsrc2")
+    with SpaceConnections() as connections:
+        backend = SpaceTextToVideo(SpacePool("ltx-video", config, None, connections))
+
+        def take(name, first_frame):
+            request = TakeRequest(prompt="the llama", seed=5, seconds=1.0, first_frame=first_frame)
+            call = backend.render(request, tmp_path / name)
+            return call, decode_rgb_frames(tmp_path / name, 512, 288).astype(int)
+
+        from_black, black_frames = take("black.mp4", black)
+        _, black_again = take("black-again.mp4", black)
+        _, bars_frames = take("bars.mp4", bars)
+        alone, _ = take("alone.mp4", None)
+    assert from_black.details["image_conditioned"] is True
+    assert alone.details["image_conditioned"] is False
+    assert np.array_equal(black_frames, black_again)
+    assert np.abs(black_frames[0] - bars_frames[0]).mean() > 1.0
