@@ -1,17 +1,16 @@
 """Real generative models, run where `webtv spaces --model` serves them: LTX-Video for takes and
 its latent upsampler (diffusers), MusicGen for scores (transformers), on torch.
 
-Weights come from a local folder only: the Hugging Face hubs are switched offline before the
-libraries load and every load is `local_files_only`, so nothing is downloaded at run time; a
-folder without the model is one `MissingWeights` error that names the model and the command
-that downloads it on a machine with internet. Plain Python, testable without Gradio: the apps in
+Weights come from a local folder only: every load is `local_files_only` (the libraries then
+never ask a hub), so nothing is downloaded at run time; a folder without the model is one
+`MissingWeights` error that names the model and the command that downloads it on a machine
+with internet. Plain Python, testable without Gradio: the apps in
 spaces/model_apps.py only wrap these classes.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -57,10 +56,6 @@ def models_extra_installed() -> bool:
 
 
 def _torch():
-    """torch, with the hubs offline first (diffusers and transformers read these at import)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     if not models_extra_installed():
         raise ModelsExtraMissing(
             f"the real models need torch, diffusers and transformers: {MODELS_EXTRA}"
