@@ -122,6 +122,33 @@ def _contains_term(text: str, term: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.I) is not None
 
 
+def channel_word_list(channel: Channel) -> WordList:
+    """The words a channel does not show: its own beside the built-in list."""
+    policy = channel.requests
+    builtin = read_word_list(BUILTIN_BLOCKED_WORDS) if policy.builtin_blocked_words else []
+    return WordList([*builtin, *policy.blocked_words])
+
+
+class WordListModerator:
+    """The channel's word list alone: what every text that will be shown or aired passes,
+    whoever wrote it (the shot prompts a model writes, not only viewers' ideas)."""
+
+    name = "word list"
+
+    def __init__(self, channel: Channel):
+        self.words = channel_word_list(channel)
+
+    def judge(self, text: str, channel: Channel) -> Verdict:
+        blocked = self.words.first_match(text)
+        if blocked is not None:
+            return Verdict(
+                allowed=False,
+                reason=f"it contains {blocked!r}, which this channel does not show",
+                decided_by=self.name,
+            )
+        return Verdict(allowed=True, reason="passed the word list", decided_by=self.name)
+
+
 class RuleModerator:
     """The channel's prompt rules as they apply to an idea (length, words the video model would
     paint as text, links) and the word list: the channel's own words beside the built-in
@@ -130,9 +157,7 @@ class RuleModerator:
     name = "rules and word list"
 
     def __init__(self, channel: Channel):
-        policy = channel.requests
-        builtin = read_word_list(BUILTIN_BLOCKED_WORDS) if policy.builtin_blocked_words else []
-        self.words = WordList([*builtin, *policy.blocked_words])
+        self.words = channel_word_list(channel)
 
     def judge(self, idea: str, channel: Channel) -> Verdict:
         def refuse(reason: str) -> Verdict:

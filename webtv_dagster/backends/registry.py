@@ -10,7 +10,12 @@ from webtv_dagster.backends.interpolator import (
     OpticalFlowInterpolator,
     SpaceInterpolator,
 )
-from webtv_dagster.backends.moderator import Moderator, OpenAIJudge, RuleModerator
+from webtv_dagster.backends.moderator import (
+    Moderator,
+    OpenAIJudge,
+    RuleModerator,
+    WordListModerator,
+)
 from webtv_dagster.backends.music import (
     MusicGenerator,
     ProceduralMusicGenerator,
@@ -112,11 +117,22 @@ def build_backends(
     )
 
 
+def _judges(channel: Channel, models: Mapping[str, ModelEndpoint]) -> list[Moderator]:
+    judge = models.get(channel.requests.judge or "")
+    if isinstance(judge, OpenAIEndpoint):
+        return [OpenAIJudge(judge, named_secret(judge.api_key_env))]
+    return []
+
+
 def build_moderators(channel: Channel, models: Mapping[str, ModelEndpoint]) -> list[Moderator]:
     """The channel's moderators in the order they judge a request: its rules and word list,
     then its judge model if it names one."""
-    moderators: list[Moderator] = [RuleModerator(channel)]
-    judge = models.get(channel.requests.judge or "")
-    if isinstance(judge, OpenAIEndpoint):
-        moderators.append(OpenAIJudge(judge, named_secret(judge.api_key_env)))
-    return moderators
+    return [RuleModerator(channel), *_judges(channel, models)]
+
+
+def build_prompt_moderators(
+    channel: Channel, models: Mapping[str, ModelEndpoint]
+) -> list[Moderator]:
+    """What judges the shot prompts a writer wrote, before their clips are made: the word list
+    and the judge that viewers' ideas pass (the writers keep to the prompt rules themselves)."""
+    return [WordListModerator(channel), *_judges(channel, models)]

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from webtv_dagster.backends.registry import OfflineSettings, build_backends
+from webtv_dagster.backends.registry import (
+    OfflineSettings,
+    build_backends,
+    build_prompt_moderators,
+)
 from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_channels
 from webtv_dagster.lib.names import IMPLICIT_ASSET_JOB
 from webtv_dagster.media_store import MediaStore
@@ -85,10 +89,10 @@ class Studio(dg.ConfigurableResource):
 
     def production(self, store: MediaStore, slug: str) -> ClipProduction:
         channel = self.channel(slug)
-        backends = build_backends(
-            channel.backends, self.channels.models, OfflineSettings(self.motion_height)
-        )
-        return ClipProduction(store, channel, backends, self.request_queue(channel))
+        models = self.channels.models
+        backends = build_backends(channel.backends, models, OfflineSettings(self.motion_height))
+        moderators = build_prompt_moderators(channel, models)
+        return ClipProduction(store, channel, backends, self.request_queue(channel), moderators)
 
     def shot_request_queue(self) -> RequestQueue:
         """Every channel's shot requests (one database in the data folder)."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from webtv_dagster import clips
 from webtv_dagster.backends.interpolator import InterpolationRequest
 from webtv_dagster.backends.model_call import ModelCall
+from webtv_dagster.backends.moderator import Moderator
 from webtv_dagster.backends.music import MusicRequest, music_prompt
 from webtv_dagster.backends.prompt_writer import SceneShot
 from webtv_dagster.backends.registry import ModelBackends
@@ -37,6 +38,16 @@ from webtv_dagster.prompt_rules import prompt_problems
 RECENT_PROMPTS = 8  # how many earlier prompts of the channel the writer must not repeat
 
 
+# Answers asked of a writer for one clip before the stage fails for refused prompts.
+WRITES_BEFORE_FAILING = 3
+
+
+class RefusedPrompt(BaseModel):
+    prompt: str
+    reason: str
+    by: str  # the moderator that refused it
+
+
 class ShotPromptRecord(BaseModel):
     """prompt.json: what every later stage of the clip reads."""
 
@@ -54,6 +65,12 @@ class ShotPromptRecord(BaseModel):
     request_id: str | None = None
     idea: str | None = None
     requested_by: str | None = None
+    # The prompts the writer wrote for this clip that the channel's moderators refused.
+    refused: list[RefusedPrompt] = Field(default_factory=list)
+
+
+class PromptRefusedError(RuntimeError):
+    """The writer kept writing prompts the channel's moderators refuse."""
 
 
 class SceneOrderError(RuntimeError):
@@ -94,11 +111,13 @@ class ClipProduction:
         channel: Channel,
         backends: ModelBackends,
         requests: RequestQueue | None = None,
+        moderators: Sequence[Moderator] = (),
     ):
         self.store = store
         self.channel = channel
         self.backends = backends
         self.requests = requests  # None: the channel takes no requests
+        self.moderators = moderators  # what a written prompt passes before its clip is made
 
     def close(self) -> None:
         self.backends.close()
@@ -139,6 +158,18 @@ class ClipProduction:
                 )
         return None
 
+    def _shown(self, prompt: str, refused: list[RefusedPrompt]) -> bool:
+        """Whether the channel's moderators let `prompt` be shown and aired; a refusal is
+        added to `refused`."""
+        for moderator in self.moderators:
+            verdict = moderator.judge(prompt, self.channel)
+            if not verdict.allowed:
+                refused.append(
+                    RefusedPrompt(prompt=prompt, reason=verdict.reason, by=verdict.decided_by)
+                )
+                return False
+        return True
+
     def _scene_shot(self, clip: ClipId, recent: dict[int, ShotPromptRecord]) -> SceneShot | None:
         """The clip's place in its scene, with the prompts of the scene's shots before it
         (those written: `recent`, by distance back), for a channel with scenes."""
@@ -167,30 +198,51 @@ class ClipProduction:
             request = self.requests.claim(self.channel, clip) if self.requests else None
             scene = self._scene_shot(clip, recent)
             spare = None if reroll or request or scene else self._spare_for(recent)
-            if spare is not None:
+            refused: list[RefusedPrompt] = []
+            if spare is not None and self._shown(spare.prompt, refused):
                 record = spare.model_copy(update={"clip_id": clip.key, "seed": seed})
             else:
                 writer = self.backends.prompt_writer
                 ordered = [recent[d].prompt for d in sorted(recent, reverse=True)]
                 idea = request and request.idea
-                written = writer.write(self.channel, seed, ordered, idea, scene)
+                for asked in range(WRITES_BEFORE_FAILING):
+                    # Another seed each time: a rule-based writer would write the same again.
+                    written = writer.write(self.channel, seed + asked, ordered, idea, scene)
+                    attempts += written.attempts
+                    candidates = [written.prompt, *written.spares]
+                    shown = next(
+                        (n for n, text in enumerate(candidates) if self._shown(text, refused)),
+                        None,
+                    )
+                    if shown is not None:
+                        break
+                else:
+                    reasons = "; ".join(f"{r.prompt!r}: {r.reason}" for r in refused[-3:])
+                    raise PromptRefusedError(
+                        f"{clip.key}: the prompt writer {written.backend} ({written.endpoint}) "
+                        f"wrote only text this channel does not show, {len(refused)} prompt(s) "
+                        f"in {WRITES_BEFORE_FAILING} answers; the last: {reasons}"
+                    )
                 record = ShotPromptRecord(
                     clip_id=clip.key,
                     channel=self.channel.slug,
-                    prompt=written.prompt,
+                    prompt=candidates[shown],
                     seed=seed,
                     backend=written.backend,
                     endpoint=written.endpoint,
-                    spares=written.spares[:RECENT_PROMPTS],
+                    spares=candidates[shown + 1 :][:RECENT_PROMPTS],
                     request_id=request and request.id,
                     idea=request and request.idea,
                     requested_by=request and request.requester,
                 )
-                attempts = written.attempts
+            record.refused = refused
         stored = self.store.put_json(clip.object_key(clips.PROMPT), record.model_dump())
         extra = {"words": len(record.prompt.split()), "reroll": reroll}
         if record.from_batch_of:
             extra["from_batch_of"] = record.from_batch_of
+        if record.refused:
+            extra["refused_prompts"] = len(record.refused)
+            extra["refused_because"] = record.refused[-1].reason
         if record.request_id:
             extra.update(
                 request_id=record.request_id, idea=record.idea, requested_by=record.requested_by
