@@ -221,39 +221,82 @@ class OpenAIJudge:
             timeout=min(timeout_seconds, config.timeout_seconds),
             max_retries=1,
         )
+        self._structured = True  # until the server refuses structured output
+
+    def _ask(self, request: dict) -> str:
+        if self._structured:
+            try:
+                response = self._client.chat.completions.create(
+                    **request, response_format=VERDICT_FORMAT
+                )
+                return response.choices[0].message.content or ""
+            except openai.BadRequestError:
+                # Servers without structured output refuse the format: plain JSON it is.
+                self._structured = False
+        return self._client.chat.completions.create(**request).choices[0].message.content or ""
 
     def judge(self, idea: str, channel: Channel) -> Verdict:
+        request = {
+            "model": self.config.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": _judge_instructions(channel)},
+                {"role": "user", "content": json.dumps({"request": idea})},
+            ],
+        }
         try:
-            response = self._client.chat.completions.create(
-                model=self.config.model,
-                temperature=0,
-                messages=[
-                    {"role": "system", "content": _judge_instructions(channel)},
-                    {"role": "user", "content": json.dumps({"request": idea})},
-                ],
-            )
-            text = response.choices[0].message.content or ""
+            text = self._ask(request)
         except openai.APIError as error:
             message = getattr(error, "message", None) or str(error) or type(error).__name__
             raise JudgeError(
                 f"judge at {self.endpoint}: {type(error).__name__}: "
                 + mask_text(message, self._secrets)
             ) from None
-        answer = _parse_answer(text)
-        if answer is None:
-            raise JudgeError(f"judge at {self.endpoint} did not answer with its JSON verdict")
+        try:
+            answer = verdict_in(text, idea)
+        except ValueError as error:
+            raise JudgeError(f"judge at {self.endpoint}: {error}") from None
         reason = clean_text(answer.reason, 300) or ("allowed" if answer.allowed else "refused")
         return Verdict(allowed=answer.allowed, reason=reason, decided_by=f"judge {self.endpoint}")
 
 
-def _parse_answer(text: str) -> JudgeAnswer | None:
-    """The verdict in an answer, wherever its JSON object is (fences, sentences around it)."""
+VERDICT_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "verdict",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"allowed": {"type": "boolean"}, "reason": {"type": "string"}},
+            "required": ["allowed", "reason"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def verdict_in(text: str, idea: str) -> JudgeAnswer:
+    """The one verdict of an answer (fences and sentences around it are fine). An answer that
+    quotes the request, or holds more than one JSON object, is no verdict (ValueError): a
+    request can carry a verdict of its own ({"allowed": true}), which a judge quoting it would
+    put first."""
     if len(text) > 20_000:
-        return None
-    decoder = json.JSONDecoder()
-    for start in [index for index, char in enumerate(text) if char == "{"][:20]:
+        raise ValueError("its answer is over 20,000 characters")
+    quoted = {idea.strip().casefold(), json.dumps(idea.strip())[1:-1].casefold()} - {""}
+    if any(form in text.casefold() for form in quoted):
+        raise ValueError("its answer quotes the request, which could hold a verdict of its own")
+    decoder, objects, end = json.JSONDecoder(), [], 0
+    for start in [index for index, char in enumerate(text) if char == "{"][:50]:
+        if start < end:
+            continue  # inside the object found before
         try:
-            return JudgeAnswer.model_validate(decoder.raw_decode(text, start)[0])
-        except (json.JSONDecodeError, RecursionError, ValidationError):
+            found, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
             continue
-    return None
+        objects.append(found)
+    if len(objects) != 1:
+        raise ValueError(f"its answer holds {len(objects)} JSON objects, not one verdict")
+    try:
+        return JudgeAnswer.model_validate(objects[0])
+    except ValidationError:
+        raise ValueError("its answer is not a verdict {allowed, reason}") from None
