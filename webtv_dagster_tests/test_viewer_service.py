@@ -148,6 +148,27 @@ def test_requests_are_answered_in_words_and_listed_in_the_guide(service, rtmp_se
     assert call(f"http://127.0.0.1:{rtmp_server.http_port}/api/nope/guide.json")[0] == 404
 
 
+def test_a_page_of_another_site_cannot_post_for_its_visitors(service, rtmp_server):
+    """A cross-site form or text/plain post needs no permission from the browser: only JSON is
+    taken, and never from a page whose Origin is another site (through nginx, as browsers
+    reach it)."""
+    host = f"127.0.0.1:{rtmp_server.http_port}"
+    url = f"http://{host}/api/{SLUG}/requests"
+    idea = json.dumps({"idea": "the llama juggling pears", "name": "Ann"}).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        request = urllib.request.Request(url, data=idea, headers={"Content-Type": content_type})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 415
+    status, answer = call(
+        url, {"idea": "the llama juggling pears"}, {"Origin": "https://evil.test"}
+    )
+    assert (status, answer["error"]) == (403, "requests from pages of other sites are refused")
+    # The channel's own page (same origin) is heard.
+    status, _ = call(url, {"idea": "the llama juggling pears"}, {"Origin": f"http://{host}"})
+    assert status == 202
+
+
 def test_a_flood_from_one_viewer_and_from_many_keeps_the_queue_bounded_and_answering(
     service, rtmp_server
 ):

@@ -294,6 +294,15 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
             raise BadRequest(405, "not allowed")
 
     def _body(self) -> dict[str, Any]:
+        """A POST's JSON object. Only JSON from our own pages: a form or `text/plain` post, which
+        a page of another site can make a visitor's browser send without asking, is refused, and
+        so is any request whose Origin is another site (nginx passes the Host the browser used)."""
+        media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise BadRequest(415, "send the body as application/json")
+        origin = self.headers.get("Origin")
+        if origin and urlsplit(origin).netloc.lower() != self.headers.get("Host", "").lower():
+            raise BadRequest(403, "requests from pages of other sites are refused")
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:

@@ -220,6 +220,7 @@ http {{
             limit_req_status 429;
             client_max_body_size 8k;
             proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header Host $http_host;  # what the browser asked: its Origin must match
             proxy_pass http://unix:{viewer_service_socket(data_dir)};
         }}
         location /xmltv/ {{
