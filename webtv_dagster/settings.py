@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -21,6 +21,7 @@ from webtv_dagster.channels import DEFAULT_CHANNELS_FILE
 
 PREFIX = "WEBTV_"
 MIRRORS_PREFIX = PREFIX + "MIRRORS_"
+MIN_OPERATOR_TOKEN = 16
 
 
 class SettingsError(ValueError):
@@ -90,6 +91,17 @@ class Settings(BaseSettings):
     dagster_home: Path | None = _unprefixed("DAGSTER_HOME")
     # Where a systemd service with Type=notify tells it that it is ready and alive.
     notify_socket: str = _unprefixed("NOTIFY_SOCKET", "")
+
+    @field_validator("operator_token")
+    @classmethod
+    def _operator_token_is_long(cls, token: SecretStr) -> SecretStr:
+        # It takes clips off air for whoever has it, from any viewer's page.
+        if 0 < len(token.get_secret_value()) < MIN_OPERATOR_TOKEN:
+            raise ValueError(
+                f"the operator token must have at least {MIN_OPERATOR_TOKEN} characters; "
+                "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        return token
 
     @classmethod
     def settings_customise_sources(

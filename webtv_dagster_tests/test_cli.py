@@ -145,7 +145,12 @@ def test_settings_out_of_bounds_are_named_by_their_variables():
     import subprocess
     import sys
 
-    environment = {**os.environ, "WEBTV_CLIPS_PER_RUN": "0", "WEBTV_PLAYOUT_STALE_SECONDS": "inf"}
+    environment = {
+        **os.environ,
+        "WEBTV_CLIPS_PER_RUN": "0",
+        "WEBTV_PLAYOUT_STALE_SECONDS": "inf",
+        "WEBTV_OPERATOR_TOKEN": "hunter2",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "webtv_dagster.cli", "check"],
         env=environment,
@@ -157,6 +162,9 @@ def test_settings_out_of_bounds_are_named_by_their_variables():
     said = done.stderr
     assert "WEBTV_CLIPS_PER_RUN: Input should be greater than or equal to 1 (got '0')" in said
     assert "WEBTV_PLAYOUT_STALE_SECONDS: Input should be a finite number (got 'inf')" in said
+    # A short operator token is refused at start, without repeating it.
+    assert "WEBTV_OPERATOR_TOKEN: Value error, the operator token must have at least 16" in said
+    assert "hunter2" not in said
 
 
 PRESET_CHANNELS = """\

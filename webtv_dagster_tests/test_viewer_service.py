@@ -252,6 +252,34 @@ def test_the_dump_button_needs_the_operator_token_and_takes_the_clip_down(
     service.start()  # the fixture stops it
 
 
+def test_operator_token_guesses_are_logged_and_held_back(service):
+    """A guesser at the socket's pace (1,700 tries a second) once went unseen: each wrong token
+    is logged with its client, and a client past 5 in a minute is refused even the right one."""
+
+    def dump(token, client):
+        connection = UnixHTTPConnection(service.socket)
+        connection.request(
+            "POST",
+            f"/api/{SLUG}/dump",
+            json.dumps({"clip_id": f"{SLUG}-000003"}),
+            {"Content-Type": "application/json", "X-Real-IP": client, "Authorization": token},
+        )
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    guesses = [dump(f"Bearer guess-{n}", "10.0.0.9") for n in range(8)]
+    assert guesses == [401] * 5 + [429] * 3
+    assert dump(f"Bearer {OPERATOR_TOKEN}", "10.0.0.9") == 429
+    # Another client is not held back by this one's guesses.
+    assert dump(f"Bearer {OPERATOR_TOKEN}", "10.0.0.10") == 200
+    service.stop()
+    said = service.log.read_text(errors="replace")
+    assert "wrong operator token from 10.0.0.9 (5 in the last minute)" in said
+    assert "guess-" not in said and OPERATOR_TOKEN not in said
+    service.start()  # the fixture stops it
+
+
 def take_down_by_job(endpoint: str, bucket: str, channels_file: str, clip: str) -> bool:
     """take_down_job run in a process of its own (Dagster runs in threads of one process
     deadlock on its logging set-up), as the daemon runs it."""

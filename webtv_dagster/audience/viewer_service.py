@@ -77,6 +77,11 @@ class ViewerServiceError(RuntimeError):
     """The viewer service cannot start; the message says why."""
 
 
+# Wrong operator tokens a client may send in a minute: an operator mistypes, a guesser at 1,700
+# a second (what the socket took) is held to this.
+WRONG_TOKENS_ALLOWED = 5
+
+
 class BadRequest(ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -110,6 +115,9 @@ class ViewerSite:
     channels: ChannelsFile
     data_dir: Path
     operator_token: str = ""
+    # When each client sent a wrong operator token, in the last minute (threads share it).
+    _wrong_tokens: dict[str, list[float]] = field(default_factory=dict)
+    _wrong_tokens_lock: threading.Lock = field(default_factory=threading.Lock)
     _moderators: dict[str, list[Moderator]] = field(default_factory=dict)
     _guides: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _queue: RequestQueue | None = None
@@ -197,11 +205,37 @@ class ViewerSite:
             channel, read_state(self.data_dir, channel.slug), self.playlist(channel.slug)
         )
 
-    def dump(self, channel: Channel, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Takes a clip off air at once, for an operator with the operator token."""
+    def _wrong_tokens_of(self, client: str, add: bool = False) -> int:
+        """How many wrong tokens `client` sent in the last minute (with one more: `add`)."""
+        now = time.monotonic()
+        with self._wrong_tokens_lock:
+            recent = [at for at in self._wrong_tokens.get(client, []) if now - at < 60]
+            self._wrong_tokens[client] = [*recent, now] if add else recent
+            if len(self._wrong_tokens) > 10_000:  # bounded: the clients of the last minute
+                self._wrong_tokens = {
+                    c: times
+                    for c, times in self._wrong_tokens.items()
+                    if times and now - times[-1] < 60
+                }
+            return len(self._wrong_tokens.get(client, []))
+
+    def dump(
+        self, channel: Channel, token: str, body: dict[str, Any], client: str = "local"
+    ) -> dict[str, Any]:
+        """Takes a clip off air at once, for an operator with the operator token. Wrong tokens
+        are logged, and a client that sent WRONG_TOKENS_ALLOWED in a minute waits."""
         if not self.operator_token:
             raise BadRequest(403, "the dump button is off: set WEBTV_OPERATOR_TOKEN")
+        if self._wrong_tokens_of(client) >= WRONG_TOKENS_ALLOWED:
+            raise BadRequest(429, "too many wrong operator tokens; wait a minute")
         if not hmac.compare_digest(token.encode(), self.operator_token.encode()):
+            count = self._wrong_tokens_of(client, add=True)
+            log.warning(
+                "%s: wrong operator token from %s (%d in the last minute)",
+                channel.slug,
+                client,
+                count,
+            )
             raise BadRequest(401, "wrong operator token")
         try:
             clip = ClipId.parse(str(body.get("clip_id", "")))
@@ -289,7 +323,8 @@ class ViewerServiceHandler(BaseHTTPRequestHandler):
             self._json(status, answer.model_dump())
         elif what == "dump" and self.command == "POST" and request_id is None:
             token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            self._json(200, site.dump(channel, token, self._body()))
+            client = self.headers.get("X-Real-IP") or "local"
+            self._json(200, site.dump(channel, token, self._body(), client))
         else:
             raise BadRequest(405, "not allowed")
 
