@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from webtv_dagster.channels import Channel
 
 # Six digits, or more without a leading zero: one channel of 8 s clips passes clip 999,999
-# after three months.
-CLIP_KEY_PATTERN = re.compile(r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6}|[1-9]\d{6,})$")
+# after three months. At most twelve (a million years of clips): a number of thousands of
+# digits, from a URL, is no clip (Python refuses to read one as an int).
+CLIP_KEY_PATTERN = re.compile(
+    r"^(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<number>\d{6}|[1-9]\d{6,11})$"
+)
 
 # Object names of one clip, in pipeline order.
 PROMPT = "prompt.json"
@@ -65,7 +68,8 @@ class ClipId(BaseModel):
         match = CLIP_KEY_PATTERN.match(key)
         if not match:
             raise ValueError(
-                f"{key!r} is not a clip id (expected <channel slug>-<number, 6 digits or more>)"
+                f"{key[:80]!r} is not a clip id "
+                "(expected <channel slug>-<number of 6 to 12 digits>)"
             )
         return cls(channel=match["slug"], number=int(match["number"]))
 

@@ -280,6 +280,20 @@ def test_operator_token_guesses_are_logged_and_held_back(service):
     service.start()  # the fixture stops it
 
 
+def test_a_clip_id_of_thousands_of_digits_is_no_clip_and_no_traceback(service, rtmp_server):
+    base = f"http://127.0.0.1:{rtmp_server.http_port}"
+    huge = f"{SLUG}-1{'0' * 5000}"
+    status, _ = call(f"{base}/previews/{SLUG}/{huge}/raw.preview.jpg")
+    assert status == 404
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    long = f"{SLUG}-1{'0' * 600}"  # what fits in a dump's body
+    status, answer = call(f"{base}/api/{SLUG}/dump", {"clip_id": long}, operator)
+    assert status == 400 and "is not a clip id" in answer["error"] and len(answer["error"]) < 200
+    service.stop()
+    assert "Traceback" not in service.log.read_text(errors="replace")
+    service.start()  # the fixture stops it
+
+
 def take_down_by_job(endpoint: str, bucket: str, channels_file: str, clip: str) -> bool:
     """take_down_job run in a process of its own (Dagster runs in threads of one process
     deadlock on its logging set-up), as the daemon runs it."""
