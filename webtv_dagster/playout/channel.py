@@ -174,16 +174,17 @@ class ChannelPlayout:
     def _taken_down(self, clip_id: str) -> Takedown | None:
         return self.takedowns.clips.get(clip_id)
 
-    def _skip(self, clip_id: str, reason: str, taken_down: bool = False) -> None:
+    def _skip(self, clip_id: str, reason: str, taken_down: bool = False, why: str = "") -> None:
         """Records why the clip does not air (once for a take-down: a clip left out as it is
-        prepared, again as a replay, is one take-down)."""
+        prepared, again as a replay, is one take-down). `reason` goes into the public state;
+        `why` (an operator's words) into the log only."""
         number = ClipId.parse(clip_id).number
         self._prepared_through = max(self._prepared_through, number)
         self.aired_through = max(self.aired_through, number)
         with self._skips_lock:
             if taken_down and self._takedown_recorded(clip_id):
                 return
-            log.warning("%s: skipped: %s", clip_id, reason)
+            log.warning("%s: skipped: %s%s", clip_id, reason, f" ({why})" if why else "")
             skip = SkippedClip(
                 clip_id=clip_id, reason=reason, at=time.time(), taken_down=taken_down
             )
@@ -370,7 +371,8 @@ class ChannelPlayout:
 
     def _cut(self, segment: Segment, frames: int, takedown: Takedown) -> Segment:
         """The segment cut after `frames` (a keyframe; 0: before it aired), recorded like a
-        skip with the take-down's reason; the timeline moves back by what was left out."""
+        skip (the take-down's reason in the log only: the state is public); the timeline moves
+        back by what was left out."""
         cut = segment.cut_after(frames)
         with self._timeline_lock:
             self._next_stream_seconds -= segment.end - cut.end
@@ -382,11 +384,11 @@ class ChannelPlayout:
                 else clip
                 for clip in self._schedule
             ]
-            reason = f"taken down on air after {cut.duration:.1f} s: {takedown.reason}"
+            reason = f"taken down on air after {cut.duration:.1f} s"
             log.warning("%s: cut on air after %.1f s", segment.clip_id, cut.duration)
         else:
-            reason = f"taken down: {takedown.reason}"
-        self._skip(segment.clip_id, reason, taken_down=True)
+            reason = "taken down"
+        self._skip(segment.clip_id, reason, taken_down=True, why=takedown.reason)
         self._write_state()
         return cut
 
@@ -400,7 +402,7 @@ class ChannelPlayout:
                 and takedown
                 and not self._takedown_recorded(clip.clip_id)
             ):
-                self._skip(clip.clip_id, f"taken down after it aired: {takedown.reason}", True)
+                self._skip(clip.clip_id, "taken down after it aired", True, takedown.reason)
                 self._write_state()
 
     def _watch_takedowns(self) -> None:
