@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,7 +23,7 @@ from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.programs import webtv_command
 
-from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
 from .test_previews import UnixHTTPConnection
 
 SLUG = "test-llamas"
@@ -292,6 +293,30 @@ def test_a_clip_id_of_thousands_of_digits_is_no_clip_and_no_traceback(service, r
     service.stop()
     assert "Traceback" not in service.log.read_text(errors="replace")
     service.start()  # the fixture stops it
+
+
+def test_stalled_connections_are_closed_and_hold_no_threads(service):
+    """Clients that connect and send nothing: each holds a thread only until its timeout."""
+    import socket
+
+    def threads() -> int:
+        status = Path(f"/proc/{service.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Threads:"))[8:])
+
+    before = threads()
+    stalled = []
+    for _ in range(100):
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(service.socket))
+        stalled.append(client)
+    # (`before` may count a thread of a request just answered)
+    wait_for(lambda: threads() >= before + 90, 10, "a thread per stalled connection")
+    # Each is closed after the service's timeout, and its thread ends.
+    wait_for(lambda: threads() <= before + 2, 30, "the stalled connections closed")
+    assert all(client.recv(1) == b"" for client in stalled)
+    for client in stalled:
+        client.close()
+    assert on_socket(service.socket, {"idea": "the llama rowing"}, "10.0.0.1")[0] == 202
 
 
 def take_down_by_job(endpoint: str, bucket: str, channels_file: str, clip: str) -> bool:

@@ -256,6 +256,9 @@ class ViewerSite:
 class ViewerServiceHandler(BaseHTTPRequestHandler):
     server: ViewerService
     server_version = "webtv-viewer-service"
+    # A connection that sends nothing for this long is closed: 300 stalled clients once held
+    # 300 threads for good.
+    timeout = 10
 
     def do_GET(self) -> None:
         self._route(with_body=True)
