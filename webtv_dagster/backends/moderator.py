@@ -4,6 +4,7 @@ what passed those. A request is refused by the first that refuses it, with its r
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -76,9 +77,10 @@ def _folded_words(text: str) -> tuple[list[str], list[str]]:
     return words, spelled
 
 
-def read_word_list(path: Path) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def read_word_list(path: Path) -> tuple[str, ...]:
     lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 class WordList:
@@ -125,7 +127,7 @@ def _contains_term(text: str, term: str) -> bool:
 def channel_word_list(channel: Channel) -> WordList:
     """The words a channel does not show: its own beside the built-in list."""
     policy = channel.requests
-    builtin = read_word_list(BUILTIN_BLOCKED_WORDS) if policy.builtin_blocked_words else []
+    builtin = read_word_list(BUILTIN_BLOCKED_WORDS) if policy.builtin_blocked_words else ()
     return WordList([*builtin, *policy.blocked_words])
 
 

@@ -29,6 +29,7 @@ from webtv_dagster.backends.moderator import (
     MAX_IDEA_CHARACTERS,
     JudgeError,
     Moderator,
+    channel_word_list,
     clean_text,
 )
 from webtv_dagster.channels import Channel
@@ -191,6 +192,13 @@ class RequestQueue:
         reason, decided_by = "passed moderation", "auto approval"
         if policy.approval == "operator":
             reason, decided_by = "waiting for an operator", ""
+        # The name is shown beside the idea (the viewer, the guide, XMLTV, chat): the same word
+        # list. A refused name is not kept.
+        blocked = channel_word_list(channel).first_match(requester)
+        if blocked is not None:
+            status, decided_by = "refused", "word list"
+            reason = f"the name contains {blocked!r}, which this channel does not show"
+            requester, moderators = ANONYMOUS, []
         for moderator in moderators:
             try:
                 verdict = moderator.judge(idea, channel)
