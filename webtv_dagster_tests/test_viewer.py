@@ -242,6 +242,22 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
         page.click("#suggest-form button")
         wait_for(lambda: "in the queue" in page.inner_text("#suggest-answer"), 20, "the answer")
         wait_for(lambda: "choir of geese" in page.inner_text("#requests"), 20, "the request listed")
+        # A 200-letter word where viewers' words are shown does not widen the page.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.evaluate(
+            """word => {
+              for (const where of ["#requests", "#guide"]) {
+                const item = document.createElement("li");
+                item.textContent = word;
+                document.querySelector(where).append(item);
+              }
+              document.querySelector(".prompt").textContent = word;
+            }""",
+            "w" * 200,
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= max(
+            width, page.evaluate("window.innerWidth")
+        )
 
         # The pipeline makes the next clip of the channel: a request slot (share 1.0).
         resources = clip_resources(seaweedfs, media_store.bucket, channels_file)
