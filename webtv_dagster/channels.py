@@ -86,6 +86,25 @@ class ClipSchedule(BaseModel):
         return timezone
 
 
+class OnAirGraphics(BaseModel):
+    """Graphics burned into each clip at the broadcast stage (no playout CPU), so that every
+    output, mirrors included, carries them; inside the title-safe area."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bug: bool = Field(False, description="the channel's title in the top right corner")
+    lower_third: bool = Field(
+        False,
+        description="a caption of the shot, and who asked for it for a viewer's request, "
+        "in the lower left, from 0.5 s for `lower_third_seconds`",
+    )
+    lower_third_seconds: float = Field(4.0, ge=1, le=30, allow_inf_nan=False)
+
+    @property
+    def any(self) -> bool:
+        return self.bug or self.lower_third
+
+
 class RetentionPolicy(BaseModel):
     """How long a channel keeps its clips in the bucket (webtv_dagster/production/retention.py)."""
 
@@ -248,6 +267,10 @@ class Channel(BaseModel):
     requests: ShotRequestPolicy = Field(
         default_factory=ShotRequestPolicy,
         description="Viewers' shot requests from the web viewer and chat (off by default).",
+    )
+    graphics: OnAirGraphics = Field(
+        default_factory=OnAirGraphics,
+        description="On-air graphics burned into each clip: the bug and the lower third (off).",
     )
 
     @field_validator("clip_seconds")

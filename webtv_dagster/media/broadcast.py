@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
+from webtv_dagster.media.captions import ass_filter
 from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.media.inspection import Loudness, measure_loudness
 
@@ -89,10 +90,16 @@ def loudnorm_filter(profile: BroadcastProfile, measured: Loudness) -> str:
 
 
 def normalize_clip(
-    video: Path, music: Path, frames: int, output: Path, profile: BroadcastProfile
+    video: Path,
+    music: Path,
+    frames: int,
+    output: Path,
+    profile: BroadcastProfile,
+    graphics: Path | None = None,
 ) -> None:
-    """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`;
-    video that already fits the profile is copied, not encoded again."""
+    """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`,
+    with `graphics` (an ASS script) drawn on it; video that already fits the profile, with no
+    graphics to draw, is copied, not encoded again."""
     samples = frames * profile.samples_per_frame
     loudness = measure_loudness(music)
     if not math.isfinite(loudness.integrated_lufs):
@@ -106,14 +113,16 @@ def normalize_clip(
         f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
         f"apad=whole_len={samples},atrim=end_sample={samples},asetpts=N/SR/TB"
     )
-    if fits_profile(video, frames, profile):
+    if graphics is None and fits_profile(video, frames, profile):
         graph, video_out = f"[1:a]{audio_chain}[a]", ["-map", "0:v", "-c:v", "copy"]
     else:
         w, h = profile.width, profile.height
         video_chain = (
             f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
             f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={profile.fps},"
-            f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames},format={profile.pix_fmt}"
+            f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
+            + (f",{ass_filter(graphics)}" if graphics is not None else "")
+            + f",format={profile.pix_fmt}"
         )
         graph = f"[0:v]{video_chain}[v];[1:a]{audio_chain}[a]"
         video_out = ["-map", "[v]", *broadcast_x264(profile)]

@@ -20,6 +20,7 @@ from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ident_key
 from webtv_dagster.media.broadcast import normalize_clip
+from webtv_dagster.media.captions import ass_filter, ass_script, ass_text
 from webtv_dagster.media.conform import INTERMEDIATE_X264
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 from webtv_dagster.media_store import MediaStore
@@ -52,22 +53,11 @@ def ident_fingerprint(channel: Channel) -> str:
 
 
 def title_subtitles(title: str, width: int, height: int) -> str:
-    """An ASS script that shows `title` centred for the whole clip, as written: libass draws
-    it with fallback fonts glyph by glyph (CJK, emoji), and nothing in it is a template or an
-    override (`%`, `%{localtime}`, `{\\b1}`, `\\N` are text)."""
-    text = " ".join(title.split())
-    # A backslash or a brace would start an ASS escape or override block: a word joiner after
-    # each backslash, and escaped braces, keep them text.
-    text = text.replace("\\", "\\\u2060").replace("{", "\\{").replace("}", "\\}")
-    return (
-        "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\n"
-        f"PlayResX: {width}\nPlayResY: {height}\n\n"
-        "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, "
-        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV\n"
-        "Style: Title,DejaVu Sans,64,&H00FFFFFF,&H00000000,1,3,0,5,40,40,0\n\n"
-        "[Events]\nFormat: Layer, Start, End, Style, Text\n"
-        f"Dialogue: 0,0:00:00.00,9:59:59.00,Title,{text}\n"
-    )
+    """An ASS script that shows `title` centred for the whole clip, as written (media/captions:
+    every script, nothing a template or an override)."""
+    style = "Style: Title,DejaVu Sans,64,&H00FFFFFF,&H00000000,&H00000000,1,3,0,5,40,40,0"
+    event = f"Dialogue: 0,0:00:00.00,9:59:59.00,Title,{ass_text(title)}"
+    return ass_script(width, height, [style], [event])
 
 
 def write_title(video: Path, title: str, output: Path) -> None:
@@ -76,7 +66,7 @@ def write_title(video: Path, title: str, output: Path) -> None:
     script = output.with_suffix(".ass")
     script.write_text(title_subtitles(title, info.width, info.height), encoding="utf-8")
     run_ffmpeg(
-        ["-i", str(video), "-vf", f"ass='{script}'", *INTERMEDIATE_X264, str(output)],
+        ["-i", str(video), "-vf", ass_filter(script), *INTERMEDIATE_X264, str(output)],
         f"writing {title!r} on the ident",
     )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
+from webtv_dagster.media.captions import drawn_box, title_safe
 from webtv_dagster.media.ffmpeg import MediaInfo, MediaToolError, probe
 from webtv_dagster.media.inspection import ClipMeasurements, Loudness, Spans, measure_clip
 
@@ -65,6 +66,8 @@ CHECK_DESCRIPTIONS = {
     "not_silent": "At most half the clip is silent (silencedetect).",
     "loudness": "Integrated loudness within 2 LU of -16 LUFS, true peak at most -1 dBTP "
     "(EBU R128, as loudnorm measures it).",
+    "graphics_title_safe": "On-air graphics (the bug, the lower third) stay inside the "
+    "title-safe area, the middle 90% of each side.",
 }
 CHECK_NAMES = list(CHECK_DESCRIPTIONS)
 
@@ -151,8 +154,27 @@ def _check_loudness(loudness: Loudness, profile: BroadcastProfile, limits: Quali
     return passed, reason, {name: v for name, v in figures.items() if math.isfinite(v)}
 
 
+def _check_graphics(graphics: Path | None, seconds: float, profile: BroadcastProfile):
+    if graphics is None:
+        return True, "no on-air graphics", {}
+    safe = title_safe(profile.width, profile.height)
+    drawn = drawn_box(graphics, profile.width, profile.height, seconds, profile.fps)
+    if drawn is None:
+        return True, "the graphics draw nothing", {}
+    where = [drawn.left, drawn.top, drawn.right, drawn.bottom]
+    if not drawn.inside(safe):
+        limit = [safe.left, safe.top, safe.right, safe.bottom]
+        return False, f"graphics drawn over {where}, outside the title-safe {limit}", {}
+    return True, "inside the title-safe area", {"graphics_box": str(where)}
+
+
 def inspect_broadcast_clip(
-    path: Path, clip_id: str, frames: int, profile: BroadcastProfile, limits: QualityLimits
+    path: Path,
+    clip_id: str,
+    frames: int,
+    profile: BroadcastProfile,
+    limits: QualityLimits,
+    graphics: Path | None = None,
 ) -> QualityReport:
     """Runs every check on the clip. A file FFmpeg cannot read fails every check with FFmpeg's
     reason, rather than raising: the report is what the operator sees."""
@@ -173,6 +195,7 @@ def inspect_broadcast_clip(
     measurements: dict[str, Callable] = {
         "duration": lambda: _check_duration(info, expected, limits),
         "broadcast_profile": lambda: _check_profile(info, profile),
+        "graphics_title_safe": lambda: _check_graphics(graphics, expected, profile),
     }
     if isinstance(decoded, ClipMeasurements):
         measurements |= {

@@ -31,6 +31,7 @@ from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.frames import last_frame_png
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
 from webtv_dagster.media_store import MediaStore
+from webtv_dagster.production.graphics import graphics_script
 from webtv_dagster.production.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.prompt_rules import prompt_problems
@@ -412,13 +413,22 @@ class ClipProduction:
         fails stays stored, with the report saying why, and loses any earlier record."""
         quality: list[QualityReport] = []
 
-        def make(sources: list[Path], _: ShotPromptRecord, output: Path) -> ModelCall:
+        def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
             video, music = sources
             frames = self.channel.clip_frames
-            normalize_clip(video, music, frames, output, BROADCAST_PROFILE)
+            script = graphics_script(
+                self.channel, BROADCAST_PROFILE, record.prompt, record.idea, record.requested_by
+            )
+            graphics = None
+            if script is not None:
+                graphics = output.with_name("graphics.ass")
+                graphics.write_text(script, encoding="utf-8")
+            normalize_clip(video, music, frames, output, BROADCAST_PROFILE, graphics)
             limits = QualityLimits()
             quality.append(
-                inspect_broadcast_clip(output, clip.key, frames, BROADCAST_PROFILE, limits)
+                inspect_broadcast_clip(
+                    output, clip.key, frames, BROADCAST_PROFILE, limits, graphics
+                )
             )
             return ModelCall(backend="ffmpeg-broadcast-profile", endpoint="offline")
 

@@ -1,0 +1,112 @@
+"""On-air graphics: the bug and the lower third drawn into the broadcast clip, viewers' names
+drawn as written in every script, inside the title-safe area, which quality control measures."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.channels import OnAirGraphics
+from webtv_dagster.media.captions import ass_filter, ass_script, drawn_box, title_safe
+from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.production.graphics import graphics_script, shot_caption
+from webtv_dagster.production.quality import _check_graphics
+
+WIDTH, HEIGHT = BROADCAST_PROFILE.width, BROADCAST_PROFILE.height
+REFERENCE = Path(__file__).with_name("reference") / "lower-third-hostile-name.png"
+HOSTILE = "Zoë \"100%\" c:\\path {\\b1}bold\\N %{localtime} مرحبا 'x'"
+PROMPT = "the llama, a fluffy cream-coloured llama with a red knitted scarf, baking bread"
+
+
+@pytest.fixture
+def channel(llama_channel):
+    graphics = OnAirGraphics(bug=True, lower_third=True, lower_third_seconds=3)
+    return llama_channel.model_copy(update={"graphics": graphics})
+
+
+def write(tmp_path, script: str) -> Path:
+    path = tmp_path / f"g{abs(hash(script))}.ass"
+    path.write_text(script, encoding="utf-8")
+    return path
+
+
+def frame_at(script: Path, seconds: float) -> np.ndarray:
+    """The graphics alone on black at `seconds` (24 fps), as grey levels."""
+    raw = run_ffmpeg(
+        ["-f", "lavfi", "-i", f"color=c=black:s={WIDTH}x{HEIGHT}:r=24", "-t", f"{seconds + 0.1}"]
+        + ["-vf", ass_filter(script), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
+        "drawing graphics",
+    )
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HEIGHT, WIDTH)
+    return frames[round(seconds * 24)].astype(int)
+
+
+def test_a_hostile_name_is_drawn_as_written_like_the_reference(channel, tmp_path):
+    script = write(tmp_path, graphics_script(channel, BROADCAST_PROFILE, PROMPT, None, HOSTILE))
+    picture = frame_at(script, 2.0)
+    # The reference was drawn by this code once, looked at (every character as written, the
+    # Arabic joined right to left) and committed: a change of escaping or layout shows here.
+    reference = run_ffmpeg(
+        ["-i", str(REFERENCE), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], "reference"
+    )
+    expected = np.frombuffer(reference, dtype=np.uint8).reshape(HEIGHT, WIDTH).astype(int)
+    rows = slice(HEIGHT * 3 // 4, HEIGHT)  # the lower third, where the name is
+    assert np.abs(picture[rows] - expected[rows]).mean() < 0.5
+    # Templates are text: the same a second later (drawtext would print the clock).
+    assert np.array_equal(picture, frame_at(script, 2.0))
+
+
+def test_the_lower_third_fades_in_after_the_cut_and_leaves(channel, tmp_path):
+    script = write(tmp_path, graphics_script(channel, BROADCAST_PROFILE, PROMPT, None, "Ann"))
+    lower = slice(HEIGHT // 2, HEIGHT)
+    left = slice(0, WIDTH // 2)
+    at = {t: frame_at(script, t)[lower, left].max() for t in (0.1, 2.0, 4.0)}
+    assert at[0.1] < 30 and at[2.0] > 200 and at[4.0] < 30, at  # from 0.5 s for 3 s
+    # The bug stays the whole clip, top right.
+    top_right = frame_at(script, 4.0)[: HEIGHT // 4, WIDTH // 2 :]
+    assert top_right.max() > 100
+
+
+def test_graphics_stay_inside_the_title_safe_area_and_qc_says_when_not(channel, tmp_path):
+    long = "the llama " + "ever so " * 30 + "slowly"
+    script = write(tmp_path, graphics_script(channel, BROADCAST_PROFILE, long, None, "x" * 32))
+    box = drawn_box(script, WIDTH, HEIGHT, 4.0, 24)
+    assert box is not None and box.inside(title_safe(WIDTH, HEIGHT)), box
+    assert _check_graphics(script, 4.0, BROADCAST_PROFILE)[0]
+    assert len(shot_caption(long, None)) <= 60
+    # Text at the picture's corner is outside: quality control fails the clip.
+    style = "Style: S,DejaVu Sans,40,&H00FFFFFF,&H00000000,&H00000000,1,2,0,7,0,0,0"
+    corner = write(
+        tmp_path, ass_script(WIDTH, HEIGHT, [style], ["Dialogue: 0,0:00:00.00,0:00:04.00,S,corner"])
+    )
+    passed, reason, _ = _check_graphics(corner, 4.0, BROADCAST_PROFILE)
+    assert not passed and "outside the title-safe" in reason
+
+
+def test_a_broadcast_clip_carries_its_graphics_and_passes_quality_control(
+    channel, broadcast_clips, tmp_path
+):
+    from webtv_dagster.media.broadcast import normalize_clip
+    from webtv_dagster.production.quality import QualityLimits, inspect_broadcast_clip
+
+    script = write(tmp_path, graphics_script(channel, BROADCAST_PROFILE, PROMPT, None, "Ann"))
+    music = tmp_path / "music.flac"
+    run_ffmpeg(["-i", str(broadcast_clips[0]), "-vn", "-c:a", "flac", str(music)], "music")
+    output = tmp_path / "broadcast.mp4"
+    normalize_clip(broadcast_clips[0], music, 64, output, BROADCAST_PROFILE, script)
+    report = inspect_broadcast_clip(
+        output, "test-llamas-000001", 64, BROADCAST_PROFILE, QualityLimits(), script
+    )
+    checks = {check.name: check for check in report.checks}
+    # (A solid colour is "frozen" to quality control: that check is not this test's.)
+    for name in ("decodes", "duration", "broadcast_profile", "loudness", "graphics_title_safe"):
+        assert checks[name].passed, checks[name].reason
+    assert checks["graphics_title_safe"].reason == "inside the title-safe area"
+    # The clip (solid red) has the lower third on it at 2 s, not at 0.1 s.
+    raw = run_ffmpeg(
+        ["-i", str(output), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"], "decoding"
+    )
+    frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, HEIGHT, WIDTH).astype(int)
+    lower_left = (slice(HEIGHT * 3 // 4, HEIGHT), slice(0, WIDTH // 2))
+    assert frames[48][lower_left].max() > 200 and frames[2][lower_left].max() < 120
