@@ -36,5 +36,8 @@ def test_the_units_verify_and_restart_every_service(tmp_path):
         assert parsed["Service"]["RestartSec"] == "1", unit.name
         assert parsed["Unit"]["OnFailure"] == "webtv-alert@%n.service", unit.name
         assert parsed["Service"]["EnvironmentFile"] == str(env_file), unit.name
+        # Every program finds the data folder, whatever its working folder.
+        data_dir = (tmp_path / "data").resolve()
+        assert f"\nEnvironment=WEBTV_DATA_DIR={data_dir}\n" in unit.read_text(), unit.name
     workspace = (tmp_path / "data" / "dagster" / "workspace.yaml").read_text()
     assert "port: 4266" in workspace
