@@ -321,6 +321,18 @@ def _serve_model_spaces(
     return models
 
 
+def command_kubernetes_air(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the manifests of the air pod (nginx, the viewer service, every playout)."""
+    from webtv_dagster.stack.kubernetes import air_manifests
+
+    try:  # not announced: what is printed is the manifests alone, to pipe to kubectl
+        slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
+    except ChannelConfigError as error:
+        sys.exit(f"webtv: {error}")
+    print(yaml.safe_dump_all(air_manifests(slugs, args.image, settings), sort_keys=False))
+    return 0
+
+
 def command_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Becomes a Celery worker for the runs of WEBTV_EXECUTOR=celery deployments."""
     from webtv_dagster.stack.worker import become_worker
@@ -478,6 +490,13 @@ def parser() -> argparse.ArgumentParser:
         "its own address, behind a firewall or proxy)",
     )
     spaces.set_defaults(run=command_spaces)
+    air = commands.add_parser(
+        "kubernetes-air",
+        help="print the Kubernetes manifests of the air: one pod with nginx, the viewer "
+        "service and every channel's playout (docs/deployment.md)",
+    )
+    air.add_argument("--image", required=True, help="the project's image (deploy/kubernetes)")
+    air.set_defaults(run=command_kubernetes_air)
     worker = commands.add_parser("worker", help="run a Celery worker for run steps")
     worker.add_argument("--name", default="webtv", help="worker name (unique per machine)")
     worker.add_argument("--concurrency", type=int, default=1, help="steps at once")

@@ -10,6 +10,7 @@ channels file names by variable (`named_secret`) and what a child process inheri
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
     motion_height: int = Field(320, ge=0, le=2160)
     rtmp_port: int = Field(1935, ge=1, lt=65536)
     hls_port: int = Field(8080, ge=1, lt=65536)
+    # The address the viewer's port (HLS, the page, the API) listens on: loopback behind a
+    # proxy on the host; 0.0.0.0 in a pod, where a Service or an ingress is the way in. RTMP
+    # publishing stays on loopback.
+    http_listen: IPv4Address = IPv4Address("127.0.0.1")
     playout_cache_mb: int = Field(2048, ge=64, le=1_048_576)
     executor: Literal["in_process", "multiprocess", "celery", "k8s"] = "in_process"
     celery_broker: str = "redis://127.0.0.1:6379/0"

@@ -1,7 +1,10 @@
 """The Kubernetes deployment's Dagster settings (deploy/kubernetes/values.yaml) are valid for the
 pinned dagster-k8s, and its run limits cover the same tags as the project's dagster.yaml."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -59,3 +62,39 @@ def test_steps_run_as_kubernetes_jobs_with_the_k8s_executor():
     assert process_config(k8s_job_executor.config_schema.config_type, {"max_concurrent": 8}).success
     deployment = VALUES["dagster-user-deployments"]["deployments"][0]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "webtv_dagster.definitions", "-a", "defs"]
+
+
+def test_the_air_pod_holds_nginx_and_every_playout_and_its_manifests_validate():
+    """The playout publishes to nginx on 127.0.0.1 and nginx takes publishing from loopback
+    only: they share a pod, its network and its data volume. Validated offline against the
+    Kubernetes schemas that kubernetes-validate ships (strict: no unknown fields)."""
+    import kubernetes_validate
+
+    from webtv_dagster.channels import load_channels
+
+    from .conftest import TEST_CHANNELS
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "webtv_dagster.cli", "kubernetes-air", "--image", "reg/webtv:1"],
+        env={**os.environ, "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    manifests = list(yaml.safe_load_all(printed))
+    version = kubernetes_validate.utils.latest_version()
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    deployment, service = manifests
+    pod = deployment["spec"]["template"]["spec"]
+    names = [container["name"] for container in pod["containers"]]
+    slugs = [channel.slug for channel in load_channels(TEST_CHANNELS).channels]
+    assert names == ["rtmp-server", "viewer-service", *(f"playout-{slug}" for slug in slugs)]
+    for container in pod["containers"]:
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts["data"] == "/data"
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["WEBTV_DATA_DIR"] == "/data" and env["WEBTV_HTTP_LISTEN"] == "0.0.0.0"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"

@@ -104,6 +104,7 @@ def nginx_conf(
     data_dir: Path,
     mirrors: Mapping[str, list[str]],
     account: pwd.struct_passwd | None,
+    http_listen: str = "127.0.0.1",
 ) -> str:
     """The configuration; each channel's application pushes what it receives to the channel's
     mirrors, so their stream keys are in this file (written 0600), never on a command line.
@@ -177,7 +178,7 @@ http {{
     }}
     limit_req_zone $webtv_api_sender zone=webtv_api:1m rate=5r/s;
     server {{
-        listen 127.0.0.1:{http_port};
+        listen {http_listen}:{http_port};
         location = / {{
             root {root}/viewer;
             try_files /index.html =404;
@@ -242,6 +243,7 @@ def write_rtmp_config(
     http_port: int,
     data_dir: Path,
     mirrors: Mapping[str, list[str]] | None = None,
+    http_listen: str = "127.0.0.1",
 ) -> Path:
     """Writes nginx.conf (and the viewer's channels.json) under `root` for `channels`
     (slug: title) and their `mirrors` (slug: RTMP URLs); returns the configuration's path.
@@ -261,7 +263,9 @@ def write_rtmp_config(
     guide = [{"slug": slug, "title": title} for slug, title in channels.items()]
     (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"
-    text = nginx_conf(root, channels, rtmp_port, http_port, data_dir, mirrors or {}, account)
+    text = nginx_conf(
+        root, channels, rtmp_port, http_port, data_dir, mirrors or {}, account, http_listen
+    )
     write_private(conf, text)
     # nginx-rtmp names a failing push's URL in its log.
     write_private(root / "error.log", "", append=True)
@@ -277,7 +281,13 @@ def write_stack_rtmp_config(
     root = root or public_folder(settings.data_dir)
     mirrors = mirrors_of(settings, list(titles))
     write_rtmp_config(
-        root, titles, settings.rtmp_port, settings.hls_port, settings.data_dir, mirrors
+        root,
+        titles,
+        settings.rtmp_port,
+        settings.hls_port,
+        settings.data_dir,
+        mirrors,
+        settings.http_listen,
     )
     return root
 
