@@ -75,7 +75,14 @@ def test_a_published_stream_reaches_subscribers_and_hls(rtmp_server, tmp_path):
     segments = [line for line in playlist.decode().splitlines() if line.endswith(".ts")]
     assert len(segments) >= 2
     segment_url = rtmp_server.hls_url("test-llamas").rsplit("/", 1)[0] + "/" + segments[0]
-    assert len(urllib.request.urlopen(segment_url, timeout=5).read()) > 10_000
+    with urllib.request.urlopen(segment_url, timeout=5) as segment:
+        assert len(segment.read()) > 10_000
+        # A fragment is cacheable (its name never comes back with other content); any site
+        # may embed the player.
+        assert segment.headers["Cache-Control"] == "public, max-age=3600, immutable"
+        assert segment.headers["Access-Control-Allow-Origin"] == "*"
+    with urllib.request.urlopen(rtmp_server.hls_url("test-llamas"), timeout=5) as listing:
+        assert listing.headers["Cache-Control"] == "public, max-age=1"
 
 
 def test_ports_in_use_are_refused_clearly(rtmp_server, tmp_path):

@@ -177,6 +177,14 @@ http {{
         default "";
     }}
     limit_req_zone $webtv_api_sender zone=webtv_api:1m rate=5r/s;
+    # A fragment never changes under its name (named by its timestamp): a CDN or a browser may
+    # keep it for an hour (names come back only after the timeline's fold, 24 days on); a
+    # playlist changes every fragment, so it may be kept a second.
+    map $uri $webtv_hls_cache {{
+        ~\.ts$ "public, max-age=3600, immutable";
+        ~\.m3u8$ "public, max-age=1";
+        default no-cache;
+    }}
     server {{
         listen {http_listen}:{http_port};
         location = / {{
@@ -195,17 +203,20 @@ http {{
             }}
             return 403;
         }}
+        # What a player embedded in another site's page reads: any origin may (read only).
         location = /channels.json {{
             alias {root}/channels.json;
             add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;
         }}
         location ~ ^/state/([a-z0-9-]+)\\.json$ {{
             alias {public_folder(data_dir)}/state/$1.json;
             add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;
         }}
         location /hls/ {{
             alias {root}/hls/;
-            add_header Cache-Control no-cache;
+            add_header Cache-Control $webtv_hls_cache;
             add_header Access-Control-Allow-Origin *;
         }}
         # Stage previews, from the bucket through the viewer service (nginx cannot sign S3
