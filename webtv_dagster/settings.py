@@ -10,13 +10,18 @@ channels file names by variable (`named_secret`) and what a child process inheri
 from __future__ import annotations
 
 import os
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE
 
@@ -70,6 +75,17 @@ class Settings(BaseSettings):
     # proxy on the host; 0.0.0.0 in a pod, where a Service or an ingress is the way in. RTMP
     # publishing stays on loopback.
     http_listen: IPv4Address = IPv4Address("127.0.0.1")
+    # The reverse proxies in front of nginx (Caddy on the host: 127.0.0.1/32), whose
+    # X-Forwarded-For names the viewer: comma-separated networks; none: no header is believed.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     playout_cache_mb: int = Field(2048, ge=64, le=1_048_576)
     executor: Literal["in_process", "multiprocess", "celery", "k8s"] = "in_process"
     celery_broker: str = "redis://127.0.0.1:6379/0"
@@ -175,6 +191,8 @@ def settings_variables(settings: Settings) -> dict[str, str]:
             variables[variable_of(name)] = value.get_secret_value()
         elif isinstance(value, bool):
             variables[variable_of(name)] = "true" if value else "false"
+        elif isinstance(value, list):  # comma-separated, as the field reads it
+            variables[variable_of(name)] = ",".join(str(item) for item in value)
         elif value is not None:
             variables[variable_of(name)] = str(value)
     return variables

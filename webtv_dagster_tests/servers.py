@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,16 +154,25 @@ def start_rtmp_server(
     data_dir: Path,
     mirrors: Mapping[str, list[str]] | None = None,
     timeout: float = 10.0,
+    trusted_proxies: Sequence[str] = (),
 ) -> RtmpServer:
     """Writes the configuration under `root` for `channels` (slug: title) and their `mirrors`,
     starts nginx and waits until both ports answer. Playout states are served from
-    `data_dir`."""
+    `data_dir`; the addresses of `trusted_proxies` may name viewers (X-Forwarded-For)."""
     command = nginx_command(root)
     busy = [port for port in (rtmp_port, http_port) if not port_is_free(port)]
     if busy:
         raise RtmpServerError(f"cannot start nginx: ports {busy} are in use")
     root = root.resolve()
-    write_rtmp_config(root, channels, rtmp_port, http_port, data_dir, mirrors)
+    write_rtmp_config(
+        root,
+        channels,
+        rtmp_port,
+        http_port,
+        data_dir,
+        mirrors,
+        trusted_proxies=trusted_proxies,
+    )
     log = (root / "nginx.out").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = RtmpServer(process, root, rtmp_port, http_port)

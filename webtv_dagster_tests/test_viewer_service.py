@@ -23,7 +23,7 @@ from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.programs import webtv_command
 
-from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
+from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, free_port_block, wait_for
 from .test_previews import UnixHTTPConnection
 
 SLUG = "test-llamas"
@@ -317,6 +317,39 @@ def test_stalled_connections_are_closed_and_hold_no_threads(service):
     for client in stalled:
         client.close()
     assert on_socket(service.socket, {"idea": "the llama rowing"}, "10.0.0.1")[0] == 202
+
+
+def test_viewers_behind_a_trusted_proxy_are_told_apart_and_others_cannot_pretend(
+    media_store, channels, tmp_path
+):
+    """Behind Caddy on the host every viewer comes from 127.0.0.1: with the proxy trusted, the
+    viewer named in X-Forwarded-For is the one limited; without it, the header is ignored."""
+    from .servers import start_rtmp_server
+
+    titles = {channel.slug: channel.title for channel in channels.channels}
+    channels_file = requests_channels_file(tmp_path / "channels.yaml", per_client=2, max_queue=50)
+    answers = {}
+    for trusted in ((), ("127.0.0.1/32",)):
+        folder = tmp_path / ("trusted" if trusted else "direct")
+        port = free_port_block(2)
+        server = start_rtmp_server(
+            folder / "nginx", titles, port, port + 1, folder / "data", trusted_proxies=trusted
+        )
+        service = ViewerServiceProcess(folder / "data", channels_file, media_store).start()
+        url = f"http://127.0.0.1:{port + 1}/api/{SLUG}/requests"
+        try:
+            statuses = []
+            for n, viewer in enumerate(["203.0.113.5"] * 3 + ["203.0.113.6"]):
+                idea = {"idea": f"the llama juggling {n} pears"}
+                statuses.append(call(url, idea, {"X-Forwarded-For": viewer})[0])
+            answers[bool(trusted)] = statuses
+        finally:
+            service.stop()
+            server.stop()
+    # Trusted: the first viewer's third request is over its limit of 2, the second viewer's
+    # first is taken. Not trusted: all four come from 127.0.0.1, whatever the header says.
+    assert answers[True] == [202, 202, 429, 202]
+    assert answers[False] == [202, 202, 429, 429]
 
 
 def take_down_by_job(endpoint: str, bucket: str, channels_file: str, clip: str) -> bool:

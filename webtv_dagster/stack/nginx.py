@@ -17,7 +17,7 @@ import pwd
 import re
 import shutil
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from webtv_dagster import audience
@@ -96,6 +96,16 @@ def mirrors_of(settings: Settings, slugs: list[str]) -> dict[str, list[str]]:
     return {slug: mirror_urls(*settings.mirror_variable_value(slug)) for slug in slugs}
 
 
+def _real_client(trusted_proxies: Sequence[str]) -> str:
+    """Behind a reverse proxy (Caddy, a load balancer) every viewer comes from its address:
+    the viewer's own is taken from X-Forwarded-For, and only when the proxy is trusted (a
+    viewer's own header is never believed)."""
+    if not trusted_proxies:
+        return ""
+    lines = [f"    set_real_ip_from {network};" for network in trusted_proxies]
+    return "\n".join([*lines, "    real_ip_header X-Forwarded-For;", "    real_ip_recursive on;"])
+
+
 def nginx_conf(
     root: Path,
     channels: Mapping[str, str],
@@ -105,6 +115,7 @@ def nginx_conf(
     mirrors: Mapping[str, list[str]],
     account: pwd.struct_passwd | None,
     http_listen: str = "127.0.0.1",
+    trusted_proxies: Sequence[str] = (),
 ) -> str:
     """The configuration; each channel's application pushes what it receives to the channel's
     mirrors, so their stream keys are in this file (written 0600), never on a command line.
@@ -176,6 +187,7 @@ http {{
         POST $binary_remote_addr;
         default "";
     }}
+{_real_client(trusted_proxies)}
     limit_req_zone $webtv_api_sender zone=webtv_api:1m rate=5r/s;
     # A fragment never changes under its name (named by its timestamp): a CDN or a browser may
     # keep it for an hour (names come back only after the timeline's fold, 24 days on); a
@@ -255,6 +267,7 @@ def write_rtmp_config(
     data_dir: Path,
     mirrors: Mapping[str, list[str]] | None = None,
     http_listen: str = "127.0.0.1",
+    trusted_proxies: Sequence[str] = (),
 ) -> Path:
     """Writes nginx.conf (and the viewer's channels.json) under `root` for `channels`
     (slug: title) and their `mirrors` (slug: RTMP URLs); returns the configuration's path.
@@ -275,7 +288,15 @@ def write_rtmp_config(
     (root / "channels.json").write_text(json.dumps(guide, indent=2))
     conf = root / "nginx.conf"
     text = nginx_conf(
-        root, channels, rtmp_port, http_port, data_dir, mirrors or {}, account, http_listen
+        root,
+        channels,
+        rtmp_port,
+        http_port,
+        data_dir,
+        mirrors or {},
+        account,
+        http_listen,
+        trusted_proxies,
     )
     write_private(conf, text)
     # nginx-rtmp names a failing push's URL in its log.
@@ -299,6 +320,7 @@ def write_stack_rtmp_config(
         settings.data_dir,
         mirrors,
         settings.http_listen,
+        [str(network) for network in settings.trusted_proxies],
     )
     return root
 
