@@ -76,6 +76,12 @@ def _check_local_presets(channels: ChannelsFile) -> None:
 
 def command_up(args: argparse.Namespace, settings: Settings) -> int:
     """Runs the whole stack under supervisord until Ctrl-C or SIGTERM, then stops it in order."""
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit(
+            f"webtv: the Dagster UI launches any job and has no password of its own: it stays "
+            f"on loopback, not {args.host}; reach it from outside through the public front "
+            "(`webtv caddyfile`, docs/going-public.md)"
+        )
     channels = _load_channels(settings)
     if args.local_spaces:
         from webtv_dagster.spaces.apps import channels_on_local_spaces, launch_local_spaces
@@ -321,6 +327,36 @@ def _serve_model_spaces(
     return models
 
 
+def command_caddyfile(args: argparse.Namespace, settings: Settings) -> int:
+    """Writes the public front's Caddyfile: the viewer over https, the UI behind a password."""
+    from webtv_dagster.stack.public_front import (
+        PublicFront,
+        PublicFrontError,
+        caddyfile,
+        password_hash,
+    )
+
+    if bool(args.cert) != bool(args.key):
+        sys.exit("webtv: give --cert and --key together (or neither: Caddy gets a certificate)")
+    front = PublicFront(
+        site=args.site,
+        viewer_port=settings.hls_port,
+        ui_port=args.ui_port,
+        public_viewer_port=args.port,
+        public_ui_port=args.ui_public_port,
+        ui_user=args.ui_user,
+        certificate=Path(args.cert).resolve() if args.cert else None,
+        key=Path(args.key).resolve() if args.key else None,
+    )
+    try:
+        hashed = password_hash(settings.ui_password.get_secret_value())
+    except PublicFrontError as error:
+        sys.exit(f"webtv: {error} (WEBTV_UI_PASSWORD)")
+    Path(args.output).write_text(caddyfile(front, hashed))
+    print(f"webtv: wrote {args.output}; run it with: caddy run --config {args.output}")
+    return 0
+
+
 def command_kubernetes_air(args: argparse.Namespace, settings: Settings) -> int:
     """Prints the manifests of the air pod (nginx, the viewer service, every playout)."""
     from webtv_dagster.stack.kubernetes import air_manifests
@@ -490,6 +526,20 @@ def parser() -> argparse.ArgumentParser:
         "its own address, behind a firewall or proxy)",
     )
     spaces.set_defaults(run=command_spaces)
+    front = commands.add_parser(
+        "caddyfile",
+        help="write the public front's Caddyfile: the viewer over https, the Dagster UI behind "
+        "WEBTV_UI_PASSWORD (docs/going-public.md)",
+    )
+    front.add_argument("output", help="the Caddyfile to write")
+    front.add_argument("--site", required=True, help="the public name: tv.example.org")
+    front.add_argument("--port", type=int, default=443, help="the viewer's public port")
+    front.add_argument("--ui-public-port", type=int, default=8443, help="the UI's public port")
+    front.add_argument("--ui-port", type=int, default=3000, help="the Dagster UI's local port")
+    front.add_argument("--ui-user", default="operator")
+    front.add_argument("--cert", help="certificate file (default: Caddy gets one, ACME)")
+    front.add_argument("--key", help="the certificate's key file")
+    front.set_defaults(run=command_caddyfile)
     air = commands.add_parser(
         "kubernetes-air",
         help="print the Kubernetes manifests of the air: one pod with nginx, the viewer "

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # Secrets: never shown (SecretStr), never written to a record.
     alert_webhook_url: SecretStr = SecretStr("")
     operator_token: SecretStr = SecretStr("")
+    # The Dagster UI's password behind the public front (`webtv caddyfile`).
+    ui_password: SecretStr = SecretStr("")
     aws_access_key_id: SecretStr | None = _unprefixed("AWS_ACCESS_KEY_ID")
     aws_secret_access_key: SecretStr | None = _unprefixed("AWS_SECRET_ACCESS_KEY")
     # WEBTV_MIRRORS_<SLUG>: extra RTMP outputs with their stream keys (stack/nginx.mirror_urls).

@@ -95,6 +95,8 @@ def test_the_project_instance_config_is_valid():
         (["add-clips", "test-llamas", "-3"], "count must be between 1 and 500, not -3"),
         (["add-clips", "test-llamas", "200000"], "count must be between 1 and 500, not 200000"),
         (["playout", "test-llamas", "--channels-file-is-broken"], "unrecognized arguments"),
+        (["up", "--host", "0.0.0.0"], "it stays on loopback, not 0.0.0.0"),
+        (["caddyfile", "Caddyfile", "--site", "tv.test"], "at least 12 characters"),
     ],
 )
 def test_user_mistakes_are_said_without_a_traceback(tmp_path, arguments, says):
