@@ -25,8 +25,8 @@ from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequ
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import broadcast_x264
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
-from webtv_dagster.media.frames import encode_rgb_frames
-from webtv_dagster_tests.frames import decode_luma_frames, decode_rgb_frames
+from webtv_dagster.media.frames import decode_rgb_frames, encode_rgb_frames
+from webtv_dagster_tests.frames import decode_luma_frames
 
 PROMPTS = [
     "the llama baking bread, the camera pans slowly from left to right, warm golden hour sunlight",

@@ -9,25 +9,6 @@ import numpy as np
 from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 
 
-def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
-    """Decodes every frame of a video to uint8 RGB, scaled to width x height."""
-    raw = run_ffmpeg(
-        [
-            "-i",
-            str(path),
-            "-vf",
-            f"scale={width}:{height}",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "pipe:1",
-        ],
-        f"decoding {path.name}",
-    )
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
-
-
 def decode_luma_frames(path: Path) -> np.ndarray:
     """Every frame's luma plane at the video's own size, as float32 (count, height, width): what
     picture-quality measures compare."""

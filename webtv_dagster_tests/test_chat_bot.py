@@ -5,7 +5,6 @@ commands and reads what the bot says there."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from webtv_dagster_tests.servers import stop_process
 
 from .fake_llm import FakeLLM
 from .irc import BOT, ROOM, SECRET, TOKEN, IrcServer, Viewer, chat_requests, viewer
+from .servers import self_signed_certificate
 
 FAST = ChatPacing(reply_interval=0.2, announce_every=0.5, first_retry=0.5, last_retry=2)
 KITE = "a llama flying a red kite"
@@ -348,42 +348,9 @@ def test_a_flood_of_commands_neither_drops_the_bot_nor_outpaces_it(
     assert sum("connected to" in r.getMessage() for r in caplog.records) == 1
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = folder / "irc.crt", folder / "irc.key"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key_file
-
-
 def test_the_bot_speaks_tls_and_checks_the_certificate(llama_channel, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="webtv_dagster.audience.chat_bot")
-    cert, key = self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, "localhost")
     server = IrcServer(tmp_path, tls=(cert, key))
     trusted = ssl.create_default_context(cafile=str(cert))
     try:

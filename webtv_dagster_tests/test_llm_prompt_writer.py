@@ -170,6 +170,21 @@ def test_json_is_found_among_fences_and_chatter(llm, llama_channel, answer):
     assert (written.prompt, written.spares, written.attempts) == (GOOD[0], GOOD[1:], 1)
 
 
+def writer_channels_file(tmp_path, llm):
+    """A channels file whose one channel (test-remote) writes its prompts with `llm`, three
+    a request."""
+    path = tmp_path / "channels.yaml"
+    path.write_text(
+        "models:\n"
+        f'  writer: {{kind: openai, base_url: "{llm.base_url}", model: fake, batch_size: 3}}\n'
+        "channels:\n"
+        "  - {slug: test-remote, title: Remote, theme: llamas doing human jobs,\n"
+        "     style: Pixar style 3D animation, recurring_details: [" + DETAIL + "],\n"
+        "     backends: {prompt_writer: writer}}\n"
+    )
+    return path
+
+
 def test_a_run_airs_every_prompt_of_an_answer_before_asking_again(
     llm, instance, seaweedfs, media_store, tmp_path
 ):
@@ -186,15 +201,7 @@ def test_a_run_airs_every_prompt_of_an_answer_before_asking_again(
     fresh = [good_prompt(a) for a in ("delivering letters", "tuning a piano", "ice skating")]
     llm.answer(json.dumps({"prompts": GOOD}))
     llm.answer(json.dumps({"prompts": fresh}))
-    channels = tmp_path / "channels.yaml"
-    channels.write_text(
-        "models:\n"
-        f'  writer: {{kind: openai, base_url: "{llm.base_url}", model: fake, batch_size: 3}}\n'
-        "channels:\n"
-        "  - {slug: test-remote, title: Remote, theme: llamas doing human jobs,\n"
-        "     style: Pixar style 3D animation, recurring_details: [" + DETAIL + "],\n"
-        "     backends: {prompt_writer: writer}}\n"
-    )
+    channels = writer_channels_file(tmp_path, llm)
     keys = [f"test-remote-00000{n}" for n in range(1, 5)]
     instance.add_dynamic_partitions("clips", keys)
     result = dg.materialize(

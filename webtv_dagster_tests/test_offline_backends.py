@@ -12,9 +12,9 @@ from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import fits_profile, normalize_clip
 from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
-from webtv_dagster.media.frames import encode_rgb_frames
+from webtv_dagster.media.frames import decode_rgb_frames, encode_rgb_frames
 from webtv_dagster.media.inspection import frozen_spans
-from webtv_dagster_tests.frames import decode_luma_frames, decode_rgb_frames
+from webtv_dagster_tests.frames import decode_luma_frames
 
 PROMPT_A = (
     "the llama baking bread, the camera pans slowly from left to right, warm golden hour sunlight"

@@ -13,7 +13,7 @@ from webtv_dagster.defs.clip_production.assets import shot_prompt
 
 from .conftest import clip_resources, latest_metadata
 from .fake_llm import FakeLLM
-from .test_llm_prompt_writer import DETAIL, good_prompt
+from .test_llm_prompt_writer import good_prompt, writer_channels_file
 
 CLEAN = [good_prompt(action) for action in ("tuning a piano", "delivering letters")]
 # Blocked words in disguise: digits for letters, letters spelled out with spaces or dots.
@@ -28,19 +28,6 @@ def llm():
     server = FakeLLM(json.dumps({"prompts": DISGUISED}))
     yield server
     server.close()
-
-
-def channels_file(tmp_path, llm):
-    path = tmp_path / "channels.yaml"
-    path.write_text(
-        "models:\n"
-        f'  writer: {{kind: openai, base_url: "{llm.base_url}", model: fake, batch_size: 3}}\n'
-        "channels:\n"
-        "  - {slug: test-remote, title: Remote, theme: llamas doing human jobs,\n"
-        "     style: Pixar style 3D animation, recurring_details: [" + DETAIL + "],\n"
-        "     backends: {prompt_writer: writer}}\n"
-    )
-    return path
 
 
 def write(instance, seaweedfs, media_store, path, key):
@@ -59,7 +46,7 @@ def test_a_refused_prompt_is_replaced_by_the_answers_next_and_recorded(
 ):
     llm.answer(json.dumps({"prompts": [DISGUISED[0], *CLEAN]}))
     key = "test-remote-000001"
-    assert write(instance, seaweedfs, media_store, channels_file(tmp_path, llm), key).success
+    assert write(instance, seaweedfs, media_store, writer_channels_file(tmp_path, llm), key).success
     record = media_store.get_json(ClipId.parse(key).object_key(clips.PROMPT))
     assert (record["prompt"], record["spares"]) == (CLEAN[0], CLEAN[1:])
     assert record["refused"] == [
@@ -78,7 +65,7 @@ def test_a_writer_that_keeps_writing_refused_text_fails_the_stage_naming_it(
     llm, instance, seaweedfs, media_store, tmp_path
 ):
     key = "test-remote-000001"
-    result = write(instance, seaweedfs, media_store, channels_file(tmp_path, llm), key)
+    result = write(instance, seaweedfs, media_store, writer_channels_file(tmp_path, llm), key)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)

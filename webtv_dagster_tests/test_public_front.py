@@ -2,7 +2,6 @@
 anyone, the Dagster UI behind a password and closed to what another site's page can make a
 browser send."""
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -15,43 +14,10 @@ import pytest
 from webtv_dagster.stack.public_front import PublicFront, caddyfile, password_hash
 
 from .conftest import free_port_block, wait_for
+from .servers import self_signed_certificate
 
 SITE = "webtv.test"
 PASSWORD = "a-long-ui-password"
-
-
-def certificate_for_the_site(folder):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SITE)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SITE)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, private = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    private.chmod(0o600)
-    return cert, private
 
 
 class StandInUi:
@@ -86,7 +52,7 @@ def front(rtmp_server, tmp_path):
     if shutil.which("caddy") is None:
         pytest.fail("caddy is required (Debian: apt-get install caddy; scripts/test)")
     ui = StandInUi()
-    cert, key = certificate_for_the_site(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, SITE)
     public = free_port_block(2)
     config = PublicFront(
         site=SITE,

@@ -125,6 +125,18 @@ def ltx_upsampler_weights(folder: Path, real_size: bool = False) -> Path:
     return folder
 
 
+# MusicGen's EnCodec: 32 kHz mono, 50 frames a second (hop 8*5*4*4 = 640), one bandwidth.
+ENCODEC_32KHZ = {
+    "sampling_rate": 32000,
+    "audio_channels": 1,
+    "target_bandwidths": [2.2],
+    "upsampling_ratios": [8, 5, 4, 4],
+    "norm_type": "weight_norm",
+    "use_causal_conv": False,
+    "compress": 2,
+}
+
+
 def musicgen_weights(folder: Path, real_size: bool = False) -> Path:
     """A MusicgenForConditionalGeneration folder with its tokenizer. Tiny: a one-layer T5, a
     one-layer decoder over 4 codebooks of 64 codes, and an EnCodec at 32 kHz with the real
@@ -143,17 +155,7 @@ def musicgen_weights(folder: Path, real_size: bool = False) -> Path:
         t5_base = {"d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_heads": 12}
         text = _t5_config(len(tokenizer), **t5_base)
         audio = EncodecConfig(
-            sampling_rate=32000,
-            audio_channels=1,
-            target_bandwidths=[2.2],
-            num_filters=64,
-            upsampling_ratios=[8, 5, 4, 4],
-            codebook_size=2048,
-            norm_type="weight_norm",
-            use_causal_conv=False,
-            compress=2,
-            num_lstm_layers=2,
-            hidden_size=128,
+            **ENCODEC_32KHZ, num_filters=64, codebook_size=2048, num_lstm_layers=2, hidden_size=128
         )
         codes, decoder = (
             2048,
@@ -167,18 +169,12 @@ def musicgen_weights(folder: Path, real_size: bool = False) -> Path:
     else:
         text = _t5_config(len(tokenizer))
         audio = EncodecConfig(
-            sampling_rate=32000,
-            audio_channels=1,
-            target_bandwidths=[2.2],
+            **ENCODEC_32KHZ,
             num_filters=4,
-            upsampling_ratios=[8, 5, 4, 4],
             codebook_size=64,
             codebook_dim=32,
             hidden_size=32,
             num_residual_layers=1,
-            norm_type="weight_norm",
-            use_causal_conv=False,
-            compress=2,
             num_lstm_layers=1,
         )
         codes, decoder = (

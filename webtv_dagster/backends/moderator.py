@@ -125,10 +125,15 @@ def _contains_term(text: str, term: str) -> bool:
 
 
 def channel_word_list(channel: Channel) -> WordList:
-    """The words a channel does not show: its own beside the built-in list."""
+    """The words a channel does not show: its own beside the built-in list (made once per
+    list: every request's name is checked against it)."""
     policy = channel.requests
-    builtin = read_word_list(BUILTIN_BLOCKED_WORDS) if policy.builtin_blocked_words else ()
-    return WordList([*builtin, *policy.blocked_words])
+    return _word_list(policy.builtin_blocked_words, tuple(policy.blocked_words))
+
+
+@functools.lru_cache(maxsize=64)
+def _word_list(builtin: bool, own: tuple[str, ...]) -> WordList:
+    return WordList([*(read_word_list(BUILTIN_BLOCKED_WORDS) if builtin else ()), *own])
 
 
 class WordListModerator:

@@ -47,10 +47,9 @@ def encode_rgb_frames(frames: np.ndarray, fps: int, output: Path, purpose: str) 
 YuvFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h, w), U and V (h/2, w/2)
 
 
-def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
-    """Decodes every frame of a video as yuv420p planes, Lanczos-scaled to width x height (even):
-    the planes the encoder gets back, with no colour conversion on the way."""
-    raw = run_ffmpeg(
+def _decode_raw(path: Path, width: int, height: int, pix_fmt: str) -> bytes:
+    """Every frame of a video as raw `pix_fmt` pictures, Lanczos-scaled to width x height."""
+    return run_ffmpeg(
         [
             "-i",
             str(path),
@@ -59,11 +58,17 @@ def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
             "-f",
             "rawvideo",
             "-pix_fmt",
-            "yuv420p",
+            pix_fmt,
             "pipe:1",
         ],
         f"decoding {path.name}",
     )
+
+
+def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
+    """Decodes every frame of a video as yuv420p planes, Lanczos-scaled to width x height (even):
+    the planes the encoder gets back, with no colour conversion on the way."""
+    raw = _decode_raw(path, width, height, "yuv420p")
     luma, chroma = width * height, (width // 2) * (height // 2)
     frames = np.frombuffer(raw, dtype=np.uint8).reshape(-1, luma + 2 * chroma)
     half = (height // 2, width // 2)
@@ -80,20 +85,7 @@ def decode_yuv420_frames(path: Path, width: int, height: int) -> list[YuvFrame]:
 def decode_rgb_frames(path: Path, width: int, height: int) -> np.ndarray:
     """Decodes every frame of a video as uint8 RGB (count, height, width, 3), Lanczos-scaled to
     width x height: what a model takes as pictures."""
-    raw = run_ffmpeg(
-        [
-            "-i",
-            str(path),
-            "-vf",
-            f"scale={width}:{height}:flags=lanczos",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "pipe:1",
-        ],
-        f"decoding {path.name}",
-    )
+    raw = _decode_raw(path, width, height, "rgb24")
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width, 3)
 
 

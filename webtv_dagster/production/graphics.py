@@ -58,12 +58,13 @@ def graphics_script(
     if graphics.lower_third:
         start = ass_time(LOWER_THIRD_STARTS)
         stop = ass_time(LOWER_THIRD_STARTS + graphics.lower_third_seconds)
-        fade = f"{{\\fad({FADE_MILLISECONDS},{FADE_MILLISECONDS})}}"
+        fading = f"\\fad({FADE_MILLISECONDS},{FADE_MILLISECONDS})"
+        fade = f"{{{fading}}}"
         caption = ass_text(shot_caption(prompt, idea))
         if requested_by:
             # The credit sits on the caption: the caption's line moves up by the credit's.
             above = height - inset_y - round(size * 1.5)
-            lift = f"{fade[:-1]}\\an1\\pos({inset_x},{above})}}"
+            lift = f"{{{fading}\\an1\\pos({inset_x},{above})}}"
             events.append(f"Dialogue: 0,{start},{stop},Lower,{lift}{caption}")
             credit = ass_text(f"Requested by {requested_by}")
             events.append(f"Dialogue: 0,{start},{stop},Credit,{fade}{credit}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from webtv_dagster.media.ffmpeg import run_ffmpeg
+from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 from webtv_dagster.media.frames import decode_rgb_frames, encode_rgb_frames
 from webtv_dagster.spaces.apps import LocalSpace, Workshop, serve
 from webtv_dagster.spaces.generators import (
@@ -90,8 +90,6 @@ def ltx_video_app(generator: LtxVideoGenerator, workshop: Workshop) -> gr.Blocks
 
 def ltx_upscaler_app(upscaler: LtxLatentUpscaler, workshop: Workshop) -> gr.Blocks:
     def predict(prompt: str, video: str) -> tuple[str, dict]:
-        from webtv_dagster.media.ffmpeg import probe
-
         take = probe(Path(video)).video
         if take is None or not take.frames or take.frames > MAX_FRAMES:
             raise gr.Error(f"the video must have between 1 and {MAX_FRAMES} frames")
