@@ -397,8 +397,9 @@ def test_the_stream_plays_through_its_timestamp_wrap(
     # Under load a publisher may stall and be replaced (1.5 s without output): about 2 s.
     assert off_air < 3.0
     assert abs((step + round(fold * 1000)) % 2**32 - FRAME_MS) <= 2, step
-    # The page: it played on, and past the fold each prompt belongs to the picture.
-    assert longest_stall < 2.0, f"the picture stood still {longest_stall:.1f} s"
+    # The page: it played on (the same bound as the subscriber's, plus one sample's 0.4 s), and
+    # past the fold each prompt belongs to the picture.
+    assert longest_stall < 3.4, f"the picture stood still {longest_stall:.1f} s"
     checked = 0
     for sample in taken:
         if sample["position"] is None or sample["position"] < fold + 1:

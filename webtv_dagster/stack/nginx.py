@@ -193,8 +193,8 @@ http {{
     # keep it for an hour (names come back only after the timeline's fold, 24 days on); a
     # playlist changes every fragment, so it may be kept a second.
     map $uri $webtv_hls_cache {{
-        ~\.ts$ "public, max-age=3600, immutable";
-        ~\.m3u8$ "public, max-age=1";
+        ~\\.ts$ "public, max-age=3600, immutable";
+        ~\\.m3u8$ "public, max-age=1";
         default no-cache;
     }}
     server {{
