@@ -20,7 +20,8 @@ timestamp steps over one frame and the largest, the clips the playout skipped, t
 that failed and the alerts the webhook received (for a power loss also the seconds from `webtv
 up` to the first frame); at the end, any secret found in any log.
 
-Usage: .venv/bin/python benchmarks/fault_soak.py [--window 185]   (24 windows: about 75 min)
+Usage: .venv/bin/python benchmarks/fault_soak.py [--window 185] [--only TEXT ...]
+       (24 windows: about 75 min; --only "hung" re-runs the hangs alone)
 """
 
 from __future__ import annotations
@@ -258,6 +259,12 @@ def hang(pid: int, seconds: float, group: bool = False) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--window", type=float, default=185, help="seconds per fault")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="only the faults whose name contains TEXT (repeatable): a re-run of some",
+    )
     add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-soak-"))
@@ -404,6 +411,8 @@ def main() -> None:
             ),
         ),
     ]
+    if args.only:
+        faults = [f for f in faults if any(text in f[0] for text in args.only)]
     rows = []
     try:
         with AirMonitor(url) as viewer:

@@ -84,6 +84,7 @@ def command_up(args: argparse.Namespace, settings: Settings) -> int:
         )
     channels = _load_channels(settings)
     if args.local_spaces:
+        _require_gradio()
         from webtv_dagster.spaces.apps import channels_on_local_spaces, launch_local_spaces
 
         models = launch_local_spaces(args.local_spaces, args.spaces_port, args.spaces_delay)
@@ -276,7 +277,16 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _require_gradio() -> None:
+    """Exits with the install command if this install lacks the local Spaces' gradio."""
+    from webtv_dagster.spaces import SPACES_EXTRA, gradio_installed
+
+    if not gradio_installed():
+        sys.exit(f"webtv: the local Spaces are served by gradio, not installed: {SPACES_EXTRA}")
+
+
 def command_spaces(args: argparse.Namespace, settings: Settings) -> int:
+    _require_gradio()
     if args.model:
         models = _serve_model_spaces(args.model, args.host, args.base_port, args.queue)
     else:

@@ -1,15 +1,21 @@
-"""The project as a user installs it: a wheel built from the sources, installed without `-e` in
-a fresh virtualenv, runs the whole stack from its own package data (instance settings,
-channels, viewer, hls.js, systemd templates)."""
+"""The project as a user installs it: a wheel built from the sources, installed without `-e` and
+without extras in a fresh virtualenv, within constraints.txt (the versions CI ran), runs the
+whole stack from its own package data (instance settings, channels, viewer, hls.js, systemd
+templates); what needs an extra says which. And the packaging is honest: every third-party
+module the package imports is declared, every floor admits the version tested."""
 
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 from webtv_dagster_tests.servers import free_port_block
@@ -20,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 IGNORED = shutil.ignore_patterns(
     ".venv", "data", ".git", "__pycache__", "*.egg-info", "build", ".pytest_cache", ".ruff_cache"
 )
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+# Libraries only an extra brings (gradio and what it pulls in, the model code, the test tools).
+EXTRAS_ONLY = ["gradio", "fastapi", "pandas", "torch", "diffusers", "pytest", "dagster_dg_cli"]
 
 
 def status_of(url: str) -> int:
@@ -51,9 +60,10 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
     wheel = next((tmp_path / "dist").glob("webtv_dagster-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=900
-    )
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    install = [*pip, "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)]
+    subprocess.run(install, check=True, timeout=900)
+    subprocess.run([*pip, "check"], check=True, timeout=120)
     webtv = str(venv / "bin" / "webtv")
     s3, rtmp, ui = free_port_block(10), free_port_block(2), free_port_block(1)
     environment = {
@@ -78,6 +88,14 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
         check=True,
     )
     assert where.stdout.startswith(str(venv))
+    find = f"import importlib.util as u; print([m for m in {EXTRAS_ONLY} if u.find_spec(m)])"
+    present = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", find], cwd=run, capture_output=True, text=True
+    )
+    assert present.stdout.strip() == "[]", f"a plain install carries extras: {present.stdout}"
+    spaces = subprocess.run([webtv, "spaces"], cwd=run, env=environment, capture_output=True)
+    assert spaces.returncode != 0
+    assert b"pip install 'webtv-dagster[spaces]'" in spaces.stderr, spaces.stderr
     assert subprocess.run([webtv, "check"], cwd=run, env=environment).returncode == 0
     up = subprocess.Popen(
         [webtv, "up", "--port", str(ui)],
@@ -122,3 +140,61 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
             up.kill()
     time.sleep(1)
     assert str(tmp_path) not in command_lines()  # every process of the stack is gone
+
+
+def distribution(requirement: str) -> str:
+    """The canonical distribution name of a requirement ("jaraco.stream>=3" -> jaraco-stream)."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement).group()
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Each top-level module the package imports from outside the standard library, with the
+    files that import it."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "webtv_dagster").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names}:
+                if top not in sys.stdlib_module_names and top != "webtv_dagster":
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_third_party_import_is_declared():
+    declared = {distribution(r) for r in PROJECT["dependencies"]}
+    declared |= {
+        distribution(r) for extra in PROJECT["optional-dependencies"].values() for r in extra
+    }
+    providers = packages_distributions()
+    undeclared = {
+        module: sorted(files)
+        for module, files in third_party_imports().items()
+        if not {distribution(d) for d in providers.get(module, [module])} & declared
+    }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_every_dependency_is_within_the_tested_constraints():
+    """Each requirement with a floor admits the version constraints.txt holds (the one CI ran):
+    a floor above it was never tested, and the constraints would make pip refuse."""
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[distribution(name)] = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    requirements = [*PROJECT["dependencies"]]
+    requirements += [r for extra in PROJECT["optional-dependencies"].values() for r in extra]
+    for requirement in requirements:
+        name = distribution(requirement)
+        if name == "webtv-dagster":  # an extra that includes another
+            continue
+        assert name in pinned, f"{requirement}: not in constraints.txt"
+        for floor in re.findall(r"(?:>=|==)\s*([\d.]+)", requirement):
+            wanted = tuple(int(p) for p in floor.split(".")[:3])
+            assert pinned[name][: len(wanted)] >= wanted, f"{requirement}: tested {pinned[name]}"
