@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -444,8 +445,13 @@ def main() -> None:
         running["up"].wait(timeout=120)
     try:
         report(args, folder, rows, faults, minutes, corrupted, viewer)
-    finally:  # the logs read, the folder's own disk goes
+    finally:  # the logs read and kept beside it, the folder's own disk goes
         if own_disk:
+            kept = folder.with_name(f"{folder.name}-logs")
+            for log in [folder / "webtv-up.log", *folder.glob("data/**/*.log")]:
+                (kept / log.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, kept / log.relative_to(folder))
+            print(f"logs kept in {kept}")
             subprocess.run(["umount", "--lazy", str(folder)])
 
 

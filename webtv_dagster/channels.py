@@ -133,6 +133,24 @@ class RetentionPolicy(BaseModel):
     )
 
 
+class TokenRefresh(BaseModel):
+    """How the chat bot keeps its Twitch token valid itself (audience/twitch_token.py): the
+    application's client id, and the variables holding its client secret and the bot's refresh
+    token (secrets never live in this file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(pattern=r"^[A-Za-z0-9]{1,100}$", description="the application's id")
+    client_secret_env: str = Field("WEBTV_TWITCH_CLIENT_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    refresh_token_env: str = Field("WEBTV_TWITCH_REFRESH_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    token_url: str = Field(
+        "https://id.twitch.tv/oauth2/token", max_length=2000, pattern=r"^https?://\S+$"
+    )
+    validate_url: str = Field(
+        "https://id.twitch.tv/oauth2/validate", max_length=2000, pattern=r"^https?://\S+$"
+    )
+
+
 class ChatBot(BaseModel):
     """The channel's chat bot: viewers type `!add <idea>` in an IRC chat (Twitch chat is IRC
     over TLS at irc.chat.twitch.tv:6697). Its token is read from the variable `token_env`,
@@ -166,6 +184,9 @@ class ChatBot(BaseModel):
         allow_inf_nan=False,
         description="at least this long between two messages of the bot (Twitch disconnects "
         "an account that sends over 20 in 30 s; 0.3 suits a bot that is a channel moderator)",
+    )
+    refresh: TokenRefresh | None = Field(
+        None, description="refresh the token before it expires (Twitch's refresh-token flow)"
     )
 
 

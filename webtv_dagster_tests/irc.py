@@ -28,21 +28,25 @@ BOT, ROOM = "webtvbot", "#llamachat"
 
 
 class IrcServer:
-    """miniircd on a loopback port; the password comes from a file, not its command line."""
+    """miniircd on a loopback port; the password comes from a file, not its command line.
+    `twitch_like`: twitch_like_ircd.py's (tokens that expire, RECONNECT on `reconnect()`)."""
 
-    def __init__(self, folder: Path, tls: tuple[Path, Path] | None = None):
+    def __init__(
+        self, folder: Path, tls: tuple[Path, Path] | None = None, twitch_like: bool = False
+    ):
         self.port = free_port_block(1)
         self.password_file = folder / "irc-password"
         self.password_file.write_text(TOKEN + "\n")
         self.tls = tls
+        self.twitch_like = twitch_like
         self.process: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
+        server = [str(Path(__file__).with_name("twitch_like_ircd.py"))]
         command = [
             sys.executable,
-            "-m",
-            "miniircd",
+            *(server if self.twitch_like else ["-m", "miniircd"]),
             "--listen",
             "127.0.0.1",
             "--ports",
@@ -68,12 +72,116 @@ class IrcServer:
             assert time.monotonic() < deadline, f"miniircd did not listen on {self.port}"
             time.sleep(0.05)
 
+    def reconnect(self) -> None:
+        """Twitch's RECONNECT to every client (twitch_like only)."""
+        self.process.send_signal(signal.SIGUSR1)
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
     def stop(self) -> None:
         stop_process(self.process, timeout=5)
+
+
+# Twitch's token service.
+
+
+class TwitchAuth:
+    """A stand-in for id.twitch.tv's /oauth2/token (the refresh-token grant) and
+    /oauth2/validate, on a loopback port. Each refresh issues `live-N` for `lifetime` seconds
+    and a new refresh token `refresh-N`, and writes the new token into the IRC server's password
+    file beside the viewers' TOKEN: the token before it no longer logs in (expired).
+    `revoke()` expires the token in use without a new one, as a revocation does."""
+
+    CLIENT_ID, CLIENT_SECRET = "webtvtestapp", "client-secret-456"
+
+    def __init__(self, irc: IrcServer, lifetime: float):
+        import http.server
+        import json
+        import urllib.parse
+
+        self.irc, self.lifetime = irc, lifetime
+        self.access, self.refresh, self.issued_at, self.serial = "", "refresh-0", 0.0, 0
+        self.refreshed_at: list[tuple[float, float]] = []  # (when, the old token's expiry)
+        self.refused = 0
+        auth = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                token = self.headers.get("Authorization", "").removeprefix("OAuth ")
+                left = auth.issued_at + auth.lifetime - time.time()
+                if self.path != "/oauth2/validate" or token != auth.access or left <= 0:
+                    return self._answer(401, {"status": 401, "message": "invalid access token"})
+                self._answer(200, {"client_id": auth.CLIENT_ID, "expires_in": int(left)})
+
+            def do_POST(self):
+                form = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                said = dict(urllib.parse.parse_qsl(form))
+                wanted = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": auth.refresh,
+                    "client_id": auth.CLIENT_ID,
+                    "client_secret": auth.CLIENT_SECRET,
+                }
+                if self.path != "/oauth2/token" or said != wanted:
+                    auth.refused += 1
+                    return self._answer(400, {"status": 400, "message": "Invalid refresh token"})
+                auth.refreshed_at.append((time.time(), auth.issued_at + auth.lifetime))
+                auth.issue()
+                self._answer(
+                    200,
+                    {
+                        "access_token": auth.access,
+                        "refresh_token": auth.refresh,
+                        "expires_in": auth.lifetime,
+                        "token_type": "bearer",
+                    },
+                )
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth2"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self) -> None:
+        self.serial += 1
+        self.access, self.refresh = f"live-{self.serial}", f"refresh-{self.serial}"
+        self.issued_at = time.time()
+        self.irc.password_file.write_text(f"{TOKEN}\noauth:{self.access}\n")
+
+    def revoke(self) -> None:
+        """The token in use stops logging in, and is no longer valid."""
+        self.access = "revoked"
+        self.irc.password_file.write_text(f"{TOKEN}\n")
+
+    def refresh_settings(self) -> dict:
+        """A channel's `requests.chat.refresh` that calls this stand-in."""
+        return {
+            "client_id": self.CLIENT_ID,
+            "token_url": f"{self.url}/token",
+            "validate_url": f"{self.url}/validate",
+        }
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "WEBTV_TWITCH_CLIENT_SECRET": self.CLIENT_SECRET,
+            "WEBTV_TWITCH_REFRESH_TOKEN": "refresh-0",
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # The viewer.

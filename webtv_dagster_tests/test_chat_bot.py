@@ -30,7 +30,7 @@ from webtv_dagster.production.shot_requests import RequestQueue, queue_path
 from webtv_dagster_tests.servers import stop_process
 
 from .fake_llm import FakeLLM
-from .irc import BOT, ROOM, SECRET, TOKEN, IrcServer, Viewer, chat_requests, viewer
+from .irc import BOT, ROOM, SECRET, TOKEN, IrcServer, TwitchAuth, Viewer, chat_requests, viewer
 from .servers import self_signed_certificate
 
 FAST = ChatPacing(reply_interval=0.2, announce_every=0.5, first_retry=0.5, last_retry=2)
@@ -40,7 +40,14 @@ KITE = "a llama flying a red kite"
 # The bot.
 
 
-def chat_channel(channel, port: int, tls: bool = False, announce_seconds: float = 30, **policy):
+def chat_channel(
+    channel,
+    port: int,
+    tls: bool = False,
+    announce_seconds: float = 30,
+    refresh: dict | None = None,
+    **policy,
+):
     """The test channel with requests on (auto approval) and its chat on the test server."""
     chat = ChatBot(
         server="localhost" if tls else "127.0.0.1",
@@ -49,6 +56,7 @@ def chat_channel(channel, port: int, tls: bool = False, announce_seconds: float 
         channel=ROOM,
         nick=BOT,
         announce_seconds=announce_seconds,
+        refresh=refresh,
     )
     settings = {
         "enabled": True,
@@ -62,9 +70,16 @@ def chat_channel(channel, port: int, tls: bool = False, announce_seconds: float 
 
 @contextlib.contextmanager
 def bot_running(
-    channel, data_dir: Path, token: str = TOKEN, pacing: ChatPacing = FAST, tls=None, models=None
+    channel,
+    data_dir: Path,
+    token: str = TOKEN,
+    pacing: ChatPacing = FAST,
+    tls=None,
+    models=None,
+    environ: dict[str, str] | None = None,
 ) -> Iterator[threading.Thread]:
-    """The bot on a thread, stopped by its stop event at the end."""
+    """The bot on a thread (its environment: the token, and `environ`), stopped by its stop
+    event at the end."""
     stop, failures = threading.Event(), []
 
     def run() -> None:
@@ -74,7 +89,7 @@ def bot_running(
                 models or {},
                 data_dir,
                 stop,
-                {"WEBTV_TWITCH_TOKEN": token},
+                {"WEBTV_TWITCH_TOKEN": token, **(environ or {})},
                 pacing=pacing,
                 tls_context=tls,
             )
@@ -278,6 +293,81 @@ def test_the_bot_reconnects_after_the_server_was_killed(
     assert not [r for r in records if r.exc_info], "a failure was logged with a traceback"
 
 
+def test_the_bot_refreshes_its_token_itself_before_and_after_it_expires(
+    llama_channel, tmp_path, caplog
+):
+    """Tokens of 6 s from a stand-in of Twitch's token service, whose each refresh expires the
+    token before it at the IRC server. The bot starts with a spent token (refreshed at once),
+    refreshes ahead of each expiry, gets back in by itself after a revoked token and a server
+    restart, and a restarted bot goes on from the refresh token it kept (the environment's is
+    spent); no token is ever logged."""
+    caplog.set_level(logging.DEBUG)
+    irc = IrcServer(tmp_path, twitch_like=True)
+    auth = TwitchAuth(irc, lifetime=6)
+    channel = chat_channel(llama_channel, irc.port, refresh=auth.refresh_settings(), per_client=10)
+    data_dir = tmp_path / "data"
+    try:
+        with (
+            viewer(irc.port, "ann") as ann,
+            bot_running(channel, data_dir, "oauth:spent-1", environ=auth.environment()),
+        ):
+            ann.wait_for(ann.bot_is_here, "the bot, on a refreshed token", timeout=20)
+            assert ann.ask(f"!add {KITE}").startswith("Thanks!")
+            time.sleep(13)  # two more tokens' lives
+            # Each refresh after the first came before the token it replaced expired.
+            assert len(auth.refreshed_at) >= 3, auth.refreshed_at
+            assert all(when < expiry for when, expiry in auth.refreshed_at[1:]), auth.refreshed_at
+            auth.revoke()  # the token in use stops logging in ...
+            irc.kill()  # ... and the server goes down: the bot must log in again
+            irc.start()
+            refreshes = len(auth.refreshed_at)
+        with viewer(irc.port, "bob") as bob:
+            with bot_running(channel, data_dir, "oauth:spent-1", environ=auth.environment()):
+                bob.wait_for(bob.bot_is_here, "the bot, restarted", timeout=20)
+                assert bob.ask("!add the llama baking bread").startswith("Thanks!")
+        assert len(auth.refreshed_at) > refreshes
+        assert auth.refused == 0  # never a spent refresh token: the kept one, after a restart
+        kept = data_dir / "chat" / channel.slug / "token.json"
+        assert kept.stat().st_mode & 0o777 == 0o600
+        assert auth.refresh in kept.read_text()
+    finally:
+        auth.close()
+        irc.stop()
+    assert len(approved(data_dir, channel.slug)) == 2
+    logged = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert "token refreshed" in logged
+    for secret in ("live-", "refresh-", auth.CLIENT_SECRET, "spent-1"):
+        assert secret not in logged, secret
+
+
+def test_a_server_asking_to_reconnect_misses_no_command(llama_channel, tmp_path, caplog):
+    """Twitch's RECONNECT while a viewer types a command every 20 ms: the bot joins on a second
+    connection before it leaves the first, and every command is queued once."""
+    caplog.set_level(logging.INFO, logger="webtv_dagster.audience.chat_bot")
+    irc = IrcServer(tmp_path, twitch_like=True)
+    channel = chat_channel(llama_channel, irc.port, per_client=100, max_queue=100)
+    ideas = [f"a llama juggling {n} oranges" for n in range(40)]
+    try:
+        with viewer(irc.port, "ann") as ann, bot_running(channel, tmp_path):
+            ann.wait_for(ann.bot_is_here, "the bot")
+            for n, idea in enumerate(ideas):
+                if n == 10:
+                    irc.reconnect()
+                ann.say(f"!add {idea}")
+                time.sleep(0.02)
+            ann.wait_for(lambda: len(approved(tmp_path, channel.slug)) >= 40, "40 requests")
+            time.sleep(1)  # any duplicate arrives meanwhile
+            seen = [line for _, line in ann.lines if line.startswith(f":{BOT}!")]
+    finally:
+        irc.stop()
+    queued = sorted(r.idea for r in approved(tmp_path, channel.slug))
+    assert queued == sorted(ideas)
+    # ann saw the bot join, join again, and only then leave its first connection.
+    moves = [line.split()[1] for line in seen if line.split()[1] in ("JOIN", "QUIT")]
+    assert moves == ["JOIN", "JOIN", "QUIT"], seen
+    assert "rejoined" in caplog.text and "asked to reconnect" in caplog.text
+
+
 def test_a_server_that_never_answers_is_left_and_tried_again(llama_channel, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="webtv_dagster.audience.chat_bot")
     listener = socket.create_server(("127.0.0.1", 0))
@@ -415,6 +505,10 @@ def test_missing_settings_are_typed_errors_that_say_what_to_do(llama_channel):
     channel = chat_channel(llama_channel, 6697)
     with pytest.raises(ChatBotConfigError, match="variable WEBTV_TWITCH_TOKEN, which is unset"):
         run_chat_bot(channel, {}, Path("/nonexistent"), stop, {"OTHER": "x"})
+    refreshing = chat_channel(llama_channel, 6697, refresh={"client_id": "webtvtestapp"})
+    with pytest.raises(ChatBotConfigError, match="refresh token in the environment variable"):
+        environment = {"WEBTV_TWITCH_TOKEN": TOKEN, "WEBTV_TWITCH_CLIENT_SECRET": "x"}
+        run_chat_bot(refreshing, {}, Path("/nonexistent"), stop, environment)
     with pytest.raises(ChatBotConfigError, match="spaces or control characters") as error:
         read_token(channel, {"WEBTV_TWITCH_TOKEN": f"{SECRET}\r\nPRIVMSG #x :hi"})
     assert SECRET not in str(error.value)

@@ -32,6 +32,7 @@ from pathlib import Path
 import irc.client
 from jaraco.stream.buffer import LenientDecodingLineBuffer
 
+from webtv_dagster.audience.twitch_token import TokenKeeper, load_grant, token_path
 from webtv_dagster.backends.moderator import Moderator
 from webtv_dagster.backends.registry import build_moderators
 from webtv_dagster.channels import Channel, ChatBot
@@ -132,16 +133,22 @@ class _Connector:
     """Opens the connection to the server (TLS when asked) and sends PASS on it, first, before
     the irc library gets the socket: the library never holds the token."""
 
-    def __init__(self, chat: ChatBot, token: str, timeout: float, tls: ssl.SSLContext | None):
+    def __init__(
+        self,
+        chat: ChatBot,
+        token: Callable[[], str],
+        timeout: float,
+        tls: ssl.SSLContext | None,
+    ):
         self._host, self._timeout, self._tls = chat.server, timeout, tls
-        self._pass_line = f"PASS {token}\r\n".encode()
+        self._token = token  # read at each connection: a refreshed token is used at once
 
     def __call__(self, address: tuple[str, int]) -> socket.socket:
         sock = socket.create_connection(address, timeout=self._timeout)
         try:
             if self._tls is not None:
                 sock = self._tls.wrap_socket(sock, server_hostname=self._host)
-            sock.sendall(self._pass_line)
+            sock.sendall(f"PASS {self._token()}\r\n".encode())
         except BaseException:
             sock.close()
             raise
@@ -175,7 +182,7 @@ class ChannelChatBot:
         moderators: list[Moderator],
         requests: RequestQueue,
         data_dir: Path,
-        token: str,
+        token: str | TokenKeeper,
         pacing: ChatPacing = ChatPacing(),
         tls_context: ssl.SSLContext | None = None,
         notify_socket: str = "",
@@ -188,13 +195,22 @@ class ChannelChatBot:
         self.pacing = pacing
         if self.chat.tls and tls_context is None:
             tls_context = ssl.create_default_context()
+        self.keeper = token if isinstance(token, TokenKeeper) else None
         self._connector = _Connector(
-            self.chat, token, pacing.socket_timeout, tls_context if self.chat.tls else None
+            self.chat,
+            self.keeper.token if self.keeper else lambda: token,
+            pacing.socket_timeout,
+            tls_context if self.chat.tls else None,
         )
         self._where = f"{self.chat.server}:{self.chat.port}"
         self._room = self.chat.channel.lower()
         self.reactor = _Reactor()
         self.connection = self.reactor.server()
+        # On a server's RECONNECT: a second connection, made before the first is left, so that
+        # nothing said in the chat meanwhile is missed (see _on_reconnect_request).
+        self.standby: irc.client.ServerConnection | None = None
+        self._standby_by = 0.0
+        self._heard: deque[tuple[float, int, str, str]] = deque(maxlen=64)
         handlers = {
             "all_raw_messages": self._on_line,
             "welcome": self._on_welcome,
@@ -228,6 +244,7 @@ class ChannelChatBot:
         self._flood_warned_at = -60.0
         self._look_error = ""
         self._done = threading.Event()  # the moderation thread's stop
+        self._refresh_asked_at: float | None = None  # a refused login waits for a new token
 
     # The reading thread.
 
@@ -237,6 +254,13 @@ class ChannelChatBot:
             target=self._moderate, name=f"chat-moderation-{self.channel.slug}", daemon=True
         )
         worker.start()
+        if self.keeper is not None:
+            threading.Thread(
+                target=self.keeper.run,
+                args=(self._done,),
+                name=f"chat-token-{self.channel.slug}",
+                daemon=True,
+            ).start()
         try:
             while not (stop.is_set() or stopped()):
                 self.heartbeat.beat()
@@ -244,16 +268,17 @@ class ChannelChatBot:
         finally:
             self.stopping = True
             self._done.set()
-            if self.connection.is_connected():
-                self.connection.disconnect("the channel's bot is stopping")
+            for connection in (self.connection, self.standby):
+                if connection is not None and connection.is_connected():
+                    connection.disconnect("the channel's bot is stopping")
             worker.join(timeout=2)  # a judge may still be thinking: the thread is a daemon
             log.info("chat bot of %s stopped", self.channel.slug)
 
     def _step(self, stop: threading.Event) -> None:
         now = time.monotonic()
         if not self.connection.is_connected():
-            if now < self._next_attempt:
-                stop.wait(min(0.2, self._next_attempt - now))
+            if now < self._next_attempt or self._waiting_for_token(now):
+                stop.wait(0.2 if now >= self._next_attempt else min(0.2, self._next_attempt - now))
                 return
             self._connect(now)
             return
@@ -273,16 +298,26 @@ class ChannelChatBot:
             self._look_ahead()
             self._send_due()
 
+    def _waiting_for_token(self, now: float) -> bool:
+        """Whether a refused login still waits for the keeper's new token (at most the login
+        timeout: with Twitch's token service down, the old token is tried again)."""
+        if self._refresh_asked_at is None or self.keeper is None:
+            return False
+        if self.keeper.ready() or now - self._refresh_asked_at > self.pacing.login_timeout:
+            self._refresh_asked_at = None
+            return False
+        return True
+
+    def _open(self, connection: irc.client.ServerConnection) -> None:
+        connection.connect(
+            self.chat.server, self.chat.port, self.chat.nick, connect_factory=self._connector
+        )
+
     def _connect(self, now: float) -> None:
         self._ready_by, self._last_heard, self._pinged = None, now, False
         self.joined = False
         try:
-            self.connection.connect(
-                self.chat.server,
-                self.chat.port,
-                self.chat.nick,
-                connect_factory=self._connector,
-            )
+            self._open(self.connection)
         except irc.client.ServerConnectionError as error:
             cause = error.__cause__ or error
             self._failed(f"cannot connect to {self._where}: {cause}", now)
@@ -312,6 +347,8 @@ class ChannelChatBot:
 
     def _watch(self, now: float) -> None:
         """Hangs up a login that does not finish, and a server that stays silent."""
+        if self.standby is not None and now > self._standby_by:
+            self._drop_standby(f"not in {self.chat.channel} within the login timeout")
         if self._ready_by is not None and now > self._ready_by:
             self._hang_up(
                 f"not in {self.chat.channel} within {self.pacing.login_timeout:g} s of connecting"
@@ -325,7 +362,8 @@ class ChannelChatBot:
     # Server events (on the reading thread).
 
     def _on_line(self, connection, event) -> None:
-        self._last_heard, self._pinged = time.monotonic(), False
+        if connection is self.connection:
+            self._last_heard, self._pinged = time.monotonic(), False
 
     def _on_welcome(self, connection, event) -> None:
         log.info(
@@ -338,29 +376,68 @@ class ChannelChatBot:
 
     def _on_join(self, connection, event) -> None:
         mine = bool(event.source) and event.source.nick.lower() == connection.get_nickname().lower()
-        if mine and (event.target or "").lower() == self._room:
+        if mine and (event.target or "").lower() == self._room and connection is self.standby:
+            self._switch_to_standby()
+        elif mine and (event.target or "").lower() == self._room:
             self.joined, self._ready_by = True, None
             self._retry_wait, self._last_failure = self.pacing.first_retry, ""
             log.info("chat bot of %s joined %s", self.channel.slug, self.chat.channel)
 
     def _on_login_refused(self, connection, event) -> None:
         reason = " ".join(event.arguments[-1:]) or event.target or event.type
-        self._hang_up(
-            f"login refused by {self._where} ({reason}); check the nick "
-            f"{self.chat.nick!r} and the token in ${self.chat.token_env}"
-        )
+        if self.keeper is not None:  # expired or revoked: a new token, then a new login
+            self.keeper.refresh_now()
+            self._refresh_asked_at = time.monotonic()
+            failure = f"login refused by {self._where} ({reason}); refreshing the token"
+        else:
+            failure = (
+                f"login refused by {self._where} ({reason}); check the nick "
+                f"{self.chat.nick!r} and the token in ${self.chat.token_env}"
+            )
+        if connection is self.standby:
+            self._drop_standby(failure)
+        else:
+            self._hang_up(failure)
 
     def _on_notice(self, connection, event) -> None:
         text = " ".join(event.arguments)
-        if not self.joined and any(refusal in text.lower() for refusal in LOGIN_REFUSALS):
+        logging_in = not self.joined or connection is self.standby
+        if logging_in and any(refusal in text.lower() for refusal in LOGIN_REFUSALS):
             self._on_login_refused(connection, event)
 
     def _on_reconnect_request(self, connection, event) -> None:
-        # Twitch asks its clients to reconnect before a server goes down for maintenance.
-        self._hang_up(f"{self._where} asked to reconnect")
-        self._next_attempt = time.monotonic()
+        """Twitch asks its clients to reconnect before a server goes down for maintenance, and
+        keeps the connection a while: a second one joins first, then the first is left."""
+        if connection is not self.connection or self.standby is not None:
+            return
+        log.info("chat bot of %s: %s asked to reconnect", self.channel.slug, self._where)
+        self.standby = self.reactor.server()
+        self._standby_by = time.monotonic() + self.pacing.login_timeout
+        try:
+            self._open(self.standby)
+        except irc.client.ServerConnectionError as error:
+            self._drop_standby(f"cannot connect to {self._where}: {error.__cause__ or error}")
+            self._hang_up(f"{self._where} asked to reconnect")  # the plain way, then
+            self._next_attempt = time.monotonic()
+
+    def _switch_to_standby(self) -> None:
+        retired, self.connection, self.standby = self.connection, self.standby, None
+        self.joined, self._ready_by, self._last_heard = True, None, time.monotonic()
+        log.info("chat bot of %s rejoined %s on a new connection", self.channel.slug, self._room)
+        if retired.is_connected():
+            retired.disconnect("reconnected")
+
+    def _drop_standby(self, failure: str) -> None:
+        standby, self.standby = self.standby, None
+        log.warning("chat bot of %s: the second connection failed: %s", self.channel.slug, failure)
+        if standby is not None and standby.is_connected():
+            standby.disconnect("giving up")
 
     def _on_disconnect(self, connection, event) -> None:
+        if connection is not self.connection:
+            if connection is self.standby:
+                self._drop_standby("connection lost")
+            return  # a connection left after a switch
         was_joined, self.joined = self.joined, False
         if self.stopping:
             return
@@ -374,12 +451,16 @@ class ChannelChatBot:
         self._failed(failure, time.monotonic())
 
     def _on_message(self, connection, event) -> None:
+        if connection is not self.connection:
+            return  # a standby hears the room too: the current connection answers
         if (event.target or "").lower() != self._room or not event.arguments:
             return
         command = ADD_COMMAND.fullmatch(event.arguments[0].strip())
         if command is None:
             return
         nick, idea = event.source.nick, (command["idea"] or "").strip()
+        if self._heard_on_another_connection(id(connection), nick, idea):
+            return
         if not idea:
             self.replies.append(f"@{nick} {USAGE}")
             return
@@ -394,6 +475,17 @@ class ChannelChatBot:
                     self.pacing.backlog,
                 )
                 self._flood_warned_at = time.monotonic()
+
+    def _heard_on_another_connection(self, connection: int, nick: str, idea: str) -> bool:
+        """Whether this command already came on the connection a switch left (said while both
+        were in the room); a viewer repeating it on one connection is heard each time."""
+        now = time.monotonic()
+        seen = any(
+            other != connection and (n, i) == (nick, idea) and now - at < 10
+            for at, other, n, i in self._heard
+        )
+        self._heard.append((now, connection, nick, idea))
+        return seen
 
     # What the bot says (on the reading thread).
 
@@ -507,6 +599,29 @@ class ChannelChatBot:
         return answer.message
 
 
+def token_keeper(
+    channel: Channel, chat: ChatBot, environ: Mapping[str, str], data_dir: Path, token: str
+) -> TokenKeeper:
+    """The keeper of a bot whose channel names its Twitch application (`chat.refresh`), with
+    the newest tokens kept in the data folder or, for a new authorization, the environment's."""
+    refresh = chat.refresh
+    secrets = {}
+    for name, what in (
+        (refresh.client_secret_env, "the application's client secret"),
+        (refresh.refresh_token_env, "the bot's refresh token"),
+    ):
+        secrets[name] = environ.get(name, "").strip()
+        if not secrets[name] or not secrets[name].isprintable() or " " in secrets[name]:
+            raise ChatBotConfigError(
+                f"the chat bot of channel {channel.slug!r} refreshes its token with {what} in "
+                f"the environment variable {name}, which is unset, empty or holds spaces: set "
+                "it (docs/viewer-requests.md#connecting-a-real-twitch-channel)"
+            )
+    store = token_path(data_dir, channel.slug)
+    grant = load_grant(store, token.removeprefix("oauth:"), secrets[refresh.refresh_token_env])
+    return TokenKeeper(channel.slug, refresh, secrets[refresh.client_secret_env], grant, store)
+
+
 @contextlib.contextmanager
 def _sigterm_noted() -> Iterator[Callable[[], bool]]:
     """While the bot runs in the main thread, SIGTERM is noted in a flag (the handler does not
@@ -541,9 +656,14 @@ def run_chat_bot(
     the system's trusted certificates (tests)."""
     chat = chat_settings(channel)
     pacing = pacing or ChatPacing(reply_interval=chat.reply_interval_seconds)
+    variables = [chat.token_env]
+    if chat.refresh is not None:
+        variables += [chat.refresh.client_secret_env, chat.refresh.refresh_token_env]
     if environ is None:
-        environ = {chat.token_env: named_secret(chat.token_env) or ""}
+        environ = {name: named_secret(name) or "" for name in variables}
     token = read_token(channel, environ)
+    if chat.refresh is not None:
+        token = token_keeper(channel, chat, environ, data_dir, token)
     if not channel.requests.enabled:
         log.warning(
             "channel %s does not take requests (requests.enabled is false): its chat "

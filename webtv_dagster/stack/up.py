@@ -81,13 +81,16 @@ def chat_bot_channels(channels: ChannelsFile) -> list[str]:
         chat = channel.requests.chat
         if not channel.requests.enabled or chat is None:
             continue
-        if named_secret(chat.token_env):
-            slugs.append(channel.slug)
-        else:
+        needed = [chat.token_env]
+        if chat.refresh is not None:
+            needed += [chat.refresh.client_secret_env, chat.refresh.refresh_token_env]
+        if missing := [name for name in needed if not named_secret(name)]:
             print(
-                f"webtv: {channel.slug}: no chat bot: set {chat.token_env} to its Twitch token "
-                "(docs/viewer-requests.md)"
+                f"webtv: {channel.slug}: no chat bot: set {' and '.join(missing)} "
+                "(docs/viewer-requests.md#connecting-a-real-twitch-channel)"
             )
+        else:
+            slugs.append(channel.slug)
     return slugs
 
 
