@@ -14,7 +14,7 @@ Liquidsoap's users' most reported pain is memory that grows for days until the O
 restarts the stream: the target is that no process grows more than 1 MB an hour.
 
 Usage: .venv/bin/python benchmarks/memory_soak.py [--minutes 120] [--channels 3]
-           [--warm-up 20] [--kill-publisher-every 10] [--plot PATH.png]
+           [--warm-up 20] [--kill-publisher-every 10] [--env NAME=VALUE] [--plot PATH.png]
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def channels_file(folder: Path, channels: int) -> Path:
             "clip_seconds": 2.6666667,
             "ahead_seconds": 30,
             "seed": n,
+            # As a channel runs for months: aired clips pruned beyond a small size (the
+            # hourly retention_schedule), so the bucket, and S3's memory, stop growing.
+            "retention": {"keep_gb": 0.05, "protect_recent": 10, "keep_intermediates_hours": 0},
         }
         for n in range(channels)
     ]
@@ -112,11 +115,21 @@ def main() -> None:
     parser.add_argument(
         "--kill-publisher-every", type=float, default=10, help="minutes between publisher kills"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="in the stack's environment (repeatable): run two soaks side by side, one with it",
+    )
     add_plot_argument(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="webtv-memory-"))
-    stack = start_webtv_up(folder, channels_file(folder, args.channels), ACCESS_KEY, SECRET_KEY)
-    print(f"memory soak in {folder}", flush=True)
+    extra = dict(pair.split("=", 1) for pair in args.env)
+    stack = start_webtv_up(
+        folder, channels_file(folder, args.channels), ACCESS_KEY, SECRET_KEY, **extra
+    )
+    print(f"memory soak in {folder}, with {extra or 'nothing more'} in the stack's environment")
     samples: list[tuple[float, dict[str, tuple[float, float]]]] = []
     started = time.monotonic()
     next_kill = args.kill_publisher_every

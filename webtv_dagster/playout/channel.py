@@ -85,8 +85,9 @@ FEED_LEAD_SECONDS = 0.25
 
 def restart_backoff(failures: int) -> float:
     """Seconds before the next publisher after `failures` in a row that sent nothing: the first
-    replacement starts at once."""
-    return 0.0 if failures <= 1 else min(0.1 * 2 ** (failures - 2), 1.0)
+    replacement starts at once, the next every 0.2 s for about 3 s (the RTMP server restarting:
+    it listens again within 1-2 s, and each wait past that is time off air), then every 1 s."""
+    return 0.0 if failures <= 1 else 0.2 if failures <= 15 else 1.0
 
 
 class ChannelPlayout:
