@@ -208,10 +208,12 @@ def start_webtv_up(
     access_key: str,
     secret_key: str,
     ui_port: int | None = None,
+    log: Path | None = None,
     **extra: str,
 ) -> RunningStack:
-    """Starts `webtv up` with its data under `folder`, its log in folder/webtv-up.log, on free
-    ports (or those `extra` and `ui_port` name: a stack started again on its own)."""
+    """Starts `webtv up` with its data under `folder`, its log in folder/webtv-up.log (or
+    `log`), on free ports (or those `extra` and `ui_port` name: a stack started again on its
+    own)."""
     s3_port = free_port_block(max(PORT_OFFSETS.values()) + 1)
     rtmp_port, ui_port = free_port_block(2), ui_port or free_port_block(1)
     environment = {
@@ -225,11 +227,11 @@ def start_webtv_up(
         "AWS_SECRET_ACCESS_KEY": secret_key,
         **extra,
     }
-    log = (folder / "webtv-up.log").open("w")
+    output = (log or folder / "webtv-up.log").open("w")
     process = subprocess.Popen(
         [WEBTV, "up", "--port", str(ui_port)],
         env=environment,
-        stdout=log,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     store = MediaStore(

@@ -156,7 +156,9 @@ def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
     import time
 
     url, alerts = receiver
-    stack = up_with_every_option(tmp_path, every_option_on, WEBTV_ALERT_WEBHOOK_URL=url)
+    stack = up_with_every_option(
+        tmp_path, every_option_on, log=data_disk / "webtv-up.log", WEBTV_ALERT_WEBHOOK_URL=url
+    )
     # Whose pid changes when the frozen process is replaced, and within how many seconds.
     faults = [
         ("publisher", 3.0),
@@ -316,10 +318,12 @@ def data_disk(tmp_path) -> Iterator[Path]:
 def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_itself(
     tmp_path, data_disk, every_option_on, receiver
 ):
-    """The data folder's disk filled to the last byte for 30 s, under the whole stack: the
-    watchdog alerts, the channel airs on from its cache without a gap, nothing kept is corrupt
-    (the playout's state, playlist, take-downs and cached clips), and once the disk has room the
-    watchdog says so and clips are made again, with no one's help."""
+    """The data folder's disk filled to the last byte for 30 s, under the whole stack (and its
+    manager's log, `webtv up > data/webtv-up.log`): the watchdog alerts, the channel airs on from
+    its cache without a gap, nothing kept is corrupt (the playout's state, playlist, take-downs
+    and cached clips), and once the disk has room the watchdog says so, the programs' logs go on
+    (supervisord closed a program's output for good when it could write neither the log nor its
+    error) and clips are made again, with no one's help."""
     import shutil
     import time
 
@@ -328,7 +332,9 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
     from webtv_dagster.playout.takedowns import Takedowns
 
     url, alerts = receiver
-    stack = up_with_every_option(tmp_path, every_option_on, WEBTV_ALERT_WEBHOOK_URL=url)
+    stack = up_with_every_option(
+        tmp_path, every_option_on, log=data_disk / "webtv-up.log", WEBTV_ALERT_WEBHOOK_URL=url
+    )
     folder = PlayoutFolder.of(data_disk, SLUG)
 
     def newest_clip() -> int:
@@ -357,6 +363,8 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
             filler.unlink()
             freed_at = time.monotonic()
             wait_for(lambda: alerted("the data folder's disk has room again"), 30, "room again")
+            watchdog_log = data_disk / "supervisor" / "logs" / "watchdog.log"
+            wait_for(lambda: "has room again" in watchdog_log.read_text(), 10, "the log going on")
             wait_for(lambda: newest_clip() > made_before, 300, "clips made again")
             off_air = watcher.longest_gap(full_at)
             steps = watcher.steps_over_one_frame(full_at)
@@ -378,6 +386,7 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
         left = stop_webtv_up(stack)
         # The logs outlive the disk (unmounted at the end), for whoever reads a failure.
         shutil.copytree(data_disk / "supervisor", tmp_path / "logs", dirs_exist_ok=True)
+        shutil.copy(data_disk / "webtv-up.log", tmp_path / "logs")
         shutil.copy(folder.path / "playout.log", tmp_path / "logs")
     assert left == [], "processes of the stack left running after `webtv down`"
     print(f"off air {off_air:.2f} s, timestamp steps over a frame: {steps}")
@@ -385,5 +394,6 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
     print("alerts:", titles)
     # Nothing hung: the full disk is alerted as such, not as programs restarted.
     assert not [title for title in titles if "hung" in title], titles
+    assert "closing channel" not in (tmp_path / "logs" / "supervisord.log").read_text()
     assert off_air <= 5.0
     assert steps == []

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from webtv_dagster.stack.supervisor_logs import FACTORY as LOGS_SURVIVING_FULL_DISK
+
 START_RETRIES = 20  # tries a program that keeps dying at start gets, 1 s more apart each time
 LOG_BYTES = "10MB"  # per program log, three of them kept
 
@@ -63,6 +65,10 @@ def supervisord_conf(folder: Path, programs: list[Program]) -> str:
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "; Its logs survive a full disk (webtv_dagster/stack/supervisor_logs.py).",
+        "[rpcinterface:webtv]",
+        f"supervisor.rpcinterface_factory = {LOGS_SURVIVING_FULL_DISK}",
         "",
         "[supervisorctl]",
         f"serverurl=unix://{folder / 'supervisor.sock'}",
