@@ -71,6 +71,86 @@ def test_moderation_refuses_with_a_reason_and_keeps_the_decision(queue, llama_ch
     assert submit(queue, channel, "the llama shows its skill at a classic dance").accepted
 
 
+# Built-in words in disguise, as a hostile probe tried them (27 of 35 passed the first list):
+# word forms, compounds, look-alike letters of other scripts (Unicode's confusables data),
+# digits for letters, words split by spaces, dots, dashes or invisible characters, stacked marks.
+DISGUISES = {
+    "guns": "gun",
+    "bombs": "bomb",
+    "corpses": "corpse",
+    "murdered": "murder",
+    "torturing": "torture",
+    "nazis": "nazi",
+    "weapons": "weapon",
+    "rifles": "rifle",
+    "terrorists": "terrorist",
+    "killed": "kill",
+    "bombing": "bomb",
+    "gunned": "gun",
+    "pornos": "porno",
+    "dead bodies": "dead body",
+    "bloodbath": "blood",
+    "bloodshed": "blood",
+    "shotgun": "gun",
+    "handgun": "gun",
+    "firebomb": "bomb",
+    "murderous": "murder",
+    "bl\u043e\u043ed": "blood",
+    "\u0261un": "gun",
+    "n\u0430ked": "naked",
+    "\u0440orn": "porn",
+    "\u0455ex": "sex",
+    "\u0392\u039f\u039c\u0392": "bomb",
+    "\uff47\uff55\uff4e": "gun",
+    "\U0001d420\U0001d42e\U0001d427": "gun",
+    "bl ood": "blood",
+    "bl.ood": "blood",
+    "se-x": "sex",
+    "he roin": "heroin",
+    "b\u200blood": "blood",
+    "m u r d e r": "murder",
+    "k1ll": "kill",
+    "g0re": "gore",
+    "g\u0337o\u0337r\u0337e\u0337": "gore",
+}
+# Innocent words a looser list would refuse: what merely holds a listed word, or ends in one
+# after a short prefix.
+INNOCENT = [
+    "a llama explaining his method",
+    "the race had begun",
+    "a heroine llama",
+    "two heroines",
+    "a class of llamas",
+    "a skilled llama",
+    "unisex hats",
+    "killer whales",
+    "bombastic speech",
+    "methodical work",
+    "a therapist llama",
+    "a sextant at sea",
+    "the Essex countryside",
+    "a llama named Gunnar",
+    "a Sussex barn",
+    "a sexton ringing bells",
+]
+
+
+def test_the_word_list_sees_through_disguises_and_lets_innocent_words_pass(llama_channel):
+    channel = with_requests(llama_channel)
+    moderator = RuleModerator(channel)
+    passed = {
+        disguise: verdict.reason
+        for disguise, word in DISGUISES.items()
+        if f"{word!r}"
+        not in (verdict := moderator.judge(f"a llama with {disguise}", channel)).reason
+    }
+    assert not passed, f"disguises let through: {passed}"
+    refused = {
+        idea: v.reason for idea in INNOCENT if not (v := moderator.judge(idea, channel)).allowed
+    }
+    assert not refused, f"innocent ideas refused: {refused}"
+
+
 def test_operator_approval_holds_requests_until_decided(queue, llama_channel):
     channel = with_requests(llama_channel, approval="operator")
     answer = submit(queue, channel, "the llama juggling oranges")

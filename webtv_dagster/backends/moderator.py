@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 import openai
+from confusable_homoglyphs import confusables
 from openai import OpenAI
 from pydantic import BaseModel, Field, ValidationError
 
@@ -60,12 +61,40 @@ def clean_text(text: str, max_characters: int) -> str:
     return " ".join(kept.split())[:max_characters]
 
 
+@functools.cache
+def _confusable_letters() -> dict[int, str]:
+    """Each character that Unicode's confusables data (UTS #39, through confusable_homoglyphs)
+    says looks like an ASCII letter or digit, mapped to it: Cyrillic `а`, `о`, `р`, `ѕ`, Greek
+    `Ο`, Latin `ɡ`... A letter is preferred where a character looks like a letter and a digit."""
+    table = {}
+    for character, lookalikes in confusables.confusables_data.items():
+        if len(character) != 1 or character.isascii():
+            continue
+        ascii_ = [c["c"] for c in lookalikes if len(c["c"]) == 1 and c["c"].isascii()]
+        letters = [c for c in ascii_ if c.isalpha()] or [c for c in ascii_ if c.isdigit()]
+        if letters:
+            table[ord(character)] = letters[0].lower()
+    return table
+
+
+def fold(text: str) -> str:
+    """`text` as the word list reads it: look-alike characters as the ASCII they imitate,
+    lower-cased, accents and stacked marks (zalgo) dropped, invisible characters (zero-width
+    spaces, joiners) removed rather than taken for spaces, digit-for-letter swaps undone."""
+    look = _confusable_letters()
+    folded = unicodedata.normalize("NFKD", text.translate(look).casefold()).translate(look)
+    kept = (
+        char
+        for char in folded
+        if not unicodedata.combining(char) and unicodedata.category(char) != "Cf"
+    )
+    return "".join(kept).translate(_LEET)
+
+
 def _folded_words(text: str) -> tuple[list[str], list[str]]:
-    """The words of `text` lower-cased, ASCII-folded, with digit-for-letter swaps undone; and
-    each run of single letters joined ("b a d", "b.a.d" spell "bad")."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(char for char in folded if not unicodedata.combining(char))
-    words = re.findall(r"[a-z0-9]+", folded.translate(_LEET))
+    """The folded words of `text`; and each run of single letters joined ("b a d", "b.a.d"
+    spell "bad")."""
+    words = re.findall(r"[a-z0-9]+", fold(text))
     spelled, run = [], []
     for word in [*words, ""]:
         if len(word) == 1:
@@ -77,6 +106,20 @@ def _folded_words(text: str) -> tuple[list[str], list[str]]:
     return words, spelled
 
 
+def _forms_of(word: str) -> set[str]:
+    """A blocked word's inflected forms (plurals, past tense, participle): `gun` guns, gunned,
+    gunning; `torture` tortures, tortured, torturing."""
+    stem = word[:-1] if word.endswith("e") else word
+    forms = {word + "s", stem + "ed", stem + "ing", word + "d"}
+    if len(word) > 2 and word.endswith("y") and word[-2] not in "aeiou":  # body: bodies
+        forms |= {word[:-1] + "ies", word[:-1] + "ied"}
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        forms.add(word + "es")
+    if len(word) <= 4 and word[-1] not in "aeiouwxy":  # gun: gunned, gunning
+        forms |= {word + word[-1] + "ed", word + word[-1] + "ing"}
+    return forms
+
+
 @functools.lru_cache(maxsize=4)
 def read_word_list(path: Path) -> tuple[str, ...]:
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -84,18 +127,28 @@ def read_word_list(path: Path) -> tuple[str, ...]:
 
 
 class WordList:
-    """Words and phrases, matched on whole folded words, and inside words spelled out letter by
-    letter (see _folded_words)."""
+    """Words and phrases, matched on folded words (see `fold`: look-alike characters, accents,
+    digits for letters, invisible characters), in their inflected forms (`_forms_of`), across
+    separators inside a word ("bl ood", "bl.ood", "se-x"), spelled out letter by letter, and
+    within compounds: a blocked word of 5 letters or more that begins or ends a longer word
+    ("bloodbath", "bloodshed") with 3 letters or more beside it, and a shorter one that ends a
+    word after 4 letters or more ("shotgun", "firebomb"). Short words do not match inside other
+    words ("method", "begun", "unisex" pass); the price of compounds is a few innocent words
+    ("bloodhound"), which the requester reads in the refusal's reason."""
 
     def __init__(self, entries: Iterable[str]):
         self.phrases = {tuple(_folded_words(entry)[0]): entry for entry in entries}
         self.phrases.pop((), None)
         self.longest = max((len(phrase) for phrase in self.phrases), default=0)
-        self.spellable = {
-            words[0]: entry
-            for words, entry in self.phrases.items()
-            if len(words) == 1 and len(words[0]) >= 3
-        }
+        singles = {words[0]: entry for words, entry in self.phrases.items() if len(words) == 1}
+        for words, entry in list(self.phrases.items()):  # "dead bodies"
+            if len(words) > 1:
+                for form in _forms_of(words[-1]):
+                    self.phrases.setdefault((*words[:-1], form), entry)
+        self.words = dict(singles)  # each blocked word and each of its forms
+        for word, entry in singles.items():
+            self.words |= {form: entry for form in _forms_of(word) if form not in self.words}
+        self.spellable = {word: entry for word, entry in singles.items() if len(word) >= 3}
 
     def first_match(self, text: str) -> str | None:
         words, spelled = _folded_words(text)
@@ -104,10 +157,27 @@ class WordList:
                 entry = self.phrases.get(tuple(words[start : start + length]))
                 if entry is not None:
                     return entry
+            if entry := self._word_match(words[start]):
+                return entry
+            for length in (2, 3):  # a word split by separators ("bl ood"): itself or a form
+                joined = "".join(words[start : start + length])
+                if start + length <= len(words) and (entry := self.words.get(joined)):
+                    return entry
         for letters in spelled:
             for word, entry in self.spellable.items():
                 if word in letters:
                     return entry
+        return None
+
+    def _word_match(self, word: str) -> str | None:
+        if (entry := self.words.get(word)) is not None:
+            return entry
+        for blocked, entry in self.spellable.items():
+            rest = len(word) - len(blocked)
+            if len(blocked) >= 5 and rest >= 3 and word.startswith(blocked):
+                return entry
+            if rest >= (3 if len(blocked) >= 5 else 4) and word.endswith(blocked):
+                return entry
         return None
 
 
