@@ -211,3 +211,25 @@ def test_a_wrong_preset_is_refused_with_its_reason(tmp_path, entry, says):
     with pytest.raises(SystemExit) as stop:
         main(["check", str(broken)])
     assert says in str(stop.value.code)
+
+
+def test_a_playout_process_loads_none_of_the_heavy_libraries():
+    """`webtv playout` (one per channel, always running) stays small: none of Dagster, boto3,
+    numpy or the model clients is imported on its way to air (numpy alone is 11 MB resident;
+    it once came in through the slate's module)."""
+    import subprocess
+    import sys
+
+    heavy = ["dagster", "boto3", "numpy", "openai", "gradio_client", "cv2", "torch"]
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, webtv_dagster.cli, webtv_dagster.playout.channel; "
+            f"print([m for m in {heavy} if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "[]", f"the playout imports {loaded}"

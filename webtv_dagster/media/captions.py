@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 
 STYLE_FORMAT = (
@@ -77,6 +75,8 @@ def title_safe(width: int, height: int) -> Box:
 def drawn_box(script: Path, width: int, height: int, seconds: float, fps: int) -> Box | None:
     """Where anything of `script` is drawn over `seconds` (None: nothing is): the script alone
     on black, every frame, pixels brighter than black."""
+    import numpy as np  # here: playouts import this module (their slate) and stay light
+
     raw = run_ffmpeg(
         ["-f", "lavfi", "-i", f"color=c=black:s={width}x{height}:r={fps}", "-t", f"{seconds}"]
         + ["-vf", ass_filter(script), "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"],
