@@ -5,6 +5,7 @@ import pwd
 import shutil
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -296,3 +297,82 @@ def test_started_as_root_the_workers_run_as_nobody_and_still_serve(tmp_path):
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_flood_of_idle_connections_from_one_address_leaves_others_watching(rtmp_server, tmp_path):
+    """600 connections opened from one address, each beginning a request it never finishes,
+    once took the viewer, HLS and the API down for everyone (512 worker connections, held for
+    nginx's default 60 s): now a viewer from another address plays on through the flood, and
+    nginx drops the flood within seconds."""
+    import socket
+
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=24"]
+        + ["-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "24", "-f", "flv"]
+        + [rtmp_server.publish_url("test-llamas")]
+    )
+    playlist_url = rtmp_server.hls_url("test-llamas")
+
+    hls = urllib.parse.urlsplit(playlist_url)
+
+    def get(sock: socket.socket, path: str) -> bytes:
+        """One GET on a kept-alive connection: the body of a 200 answer."""
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: tv\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(65536)
+        return body
+
+    def fetch_as_another_viewer() -> float:
+        """Seconds to read the playlist and its newest fragment from 127.0.0.2."""
+        started = time.monotonic()
+        viewer = ("127.0.0.2", 0)
+        with socket.create_connection((hls.hostname, hls.port), 5, viewer) as sock:
+            listing = get(sock, hls.path).decode().splitlines()
+            newest = [line for line in listing if line.endswith(".ts")][-1]
+            get(sock, hls.path.rsplit("/", 1)[0] + "/" + newest)
+        return time.monotonic() - started
+
+    flood: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fetch_as_another_viewer()
+                break
+            except (AssertionError, IndexError, OSError):
+                assert time.monotonic() < deadline, "no HLS within 30 s"
+                time.sleep(0.5)
+        for _ in range(640):  # each begins a request and never finishes its header
+            sock = socket.create_connection((hls.hostname, hls.port), timeout=5)
+            sock.sendall(b"GET /channels.json HTTP/1.1\r\nHo")
+            flood.append(sock)
+        flooded_at = time.monotonic()
+        took = []
+        while time.monotonic() - flooded_at < 8:
+            took.append(fetch_as_another_viewer())
+            time.sleep(0.5)
+        assert max(took) < 2.0, took
+        # nginx dropped the flood by itself (5 s for a request's header).
+        for sock in flood:
+            sock.settimeout(max(0.1, flooded_at + 10 - time.monotonic()))
+        closed = 0
+        for sock in flood:
+            try:
+                sock.recv(1024)  # the end of the connection (or an error answer before it)
+                closed += 1
+            except ConnectionResetError:  # reset_timedout_connection
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == len(flood), f"{len(flood) - closed} idle connections still open"
+    finally:
+        for sock in flood:
+            sock.close()
+        publisher.kill()
+        publisher.wait()

@@ -96,6 +96,10 @@ def mirrors_of(settings: Settings, slugs: list[str]) -> dict[str, list[str]]:
     return {slug: mirror_urls(*settings.mirror_variable_value(slug)) for slug in slugs}
 
 
+WORKER_CONNECTIONS = 8192
+REQUESTS_PER_ADDRESS = 64  # generous: viewers behind one carrier-grade NAT share an address
+
+
 def _real_client(trusted_proxies: Sequence[str]) -> str:
     """Behind a reverse proxy (Caddy, a load balancer) every viewer comes from its address:
     the viewer's own is taken from X-Forwarded-For, and only when the proxy is trusted (a
@@ -157,7 +161,10 @@ daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
-events {{ worker_connections 512; }}
+# A crowd of idle connections (a flood from one address, or viewers' players) must not use up
+# the worker: connections are cheap to hold, and idle ones are dropped within seconds.
+worker_rlimit_nofile {WORKER_CONNECTIONS * 2};
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
 
 rtmp {{
     server {{
@@ -189,6 +196,16 @@ http {{
     }}
 {_real_client(trusted_proxies)}
     limit_req_zone $webtv_api_sender zone=webtv_api:1m rate=5r/s;
+    # One address has at most this many requests in flight (a viewer's page and player hold a
+    # few); a client that sends its request, reads its answer or idles slowly is dropped.
+    limit_conn_zone $binary_remote_addr zone=webtv_per_address:1m;
+    limit_conn webtv_per_address {REQUESTS_PER_ADDRESS};
+    limit_conn_status 429;
+    client_header_timeout 5s;
+    client_body_timeout 5s;
+    send_timeout 10s;
+    keepalive_timeout 15s;
+    reset_timedout_connection on;
     # A fragment never changes under its name (named by its timestamp): a CDN or a browser may
     # keep it for an hour (names come back only after the timeline's fold, 24 days on); a
     # playlist changes every fragment, so it may be kept a second.
