@@ -146,6 +146,12 @@ def test_refusals_and_bounds_are_answered_politely(irc_server, llama_channel, tm
         assert ann.ask(f"!add {KITE}").startswith("Thanks!")
         limited = ann.ask("!add the llama baking bread")  # the 4th within the window
         assert limited.startswith("You have sent 3 ideas lately; try again in ")
+        # Another nick on the same connection is the same viewer (once, 9 ideas got through).
+        ann.send("NICK annagain")
+        ann.wait_for(lambda: ann.find(r" NICK :?annagain$"), "the new nick")
+        ann.nick = "annagain"
+        limited = ann.ask("!add the llama baking a pie")
+        assert limited.startswith("You have sent 3 ideas lately; try again in ")
         assert bob.ask("!add the llama painting a mural").startswith("Thanks!")
         assert bob.ask("!add the llama on a cobblestone street").startswith("Thanks!")
         assert bob.ask("!add the llama in a bakery") == (

@@ -117,6 +117,13 @@ def chat_bot_heartbeat(data_dir: Path, slug: str) -> Path:
     return data_dir / "chat" / slug / "heartbeat"
 
 
+def chat_account(source: irc.client.NickMask) -> str:
+    """Who the per-viewer request limits count a chat message against: the connection's user
+    and host, which a NICK command does not change (on Twitch, `nick!nick@nick.tmi.twitch.tv`:
+    the account), rather than the nick a viewer may change between two requests."""
+    return f"chat:{source.user or source.nick}@{source.host or ''}".lower()
+
+
 def one_line(text: str) -> str:
     """`text` as the text of one IRC message: no line breaks, at most MAX_TEXT_BYTES."""
     text = " ".join(text.replace("\0", " ").split())
@@ -226,7 +233,7 @@ class ChannelChatBot:
         for event, handler in handlers.items():
             self.connection.add_global_handler(event, handler)
         # Commands wait here for the moderation thread; replies and announcements for their turn.
-        self.commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=pacing.backlog)
+        self.commands: queue.Queue[tuple[str, str, str]] = queue.Queue(maxsize=pacing.backlog)
         self.replies: deque[str] = deque(maxlen=pacing.replies_waiting)
         self.announcements: deque[_Announcement] = deque()
         self._announcing: set[str] = set()  # request ids waiting in `announcements`
@@ -465,7 +472,7 @@ class ChannelChatBot:
             self.replies.append(f"@{nick} {USAGE}")
             return
         try:
-            self.commands.put_nowait((nick, idea))
+            self.commands.put_nowait((nick, chat_account(event.source), idea))
         except queue.Full:  # said at most once a minute
             if time.monotonic() - self._flood_warned_at > 60:
                 log.warning(
@@ -570,19 +577,19 @@ class ChannelChatBot:
     def _moderate(self) -> None:
         while not self._done.is_set():
             try:
-                nick, idea = self.commands.get(timeout=0.5)
+                nick, account, idea = self.commands.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self.replies.append(f"@{nick} {self._submit(nick, idea)}")
+            self.replies.append(f"@{nick} {self._submit(nick, account, idea)}")
 
-    def _submit(self, nick: str, idea: str) -> str:
+    def _submit(self, nick: str, account: str, idea: str) -> str:
         try:
             answer = self.requests.submit(
                 self.channel,
                 idea,
                 nick,
                 source="chat",
-                client=f"chat:{nick.lower()}",
+                client=account,
                 moderators=self.moderators,
             )
         except Exception as error:
