@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 PREVIEWS_PATH = "/previews/"  # proxied to the viewer service (audience/viewer_service.py)
+WORKER_USER = "nobody"  # the account nginx's workers drop root to (stack/nginx.worker_account)
 
 
 class PublicFolderError(RuntimeError):
@@ -49,6 +50,26 @@ def make_public_folder(folder: Path) -> Path:
     if info.st_mode & 0o022:
         folder.chmod(0o755)
     return folder
+
+
+def share_with_nginx(socket_path: Path) -> None:
+    """Lets nginx's workers, and no other account, connect to a socket of ours: shared with
+    their group (WORKER_USER's, when we are root and they drop to it), else ours alone. Any
+    account that could connect could send the viewer service its own X-Real-IP."""
+    import grp
+    import pwd
+
+    group = None
+    if os.geteuid() == 0:
+        try:
+            group = grp.getgrgid(pwd.getpwnam(WORKER_USER).pw_gid).gr_gid
+        except KeyError:
+            group = None  # no such account: the workers stay root
+    if group is None:
+        socket_path.chmod(0o600)
+    else:
+        os.chown(socket_path, -1, group)
+        socket_path.chmod(0o660)
 
 
 def viewer_service_socket(data_dir: Path) -> Path:

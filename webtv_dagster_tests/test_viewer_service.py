@@ -319,6 +319,30 @@ def test_stalled_connections_are_closed_and_hold_no_threads(service):
     assert on_socket(service.socket, {"idea": "the llama rowing"}, "10.0.0.1")[0] == 202
 
 
+def test_only_nginx_can_reach_the_service_socket(service, rtmp_server):
+    """Whoever connects to the socket names the viewer (X-Real-IP): it was world-writable, so
+    any local account could pass the per-viewer limits. Now only nginx's workers' group (as
+    root: `nobody`'s) or our own account may; nginx still serves through it."""
+    import grp
+    import os
+    import socket
+    import subprocess
+
+    info = service.socket.stat()
+    if os.geteuid() != 0:
+        assert info.st_mode & 0o777 == 0o600
+        return
+    assert info.st_mode & 0o777 == 0o660
+    assert grp.getgrgid(info.st_gid).gr_name == grp.getgrgid(65534).gr_name  # nobody's group
+    assert all(os.stat(folder).st_mode & 0o001 for folder in service.socket.parents)
+    connect = f"import socket; socket.socket(socket.AF_UNIX).connect({str(service.socket)!r})"
+    other = subprocess.run(["/usr/bin/python3", "-c", connect], user="daemon", capture_output=True)
+    assert other.returncode != 0 and b"PermissionError" in other.stderr
+    assert call(f"http://127.0.0.1:{rtmp_server.http_port}/api/{SLUG}/guide.json")[0] == 200
+    with socket.socket(socket.AF_UNIX) as ours:
+        ours.connect(str(service.socket))
+
+
 def test_viewers_behind_a_trusted_proxy_are_told_apart_and_others_cannot_pretend(
     media_store, channels, tmp_path
 ):

@@ -57,6 +57,7 @@ from webtv_dagster.production.shot_requests import (
     queue_path,
     request_slots,
 )
+from webtv_dagster.public_site import share_with_nginx
 from webtv_dagster.storage import StorageError
 
 # A rerun replaces a clip's previews: browsers keep one a minute, then ask again (ETag).
@@ -442,9 +443,7 @@ class ViewerService(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_socket(socket_path)
         super().__init__(str(socket_path), ViewerServiceHandler)
-        # nginx's workers may run as another account (stack/nginx.worker_account); the socket
-        # serves nothing its HTTP port does not serve to anyone.
-        socket_path.chmod(0o666)
+        share_with_nginx(socket_path)
 
     def server_close(self) -> None:
         super().server_close()

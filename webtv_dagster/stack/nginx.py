@@ -23,6 +23,7 @@ from pathlib import Path
 from webtv_dagster import audience
 from webtv_dagster.public_site import (
     PREVIEWS_PATH,
+    WORKER_USER,
     make_public_folder,
     public_folder,
     reachable_by_others,
@@ -38,9 +39,6 @@ VIEWER = Path(audience.__file__).with_name("viewer")  # the web viewer's page
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
-
-
-WORKER_USER = "nobody"
 
 
 class RtmpServerError(RuntimeError):

@@ -20,12 +20,12 @@ from pydantic import SecretStr
 
 from webtv_dagster.channels import ChannelsFile
 from webtv_dagster.playout.process import playout_status
+from webtv_dagster.public_site import WORKER_USER
 from webtv_dagster.settings import Settings, child_environment, named_secret
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.stack.instance import dagster_home, drain_runs
 from webtv_dagster.stack.nginx import (
     HLS_JS,
-    WORKER_USER,
     nginx_of,
     publish_url,
     worker_account,
