@@ -18,6 +18,10 @@ import urllib.request
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
+from webtv_dagster.media_store import MediaStore
+from webtv_dagster.storage import StorageError
 from webtv_dagster_tests.servers import free_port_block
 
 from .conftest import command_lines, wait_for
@@ -132,6 +136,21 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
             except urllib.error.HTTPError as error:
                 said = json.loads(error.read())
             assert ("naked" in said["message"]) == (want == "refused"), said
+        # No keys configured: the embedded S3 got keys of its own, readable by us alone; the
+        # keys every install once shared open nothing.
+        keys_file = tmp_path / "data" / "s3-keys.json"
+        assert keys_file.stat().st_mode & 0o777 == 0o600
+        keys = json.loads(keys_file.read_text())
+        assert keys["aws_secret_access_key"] != "webtv-embedded-secret"
+        endpoint = environment["WEBTV_S3_ENDPOINT_URL"]
+        own = MediaStore("media", endpoint, "us-east-1", *keys.values())
+        own.put_json("keys-test.json", {"written": "with the install's keys"})
+        shared = MediaStore("media", endpoint, "us-east-1", "webtv", "webtv-embedded-secret")
+        with pytest.raises(StorageError):
+            shared.get_json("keys-test.json")
+        with pytest.raises(StorageError):
+            shared.put_json("keys-test.json", {"written": "by another account"})
+        assert own.get_json("keys-test.json") == {"written": "with the install's keys"}
     finally:
         subprocess.run([webtv, "down"], cwd=run, env=environment, timeout=120)
         try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -21,6 +23,7 @@ from pydantic import SecretStr
 from webtv_dagster.channels import ChannelsFile
 from webtv_dagster.playout.process import playout_status
 from webtv_dagster.public_site import WORKER_USER
+from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings, child_environment, named_secret
 from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
 from webtv_dagster.stack.instance import dagster_home, drain_runs
@@ -50,9 +53,9 @@ from webtv_dagster.stack.supervisord import (
     write_supervisord_conf,
 )
 
-# The embedded S3's keys when none are configured: it answers on loopback only, to this
-# machine's processes.
-EMBEDDED_KEYS = {
+# The keys every data folder's embedded S3 had before each got its own (documented, so any
+# process of the machine could use them): kept by a data folder made with them.
+SHARED_EMBEDDED_KEYS = {
     "aws_access_key_id": "webtv",
     "aws_secret_access_key": "webtv-embedded-secret",
 }
@@ -101,14 +104,36 @@ def _stack_ports(settings: Settings, s3_port: int | None, ui_port: int) -> list[
     return ports
 
 
+def embedded_s3_keys_path(data_dir: Path) -> Path:
+    return data_dir / "s3-keys.json"
+
+
+def embedded_s3_keys(data_dir: Path) -> dict[str, str]:
+    """The embedded S3's keys where none are configured: made for the data folder at its first
+    start, and kept there readable by its owner alone (s3-keys.json), so that no other account
+    of the machine can read or rewrite the bucket (the playlists, the take-downs). A data folder
+    whose S3 was made with the old shared keys keeps them."""
+    path = embedded_s3_keys_path(data_dir)
+    with contextlib.suppress(FileNotFoundError):
+        return json.loads(path.read_text())
+    if (data_dir / "seaweedfs").exists():
+        keys = SHARED_EMBEDDED_KEYS
+    else:
+        keys = {
+            "aws_access_key_id": f"webtv-{secrets.token_hex(4)}",
+            "aws_secret_access_key": secrets.token_urlsafe(32),
+        }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_private(path, json.dumps(keys))
+    return keys
+
+
 def _with_embedded_keys(settings: Settings) -> Settings:
     """The settings with the embedded S3's keys where none are configured."""
-    unset = {
-        name: SecretStr(value)
-        for name, value in EMBEDDED_KEYS.items()
-        if getattr(settings, name) is None
-    }
-    return settings.model_copy(update=unset)
+    if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
+        return settings
+    keys = embedded_s3_keys(settings.data_dir)
+    return settings.model_copy(update={name: SecretStr(value) for name, value in keys.items()})
 
 
 def _wait_for_supervisor(data_dir: Path, supervisord: subprocess.Popen) -> StackSupervisor:
@@ -185,12 +210,11 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
         home = dagster_home(
             settings.model_copy(update={"dagster_home": None, "data_dir": data_dir})
         )
-        settings = _with_embedded_keys(
-            settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
-        )
+        settings = settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
         s3_port = embedded_s3_port(settings)
         s3_command = None
         if s3_port is not None:
+            settings = _with_embedded_keys(settings)
             s3_command = weed_command(data_dir / "seaweedfs", s3_port, settings.s3_bucket)
         rtmp_root = write_stack_rtmp_config(settings, titles)
         chat_slugs = chat_bot_channels(channels)
