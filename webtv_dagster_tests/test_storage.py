@@ -122,6 +122,39 @@ def test_the_reader_fails_as_the_store_does(seaweedfs, media_store, tmp_path):
         away.get_json("x.json")
 
 
+def test_the_embedded_store_keeps_its_sockets_in_its_own_folder(seaweedfs, tmp_path):
+    """SeaweedFS put its sockets into /tmp, where another account could make the path first
+    (which stopped it starting) and where every start left some behind: its local sockets are
+    in a folder of the store's own (0700); the gRPC ones it names in /tmp itself, and one there
+    that another account made is named before a start."""
+    import os
+    from pathlib import Path
+
+    from webtv_dagster.stack.embedded_s3 import sockets_of_others
+
+    port = int(seaweedfs.endpoint_url.rsplit(":", 1)[1])
+    ports = [port + offset for offset in range(10)]
+    in_tmp = [
+        path.name
+        for path in Path("/tmp").glob("seaweedfs-*.sock")
+        if any(str(n) in path.name for n in ports)
+    ]
+    assert in_tmp and all("-grpc-" in name for name in in_tmp), in_tmp
+    private = Path(seaweedfs.log_path).parent / "tmp"
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert {p.name for p in private.iterdir() if p.is_socket()} >= {"filer.sock", "s3.sock"}
+    assert sockets_of_others(port) == []
+    if os.geteuid() == 0:
+        free = free_port_block(10)
+        planted = Path(f"/tmp/seaweedfs-filer-grpc-{free + 6}.sock")
+        planted.touch()
+        try:
+            os.chown(planted, 1, 1)  # daemon's
+            assert sockets_of_others(free) == [planted]
+        finally:
+            planted.unlink()
+
+
 def test_only_authenticated_s3_reaches_the_embedded_store(seaweedfs, media_store):
     """What anyone on the machine could once do to what airs, tried for real: a PUT of a
     playlist through the filer port, a collection delete through the master, reading the data

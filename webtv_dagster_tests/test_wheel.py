@@ -138,6 +138,7 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_runs_the_stack(tmp_path):
             assert ("naked" in said["message"]) == (want == "refused"), said
         # No keys configured: the embedded S3 got keys of its own, readable by us alone; the
         # keys every install once shared open nothing.
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700  # made by webtv up
         keys_file = tmp_path / "data" / "s3-keys.json"
         assert keys_file.stat().st_mode & 0o777 == 0o600
         keys = json.loads(keys_file.read_text())

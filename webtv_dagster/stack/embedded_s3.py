@@ -12,8 +12,10 @@ and its data folder is readable by its owner only (security.toml, written by
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import shutil
 import sys
@@ -148,12 +150,33 @@ def write_weed_security(data_dir: Path) -> Path:
     return folder
 
 
+def sockets_of_others(s3_port: int) -> list[Path]:
+    """SeaweedFS names its gRPC sockets itself, in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>
+    .sock`; its other sockets go to the store's own folder): such a path that another account
+    made first would stop it starting."""
+    ports = {s3_port + offset for offset in PORT_OFFSETS.values()}
+    found = []
+    for path in Path("/tmp").glob("seaweedfs-*-grpc-*.sock"):
+        port = path.stem.rsplit("-", 1)[1]
+        with contextlib.suppress(OSError):
+            if port.isdigit() and int(port) in ports and path.lstat().st_uid != os.geteuid():
+                found.append(path)
+    return sorted(found)
+
+
 def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:
     """`weed mini` on loopback, S3 on `s3_port` and its other services on the ports after,
     locked down (write_weed_security writes its security settings now)."""
     ports = {name: s3_port + offset for name, offset in PORT_OFFSETS.items()}
     config = write_weed_security(data_dir)
+    # Its local sockets go to a folder of its own, not /tmp, where another account could make
+    # the path first (which stopped it starting) and every start left one behind (its gRPC
+    # sockets it names in /tmp itself: sockets_of_others).
+    private_tmp = data_dir / "tmp"
+    private_tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     return [
+        shutil.which("env") or "/usr/bin/env",
+        f"TMPDIR={private_tmp}",
         weed_binary(),
         f"-config_dir={config}",
         "mini",
@@ -168,5 +191,7 @@ def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:
         "-admin.ui=false",
         "-disableHttp",
         "-master.telemetry=false",
+        f"-filer.localSocket={private_tmp / 'filer.sock'}",
+        f"-s3.localSocket={private_tmp / 's3.sock'}",
         *(f"-{name}={port}" for name, port in ports.items()),
     ]

@@ -25,7 +25,12 @@ from webtv_dagster.playout.process import playout_status
 from webtv_dagster.public_site import WORKER_USER
 from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings, child_environment, named_secret
-from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
+from webtv_dagster.stack.embedded_s3 import (
+    PORT_OFFSETS,
+    sockets_of_others,
+    weed_command,
+    weed_environment,
+)
 from webtv_dagster.stack.instance import dagster_home, drain_runs
 from webtv_dagster.stack.nginx import (
     HLS_JS,
@@ -182,6 +187,11 @@ def _refuse_busy_ports(
     settings: Settings, s3_port: int | None, ui_port: int, ours: list[int]
 ) -> None:
     ports = [port for port in _stack_ports(settings, s3_port, ui_port) if port not in ours]
+    if s3_port is not None and (planted := sockets_of_others(s3_port)):
+        raise StackError(
+            f"{', '.join(map(str, planted))}: made by another account where the embedded S3 "
+            "puts its sockets; remove them, or set WEBTV_S3_ENDPOINT_URL to another port"
+        )
     busy = [port for port in ports if not port_is_free(port)]
     if not busy:
         return
@@ -206,6 +216,9 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
     titles = {channel.slug: channel.title for channel in channels.channels}
     # Children (code server, runs, playout) start elsewhere: give them absolute paths.
     data_dir = settings.data_dir.resolve()
+    # A new data folder is its owner's alone (Dagster's storage holds viewers' names); what
+    # nginx serves goes to a public folder of its own (public_site.public_folder).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _managing(data_dir):
         home = dagster_home(
             settings.model_copy(update={"dagster_home": None, "data_dir": data_dir})
