@@ -146,12 +146,14 @@ def test_refusals_and_bounds_are_answered_politely(irc_server, llama_channel, tm
         assert ann.ask(f"!add {KITE}").startswith("Thanks!")
         limited = ann.ask("!add the llama baking bread")  # the 4th within the window
         assert limited.startswith("You have sent 3 ideas lately; try again in ")
-        # Another nick on the same connection is the same viewer (once, 9 ideas got through).
+        # Another nick on the same connection is the same viewer (once, 9 ideas got through):
+        # not queued (bob's two below fill the queue of 3), and not told again so soon.
         ann.send("NICK annagain")
         ann.wait_for(lambda: ann.find(r" NICK :?annagain$"), "the new nick")
         ann.nick = "annagain"
-        limited = ann.ask("!add the llama baking a pie")
-        assert limited.startswith("You have sent 3 ideas lately; try again in ")
+        ann.say("!add the llama baking a pie")
+        time.sleep(1.5)
+        assert ann.answers() == []
         assert bob.ask("!add the llama painting a mural").startswith("Thanks!")
         assert bob.ask("!add the llama on a cobblestone street").startswith("Thanks!")
         assert bob.ask("!add the llama in a bakery") == (
@@ -442,6 +444,29 @@ def test_a_flood_of_commands_neither_drops_the_bot_nor_outpaces_it(
         assert ann.bot_is_here()
     assert len(approved(tmp_path, channel.slug)) == 5
     assert sum("connected to" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_flooder_is_told_once_and_others_are_answered_first(irc_server, llama_channel, tmp_path):
+    """50 commands from one viewer over their limit of 3: the flooder reads 3 answers and one
+    "you have sent 3 ideas lately" (each further reply once spent the bot's message budget on
+    them), and another viewer's answer comes within seconds."""
+    channel = chat_channel(llama_channel, irc_server.port, per_client=3)
+    pacing = ChatPacing(reply_interval=0.5, first_retry=0.5)
+    with (
+        viewer(irc_server.port, "ann") as ann,
+        viewer(irc_server.port, "bob") as bob,
+        bot_running(channel, tmp_path, pacing=pacing),
+    ):
+        ann.wait_for(ann.bot_is_here, "the bot")
+        ann.send(*(f"PRIVMSG {ROOM} :!add the llama flying kite number {n}" for n in range(50)))
+        time.sleep(1)
+        asked = time.monotonic()
+        assert bob.ask("!add the llama painting a mural").startswith("Thanks!")
+        assert time.monotonic() - asked < 5
+        time.sleep(2)
+        answers = [answer.split(" ", 1)[1] for answer in ann.answers()]
+    assert sum(a.startswith("Thanks!") for a in answers) == 3, answers
+    assert sum(a.startswith("You have sent 3 ideas lately") for a in answers) == 1, answers
 
 
 def test_the_bot_speaks_tls_and_checks_the_certificate(llama_channel, tmp_path, caplog):

@@ -50,6 +50,7 @@ ADD_COMMAND = re.compile(r"!add(?:\s+(?P<idea>.*))?", re.IGNORECASE | re.DOTALL)
 USAGE = "type !add and your idea for a shot, e.g. !add a llama flying a red kite"
 NOT_TAKEN = "Sorry, your idea could not be taken just now; please try again later."
 MAX_TEXT_BYTES = 400  # of a message's text: an IRC line is 512 bytes with its command
+FLOODER_TOLD_EVERY_SECONDS = 60.0
 LOGIN_REFUSALS = ("authentication failed", "improperly formatted auth", "invalid nick")
 
 
@@ -252,6 +253,7 @@ class ChannelChatBot:
         self._look_error = ""
         self._done = threading.Event()  # the moderation thread's stop
         self._refresh_asked_at: float | None = None  # a refused login waits for a new token
+        self._told_limited: dict[str, float] = {}  # account: until when it is not told again
 
     # The reading thread.
 
@@ -580,9 +582,22 @@ class ChannelChatBot:
                 nick, account, idea = self.commands.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self.replies.append(f"@{nick} {self._submit(nick, account, idea)}")
+            status, message = self._submit(nick, account, idea)
+            if status == "rate_limited":
+                # A flooder is told once a window, so that the bot's own message budget (20 in
+                # 30 s on Twitch) goes to everyone else's answers.
+                now = time.monotonic()
+                if now < self._told_limited.get(account, 0.0):
+                    continue
+                self._told_limited[account] = now + FLOODER_TOLD_EVERY_SECONDS
+                if len(self._told_limited) > 1000:  # bounded: forget those told long ago
+                    self._told_limited = {
+                        a: until for a, until in self._told_limited.items() if until > now
+                    }
+            self.replies.append(f"@{nick} {message}")
 
-    def _submit(self, nick: str, account: str, idea: str) -> str:
+    def _submit(self, nick: str, account: str, idea: str) -> tuple[str, str]:
+        """Queues the idea; returns its status and what to answer."""
         try:
             answer = self.requests.submit(
                 self.channel,
@@ -594,7 +609,7 @@ class ChannelChatBot:
             )
         except Exception as error:
             log.error("chat bot of %s could not queue a request: %s", self.channel.slug, error)
-            return NOT_TAKEN
+            return "error", NOT_TAKEN
         if answer.request_id is not None:
             log.info(
                 "chat bot of %s: request %s %s", self.channel.slug, answer.request_id, answer.status
@@ -603,7 +618,7 @@ class ChannelChatBot:
             log.debug(
                 "chat bot of %s: a request was not taken (%s)", self.channel.slug, answer.status
             )
-        return answer.message
+        return answer.status, answer.message
 
 
 def token_keeper(
