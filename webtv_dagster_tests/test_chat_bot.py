@@ -413,19 +413,29 @@ def test_a_server_that_never_answers_is_left_and_tried_again(llama_channel, tmp_
     assert gave_up and gave_up[0].levelno == logging.WARNING
 
 
+@contextlib.contextmanager
+def ann_floods(irc_server, channel, data_dir: Path, commands: int) -> Iterator[tuple]:
+    """The bot (a reply every 0.5 s) in a room where ann has just sent `commands` !add at
+    once, and bob waits; yields the two viewers."""
+    pacing = ChatPacing(reply_interval=0.5, first_retry=0.5)
+    with (
+        viewer(irc_server.port, "ann") as ann,
+        viewer(irc_server.port, "bob") as bob,
+        bot_running(channel, data_dir, pacing=pacing),
+    ):
+        ann.wait_for(ann.bot_is_here, "the bot")
+        ann.send(
+            *(f"PRIVMSG {ROOM} :!add the llama flying kite number {n}" for n in range(commands))
+        )
+        yield ann, bob
+
+
 def test_a_flood_of_commands_neither_drops_the_bot_nor_outpaces_it(
     irc_server, llama_channel, tmp_path, caplog
 ):
     caplog.set_level(logging.INFO, logger="webtv_dagster.audience.chat_bot")
     channel = chat_channel(llama_channel, irc_server.port, per_client=100, max_queue=5)
-    pacing = ChatPacing(reply_interval=0.5, first_retry=0.5)
-    with (
-        viewer(irc_server.port, "ann") as ann,
-        viewer(irc_server.port, "bob") as bob,
-        bot_running(channel, tmp_path, pacing=pacing),
-    ):
-        ann.wait_for(ann.bot_is_here, "the bot")
-        ann.send(*(f"PRIVMSG {ROOM} :!add the llama flying kite number {n}" for n in range(200)))
+    with ann_floods(irc_server, channel, tmp_path, 200) as (ann, bob):
         # Replies keep their pace: 20 wait at most (the oldest are dropped), so the 200 get
         # about 20 answers, not 200 that would take 100 s.
         ann.wait_for(
@@ -451,14 +461,7 @@ def test_a_flooder_is_told_once_and_others_are_answered_first(irc_server, llama_
     "you have sent 3 ideas lately" (each further reply once spent the bot's message budget on
     them), and another viewer's answer comes within seconds."""
     channel = chat_channel(llama_channel, irc_server.port, per_client=3)
-    pacing = ChatPacing(reply_interval=0.5, first_retry=0.5)
-    with (
-        viewer(irc_server.port, "ann") as ann,
-        viewer(irc_server.port, "bob") as bob,
-        bot_running(channel, tmp_path, pacing=pacing),
-    ):
-        ann.wait_for(ann.bot_is_here, "the bot")
-        ann.send(*(f"PRIVMSG {ROOM} :!add the llama flying kite number {n}" for n in range(50)))
+    with ann_floods(irc_server, channel, tmp_path, 50) as (ann, bob):
         time.sleep(1)
         asked = time.monotonic()
         assert bob.ask("!add the llama painting a mural").startswith("Thanks!")
