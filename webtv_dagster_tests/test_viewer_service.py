@@ -253,9 +253,21 @@ def test_the_dump_button_needs_the_operator_token_and_takes_the_clip_down(
     service.start()  # the fixture stops it
 
 
-def test_operator_token_guesses_are_logged_and_held_back(service):
+def test_operator_token_guesses_are_logged_held_back_and_alerted(service, receiver):
     """A guesser at the socket's pace (1,700 tries a second) once went unseen: each wrong token
-    is logged with its client, and a client past 5 in a minute is refused even the right one."""
+    is logged with its client, a client past 5 in a minute is refused even the right one, and
+    the stack's watchdog alerts once guessers from several addresses sent 20."""
+    from pydantic import SecretStr
+
+    from webtv_dagster.settings import Settings
+    from webtv_dagster.stack.watchdog import Watchdog
+
+    url, alerts = receiver
+    settings = Settings.from_env().model_copy(
+        update={"data_dir": service.data_dir, "alert_webhook_url": SecretStr(url)}
+    )
+    watchdog = Watchdog(settings, None, "127.0.0.1:1", service.data_dir)
+    watchdog.look_at_token_guesses()  # what it finds at its start is no news
 
     def dump(token, client):
         connection = UnixHTTPConnection(service.socket)
@@ -279,6 +291,17 @@ def test_operator_token_guesses_are_logged_and_held_back(service):
     assert "wrong operator token from 10.0.0.9 (5 in the last minute)" in said
     assert "guess-" not in said and OPERATOR_TOKEN not in said
     service.start()  # the fixture stops it
+    watchdog.look_at_token_guesses()
+    assert alerts == []  # 5 wrong tokens: an operator may mistype
+    for client in range(3):  # guessers from three more addresses, held to 5 a minute each
+        assert {dump(f"Bearer guess-{n}", f"10.0.1.{client}") for n in range(6)} == {401, 429}
+    watchdog.look_at_token_guesses()
+    watchdog.look_at_token_guesses()  # once a window
+    wait_for(lambda: alerts, 10, "the alert")
+    time.sleep(0.5)
+    (alert,) = alerts
+    assert alert["title"] == "the operator token is being guessed"
+    assert "20 wrong operator tokens" in alert["text"] and OPERATOR_TOKEN not in alert["text"]
 
 
 def test_a_clip_id_of_thousands_of_digits_is_no_clip_and_no_traceback(service, rtmp_server):

@@ -83,6 +83,12 @@ class ViewerServiceError(RuntimeError):
 WRONG_TOKENS_ALLOWED = 5
 
 
+def wrong_tokens_path(data_dir: Path) -> Path:
+    """How many wrong operator tokens the service was sent, from all clients: what the stack's
+    watchdog alerts on when it climbs fast (stack/watchdog.py)."""
+    return data_dir / "viewer-service" / "wrong-operator-tokens.json"
+
+
 class BadRequest(ValueError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -220,6 +226,22 @@ class ViewerSite:
                 }
             return len(self._wrong_tokens.get(client, []))
 
+    def _count_wrong_token(self) -> None:
+        """One more in wrong_tokens_path (written whole; a write that fails is logged)."""
+        path = wrong_tokens_path(self.data_dir)
+        with self._wrong_tokens_lock:
+            try:
+                total = json.loads(path.read_text())["total"] + 1
+            except (OSError, ValueError, KeyError, TypeError):
+                total = 1
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".part")
+                partial.write_text(json.dumps({"total": total, "at": time.time()}))
+                partial.replace(path)
+            except OSError as error:
+                log.warning("wrong operator tokens not counted: %s", error)
+
     def dump(
         self, channel: Channel, token: str, body: dict[str, Any], client: str = "local"
     ) -> dict[str, Any]:
@@ -231,6 +253,7 @@ class ViewerSite:
             raise BadRequest(429, "too many wrong operator tokens; wait a minute")
         if not hmac.compare_digest(token.encode(), self.operator_token.encode()):
             count = self._wrong_tokens_of(client, add=True)
+            self._count_wrong_token()
             log.warning(
                 "%s: wrong operator token from %s (%d in the last minute)",
                 channel.slug,

@@ -17,7 +17,8 @@ restarts it. Each kill is logged and alerted.
 
 The watchdog also watches the free space of the data folder's disk: below WEBTV_DISK_LOW_MB
 it alerts once (clips are not made there, the channels air what their caches hold), and once
-more when twice that is free again.
+more when twice that is free again. And it alerts when the operator token is being guessed:
+GUESSES_ALERTED wrong tokens at the dump button within GUESS_WINDOW_SECONDS.
 
 A program is held to its check once it passed it (a program still starting is not hung), or
 at the latest once its start-up allowance ran out (one that never comes up is hung too), and
@@ -27,6 +28,7 @@ only while supervisord says it runs: an operator's stop is left alone.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import shutil
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
+from webtv_dagster.audience.viewer_service import wrong_tokens_path
 from webtv_dagster.channels import load_channels
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
@@ -64,6 +67,10 @@ PROBE_EVERY_SECONDS = 1.0
 AIR_PROBE_TIMEOUT_SECONDS = 1.0
 AIR_PROBE_EVERY_SECONDS = 0.5
 DISK_EVERY_SECONDS = 5.0  # how often the data folder's free space is looked at
+# Wrong operator tokens (from all clients) within the window that make an alert, once a window:
+# each client is held to 5 a minute, so this many come from guessers, not a mistyping operator.
+GUESSES_ALERTED = 20
+GUESS_WINDOW_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,8 @@ class Watchdog:
         self.stop = threading.Event()
         self.disk_low = False
         self._disk_looked = 0.0
+        self._guess_counts: list[tuple[float, int]] = []  # (when, total) over the window
+        self._guesses_alerted_until = 0.0
 
     def check_of(self, info: dict) -> Check | None:
         """How the program of supervisord's process `info` is checked (None: it is not: the
@@ -257,6 +266,7 @@ class Watchdog:
                 if time.monotonic() - self._disk_looked >= DISK_EVERY_SECONDS:
                     self._disk_looked = time.monotonic()
                     self.look_at_disk()
+                    self.look_at_token_guesses()
 
     def look_at_disk(self) -> None:
         """Alerts when the data folder's disk runs short of space, and when it has room again
@@ -284,6 +294,29 @@ class Watchdog:
                 "the data folder's disk has room again",
                 f"{free / 2**20:.0f} MB free on the disk of {where}: production resumes.",
                 "info",
+            )
+
+    def look_at_token_guesses(self) -> None:
+        """Alerts, once a window, when GUESSES_ALERTED wrong operator tokens reached the viewer
+        service within GUESS_WINDOW_SECONDS (its count restarts at 0 with a new data folder)."""
+        try:
+            total = int(json.loads(wrong_tokens_path(self.settings.data_dir).read_text())["total"])
+        except (OSError, ValueError, KeyError, TypeError):
+            total = 0
+        now = time.monotonic()
+        self._guess_counts = [
+            (at, count) for at, count in self._guess_counts if now - at <= GUESS_WINDOW_SECONDS
+        ] + [(now, total)]
+        first = self._guess_counts[0][1]
+        guessed = total - first if total >= first else total
+        if guessed >= GUESSES_ALERTED and now >= self._guesses_alerted_until:
+            self._guesses_alerted_until = now + GUESS_WINDOW_SECONDS
+            self._notify(
+                "the operator token is being guessed",
+                f"{guessed} wrong operator tokens reached the viewer service in the last "
+                f"{GUESS_WINDOW_SECONDS / 60:.0f} minutes (its log names the addresses; each is "
+                "held to 5 a minute). If no operator mistyped it, change WEBTV_OPERATOR_TOKEN.",
+                "warning",
             )
 
     def _look(self, program: str, known: _Watched, pool: ThreadPoolExecutor) -> None:
