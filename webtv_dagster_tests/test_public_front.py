@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,6 +16,7 @@ from webtv_dagster.stack.public_front import PublicFront, caddyfile, password_ha
 
 from .conftest import free_port_block, wait_for
 from .servers import self_signed_certificate
+from .test_viewer import channels_on_air  # noqa: F401 (a fixture)
 
 SITE = "webtv.test"
 PASSWORD = "a-long-ui-password"
@@ -165,3 +167,44 @@ def test_webtv_caddyfile_writes_the_front_without_the_password(tmp_path):
         timeout=60,
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+@pytest.mark.usefixtures("channels_on_air")
+def test_a_browser_plays_the_channel_over_https_through_the_front(front):
+    """Chromium on the public address, as a viewer on the internet: the page, hls.js and every
+    playlist and fragment through Caddy over TLS (its certificate checked against the test
+    authority, not ignored), and the video plays on."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_viewer import CHROMIUM, CHROMIUM_FLAGS, SAMPLE
+
+    config, cert, _ = front
+    # Chromium trusts the test certificate by its public key's hash; the site's name resolves
+    # to this machine.
+    spki = subprocess.run(
+        f"openssl x509 -in {cert} -pubkey -noout | openssl pkey -pubin -outform der"
+        " | openssl dgst -sha256 -binary | base64",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    flags = [
+        *CHROMIUM_FLAGS,
+        f"--host-resolver-rules=MAP {SITE} 127.0.0.1",
+        f"--ignore-certificate-errors-spki-list={spki}",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags)
+        try:
+            page = browser.new_page()
+            page.goto(f"https://{SITE}:{config.public_viewer_port}/#test-llamas")
+            wait_for(lambda: page.evaluate(SAMPLE)["currentTime"] > 1, 90, "the video playing")
+            first = page.evaluate(SAMPLE)
+            time.sleep(4)
+            later = page.evaluate(SAMPLE)
+            assert later["player"] == "hls.js"
+            assert later["currentTime"] - first["currentTime"] > 2  # live, not stalled
+            assert page.evaluate("location.protocol") == "https:"
+        finally:
+            browser.close()
