@@ -225,8 +225,10 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     clip by the real assets, aired, and the viewer says who asked for it while it airs."""
     import dagster as dg
 
+    from webtv_dagster.backends.moderator import MAX_IDEA_CHARACTERS
     from webtv_dagster.defs.clip_production.assets import CLIP_STAGES
     from webtv_dagster.playout.playlist import Playlist, build_playlist, publish_playlist
+    from webtv_dagster.production.shot_requests import MAX_NAME_CHARACTERS
 
     from .conftest import clip_resources, studio_for_tests
 
@@ -237,6 +239,13 @@ def test_a_shot_requested_in_the_viewer_airs_with_its_credit(
     ):
         page = open_viewer(browser, rtmp_server, "", channel.slug)
         wait_for(lambda: page.is_visible("#suggest"), 20, "the suggest box")
+        # The box takes what the service takes, counted in characters (maxlength counts UTF-16
+        # units: 100 emoji filled a box of 200 where the service takes 200 characters).
+        page.type("#idea", "\U0001f999" * 150 + "x" * 60)
+        typed = page.evaluate("[...document.getElementById('idea').value].length")
+        assert typed == MAX_IDEA_CHARACTERS, typed
+        most = page.get_attribute("#requester", "data-max-characters")
+        assert int(most) == MAX_NAME_CHARACTERS
         page.fill("#idea", "the llama conducting a choir of geese")
         page.fill("#requester", "Zoë")
         page.click("#suggest-form button")

@@ -198,6 +198,14 @@ async function pollGuide() {
   }
 }
 
+// Keeps a box at the characters the service takes (code points: maxlength counts UTF-16 units).
+function keepToMaxCharacters(event) {
+  const box = event.target;
+  const characters = [...box.value];
+  const most = Number(box.dataset.maxCharacters);
+  if (characters.length > most) box.value = characters.slice(0, most).join("");
+}
+
 async function suggestShot(event) {
   event.preventDefault();
   const answer = document.getElementById("suggest-answer");
@@ -333,6 +341,9 @@ async function main() {
     event.target.textContent = video.muted ? "Sound on" : "Sound off";
   });
   document.getElementById("suggest-form").addEventListener("submit", suggestShot);
+  for (const box of document.querySelectorAll("[data-max-characters]")) {
+    box.addEventListener("input", keepToMaxCharacters);
+  }
   document.getElementById("dump").addEventListener("click", dumpClip);
   setInterval(pollState, STATE_POLL_MS);
   setInterval(pollGuide, GUIDE_POLL_MS);
