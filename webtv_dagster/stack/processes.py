@@ -58,6 +58,36 @@ def stack_processes() -> Iterator[tuple[int, str]]:
                 yield int(entry.name), folder
 
 
+def stacks_listening_on(ports: list[int]) -> set[str]:
+    """The data folders of the stacks whose processes listen on any of `ports` (TCP): what to
+    name when they are taken, rather than every stack of the machine."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    folders = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and any(
+                os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()
+            ):
+                folders.add(_stack_of(int(entry.name)))
+    return folders - {None}
+
+
+def _stack_of(pid: int) -> str | None:
+    """The stack of the process or of its nearest marked ancestor (nginx writes its title over
+    its environment: its master's parent, supervisord, carries the marker)."""
+    while pid > 1:
+        if (folder := _marked(pid)) is not None:
+            return folder
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return None
+
+
 def command_line(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

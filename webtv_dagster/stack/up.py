@@ -43,7 +43,7 @@ from webtv_dagster.stack.processes import (
     STACK_MARKER,
     end_leftovers,
     port_is_free,
-    stack_processes,
+    stacks_listening_on,
 )
 from webtv_dagster.stack.programs import (
     PLAYOUT_GROUP,
@@ -195,7 +195,7 @@ def _refuse_busy_ports(
     busy = [port for port in ports if not port_is_free(port)]
     if not busy:
         return
-    others = sorted({folder for _, folder in stack_processes()} - {str(settings.data_dir)})
+    others = sorted(stacks_listening_on(busy) - {str(settings.data_dir)})
     held_by = f"the stack of {', '.join(others)}" if others else "another program"
     raise StackError(
         f"ports {busy} are in use by {held_by}: set WEBTV_RTMP_PORT, WEBTV_HLS_PORT, "
