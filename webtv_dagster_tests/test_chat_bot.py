@@ -304,14 +304,14 @@ def test_the_bot_reconnects_after_the_server_was_killed(
 def test_the_bot_refreshes_its_token_itself_before_and_after_it_expires(
     llama_channel, tmp_path, caplog
 ):
-    """Tokens of 6 s from a stand-in of Twitch's token service, whose each refresh expires the
+    """Tokens of 4 s from a stand-in of Twitch's token service, whose each refresh expires the
     token before it at the IRC server. The bot starts with a spent token (refreshed at once),
     refreshes ahead of each expiry, gets back in by itself after a revoked token and a server
     restart, and a restarted bot goes on from the refresh token it kept (the environment's is
     spent); no token is ever logged."""
     caplog.set_level(logging.DEBUG)
     irc = IrcServer(tmp_path, twitch_like=True)
-    auth = TwitchAuth(irc, lifetime=6)
+    auth = TwitchAuth(irc, lifetime=4)
     channel = chat_channel(llama_channel, irc.port, refresh=auth.refresh_settings(), per_client=10)
     data_dir = tmp_path / "data"
     try:
@@ -321,7 +321,7 @@ def test_the_bot_refreshes_its_token_itself_before_and_after_it_expires(
         ):
             ann.wait_for(ann.bot_is_here, "the bot, on a refreshed token", timeout=20)
             assert ann.ask(f"!add {KITE}").startswith("Thanks!")
-            time.sleep(13)  # two more tokens' lives
+            time.sleep(9)  # two more tokens' lives
             # Each refresh after the first came before the token it replaced expired.
             assert len(auth.refreshed_at) >= 3, auth.refreshed_at
             assert all(when < expiry for when, expiry in auth.refreshed_at[1:]), auth.refreshed_at

@@ -318,7 +318,7 @@ def data_disk(tmp_path) -> Iterator[Path]:
 def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_itself(
     tmp_path, data_disk, every_option_on, receiver
 ):
-    """The data folder's disk filled to the last byte for 30 s, under the whole stack (and its
+    """The data folder's disk filled to the last byte for 20 s, under the whole stack (and its
     manager's log, `webtv up > data/webtv-up.log`): the watchdog alerts, the channel airs on from
     its cache without a gap, nothing kept is corrupt (the playout's state, playlist, take-downs
     and cached clips), and once the disk has room the watchdog says so, the programs' logs go on
@@ -359,7 +359,7 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
                     out.flush()
             made_before = newest_clip()
             wait_for(lambda: alerted("the data folder's disk is full"), 30, "the alert")
-            time.sleep(max(0.0, full_at + 30 - time.monotonic()))
+            time.sleep(max(0.0, full_at + 20 - time.monotonic()))
             filler.unlink()
             freed_at = time.monotonic()
             wait_for(lambda: alerted("the data folder's disk has room again"), 30, "room again")
