@@ -117,7 +117,6 @@ class TokenKeeper:
         self._idle = threading.Event()  # set while no refresh is under way
         self._idle.set()
         self._lifetime = 4 * 3600.0  # a Twitch token's life, until a refresh says
-        self.refreshes = 0
 
     def token(self) -> str:
         with self._lock:
@@ -235,7 +234,6 @@ class TokenKeeper:
         if expires_in is not None:
             self._lifetime = float(expires_in)
         self._set(access, refresh, expires_in)
-        self.refreshes += 1
         log.info(
             "chat bot of %s: token refreshed%s",
             self.slug,
