@@ -156,9 +156,7 @@ def test_every_hung_program_of_webtv_up_is_killed_and_restarted_by_itself(
     import time
 
     url, alerts = receiver
-    stack = up_with_every_option(
-        tmp_path, every_option_on, log=data_disk / "webtv-up.log", WEBTV_ALERT_WEBHOOK_URL=url
-    )
+    stack = up_with_every_option(tmp_path, every_option_on, WEBTV_ALERT_WEBHOOK_URL=url)
     # Whose pid changes when the frozen process is replaced, and within how many seconds.
     faults = [
         ("publisher", 3.0),
