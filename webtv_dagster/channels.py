@@ -189,6 +189,13 @@ class ChatBot(BaseModel):
         None, description="refresh the token before it expires (Twitch's refresh-token flow)"
     )
 
+    @property
+    def secret_variables(self) -> list[str]:
+        """The environment variables the bot needs: its token's, and its refresh's."""
+        if self.refresh is None:
+            return [self.token_env]
+        return [self.token_env, self.refresh.client_secret_env, self.refresh.refresh_token_env]
+
 
 class ShotRequestPolicy(BaseModel):
     """Whether and how viewers may request shots (webtv_dagster/production/shot_requests.py)."""

@@ -678,11 +678,8 @@ def run_chat_bot(
     the system's trusted certificates (tests)."""
     chat = chat_settings(channel)
     pacing = pacing or ChatPacing(reply_interval=chat.reply_interval_seconds)
-    variables = [chat.token_env]
-    if chat.refresh is not None:
-        variables += [chat.refresh.client_secret_env, chat.refresh.refresh_token_env]
     if environ is None:
-        environ = {name: named_secret(name) or "" for name in variables}
+        environ = {name: named_secret(name) or "" for name in chat.secret_variables}
     token = read_token(channel, environ)
     if chat.refresh is not None:
         token = token_keeper(channel, chat, environ, data_dir, token)

@@ -45,6 +45,7 @@ from webtv_dagster.channels import Channel, ChannelConfigError, ChannelsFile, fi
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.air_plan import planned_air
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.playlist import Playlist
 from webtv_dagster.playout.state import PlayoutFolder, read_state
@@ -87,6 +88,14 @@ def wrong_tokens_path(data_dir: Path) -> Path:
     """How many wrong operator tokens the service was sent, from all clients: what the stack's
     watchdog alerts on when it climbs fast (stack/watchdog.py)."""
     return data_dir / "viewer-service" / "wrong-operator-tokens.json"
+
+
+def wrong_tokens_counted(data_dir: Path) -> int:
+    """The count in wrong_tokens_path (0: none yet, or unreadable)."""
+    try:
+        return int(json.loads(wrong_tokens_path(data_dir).read_text())["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 class BadRequest(ValueError):
@@ -230,15 +239,10 @@ class ViewerSite:
         """One more in wrong_tokens_path (written whole; a write that fails is logged)."""
         path = wrong_tokens_path(self.data_dir)
         with self._wrong_tokens_lock:
-            try:
-                total = json.loads(path.read_text())["total"] + 1
-            except (OSError, ValueError, KeyError, TypeError):
-                total = 1
+            counted = {"total": wrong_tokens_counted(self.data_dir) + 1, "at": time.time()}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(".part")
-                partial.write_text(json.dumps({"total": total, "at": time.time()}))
-                partial.replace(path)
+                write_atomically(path, json.dumps(counted).encode())
             except OSError as error:
                 log.warning("wrong operator tokens not counted: %s", error)
 

@@ -89,10 +89,7 @@ def chat_bot_channels(channels: ChannelsFile) -> list[str]:
         chat = channel.requests.chat
         if not channel.requests.enabled or chat is None:
             continue
-        needed = [chat.token_env]
-        if chat.refresh is not None:
-            needed += [chat.refresh.client_secret_env, chat.refresh.refresh_token_env]
-        if missing := [name for name in needed if not named_secret(name)]:
+        if missing := [name for name in chat.secret_variables if not named_secret(name)]:
             print(
                 f"webtv: {channel.slug}: no chat bot: set {' and '.join(missing)} "
                 "(docs/viewer-requests.md#connecting-a-real-twitch-channel)"

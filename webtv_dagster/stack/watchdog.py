@@ -28,7 +28,6 @@ only while supervisord says it runs: an operator's stop is left alone.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import os
 import shutil
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
-from webtv_dagster.audience.viewer_service import wrong_tokens_path
+from webtv_dagster.audience.viewer_service import wrong_tokens_counted
 from webtv_dagster.channels import load_channels
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
@@ -299,10 +298,7 @@ class Watchdog:
     def look_at_token_guesses(self) -> None:
         """Alerts, once a window, when GUESSES_ALERTED wrong operator tokens reached the viewer
         service within GUESS_WINDOW_SECONDS (its count restarts at 0 with a new data folder)."""
-        try:
-            total = int(json.loads(wrong_tokens_path(self.settings.data_dir).read_text())["total"])
-        except (OSError, ValueError, KeyError, TypeError):
-            total = 0
+        total = wrong_tokens_counted(self.settings.data_dir)
         now = time.monotonic()
         self._guess_counts = [
             (at, count) for at, count in self._guess_counts if now - at <= GUESS_WINDOW_SECONDS
