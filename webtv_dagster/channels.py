@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -93,6 +94,11 @@ class OnAirGraphics(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bug: bool = Field(False, description="the channel's title in the top right corner")
+    bug_image: Path | None = Field(
+        None,
+        description="a logo (PNG, JPEG or WebP, at most 2 MB) drawn as the bug instead of the "
+        "title (it turns the bug on); a relative path is read from the channels file's folder",
+    )
     lower_third: bool = Field(
         False,
         description="a caption of the shot, and who asked for it for a viewer's request, "
@@ -100,9 +106,25 @@ class OnAirGraphics(BaseModel):
     )
     lower_third_seconds: float = Field(4.0, ge=1, le=30, allow_inf_nan=False)
 
+    @field_validator("bug_image")
+    @classmethod
+    def _image_path_from_the_files_folder(
+        cls, path: Path | None, info: ValidationInfo
+    ) -> Path | None:
+        if path is None:
+            return None
+        if path.suffix.lower() not in BUG_IMAGE_SUFFIXES:
+            raise ValueError(f"a bug image is one of {', '.join(BUG_IMAGE_SUFFIXES)} (got {path})")
+        folder = (info.context or {}).get("folder")
+        return path if path.is_absolute() or folder is None else folder / path
+
     @property
     def any(self) -> bool:
-        return self.bug or self.lower_third
+        return self.bug or self.bug_image is not None or self.lower_third
+
+
+BUG_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+BUG_IMAGE_MAX_BYTES = 2 * 1024 * 1024
 
 
 class RetentionPolicy(BaseModel):
@@ -470,7 +492,8 @@ def load_channels(path: Path | str) -> ChannelsFile:
     except yaml.YAMLError as error:
         raise ChannelConfigError(f"{path}: not valid YAML: {error}") from error
     try:
-        return ChannelsFile.model_validate(raw)
+        # Relative paths in the file (a bug image) are read from the file's folder.
+        return ChannelsFile.model_validate(raw, context={"folder": path.parent.absolute()})
     except ValidationError as error:
         problems = []
         for issue in error.errors():

@@ -52,7 +52,25 @@ def _check_channels(settings: Settings) -> dict[str, str]:
     """The channels of the settings' file, slug: title; exits with the file's problems."""
     channels = _load_channels(settings)
     _check_local_presets(channels)
+    _check_titles_and_bug_images(channels)
     return {channel.slug: channel.title for channel in channels.channels}
+
+
+def _check_titles_and_bug_images(channels: ChannelsFile) -> None:
+    """Exits if a channel's title is one its word list refuses (the ident asset asks its judge
+    too) or its bug image cannot be drawn."""
+    from webtv_dagster.backends.moderator import WordListModerator
+    from webtv_dagster.media.ffmpeg import MediaToolError
+    from webtv_dagster.production.graphics import checked_bug_image
+    from webtv_dagster.production.ident import TitleRefused, judge_title
+
+    for channel in channels.channels:
+        try:
+            judge_title(channel, [WordListModerator(channel)])
+            if channel.graphics.bug_image is not None:
+                checked_bug_image(channel.graphics.bug_image)
+        except (TitleRefused, MediaToolError) as error:
+            sys.exit(f"webtv: {error}")
 
 
 def _check_local_presets(channels: ChannelsFile) -> None:

@@ -77,3 +77,60 @@ def test_a_writer_that_keeps_writing_refused_text_fails_the_stage_naming_it(
     # Nothing refused is recorded as the clip's prompt.
     with pytest.raises(FileNotFoundError):
         media_store.get_json(ClipId.parse(key).object_key(clips.PROMPT))
+
+
+def test_a_channels_title_passes_the_word_list_and_its_judge(
+    llm, instance, seaweedfs, media_store, tmp_path
+):
+    """The title is shown on the ident, the bug, the page and the guide: `webtv check` (and
+    `webtv up`) refuse one the word list catches, disguised or not; the ident asset asks the
+    channel's judge too and makes nothing of a refused title."""
+    from webtv_dagster.cli import main
+    from webtv_dagster.defs.air.ident import channel_ident
+
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(
+        "models:\n"
+        f'  judge: {{kind: openai, base_url: "{llm.base_url}", model: fake}}\n'
+        "channels:\n"
+        "  - {slug: test-title, title: TITLE, theme: llamas doing human jobs,\n"
+        "     style: Pixar style 3D animation, requests: {judge: judge}}\n"
+    )
+    template = channels.read_text()
+    channels.write_text(template.replace("TITLE", "'Llama B.L.0.O.D Bakery'"))
+    with pytest.raises(SystemExit) as stop:
+        main(["check", str(channels)])
+    assert str(stop.value.code) == (
+        "webtv: the title of channel test-title, 'Llama B.L.0.O.D Bakery', was refused by the "
+        "word list: it contains 'blood', which this channel does not show (change `title` in "
+        "the channels file)"
+    )
+    channels.write_text(template.replace("TITLE", "Llama Bakery"))
+    assert main(["check", str(channels)]) == 0
+    llm.answer(json.dumps({"allowed": False, "reason": "mocks a real bakery"}))
+    instance.add_dynamic_partitions("channels", ["test-title"])
+    result = dg.materialize(
+        [channel_ident],
+        partition_key="test-title",
+        instance=instance,
+        resources=clip_resources(seaweedfs, media_store.bucket, channels),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "'Llama Bakery', was refused by the judge" in message
+    assert "mocks a real bakery" in message
+    assert not media_store.list_keys("channels/test-title/")
+    # Accepted: the ident is made, and its record says who let the title through.
+    llm.answer(json.dumps({"allowed": True, "reason": "a friendly name"}))
+    result = dg.materialize(
+        [channel_ident],
+        partition_key="test-title",
+        instance=instance,
+        resources=clip_resources(seaweedfs, media_store.bucket, channels),
+    )
+    assert result.success and media_store.list_keys("channels/test-title/")
+    metadata = latest_metadata(instance, channel_ident, "test-title")
+    assert metadata["title_judged_by"].startswith("judge http://127.0.0.1")
+    assert metadata["title_judged_by"].endswith(": a friendly name")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from webtv_dagster.backends.moderator import Moderator
 from webtv_dagster.backends.registry import (
     OfflineSettings,
     build_backends,
@@ -91,8 +92,12 @@ class Studio(dg.ConfigurableResource):
         channel = self.channel(slug)
         models = self.channels.models
         backends = build_backends(channel.backends, models, OfflineSettings(self.motion_height))
-        moderators = build_prompt_moderators(channel, models)
+        moderators = self.prompt_moderators(channel)
         return ClipProduction(store, channel, backends, self.request_queue(channel), moderators)
+
+    def prompt_moderators(self, channel: Channel) -> list[Moderator]:
+        """What judges every text the channel shows that no viewer wrote."""
+        return build_prompt_moderators(channel, self.channels.models)
 
     def shot_request_queue(self) -> RequestQueue:
         """Every channel's shot requests (one database in the data folder)."""

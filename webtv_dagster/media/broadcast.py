@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.media.captions import ass_filter
+from webtv_dagster.media.captions import Overlay
 from webtv_dagster.media.ffmpeg import MediaToolError, probe, run_ffmpeg
 from webtv_dagster.media.inspection import Loudness, measure_loudness
 
@@ -95,11 +95,11 @@ def normalize_clip(
     frames: int,
     output: Path,
     profile: BroadcastProfile,
-    graphics: Path | None = None,
+    graphics: Overlay | None = None,
 ) -> None:
     """Muxes `video` with `music` into `output`, exactly `frames` frames long, in `profile`,
-    with `graphics` (an ASS script) drawn on it; video that already fits the profile, with no
-    graphics to draw, is copied, not encoded again."""
+    with `graphics` drawn on it; video that already fits the profile, with no graphics to draw,
+    is copied, not encoded again."""
     samples = frames * profile.samples_per_frame
     loudness = measure_loudness(music)
     if not math.isfinite(loudness.integrated_lufs):
@@ -121,10 +121,12 @@ def normalize_clip(
             f"scale={w}:{h}:force_original_aspect_ratio=decrease:flags=lanczos,"
             f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={profile.fps},"
             f"tpad=stop_mode=clone:stop=-1,trim=end_frame={frames}"
-            + (f",{ass_filter(graphics)}" if graphics is not None else "")
-            + f",format={profile.pix_fmt}"
         )
-        graph = f"[0:v]{video_chain}[v];[1:a]{audio_chain}[a]"
+        drawn = (graphics or Overlay()).graph("fitted", 2, "drawn")
+        graph = (
+            f"[0:v]{video_chain}[fitted];{drawn};[drawn]format={profile.pix_fmt}[v];"
+            f"[1:a]{audio_chain}[a]"
+        )
         video_out = ["-map", "[v]", *broadcast_x264(profile)]
     run_ffmpeg(
         [
@@ -132,6 +134,7 @@ def normalize_clip(
             str(video),
             "-i",
             str(music),
+            *(graphics.inputs() if graphics is not None else []),
             "-filter_complex",
             graph,
             *video_out,

@@ -1,16 +1,26 @@
-"""A channel's on-air graphics (Channel.graphics) as one ASS script per clip, drawn into the
-broadcast clip by media/broadcast.normalize_clip: the channel bug (its title, top right, the
-whole clip) and a lower third (a caption of the shot, and "Requested by <name>" for a viewer's
-request, lower left, faded in at 0.5 s and out after `lower_third_seconds`). Both sit inside
-the title-safe area; the quality checks measure that they do. Viewers' words are drawn as
-written (media/captions.ass_text).
+"""A channel's on-air graphics (Channel.graphics) as one overlay per clip (an ASS script and a
+logo image), drawn into the broadcast clip by media/broadcast.normalize_clip: the channel bug
+(its logo or its title, top right, the whole clip) and a lower third (a caption of the shot, and
+"Requested by <name>" for a viewer's request, lower left, faded in at 0.5 s and out after
+`lower_third_seconds`). Both sit inside the title-safe area; the quality checks measure that
+they do. Viewers' words are drawn as written (media/captions.ass_text).
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.channels import Channel
-from webtv_dagster.media.captions import TITLE_SAFE_MARGIN, ass_script, ass_text, ass_time
+from webtv_dagster.channels import BUG_IMAGE_MAX_BYTES, Channel
+from webtv_dagster.media.captions import (
+    TITLE_SAFE_MARGIN,
+    Overlay,
+    ass_script,
+    ass_text,
+    ass_time,
+)
+from webtv_dagster.media.ffmpeg import MediaToolError, run_ffmpeg
 
 CAPTION_CHARACTERS = 60  # a lower third is read in a glance
 LOWER_THIRD_STARTS = 0.5  # seconds into the clip, after the cut
@@ -34,14 +44,13 @@ def graphics_script(
     idea: str | None,
     requested_by: str | None,
 ) -> str | None:
-    """The clip's graphics, or None when the channel has none."""
+    """The clip's graphics as an ASS script, or None when it has no text to draw."""
     graphics = channel.graphics
-    if not graphics.any:
+    title_bug = graphics.bug and graphics.bug_image is None
+    if not (title_bug or graphics.lower_third):
         return None
     width, height = profile.width, profile.height
-    margin_x, margin_y = round(width * TITLE_SAFE_MARGIN), round(height * TITLE_SAFE_MARGIN)
-    # A little inside the safe edge: outlines and shadows stay in too.
-    inset_x, inset_y = margin_x + 8, margin_y + 8
+    inset_x, inset_y = _insets(profile)
     size = round(height / 24)
     styles = [
         f"Style: Bug,DejaVu Sans,{size},&H40FFFFFF,&H00000000,&H80000000,1,2,0,9,"
@@ -53,7 +62,7 @@ def graphics_script(
     ]
     end = ass_time(9 * 3600)
     events = []
-    if graphics.bug:
+    if title_bug:
         events.append(f"Dialogue: 0,0:00:00.00,{end},Bug,{ass_text(channel.title)}")
     if graphics.lower_third:
         start = ass_time(LOWER_THIRD_STARTS)
@@ -71,3 +80,69 @@ def graphics_script(
         else:
             events.append(f"Dialogue: 0,{start},{stop},Lower,{fade}{caption}")
     return ass_script(width, height, styles, events)
+
+
+def _insets(profile: BroadcastProfile) -> tuple[int, int]:
+    """Where graphics start from the picture's edges: a little inside the title-safe area, so
+    that outlines and shadows stay in too."""
+    return (
+        round(profile.width * TITLE_SAFE_MARGIN) + 8,
+        round(profile.height * TITLE_SAFE_MARGIN) + 8,
+    )
+
+
+def clip_overlay(
+    channel: Channel,
+    profile: BroadcastProfile,
+    prompt: str,
+    idea: str | None,
+    requested_by: str | None,
+    folder: Path,
+) -> Overlay | None:
+    """The clip's graphics (its script written into `folder`), or None when the channel has
+    none."""
+    script = graphics_script(channel, profile, prompt, idea, requested_by)
+    script_path = None
+    if script is not None:
+        script_path = folder / "graphics.ass"
+        script_path.write_text(script, encoding="utf-8")
+    logo = channel.graphics.bug_image
+    if script_path is None and logo is None:
+        return None
+    inset_x, inset_y = _insets(profile)
+    return Overlay(
+        script=script_path,
+        logo=checked_bug_image(logo) if logo is not None else None,
+        logo_size=(profile.width // 4, profile.height // 8),
+        logo_margins=(inset_x, inset_y),
+    )
+
+
+def checked_bug_image(path: Path) -> Path:
+    """`path` when it is a picture FFmpeg reads, of at most BUG_IMAGE_MAX_BYTES; otherwise a
+    MediaToolError saying what to change in the channels file."""
+    fix = "(graphics.bug_image in the channels file)"
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        why = error.strerror
+        raise MediaToolError(f"the bug image {path} cannot be read {fix}: {why}") from None
+    if size > BUG_IMAGE_MAX_BYTES:
+        raise MediaToolError(
+            f"the bug image {path} is {size / 2**20:.1f} MB, over "
+            f"{BUG_IMAGE_MAX_BYTES // 2**20} MB {fix}: save it smaller"
+        )
+    try:  # decoded once, as the broadcast stage will (a probe believes a file's header)
+        run_ffmpeg(
+            [*Overlay(logo=path).inputs(), "-frames:v", "1", "-f", "null", "-"],
+            f"decoding the bug image {path.name}",
+        )
+    except MediaToolError as error:
+        why = f"the bug image {path} is not a picture FFmpeg reads {fix}: {error}"
+        raise MediaToolError(why) from None
+    return path
+
+
+def bug_image_digest(path: Path) -> str:
+    """What a clip's record says of its logo: enough to know which file drew it."""
+    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"

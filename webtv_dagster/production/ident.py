@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from webtv_dagster.backends.interpolator import InterpolationRequest, OpticalFlowInterpolator
+from webtv_dagster.backends.moderator import Moderator, Verdict
 from webtv_dagster.backends.music import MusicRequest, ProceduralMusicGenerator
 from webtv_dagster.backends.text_to_video import ProceduralTextToVideo, TakeRequest
 from webtv_dagster.backends.upscaler import LanczosUpscaler, UpscaleRequest
@@ -50,6 +51,25 @@ def ident_fingerprint(channel: Channel) -> str:
         ]
     )
     return hashlib.sha256(made_from.encode()).hexdigest()[:12]
+
+
+class TitleRefused(ValueError):
+    """A moderator refused the channel's title, which the ident, the bug, the viewer and the
+    guide show: nothing of the channel is made until it changes."""
+
+
+def judge_title(channel: Channel, moderators: list[Moderator]) -> Verdict:
+    """The channel's title judged like the prompts a writer writes (word list, then the
+    channel's judge): the last approval, or TitleRefused with the first refusal's reason."""
+    verdict = Verdict(allowed=True, reason="no moderator", decided_by="nobody")
+    for moderator in moderators:
+        verdict = moderator.judge(channel.title, channel)
+        if not verdict.allowed:
+            raise TitleRefused(
+                f"the title of channel {channel.slug}, {channel.title!r}, was refused by the "
+                f"{verdict.decided_by}: {verdict.reason} (change `title` in the channels file)"
+            )
+    return verdict
 
 
 def title_subtitles(title: str, width: int, height: int) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from webtv_dagster.broadcast_profile import BroadcastProfile
-from webtv_dagster.media.captions import drawn_box, title_safe
+from webtv_dagster.media.captions import Overlay, drawn_box, title_safe
 from webtv_dagster.media.ffmpeg import MediaInfo, MediaToolError, probe
 from webtv_dagster.media.inspection import ClipMeasurements, Loudness, Spans, measure_clip
 
@@ -154,7 +154,7 @@ def _check_loudness(loudness: Loudness, profile: BroadcastProfile, limits: Quali
     return passed, reason, {name: v for name, v in figures.items() if math.isfinite(v)}
 
 
-def _check_graphics(graphics: Path | None, seconds: float, profile: BroadcastProfile):
+def _check_graphics(graphics: Overlay | None, seconds: float, profile: BroadcastProfile):
     if graphics is None:
         return True, "no on-air graphics", {}
     safe = title_safe(profile.width, profile.height)
@@ -174,7 +174,7 @@ def inspect_broadcast_clip(
     frames: int,
     profile: BroadcastProfile,
     limits: QualityLimits,
-    graphics: Path | None = None,
+    graphics: Overlay | None = None,
 ) -> QualityReport:
     """Runs every check on the clip. A file FFmpeg cannot read fails every check with FFmpeg's
     reason, rather than raising: the report is what the operator sees."""

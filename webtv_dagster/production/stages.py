@@ -31,7 +31,7 @@ from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media.frames import last_frame_png
 from webtv_dagster.media.preview import contact_sheet_jpeg, waveform_png
 from webtv_dagster.media_store import MediaStore
-from webtv_dagster.production.graphics import graphics_script
+from webtv_dagster.production.graphics import bug_image_digest, clip_overlay
 from webtv_dagster.production.quality import QualityLimits, QualityReport, inspect_broadcast_clip
 from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.prompt_rules import prompt_problems
@@ -416,13 +416,14 @@ class ClipProduction:
         def make(sources: list[Path], record: ShotPromptRecord, output: Path) -> ModelCall:
             video, music = sources
             frames = self.channel.clip_frames
-            script = graphics_script(
-                self.channel, BROADCAST_PROFILE, record.prompt, record.idea, record.requested_by
+            graphics = clip_overlay(
+                self.channel,
+                BROADCAST_PROFILE,
+                record.prompt,
+                record.idea,
+                record.requested_by,
+                output.parent,
             )
-            graphics = None
-            if script is not None:
-                graphics = output.with_name("graphics.ass")
-                graphics.write_text(script, encoding="utf-8")
             normalize_clip(video, music, frames, output, BROADCAST_PROFILE, graphics)
             limits = QualityLimits()
             quality.append(
@@ -436,6 +437,8 @@ class ClipProduction:
             clip, [clips.INTERPOLATED_CLIP, clips.MUSIC_TRACK], clips.BROADCAST_CLIP, make
         )
         report.quality = quality[0]
+        if self.channel.graphics.bug_image is not None:
+            report.extra["bug_image"] = bug_image_digest(self.channel.graphics.bug_image)
         self.store.put_json(clip.object_key(clips.QUALITY_REPORT), report.quality.model_dump())
         if not report.quality.passed:
             self.store.delete(clip.object_key(clips.BROADCAST_RECORD))

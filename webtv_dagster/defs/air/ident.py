@@ -19,8 +19,10 @@ from webtv_dagster.media.ffmpeg import MediaInfo, probe
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.production.ident import (
     IDENT_BACKENDS,
+    TitleRefused,
     ident_fingerprint,
     ident_prompt,
+    judge_title,
     make_ident,
     publish_ident,
 )
@@ -43,11 +45,17 @@ def channel_ident(
     made with the offline backends in the broadcast profile. The playout airs it when it has no
     clip to air, from a local copy once fetched."""
     channel = studio.channel(context.partition_key)
+    try:
+        verdict = judge_title(channel, studio.prompt_moderators(channel))
+    except TitleRefused as refused:
+        raise dg.Failure(str(refused), allow_retries=False) from None
     with tempfile.TemporaryDirectory(prefix="webtv-ident-") as scratch:
         ident = make_ident(channel, Path(scratch) / "ident.mp4")
         media = probe(ident)
         stored = publish_ident(media_storage.store(), channel.slug, ident)
-    return dg.MaterializeResult(metadata=ident_metadata(channel, stored, media))
+    metadata = ident_metadata(channel, stored, media)
+    metadata["title_judged_by"] = f"{verdict.decided_by}: {verdict.reason}"
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def ident_metadata(channel: Channel, stored: StoredObject, media: MediaInfo) -> dict[str, Any]:
