@@ -216,3 +216,51 @@ def test_a_bug_image_is_read_from_the_channels_files_folder_and_checked(tmp_path
     with pytest.raises(SystemExit) as stop:
         main(["check", str(channels)])
     assert "a bug image is one of .png, .jpg, .jpeg, .webp" in str(stop.value.code)
+
+
+def test_the_broadcast_asset_draws_the_logo_and_records_it(
+    instance, seaweedfs, media_store, tmp_path
+):
+    """Through the real assets: the broadcast clip of a channel with a logo and a lower third
+    passes quality control, and its record names the logo's file and digest."""
+    import hashlib
+
+    import dagster as dg
+    import yaml
+
+    from webtv_dagster import clips
+    from webtv_dagster.clips import ClipId
+    from webtv_dagster.defs.clip_production.assets import broadcast_clip
+
+    from .conftest import TEST_CHANNELS, clip_resources, latest_metadata
+    from .test_clip_pipeline import CLIP_ASSETS
+
+    logo = make_logo(tmp_path / "logo.png")
+    raw = yaml.safe_load(TEST_CHANNELS.read_text())
+    llamas = next(c for c in raw["channels"] if c["slug"] == "test-llamas")
+    llamas["graphics"] = {"bug_image": str(logo), "lower_third": True}
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(yaml.safe_dump(raw))
+    key = "test-llamas-000001"
+    instance.add_dynamic_partitions("clips", [key])
+    resources = clip_resources(seaweedfs, media_store.bucket, channels)
+    result = dg.materialize(CLIP_ASSETS, partition_key=key, instance=instance, resources=resources)
+    assert result.success
+    metadata = latest_metadata(instance, broadcast_clip, key)
+    digest = hashlib.sha256(logo.read_bytes()).hexdigest()[:16]
+    assert metadata["bug_image"] == f"logo.png sha256:{digest}"
+    quality = media_store.get_json(ClipId.parse(key).object_key(clips.QUALITY_REPORT))
+    check = next(c for c in quality["checks"] if c["name"] == "graphics_title_safe")
+    assert check["passed"] and check["reason"] == "inside the title-safe area"
+    clip = media_store.download_file(
+        ClipId.parse(key).object_key(clips.BROADCAST_CLIP), logo.parent / "b.mp4"
+    )
+    raw_rgb = run_ffmpeg(
+        ["-i", str(clip), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], "rgb"
+    )
+    first = np.frombuffer(raw_rgb, dtype=np.uint8).reshape(HEIGHT, WIDTH, 3).astype(int)
+    channel = load_channels(channels).channels[0]
+    drawn = clip_overlay(channel, BROADCAST_PROFILE, "x", None, None, tmp_path)
+    box = drawn_box(Overlay(logo=logo, **_geometry(drawn)), WIDTH, HEIGHT, 0.1, 24)
+    red, green, blue = first[(box.top + box.bottom) // 2, (box.left + box.right) // 2]
+    assert blue > red + 60 and blue > green + 60
