@@ -200,7 +200,9 @@ def command_chat_bot(args: argparse.Namespace, settings: Settings) -> int:
 def command_playout(args: argparse.Namespace, settings: Settings) -> int:
     """One channel on air until SIGINT or SIGTERM (supervisord and systemd run it)."""
     from webtv_dagster.playout.channel import ChannelPlayout
+    from webtv_dagster.playout.publisher import keep_clip_buffers_off_the_heap
 
+    keep_clip_buffers_off_the_heap()
     channel = find_channel(load_channels(settings.channels_file), args.channel)
     data_dir = settings.data_dir.resolve()
     # A playout only reads: the small reader where the keys are set (boto3 would cost each

@@ -209,6 +209,19 @@ def _die_with_parent() -> None:
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
+CLIP_BUFFER_THRESHOLD = 128 * 1024
+
+
+def keep_clip_buffers_off_the_heap() -> None:
+    """Fixes glibc's mmap threshold at its default (128 KiB) for this process: a segment's
+    megabytes then always get a mapping of their own, returned whole to the system when freed.
+    glibc otherwise raises the threshold to the size of the first such block freed, and every
+    later segment lands on the heap, which fragments and keeps growing resident memory
+    (benchmarks/segment_churn.py)."""
+    _LIBC.mallopt(M_MMAP_THRESHOLD, CLIP_BUFFER_THRESHOLD)
+
+
 class PublisherDied(ConnectionError):
     """The publisher exited (killed, refused by the RTMP server, connection lost)."""
 
