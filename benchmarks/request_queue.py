@@ -28,7 +28,8 @@ from plotting import Panel, add_plot_argument, save_plot
 
 from webtv_dagster.audience.viewer_service import ViewerService, ViewerSite
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
-from webtv_dagster.production.shot_requests import HISTORY_PER_CHANNEL, RequestQueue, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import HISTORY_PER_CHANNEL, RequestQueue
 
 
 class UnixConnection(http.client.HTTPConnection):

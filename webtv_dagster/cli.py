@@ -21,7 +21,7 @@ import yaml
 from webtv_dagster import hide_dagster_maturity_warnings
 from webtv_dagster.channels import ChannelConfigError, ChannelsFile, find_channel, load_channels
 from webtv_dagster.playout.process import PlayoutStartError, hold_playout_lock, playout_status
-from webtv_dagster.public_site import PublicFolderError, viewer_service_socket
+from webtv_dagster.public_site import PublicFolderError, monitoring_socket, viewer_service_socket
 from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack.instance import dagster_home, instance_config, open_instance
 from webtv_dagster.stack.nginx import (
@@ -285,6 +285,7 @@ def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
 
 def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised watchdog of `webtv up`: kills hung programs for supervisord to restart."""
+    from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
     from webtv_dagster.stack.watchdog import Watchdog
 
     supervisor = StackSupervisor.connect(settings.data_dir)
@@ -293,7 +294,20 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
     watchdog = Watchdog(settings, supervisor, args.ui, dagster_home(settings))
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: watchdog.stop.set())
-    watchdog.run()
+    slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
+    metrics = StackMetrics(
+        settings.data_dir, slugs, lambda: watchdog.processes, lambda: dict(watchdog.restarts)
+    )
+    monitoring = serve_monitoring(
+        monitoring_socket(settings.data_dir),
+        metrics,
+        watchdog.alive,
+        settings.operator_token.get_secret_value(),
+    )
+    try:
+        watchdog.run()
+    finally:
+        monitoring.shutdown()
     return 0
 
 

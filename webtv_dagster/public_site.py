@@ -77,6 +77,11 @@ def viewer_service_socket(data_dir: Path) -> Path:
     return public_folder(data_dir) / "viewer-service.sock"
 
 
+def monitoring_socket(data_dir: Path) -> Path:
+    """Where the stack's watchdog answers /metrics, /healthz and /readyz for nginx."""
+    return public_folder(data_dir) / "monitoring.sock"
+
+
 def viewer_state_path(data_dir: Path, slug: str) -> Path:
     """The copy of a channel's playout state the viewer reads (/state/<slug>.json)."""
     return public_folder(data_dir) / "state" / f"{slug}.json"

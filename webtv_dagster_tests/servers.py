@@ -370,6 +370,60 @@ def running_redis() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class Prometheus:
+    """A Prometheus server scraping `targets`; `value(query)` asks its HTTP API."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def value(self, query: str) -> float | None:
+        """The instant query's one value (None: no series, or not yet scraped)."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(address, timeout=5) as answer:
+            result = json.load(answer)["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+
+@contextmanager
+def running_prometheus(metrics_url: str, every_seconds: float = 1.0) -> Iterator[Prometheus]:
+    """Debian's Prometheus scraping `metrics_url` every `every_seconds`, its storage in a
+    temporary folder; yields it once its API answers."""
+    if not shutil.which("prometheus"):
+        raise RuntimeError("prometheus is not installed: run scripts/setup --for-tests")
+    import urllib.parse
+
+    target = urllib.parse.urlsplit(metrics_url)
+    port = free_port_block(1)
+    folder = Path(tempfile.mkdtemp(prefix="webtv-prometheus-"))
+    config = folder / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: {every_seconds:g}s, scrape_timeout: {every_seconds:g}s}}\n"
+        "scrape_configs:\n"
+        f"  - job_name: webtv\n    metrics_path: {target.path}\n"
+        f"    static_configs: [{{targets: ['{target.netloc}']}}]\n"
+    )
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "prometheus.log").open("w"),
+    )
+    try:
+        _wait_for_port(port, "Prometheus")
+        yield Prometheus(f"http://127.0.0.1:{port}")
+    finally:
+        stop_process(server)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def self_signed_certificate(folder: Path, host: str) -> tuple[Path, Path]:
     """A certificate for `host`, valid a day, and its key (mode 0600), written in `folder`:
     what a test server shows, and what its client trusts."""

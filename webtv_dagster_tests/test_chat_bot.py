@@ -26,7 +26,8 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.model_endpoints import OpenAIEndpoint
 from webtv_dagster.playout.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder, PlayoutState, ScheduledClip
-from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster_tests.servers import stop_process
 
 from .fake_llm import FakeLLM

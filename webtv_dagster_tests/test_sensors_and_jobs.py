@@ -15,7 +15,8 @@ from webtv_dagster.defs.clip_production.assets import (
 )
 from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
 from webtv_dagster.defs.housekeeping.added_clips import add_clips_job
-from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue
 
 from .conftest import TEST_CHANNELS, definitions_for_tests, studio_for_tests
 

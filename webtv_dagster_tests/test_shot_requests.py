@@ -17,7 +17,8 @@ from webtv_dagster.defs.clip_production.assets import CLIP_STAGES
 from webtv_dagster.defs.requests import review_requests_job, shot_requests_sensor
 from webtv_dagster.model_endpoints import OpenAIEndpoint
 from webtv_dagster.playout.playlist import build_playlist
-from webtv_dagster.production.shot_requests import RequestQueue, is_request_slot, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue, is_request_slot
 from webtv_dagster.prompt_rules import prompt_problems
 
 from .conftest import TEST_CHANNELS, clip_resources, latest_metadata, studio_for_tests

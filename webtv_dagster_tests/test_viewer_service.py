@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from webtv_dagster.playout.takedowns import read_takedowns
-from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.programs import webtv_command

@@ -5,8 +5,13 @@ answers in its chat. A test of one part can pass while the whole fails: once, a 
 playout and chat bot got the same supervisord program, and only the bot ran."""
 
 import contextlib
+import json
+import os
 import re
+import signal
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +24,7 @@ from webtv_dagster.stack.supervisord import StackSupervisor
 from .air_monitor import AirMonitor
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
 from .irc import TOKEN, chat_requests, viewer
-from .servers import start_webtv_up, stop_webtv_up
+from .servers import running_prometheus, start_webtv_up, stop_webtv_up
 
 SLUG = "test-llamas"
 
@@ -124,9 +129,53 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
         with viewer(irc_server.port, "ann") as ann:
             ann.wait_for(ann.bot_is_here, "the chat bot", timeout=90)
             assert "in the queue" in ann.ask("!add a llama rowing a tiny boat")
+        monitored_by_prometheus(stack, supervisor)
     finally:
         left = stop_webtv_up(stack)
     assert left == [], "processes of the stack left running after `webtv down`"
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def monitored_by_prometheus(stack, supervisor) -> None:
+    """A real Prometheus scrapes /metrics on the viewer's port; what the test does shows in
+    its figures: a publisher killed is one restart, a viewer service killed one restart of that
+    program, the request asked in chat one request of the channel."""
+    site = f"http://127.0.0.1:{stack.rtmp_port + 1}"
+    # The watchdog answers them, once it has started (the last program to).
+    wait_for(lambda: fetch(f"{site}/healthz") == (200, b"ok\n"), 120, "/healthz answering")
+    status, body = fetch(f"{site}/readyz")
+    assert (status, json.loads(body)) == (200, {"ready": True, "off_air": []}), body
+    channel = f'channel="{SLUG}"'
+    with running_prometheus(f"{site}/metrics") as prometheus:
+
+        def value(query: str) -> float | None:
+            return prometheus.value(query)
+
+        restarts = f"webtv_channel_publisher_restarts_total{{{channel}}}"
+        wait_for(lambda: value(restarts) == 0, 60, "Prometheus scraping the stack")
+        assert value(f"webtv_channel_on_air{{{channel}}}") == 1
+        assert value(f"sum(webtv_channel_requests{{{channel}}})") == 1
+        assert value('webtv_process_up{program="rtmp"}') == 1
+        assert value('webtv_process_restarts_total{program="viewer-service"}') == 0
+        playout = running(supervisor)[playout_program(SLUG)]
+        os.kill(wait_for(lambda: publisher_of(playout), 30, "the publisher"), signal.SIGKILL)
+        os.kill(running(supervisor)["viewer-service"], signal.SIGKILL)
+        wait_for(lambda: value(restarts) == 1, 60, "Prometheus counting the publisher's restart")
+        wait_for(
+            lambda: value('webtv_process_restarts_total{program="viewer-service"}') == 1,
+            60,
+            "Prometheus counting the viewer service's restart",
+        )
+        wait_for(lambda: value(f"webtv_channel_on_air{{{channel}}}") == 1, 30, "back on air")
+        assert value(f"webtv_channel_seconds_since_last_frame{{{channel}}}") < 3
+        assert value(f"webtv_channel_unplayed_seconds{{{channel}}}") > 0
 
 
 def publisher_of(playout: int) -> int | None:

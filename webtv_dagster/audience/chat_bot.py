@@ -41,7 +41,8 @@ from webtv_dagster.playout.air_plan import PlannedClip, planned_air
 from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.process import Heartbeat
 from webtv_dagster.playout.state import PlayoutFolder, read_state
-from webtv_dagster.production.shot_requests import RequestQueue, ShotRequest, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue, ShotRequest
 from webtv_dagster.settings import named_secret
 
 log = logging.getLogger(__name__)

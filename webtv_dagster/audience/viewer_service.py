@@ -51,11 +51,11 @@ from webtv_dagster.playout.playlist import Playlist
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.playout.takedowns import take_down
 from webtv_dagster.production.previews import preview_object_key
+from webtv_dagster.production.request_counts import queue_path
 from webtv_dagster.production.shot_requests import (
     RequestQueue,
     RequestQueueUnavailable,
     ShotRequest,
-    queue_path,
     request_slots,
 )
 from webtv_dagster.public_site import share_with_nginx

@@ -17,7 +17,8 @@ from webtv_dagster.channels import Channel, ChannelsFile, find_channel, load_cha
 from webtv_dagster.lib.names import IMPLICIT_ASSET_JOB
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import aired_through_of
-from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.request_counts import queue_path
+from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.production.stages import ClipProduction
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertError, WebhookNotifier

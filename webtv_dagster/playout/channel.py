@@ -153,6 +153,7 @@ class ChannelPlayout:
         self._up_next: list[PlaylistEntry] = []
         self.publisher: Publisher | None = None
         self.publisher_restarts = 0
+        self.clips_skipped = self.clips_taken_down = 0
         self.publisher_error: str | None = None  # why the last one died, until one sends
         self._publisher_origin = time.time()
         self._state_lock = threading.Lock()
@@ -190,6 +191,8 @@ class ChannelPlayout:
                 clip_id=clip_id, reason=reason, at=time.time(), taken_down=taken_down
             )
             self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
+            self.clips_skipped += 1
+            self.clips_taken_down += taken_down
 
     def _takedown_recorded(self, clip_id: str) -> bool:
         """Whether the clip's take-down, as this playout knows it, is recorded already."""
@@ -557,6 +560,8 @@ class ChannelPlayout:
             ],
             skipped=self._skipped,
             publisher_restarts=self.publisher_restarts,
+            clips_skipped=self.clips_skipped,
+            clips_taken_down=self.clips_taken_down,
             publisher_error=self.publisher_error,
         )
         with self._state_lock:  # the feeder and the publisher watch both write it

@@ -61,6 +61,10 @@ class PlayoutState(BaseModel):
         [], description=f"the last {SKIPS_KEPT} clips refused at air time, with the reason"
     )
     publisher_restarts: int = Field(0, description="publishers replaced since the playout began")
+    clips_skipped: int = Field(
+        0, description="clips refused at air time since the playout began, take-downs included"
+    )
+    clips_taken_down: int = Field(0, description="clips taken down since the playout began")
     publisher_error: str | None = Field(
         None,
         description="why the last publisher died, until a new one sends (the playout "

@@ -105,10 +105,6 @@ def request_slots(after: int, share: float, count: int) -> list[int]:
     return slots
 
 
-def queue_path(data_dir: Path) -> Path:
-    return data_dir / "requests.sqlite3"
-
-
 class RequestQueueUnavailable(RuntimeError):
     """The queue's database cannot be used now (its disk is full, or it is locked for longer
     than the wait): nothing was changed; try again later."""

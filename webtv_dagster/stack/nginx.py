@@ -25,6 +25,7 @@ from webtv_dagster.public_site import (
     PREVIEWS_PATH,
     WORKER_USER,
     make_public_folder,
+    monitoring_socket,
     public_folder,
     reachable_by_others,
     viewer_service_socket,
@@ -264,6 +265,12 @@ http {{
         }}
         location /xmltv/ {{
             proxy_pass http://unix:{viewer_service_socket(data_dir)};
+        }}
+        # Monitoring (stack/metrics.py, answered by the watchdog): /metrics to loopback
+        # clients or with the operator token, health to anyone (a load balancer, a probe).
+        location ~ ^/(metrics|healthz|readyz)$ {{
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_pass http://unix:{monitoring_socket(data_dir)};
         }}
     }}
 }}

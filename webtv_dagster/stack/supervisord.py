@@ -130,6 +130,11 @@ def supervisord_binary() -> str:
     return str(Path(sys.executable).with_name("supervisord"))
 
 
+def supervised_name(info: dict) -> str:
+    """A program's supervisord name (group:program when grouped) from its process info."""
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
 class StackSupervisor:
     """A client of the stack's supervisord, over its Unix socket (owner only)."""
 

@@ -51,12 +51,13 @@ from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertError, notifier
 from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
-from webtv_dagster.stack.supervisord import StackSupervisor
+from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 from webtv_dagster.storage import StorageError
 
 log = logging.getLogger(__name__)
 
 LOOK_SECONDS = 0.25  # how often each program is checked
+ALIVE_SECONDS = 5.0  # /healthz fails once supervisord has not answered for this long
 PLAYOUT_HANG_SECONDS = 2.0  # its feeder beats every 0.5 s as it works and as it waits
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_FAILURES = 2  # failed probes in a row that make a program hung
@@ -169,11 +170,6 @@ class _Watched:
     probe: Future | None = None
 
 
-def _program(info: dict) -> str:
-    """A program's supervisord name (group:program when grouped) from its process info."""
-    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
-
-
 class Watchdog:
     """Checks the programs of the stack on `supervisor` and kills the hung ones."""
 
@@ -191,6 +187,24 @@ class Watchdog:
         self._disk_looked = 0.0
         self._guess_counts: list[tuple[float, int]] = []  # (when, total) over the window
         self._guesses_alerted_until = 0.0
+        # What the metrics report of the programs: supervisord's last answer, and the starts
+        # of each program after the first one seen (a pid seen anew).
+        self.processes: list[dict] = []
+        self.restarts: dict[str, int] = {}
+        self._pids: dict[str, int] = {}
+        self._answered_at = time.monotonic()  # alive from the start, until supervisord is not
+
+    def alive(self) -> bool:
+        """Whether the stack is alive: supervisord answered the watchdog's last looks."""
+        return time.monotonic() - self._answered_at < ALIVE_SECONDS
+
+    def _count_starts(self, processes: list[dict]) -> None:
+        for info in processes:
+            program, pid = supervised_name(info), info["pid"]
+            if pid and self._pids.get(program, pid) != pid:
+                self.restarts[program] = self.restarts.get(program, 0) + 1
+            if pid:
+                self._pids[program] = pid
 
     def check_of(self, info: dict) -> Check | None:
         """How the program of supervisord's process `info` is checked (None: it is not: the
@@ -249,9 +263,11 @@ class Watchdog:
                 except (OSError, xmlrpc.client.Error) as error:
                     log.warning("supervisord did not answer (%s): nothing checked", error)
                     continue
+                self.processes, self._answered_at = processes, time.monotonic()
+                self._count_starts(processes)
                 running = {}
                 for info in processes:
-                    program = _program(info)
+                    program = supervised_name(info)
                     if info["statename"] != "RUNNING":
                         continue  # stopped by an operator, or being (re)started
                     running[program] = info

@@ -15,6 +15,7 @@ from webtv_dagster.lib.history import (
 )
 from webtv_dagster.lib.resources import DagsterHistory, S3MediaStorage, Studio
 from webtv_dagster.playout.takedowns import forget_takedowns
+from webtv_dagster.production.request_counts import queue_path
 from webtv_dagster.production.retention import (
     clips_to_remove,
     intermediates_to_remove,
@@ -22,7 +23,7 @@ from webtv_dagster.production.retention import (
     remove_intermediates,
     stored_clips,
 )
-from webtv_dagster.production.shot_requests import RequestQueue, queue_path
+from webtv_dagster.production.shot_requests import RequestQueue
 
 
 class RetentionConfig(dg.Config):
