@@ -376,15 +376,19 @@ class Prometheus:
     def __init__(self, url: str):
         self.url = url
 
-    def value(self, query: str) -> float | None:
-        """The instant query's one value (None: no series, or not yet scraped)."""
+    def series(self, query: str) -> list[dict]:
+        """The instant query's result, one entry per series (an invalid query raises)."""
         import json
         import urllib.parse
         import urllib.request
 
         address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
         with urllib.request.urlopen(address, timeout=5) as answer:
-            result = json.load(answer)["data"]["result"]
+            return json.load(answer)["data"]["result"]
+
+    def value(self, query: str) -> float | None:
+        """The instant query's one value (None: no series, or not yet scraped)."""
+        result = self.series(query)
         return float(result[0]["value"][1]) if result else None
 
 

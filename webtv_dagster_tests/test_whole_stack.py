@@ -27,6 +27,7 @@ from .irc import TOKEN, chat_requests, viewer
 from .servers import running_prometheus, start_webtv_up, stop_webtv_up
 
 SLUG = "test-llamas"
+DASHBOARD = Path(__file__).parents[1] / "deploy" / "grafana" / "webtv-dashboard.json"
 
 
 @pytest.fixture
@@ -176,6 +177,11 @@ def monitored_by_prometheus(stack, supervisor) -> None:
         wait_for(lambda: value(f"webtv_channel_on_air{{{channel}}}") == 1, 30, "back on air")
         assert value(f"webtv_channel_seconds_since_last_frame{{{channel}}}") < 3
         assert value(f"webtv_channel_unplayed_seconds{{{channel}}}") > 0
+        # Every query of the Grafana dashboard is one Prometheus runs and finds series for.
+        dashboard = json.loads(DASHBOARD.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                assert prometheus.series(target["expr"]), (panel["title"], target["expr"])
 
 
 def publisher_of(playout: int) -> int | None:

@@ -13,7 +13,7 @@ Per channel (label `channel`): `webtv_channel_on_air`, `webtv_channel_seconds_si
 `webtv_channel_clips_skipped_total`, `webtv_channel_clips_taken_down_total` (the last three
 since its playout began: Prometheus' `increase()` handles the reset of a restart),
 `webtv_channel_stopped`, and `webtv_channel_requests` (label `status`: pending and approved are
-the queue, refused and scheduled its decisions kept). Per supervised program (label
+the queue, scheduled and refused its decisions of the last 24 hours). Per supervised program (label
 `program`): `webtv_process_up`, `webtv_process_state` (label `state`, 1 for the current one) and
 `webtv_process_restarts_total` (starts the watchdog saw after the first). Every scrape reads
 the files and the request database afresh: its cost grows with the channels, not with history.
@@ -38,15 +38,20 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 
 from webtv_dagster.playout.state import PlayoutFolder, read_state
-from webtv_dagster.production.request_counts import queue_path, request_counts
+from webtv_dagster.production.request_counts import (
+    DECIDED,
+    QUEUED,
+    queue_path,
+    request_counts,
+)
 from webtv_dagster.public_site import share_with_nginx
 from webtv_dagster.stack.supervisord import supervised_name
 
 log = logging.getLogger(__name__)
 
 ON_AIR_SECONDS = 3.0  # a publisher reports progress several times a second while it sends
+DECISIONS_WINDOW_SECONDS = 86_400
 PROCESS_STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL")
-REQUEST_STATUSES = ("pending", "approved", "scheduled", "refused")
 
 
 class ChannelAir:
@@ -135,16 +140,18 @@ class StackMetrics(Collector):
     def _request_metrics(self) -> Iterator[GaugeMetricFamily]:
         requests = GaugeMetricFamily(
             "webtv_channel_requests",
-            "viewers' shot requests kept, by status (pending and approved: the queue)",
+            "viewers' shot requests waiting (pending, approved) and decided in the last 24 h "
+            "(scheduled, refused)",
             labels=["channel", "status"],
         )
         try:
-            counts = request_counts(queue_path(self.data_dir))
+            since = time.time() - DECISIONS_WINDOW_SECONDS
+            counts = request_counts(queue_path(self.data_dir), self.slugs, since)
         except sqlite3.Error as error:
             log.warning("metrics: the request queue cannot be read now: %s", error)
             counts = {}
         for slug in self.slugs:
-            for status in REQUEST_STATUSES:
+            for status in (*QUEUED, *DECIDED):
                 requests.add_metric([slug, status], counts.get((slug, status), 0))
         yield requests
 
