@@ -375,3 +375,4 @@ def test_a_publisher_killed_just_after_a_cut_goes_on_after_the_cut(
     assert all(step < (1 + FEED_LEAD_SECONDS) * 1000 + FRAME_MS for step in steps), max(steps)
     assert watcher.count(NAMES[1]) <= aired * 24  # clip 2 was not sent again
     assert [s.clip_id for s in state.skipped if s.taken_down] == [clip_key(2)]
+    assert (state.clips_skipped, state.clips_taken_down) == (1, 1)  # what the metrics count

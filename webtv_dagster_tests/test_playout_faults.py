@@ -140,6 +140,7 @@ def test_a_clip_bad_in_s3_is_skipped_with_its_reason_and_the_air_goes_on(
         f"{SLUG}-000005",
     ]
     reasons = {skip.clip_id: skip.reason for skip in state.skipped}
+    assert (state.clips_skipped, state.clips_taken_down) == (2, 0)  # what the metrics count
     assert "bytes where its record says" in reasons[f"{SLUG}-000002"]
     assert "frames where its record says 64" in reasons[f"{SLUG}-000003"] or (
         "cannot remux" in reasons[f"{SLUG}-000003"]
