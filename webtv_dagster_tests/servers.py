@@ -24,7 +24,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from webtv_dagster.media_store import MediaStore
-from webtv_dagster.stack.embedded_s3 import PORT_OFFSETS, weed_command, weed_environment
+from webtv_dagster.stack.embedded_s3 import (
+    PORT_OFFSETS,
+    remove_own_sockets,
+    weed_command,
+    weed_environment,
+)
 from webtv_dagster.stack.nginx import (
     STREAM_NAME,
     RtmpServerError,
@@ -77,9 +82,11 @@ class EmbeddedS3:
     process: subprocess.Popen
     endpoint_url: str
     log_path: Path
+    s3_port: int
 
     def stop(self) -> None:
         stop_process(self.process)
+        remove_own_sockets(self.s3_port)
 
 
 def start_embedded_s3(
@@ -107,7 +114,7 @@ def start_embedded_s3(
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=data_dir
         )
-    server = EmbeddedS3(process, f"http://127.0.0.1:{s3_port}", log_path)
+    server = EmbeddedS3(process, f"http://127.0.0.1:{s3_port}", log_path, s3_port)
     client = boto3.client(
         "s3",
         endpoint_url=server.endpoint_url,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from webtv_dagster.stack.embedded_s3 import grpc_sockets
 from webtv_dagster.stack.programs import chat_program, playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor
 
@@ -134,6 +135,9 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
     finally:
         left = stop_webtv_up(stack)
     assert left == [], "processes of the stack left running after `webtv down`"
+    # Nor the gRPC sockets SeaweedFS names in /tmp and never removes.
+    s3_port = int(stack.environment["WEBTV_S3_ENDPOINT_URL"].rsplit(":", 1)[1])
+    assert grpc_sockets(s3_port) == []
 
 
 def fetch(url: str) -> tuple[int, bytes]:

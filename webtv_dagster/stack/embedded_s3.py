@@ -150,18 +150,36 @@ def write_weed_security(data_dir: Path) -> Path:
     return folder
 
 
-def sockets_of_others(s3_port: int) -> list[Path]:
-    """SeaweedFS names its gRPC sockets itself, in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>
-    .sock`; its other sockets go to the store's own folder): such a path that another account
-    made first would stop it starting."""
+def grpc_sockets(s3_port: int) -> list[Path]:
+    """The paths SeaweedFS names itself, in /tmp, for its gRPC sockets on the stack's ports
+    (`/tmp/seaweedfs-<service>-grpc-<port>.sock`; its other sockets go to the store's own
+    folder)."""
     ports = {s3_port + offset for offset in PORT_OFFSETS.values()}
+    return sorted(
+        path
+        for path in Path("/tmp").glob("seaweedfs-*-grpc-*.sock")
+        if (port := path.stem.rsplit("-", 1)[1]).isdigit() and int(port) in ports
+    )
+
+
+def sockets_of_others(s3_port: int) -> list[Path]:
+    """Those of the gRPC socket paths that another account made first: they would stop
+    SeaweedFS starting."""
     found = []
-    for path in Path("/tmp").glob("seaweedfs-*-grpc-*.sock"):
-        port = path.stem.rsplit("-", 1)[1]
+    for path in grpc_sockets(s3_port):
         with contextlib.suppress(OSError):
-            if port.isdigit() and int(port) in ports and path.lstat().st_uid != os.geteuid():
+            if path.lstat().st_uid != os.geteuid():
                 found.append(path)
-    return sorted(found)
+    return found
+
+
+def remove_own_sockets(s3_port: int) -> None:
+    """Removes the gRPC sockets a stopped SeaweedFS left in /tmp (it never removes them): a
+    stack started on other ports each time would fill /tmp with them."""
+    for path in grpc_sockets(s3_port):
+        with contextlib.suppress(OSError):
+            if path.lstat().st_uid == os.geteuid():
+                path.unlink()
 
 
 def weed_command(data_dir: Path, s3_port: int, bucket: str) -> list[str]:

@@ -27,6 +27,7 @@ from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings, child_environment, named_secret
 from webtv_dagster.stack.embedded_s3 import (
     PORT_OFFSETS,
+    remove_own_sockets,
     sockets_of_others,
     weed_command,
     weed_environment,
@@ -280,7 +281,10 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
         if supervised():
             print("webtv: stopping", flush=True)
             stop_stack(data_dir, supervisor, settings.stop_grace_seconds)
-        return supervisord.wait() if supervisord is not None else 0
+        code = supervisord.wait() if supervisord is not None else 0
+        if s3_port is not None and not supervised():
+            remove_own_sockets(s3_port)
+        return code
 
 
 def _announce(
