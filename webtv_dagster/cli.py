@@ -25,6 +25,7 @@ from webtv_dagster.public_site import PublicFolderError, monitoring_socket, view
 from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack.instance import dagster_home, instance_config, open_instance
 from webtv_dagster.stack.nginx import (
+    RTMP_STATISTICS,
     RtmpServerError,
     become_nginx,
     publish_url,
@@ -296,7 +297,11 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signum, lambda *_: watchdog.stop.set())
     slugs = [channel.slug for channel in load_channels(settings.channels_file).channels]
     metrics = StackMetrics(
-        settings.data_dir, slugs, lambda: watchdog.processes, lambda: dict(watchdog.restarts)
+        settings.data_dir,
+        slugs,
+        lambda: watchdog.processes,
+        lambda: dict(watchdog.restarts),
+        f"http://127.0.0.1:{settings.hls_port}{RTMP_STATISTICS}",
     )
     monitoring = serve_monitoring(
         monitoring_socket(settings.data_dir),

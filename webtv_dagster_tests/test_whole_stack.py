@@ -179,6 +179,13 @@ def monitored_by_prometheus(stack, supervisor) -> None:
             "Prometheus counting the viewer service's restart",
         )
         wait_for(lambda: value(f"webtv_channel_on_air{{{channel}}}") == 1, 30, "back on air")
+        # A viewer on RTMP is counted (not the publisher, not the mirror's relay), and leaves.
+        viewers = f"webtv_channel_rtmp_viewers{{{channel}}}"
+        assert value(viewers) == 0
+        with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as watcher:
+            watcher.wait_for_frames(24, timeout=60)
+            wait_for(lambda: value(viewers) == 1, 30, "Prometheus counting the RTMP viewer")
+        wait_for(lambda: value(viewers) == 0, 30, "the viewer gone")
         assert value(f"webtv_channel_seconds_since_last_frame{{{channel}}}") < 3
         assert value(f"webtv_channel_unplayed_seconds{{{channel}}}") > 0
         # Every query of the Grafana dashboard is one Prometheus runs and finds series for.

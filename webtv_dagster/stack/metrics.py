@@ -12,8 +12,9 @@ Per channel (label `channel`): `webtv_channel_on_air`, `webtv_channel_seconds_si
 `webtv_channel_unplayed_seconds`, `webtv_channel_publisher_restarts_total`,
 `webtv_channel_clips_skipped_total`, `webtv_channel_clips_taken_down_total` (the last three
 since its playout began: Prometheus' `increase()` handles the reset of a restart),
-`webtv_channel_stopped`, and `webtv_channel_requests` (label `status`: pending and approved are
-the queue, scheduled and refused its decisions of the last 24 hours). Per supervised program (label
+`webtv_channel_stopped`, `webtv_channel_rtmp_viewers` (RTMP subscribers, from nginx-rtmp's
+statistics), and `webtv_channel_requests` (label `status`: pending and approved are the
+queue, scheduled and refused its decisions of the last 24 hours). Per supervised program (label
 `program`): `webtv_process_up`, `webtv_process_state` (label `state`, 1 for the current one) and
 `webtv_process_restarts_total` (starts the watchdog saw after the first). Every scrape reads
 the files and the request database afresh: its cost grows with the channels, not with history.
@@ -29,9 +30,11 @@ import socketserver
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from xml.etree import ElementTree
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
@@ -49,6 +52,7 @@ from webtv_dagster.stack.supervisord import supervised_name
 
 log = logging.getLogger(__name__)
 
+STATISTICS_TIMEOUT = 1.0  # nginx answers at once, or it is hung (the watchdog's business)
 ON_AIR_SECONDS = 3.0  # a publisher reports progress several times a second while it sends
 DECISIONS_WINDOW_SECONDS = 86_400
 PROCESS_STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL")
@@ -75,9 +79,31 @@ class ChannelAir:
             self.unplayed_seconds = queued + self.state.unplayed_seconds
 
 
+def rtmp_viewers(statistics_url: str) -> dict[str, int]:
+    """Each channel's RTMP subscribers (application: clients playing), from nginx-rtmp's
+    statistics: the publisher and nginx's own relays are not viewers. Empty when nginx does
+    not answer."""
+    try:
+        with urllib.request.urlopen(statistics_url, timeout=STATISTICS_TIMEOUT) as answer:
+            root = ElementTree.fromstring(answer.read())
+    except (OSError, ElementTree.ParseError) as error:
+        log.debug("metrics: no RTMP statistics (%s)", error)
+        return {}
+    viewers = {}
+    for application in root.iter("application"):
+        clients = application.iter("client")
+        viewers[application.findtext("name", "")] = sum(
+            client.find("publishing") is None
+            and not client.findtext("flashver", "").startswith("ngx-")
+            for client in clients
+        )
+    return viewers
+
+
 class StackMetrics(Collector):
     """The stack's metrics, read afresh at each scrape (module docstring). `processes` gives
-    supervisord's latest process list, `restarts` the starts counted per program."""
+    supervisord's latest process list, `restarts` the starts counted per program; viewers are
+    read from nginx-rtmp's statistics at `statistics_url` (None: not counted)."""
 
     def __init__(
         self,
@@ -85,9 +111,11 @@ class StackMetrics(Collector):
         slugs: Sequence[str],
         processes: Callable[[], list[dict]],
         restarts: Callable[[], dict[str, int]],
+        statistics_url: str | None = None,
     ):
         self.data_dir, self.slugs = data_dir, list(slugs)
         self.processes, self.restarts = processes, restarts
+        self.statistics_url = statistics_url
 
     def air(self) -> dict[str, ChannelAir]:
         now = time.time()
@@ -96,6 +124,7 @@ class StackMetrics(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield from self._channel_metrics(self.air())
         yield from self._request_metrics()
+        yield from self._viewer_metrics()
         yield from self._process_metrics()
 
     def _channel_metrics(self, air: dict[str, ChannelAir]) -> Iterator:
@@ -154,6 +183,20 @@ class StackMetrics(Collector):
             for status in (*QUEUED, *DECIDED):
                 requests.add_metric([slug, status], counts.get((slug, status), 0))
         yield requests
+
+    def _viewer_metrics(self) -> Iterator[GaugeMetricFamily]:
+        if self.statistics_url is None:
+            return
+        viewers = GaugeMetricFamily(
+            "webtv_channel_rtmp_viewers",
+            "RTMP subscribers watching the channel (not its publisher, not the mirrors)",
+            labels=["channel"],
+        )
+        counted = rtmp_viewers(self.statistics_url)
+        for slug in self.slugs:
+            if slug in counted:
+                viewers.add_metric([slug], counted[slug])
+        yield viewers
 
     def _process_metrics(self) -> Iterator:
         up = GaugeMetricFamily(

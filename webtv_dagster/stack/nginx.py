@@ -40,6 +40,7 @@ VIEWER = Path(audience.__file__).with_name("viewer")  # the web viewer's page
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
+RTMP_STATISTICS = "/rtmp/statistics"
 
 
 class RtmpServerError(RuntimeError):
@@ -224,6 +225,12 @@ http {{
         }}
         location = /vendor/hls.min.js {{
             alias {root}/viewer/hls.min.js;
+        }}
+        # nginx-rtmp's statistics (clients per stream), for the stack's metrics: loopback only.
+        location = {RTMP_STATISTICS} {{
+            allow 127.0.0.1;
+            deny all;
+            rtmp_stat all;
         }}
         location = {PUBLISH_CHECK} {{
             if ($arg_name = "{STREAM_NAME}") {{
