@@ -72,6 +72,9 @@ def test_metrics_are_for_loopback_clients_or_the_operator_token(served):
     status, body = get(path, "/metrics", **outside, Authorization=f"Bearer {TOKEN}")
     assert status == 200 and TOKEN.encode() not in body
     assert get(path, "/metrics", Authorization=f"Bearer {TOKEN}x")[0] == 401  # no address
+    # Through a reverse proxy on this machine (Caddy): loopback, but marked, so not local.
+    proxied = {"X-Real-IP": "127.0.0.1", "X-Forwarded-For": "203.0.113.5"}
+    assert get(path, "/metrics", **proxied)[0] == 401
     assert get(path, "/nothing")[0] == 404
 
 

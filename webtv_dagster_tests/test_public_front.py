@@ -117,6 +117,32 @@ def test_the_viewer_is_served_over_https_with_its_headers(front):
     assert curl(config, cert, "viewer", "/", site="evil.test")[0] == 0
 
 
+def test_metrics_and_rtmp_statistics_are_not_public_through_the_front(front, tmp_path):
+    """Caddy's requests reach nginx from loopback: the stack's metrics and nginx-rtmp's
+    statistics still refuse them (they carry X-Forwarded-For), and answer the same requests
+    made on the machine."""
+    from webtv_dagster.public_site import monitoring_socket
+    from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
+
+    config, cert, _ = front
+    metrics = StackMetrics(tmp_path / "data", ["test-llamas"], lambda: [], lambda: {})
+    server = serve_monitoring(monitoring_socket(tmp_path / "data"), metrics, lambda: True, "")
+    try:
+        assert curl(config, cert, "viewer", "/metrics")[0] == 401
+        assert curl(config, cert, "viewer", "/rtmp/statistics")[0] == 403
+        assert curl(config, cert, "viewer", "/healthz")[0] == 200  # for a load balancer
+        local = f"http://127.0.0.1:{config.viewer_port}"
+        for path, status in (("/metrics", 200), ("/rtmp/statistics", 200)):
+            done = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", local + path],
+                capture_output=True,
+                text=True,
+            )
+            assert done.stdout == str(status), path
+    finally:
+        server.shutdown()
+
+
 def test_the_ui_needs_its_password_and_refuses_what_other_sites_can_send(front):
     config, cert, ui = front
     login = ["-u", f"{config.ui_user}:{PASSWORD}"]

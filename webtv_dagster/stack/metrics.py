@@ -2,8 +2,8 @@
 Kubernetes probe, served by the watchdog (which looks at every program four times a second
 anyway) on a socket of the data folder that nginx proxies on the viewer's HTTP port:
 
-- `/metrics`: the metrics below in Prometheus' text format, to loopback clients or with the
-  operator token (`Authorization: Bearer <WEBTV_OPERATOR_TOKEN>`);
+- `/metrics`: the metrics below in Prometheus' text format, to loopback clients (not through a
+  reverse proxy) or with the operator token (`Authorization: Bearer <WEBTV_OPERATOR_TOKEN>`);
 - `/healthz`: 200 while the watchdog answers and supervisord does (the stack is alive);
 - `/readyz`: 200 when every channel not stopped by an operator is on air, else 503 naming
   those off air.
@@ -272,7 +272,10 @@ def serve_monitoring(
                 self._answer(404, b"not found\n", "text/plain")
 
         def _may_read_metrics(self) -> bool:
-            if _is_loopback(self.headers.get("X-Real-IP", "")):
+            # Local: from loopback as nginx saw it, and not through a reverse proxy on this
+            # machine (Caddy's requests come from loopback too, marked X-Forwarded-For).
+            local = _is_loopback(self.headers.get("X-Real-IP", ""))
+            if local and not self.headers.get("X-Forwarded-For"):
                 return True
             given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             return bool(operator_token) and hmac.compare_digest(

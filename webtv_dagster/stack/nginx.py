@@ -230,6 +230,10 @@ http {{
         location = {RTMP_STATISTICS} {{
             allow 127.0.0.1;
             deny all;
+            # Through a reverse proxy on this machine (it adds the header) is not local.
+            if ($http_x_forwarded_for) {{
+                return 403;
+            }}
             rtmp_stat all;
         }}
         location = {PUBLISH_CHECK} {{
@@ -277,6 +281,7 @@ http {{
         # clients or with the operator token, health to anyone (a load balancer, a probe).
         location ~ ^/(metrics|healthz|readyz)$ {{
             proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $http_x_forwarded_for;  # a proxy's mark, if any
             proxy_pass http://unix:{monitoring_socket(data_dir)};
         }}
     }}
