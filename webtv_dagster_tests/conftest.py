@@ -296,17 +296,31 @@ SECRET_PATH = "/services/T0001/B0002/very-secret-token"
 @pytest.fixture
 def receiver():
     """A webhook receiver on a free loopback port; yields (url, the JSON bodies it got)."""
+    with webhook_receiver() as (url, received, _):
+        yield url, received
+
+
+@contextlib.contextmanager
+def webhook_receiver(refuse_first: int = 0):
+    """A webhook receiver on a free loopback port that answers 503 to its first
+    `refuse_first` posts; yields (url, the JSON bodies it took, the attempts it got)."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     received: list[dict] = []
+    attempts: list[float] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             length = int(self.headers["Content-Length"])
-            received.append({"path": self.path, **json.loads(self.rfile.read(length))})
-            self.send_response(200)
+            body = json.loads(self.rfile.read(length))
+            attempts.append(time.monotonic())
+            if len(attempts) <= refuse_first:
+                self.send_response(503)
+            else:
+                received.append({"path": self.path, **body})
+                self.send_response(200)
             self.end_headers()
 
         def log_message(self, *_):
@@ -315,5 +329,7 @@ def receiver():
     server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}", received, attempts
+    finally:
+        server.shutdown()

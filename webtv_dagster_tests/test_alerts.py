@@ -113,3 +113,69 @@ def test_a_channel_off_air_is_alerted_once_after_a_tick_of_grace_and_again_when_
             thread.join()
     assert received[-1]["title"] == "test-llamas is back"
     assert received[-1]["severity"] == "resolved"
+
+
+class _Supervisord:
+    """supervisord's process list as the watchdog reads it, changed by the test."""
+
+    def __init__(self):
+        self.list: list[dict] = []
+
+    def processes(self) -> list[dict]:
+        return self.list
+
+
+def _process(name: str, state: str, pid: int, why: str = "") -> dict:
+    return {"group": name, "name": name, "statename": state, "pid": pid, "spawnerr": why}
+
+
+def test_the_watchdog_alerts_a_program_that_gives_up_or_loops_and_retries_refused_alerts(
+    tmp_path, monkeypatch
+):
+    """Without the Dagster daemon (the program that gives up may be the daemon itself): a
+    program entering FATAL, running again, and starting 3 times within 10 minutes; a receiver
+    that refuses the first attempts gets each alert once it takes them."""
+    from webtv_dagster.stack import watchdog as watchdog_module
+    from webtv_dagster.stack.watchdog import Watchdog
+
+    from .conftest import settings_for_tests, webhook_receiver
+
+    monkeypatch.setattr(watchdog_module, "ALERT_FIRST_RETRY_SECONDS", 0.2)
+    with webhook_receiver(refuse_first=2) as (url, received, attempts):
+        settings = settings_for_tests(data_dir=tmp_path, alert_webhook_url=url)
+        supervisord = _Supervisord()
+        watchdog = Watchdog(settings, supervisord, "127.0.0.1:1", tmp_path)
+
+        def look(*processes: dict) -> None:
+            watchdog._count_starts(list(processes))
+            watchdog.look_at_states(list(processes))
+
+        look(_process("dagster-daemon", "RUNNING", 10))
+        look(
+            _process(
+                "dagster-daemon", "FATAL", 0, "Exited too quickly (process log may have details)"
+            )
+        )
+        look(_process("dagster-daemon", "FATAL", 0))  # once, not at every look
+        wait_for_alerts(received, 1)
+        assert received[0]["title"] == "dagster-daemon gave up"
+        assert "Exited too quickly" in received[0]["text"] and received[0]["severity"] == "error"
+        assert len(attempts) == 3  # refused twice, then taken
+        look(_process("dagster-daemon", "RUNNING", 11))
+        wait_for_alerts(received, 2)
+        assert received[1]["title"] == "dagster-daemon runs again"
+        # Started 3 times within 10 minutes (pids 10, 11, 12): a loop, alerted once.
+        look(_process("dagster-daemon", "RUNNING", 12))
+        look(_process("dagster-daemon", "RUNNING", 13))
+        wait_for_alerts(received, 3)
+        assert received[2]["title"] == "dagster-daemon restarts in a loop"
+        assert watchdog.restarts["dagster-daemon"] == 3
+        time.sleep(0.5)
+        assert len(received) == 3
+
+
+def wait_for_alerts(received: list, count: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(received) >= count, received

@@ -1,6 +1,7 @@
 """Alerts: a person hears about what the system could not fix by itself, through the
 deployment's webhook (WEBTV_ALERT_WEBHOOK_URL): a failed run, a channel off air or unable to
-publish for longer than a sensor tick, a supervised process that gave up restarting."""
+publish for longer than a sensor tick. (Programs that give up or restart in a loop are alerted
+by the stack's watchdog, stack/watchdog.py, which does not depend on the Dagster daemon.)"""
 
 import json
 import time
@@ -11,7 +12,6 @@ from webtv_dagster.lib.names import CHANNEL_TAG, RANGE_END, RANGE_START
 from webtv_dagster.lib.resources import AlertWebhook, Studio
 from webtv_dagster.playout.process import playout_status
 from webtv_dagster.playout.state import read_state
-from webtv_dagster.stack.supervisord import StackSupervisor
 
 ALERT_CHECK_SECONDS = 30
 
@@ -57,17 +57,11 @@ def off_air_alert_sensor(
     context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook, studio: Studio
 ):
     """Alerts when a channel has been off air, stuck or unable to publish on two ticks in a row
-    (the playout and the supervisor fix the short faults), when a supervised process gave up
-    restarting (FATAL), and again when each comes back."""
+    (the playout and the supervisor fix the short faults), and again when it comes back. (A
+    supervised program that gives up is the stack's watchdog's to alert: it does not depend on
+    this daemon.)"""
     now = time.time()
     problems = {slug: channel_problem(studio, slug, now) for slug in studio.slugs()}
-    supervisor = StackSupervisor.connect(studio.data_folder)
-    for info in supervisor.processes() if supervisor else []:
-        problems[f"process {info['name']}"] = (
-            f"it gave up restarting: {info['spawnerr'] or info['description']}"
-            if info["statename"] == "FATAL"
-            else None
-        )
     seen = json.loads(context.cursor) if context.cursor else {}
     for subject, problem in problems.items():
         before = seen.get(subject)  # {"problem": ..., "alerted": bool}

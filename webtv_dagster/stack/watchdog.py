@@ -57,6 +57,14 @@ from webtv_dagster.storage import StorageError
 log = logging.getLogger(__name__)
 
 LOOK_SECONDS = 0.25  # how often each program is checked
+# A program that starts RESTART_LOOP_STARTS times within RESTART_LOOP_SECONDS is alerted.
+RESTART_LOOP_STARTS = 3
+RESTART_LOOP_SECONDS = 600.0
+# An alert the receiver refused is sent again after 1, 2, 4... s (at most a minute apart),
+# for up to an hour.
+ALERT_FIRST_RETRY_SECONDS = 1.0
+ALERT_MAX_RETRY_SECONDS = 60.0
+ALERT_RETRY_SECONDS = 3600.0
 ALIVE_SECONDS = 5.0  # /healthz fails once supervisord has not answered for this long
 PLAYOUT_HANG_SECONDS = 2.0  # its feeder beats every 0.5 s as it works and as it waits
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -192,6 +200,9 @@ class Watchdog:
         self.processes: list[dict] = []
         self.restarts: dict[str, int] = {}
         self._pids: dict[str, int] = {}
+        self._states: dict[str, str] = {}
+        self._starts: dict[str, list[float]] = {}  # of each program, within the loop window
+        self._loop_alerted: dict[str, float] = {}  # until when a loop is not alerted again
         self._answered_at = time.monotonic()  # alive from the start, until supervisord is not
 
     def alive(self) -> bool:
@@ -199,12 +210,46 @@ class Watchdog:
         return time.monotonic() - self._answered_at < ALIVE_SECONDS
 
     def _count_starts(self, processes: list[dict]) -> None:
+        now = time.monotonic()
         for info in processes:
             program, pid = supervised_name(info), info["pid"]
             if pid and self._pids.get(program, pid) != pid:
                 self.restarts[program] = self.restarts.get(program, 0) + 1
+                self._look_at_restart_loop(program, now)
             if pid:
                 self._pids[program] = pid
+
+    def look_at_states(self, processes: list[dict]) -> None:
+        """Alerts when a program enters FATAL (supervisord gave up restarting it), and when it
+        runs again: without the Dagster daemon, so a dead daemon or code server is alerted
+        too."""
+        for info in processes:
+            program, state = supervised_name(info), info["statename"]
+            was = self._states.get(program)
+            self._states[program] = state
+            if state == "FATAL" and was != "FATAL":
+                why = info.get("spawnerr") or info.get("description") or "no reason given"
+                self._notify(
+                    f"{program} gave up",
+                    f"supervisord stopped restarting {program}: {why}. `webtv status` shows "
+                    f"it; its log is in the data folder's supervisor/logs.",
+                    "error",
+                )
+            elif state == "RUNNING" and was == "FATAL":
+                self._notify(f"{program} runs again", f"{program} is running again.", "info")
+
+    def _look_at_restart_loop(self, program: str, now: float) -> None:
+        starts = [t for t in self._starts.get(program, []) if now - t <= RESTART_LOOP_SECONDS]
+        self._starts[program] = [*starts, now]
+        if len(starts) + 1 >= RESTART_LOOP_STARTS and now >= self._loop_alerted.get(program, 0):
+            self._loop_alerted[program] = now + RESTART_LOOP_SECONDS
+            self._notify(
+                f"{program} restarts in a loop",
+                f"{program} started {len(starts) + 1} times in the last "
+                f"{RESTART_LOOP_SECONDS / 60:.0f} minutes (it dies, or hangs and is killed): "
+                "its log in the data folder's supervisor/logs says why.",
+                "error",
+            )
 
     def check_of(self, info: dict) -> Check | None:
         """How the program of supervisord's process `info` is checked (None: it is not: the
@@ -265,6 +310,7 @@ class Watchdog:
                     continue
                 self.processes, self._answered_at = processes, time.monotonic()
                 self._count_starts(processes)
+                self.look_at_states(processes)
                 running = {}
                 for info in processes:
                     program = supervised_name(info)
@@ -370,7 +416,16 @@ class Watchdog:
             ).start()
 
     def _alert(self, title: str, message: str, severity: str) -> None:
-        try:
-            self.alerts.send(title, message, severity=severity)
-        except AlertError as error:
-            log.warning("alert not delivered: %s", error)
+        """Delivers the alert, trying again with a growing delay until the receiver takes it
+        or ALERT_RETRY_SECONDS passed (a receiver down for a while still gets it)."""
+        delay, deadline = ALERT_FIRST_RETRY_SECONDS, time.monotonic() + ALERT_RETRY_SECONDS
+        while True:
+            try:
+                self.alerts.send(title, message, severity=severity)
+                return
+            except AlertError as error:
+                if time.monotonic() + delay > deadline or self.stop.wait(delay):
+                    log.error("alert %r not delivered, given up: %s", title, error)
+                    return
+                log.warning("alert %r not delivered (%s): again in %.0f s", title, error, delay)
+                delay = min(delay * 2, ALERT_MAX_RETRY_SECONDS)
