@@ -396,8 +396,13 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
     from webtv_dagster.playout.takedowns import Takedowns
 
     url, alerts = receiver
+    # A clip a run: the first clip, and the first after the disk has room, land a run sooner.
     stack = up_with_every_option(
-        tmp_path, every_option_on, log=data_disk / "webtv-up.log", WEBTV_ALERT_WEBHOOK_URL=url
+        tmp_path,
+        every_option_on,
+        log=data_disk / "webtv-up.log",
+        WEBTV_ALERT_WEBHOOK_URL=url,
+        WEBTV_CLIPS_PER_RUN="1",
     )
     folder = PlayoutFolder.of(data_disk, SLUG)
 
@@ -413,7 +418,7 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
         supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
         wait_until_every_program_runs(supervisor)
         wait_for(lambda: on_air(stack), 120, "the channel on air")
-        wait_for(lambda: saved_playlist(folder) and newest_clip() >= 2, 300, "clips made")
+        wait_for(lambda: saved_playlist(folder) and newest_clip() >= 1, 300, "a clip made")
         with AirMonitor(f"rtmp://127.0.0.1:{stack.rtmp_port}/{SLUG}/live") as watcher:
             watcher.wait_for_frames(48, timeout=90)
             full_at = time.monotonic()
