@@ -379,6 +379,7 @@ def data_disk(tmp_path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(data)])
 
 
+@pytest.mark.long
 def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_itself(
     tmp_path, data_disk, every_option_on, receiver
 ):
