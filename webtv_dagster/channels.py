@@ -118,10 +118,6 @@ class OnAirGraphics(BaseModel):
         folder = (info.context or {}).get("folder")
         return path if path.is_absolute() or folder is None else folder / path
 
-    @property
-    def any(self) -> bool:
-        return self.bug or self.bug_image is not None or self.lower_third
-
 
 BUG_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 BUG_IMAGE_MAX_BYTES = 2 * 1024 * 1024

@@ -23,6 +23,7 @@ from webtv_dagster.stack.processes import port_is_free
 from webtv_dagster.stack.programs import media_programs, playout_program
 from webtv_dagster.stack.supervisord import (
     StackSupervisor,
+    supervised_name,
     supervisord_binary,
     write_supervisord_conf,
 )
@@ -51,12 +52,7 @@ class Stack:
 
     def pids(self) -> dict[str, int]:
         """Each program's pid, by its supervisord name (group:program when grouped)."""
-        return {
-            info["name"]
-            if info["group"] == info["name"]
-            else f"{info['group']}:{info['name']}": info["pid"]
-            for info in self.supervisor.processes()
-        }
+        return {supervised_name(info): info["pid"] for info in self.supervisor.processes()}
 
 
 @contextmanager

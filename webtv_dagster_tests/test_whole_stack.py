@@ -20,7 +20,7 @@ import yaml
 
 from webtv_dagster.stack.embedded_s3 import grpc_sockets
 from webtv_dagster.stack.programs import chat_program, playout_program
-from webtv_dagster.stack.supervisord import StackSupervisor
+from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 
 from .air_monitor import AirMonitor
 from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS, wait_for
@@ -74,9 +74,9 @@ EXPECTED = {
 def running(supervisor) -> dict[str, int]:
     """Each running program's pid, by its supervisord name (group:program when grouped)."""
     return {
-        (f"{i['group']}:{i['name']}" if i["group"] != i["name"] else i["name"]): i["pid"]
-        for i in supervisor.processes()
-        if i["statename"] == "RUNNING"
+        supervised_name(info): info["pid"]
+        for info in supervisor.processes()
+        if info["statename"] == "RUNNING"
     }
 
 
