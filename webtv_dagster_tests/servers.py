@@ -268,6 +268,25 @@ def _wait_for_port(port: int, what: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _wait_until_ready(url: str, what: str, timeout: float = 30) -> None:
+    """Prometheus listens before its storage is open and answers 503 until then: wait for
+    its readiness endpoint to say 200."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not ready ({url}) within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _connect_when_started(port: int, timeout: float = 30):
     """PostgreSQL listens before it accepts connections ("the database system is starting
     up"): retry until it does."""
@@ -429,7 +448,9 @@ def running_prometheus(metrics_url: str, every_seconds: float = 1.0) -> Iterator
     )
     try:
         _wait_for_port(port, "Prometheus")
-        yield Prometheus(f"http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_ready(f"{url}/-/ready", "Prometheus")
+        yield Prometheus(url)
     finally:
         stop_process(server)
         shutil.rmtree(folder, ignore_errors=True)
