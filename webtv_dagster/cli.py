@@ -221,6 +221,7 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
                 data_dir,
                 cache_bytes=settings.playout_cache_mb * 2**20,
                 notify_socket=settings.notify_socket,
+                publisher_ffmpeg=settings.publisher_ffmpeg,
             )
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: playout.shutdown())

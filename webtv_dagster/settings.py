@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         return value
 
     playout_cache_mb: int = Field(2048, ge=64, le=1_048_576)
+    # The FFmpeg executable a channel's publisher runs; None: scripts/build-publisher-ffmpeg's
+    # slim build where it lies beside the interpreter, else the system's ffmpeg.
+    publisher_ffmpeg: str | None = None
     executor: Literal["in_process", "multiprocess", "celery", "k8s"] = "in_process"
     celery_broker: str = "redis://127.0.0.1:6379/0"
     celery_backend: str = ""
@@ -95,6 +98,9 @@ class Settings(BaseSettings):
     # Below this much free space on the data folder's disk the watchdog alerts (production
     # fails there; the channels air from their caches).
     disk_low_mb: int = Field(64, ge=1, le=1_048_576)
+    # Resident memory past which the watchdog restarts a program of the stack's own Python (a
+    # slow leak in a library, Dagster's daemon among them, bounded rather than left to grow).
+    memory_ceiling_mb: int = Field(512, ge=64, le=1_048_576)
     playout_stale_seconds: float = Field(90, ge=10, le=86_400, allow_inf_nan=False)
     stop_grace_seconds: float = Field(5, ge=0, le=3600, allow_inf_nan=False)
     public_url: str = ""

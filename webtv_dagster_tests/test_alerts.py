@@ -1,5 +1,8 @@
 """Alerts reach a real HTTP webhook receiver; the webhook's secret path never reaches a log."""
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -179,3 +182,75 @@ def wait_for_alerts(received: list, count: int, timeout: float = 10) -> None:
     while len(received) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(received) >= count, received
+
+
+# A process holding `megabytes` of written memory (resident), ignoring SIGTERM if asked.
+MEMORY_HOG = """
+import signal, sys, time
+if sys.argv[1] == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+held = b"x" * (int(sys.argv[2]) * 2**20)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_program_past_its_memory_ceiling_is_stopped_for_a_fresh_start_and_alerted(
+    tmp_path, monkeypatch
+):
+    """Real processes over and under a 64 MB ceiling: the ones over it are asked to stop (their
+    process group gets SIGTERM, for supervisord to start them afresh), one that ignores it is
+    killed after the grace; one under it, and nginx over it, are left alone; each restart is
+    alerted once."""
+    from webtv_dagster.stack import watchdog as watchdog_module
+    from webtv_dagster.stack.watchdog import Watchdog
+
+    from .conftest import settings_for_tests, webhook_receiver
+
+    monkeypatch.setattr(watchdog_module, "RECYCLE_STOP_SECONDS", 1.0)
+
+    def hog(megabytes: int, on_term: str = "stop") -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-c", MEMORY_HOG, on_term, str(megabytes)],
+            stdout=subprocess.PIPE,
+            start_new_session=True,  # its own process group, as under supervisord
+        )
+        assert process.stdout.readline() == b"ready\n"
+        return process
+
+    programs = {
+        "dagster-daemon": hog(120),
+        "viewer-service": hog(120, "ignore-term"),
+        "dagster-webserver": hog(16),
+        "rtmp": hog(120),
+    }
+    try:
+        with webhook_receiver() as (url, received, _):
+            settings = settings_for_tests(
+                data_dir=tmp_path, alert_webhook_url=url, memory_ceiling_mb=64
+            )
+            watchdog = Watchdog(settings, _Supervisord(), "127.0.0.1:1", tmp_path)
+            running = {
+                name: _process(name, "RUNNING", process.pid) for name, process in programs.items()
+            }
+            watchdog.look_at_memory(running)
+            assert programs["dagster-daemon"].wait(timeout=10) == -signal.SIGTERM
+            watchdog.look_at_memory(running)  # asked once, not at every look
+            time.sleep(1.2)
+            assert programs["viewer-service"].poll() is None  # it ignored the request
+            watchdog.look_at_memory(running)
+            assert programs["viewer-service"].wait(timeout=10) == -signal.SIGKILL
+            assert programs["dagster-webserver"].poll() is None  # under the ceiling
+            assert programs["rtmp"].poll() is None  # nginx is not this ceiling's
+            wait_for_alerts(received, 2)
+            time.sleep(0.3)
+            titles = sorted(alert["title"] for alert in received)
+            assert titles == [
+                "dagster-daemon restarted at its memory ceiling",
+                "viewer-service restarted at its memory ceiling",
+            ]
+            assert "over WEBTV_MEMORY_CEILING_MB (64)" in received[0]["text"]
+    finally:
+        for process in programs.values():
+            process.kill()
+            process.wait()

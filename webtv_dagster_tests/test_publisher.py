@@ -1,12 +1,16 @@
 """Gapless stream-copy playout through a real nginx-rtmp, checked by an FFmpeg subscriber."""
 
 import json
+import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
+from webtv_dagster.media.stream import SLIM_PUBLISHER_FFMPEG, default_publisher_ffmpeg
 from webtv_dagster.playout.publisher import Publisher, remux_segment
 
 from .conftest import upload_playlist, wait_for
@@ -168,3 +172,21 @@ def test_with_nothing_to_air_the_channel_shows_its_ident(
     ident = probe(PlayoutFolder.of(tmp_path / "d", "test-llamas").ident)
     assert (ident.video.width, ident.video.frames) == (1024, 128)
     assert ident.audio.duration == pytest.approx(128 / 24, abs=1e-3)
+
+
+def test_publishers_run_the_slim_ffmpeg_scripts_setup_builds(rtmp_server, tmp_path):
+    """scripts/setup builds it beside the interpreter (scripts/build-publisher-ffmpeg): it links
+    nothing but the C library, and a publisher runs it unless told another FFmpeg (the
+    WEBTV_PUBLISHER_FFMPEG setting). Every publisher of the other tests airs through it."""
+    slim = Path(sys.executable).parent / SLIM_PUBLISHER_FFMPEG
+    assert default_publisher_ffmpeg() == str(slim), "run scripts/setup --for-tests"
+    linked = subprocess.run(["ldd", str(slim)], capture_output=True, text=True, check=True)
+    libraries = {Path(line.split()[0]).name for line in linked.stdout.splitlines()}
+    assert libraries <= {"linux-vdso.so.1", "libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2"}
+    url = rtmp_server.publish_url("test-llamas")
+    for given, runs in [(None, slim), ("ffmpeg", Path(shutil.which("ffmpeg")))]:
+        publisher = Publisher(url, tmp_path / "publisher.log", ffmpeg=given)
+        try:
+            assert Path(f"/proc/{publisher.process.pid}/exe").resolve() == runs.resolve()
+        finally:
+            publisher.close()

@@ -160,7 +160,7 @@ def test_a_viewer_watching_through_a_publisher_and_a_server_death_plays_on(
         for fault in ("publisher", "rtmp server"):
             playout = stack.pids()[playout_program("test-llamas")]
             if fault == "publisher":
-                kill = ["pkill", "-9", "-P", str(playout), "ffmpeg"]
+                kill = ["pkill", "-9", "-P", str(playout), "-f", "ffmpeg .*-re "]
             else:
                 kill = ["pkill", "-9", "-g", str(stack.pids()["rtmp"])]
             subprocess.run(kill, check=True)

@@ -104,6 +104,7 @@ class ChannelPlayout:
         cache_bytes: int,
         recent_loop: int = 10,
         notify_socket: str = "",
+        publisher_ffmpeg: str | None = None,
     ):
         self.channel = channel
         self.data_dir = data_dir
@@ -116,6 +117,7 @@ class ChannelPlayout:
         self.heartbeat = Heartbeat(self.folder.heartbeat, notify_socket)
         self.takedowns = TakedownWatch(store, channel.slug, self.folder.takedowns)
         self.url = url
+        self.publisher_ffmpeg = publisher_ffmpeg  # None: the slim build if there is one
         self._filler = Filler(self.library, self.folder, channel.title)
         # What airs next: the first of these with something to air.
         self.sources: tuple[Source, ...] = (
@@ -291,6 +293,7 @@ class ChannelPlayout:
                                 self.folder.publisher_log,
                                 segment.stream_seconds,
                                 on_progress=self._note_progress,
+                                ffmpeg=self.publisher_ffmpeg,
                             )
                         # Where the next one goes even if this publisher dies while sending it
                         # (its unsent part is then skipped, as the preparer's timeline did).

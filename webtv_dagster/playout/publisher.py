@@ -41,7 +41,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from webtv_dagster.media.ffmpeg import MediaToolError
-from webtv_dagster.media.stream import remux_to_ts, start_rtmp_publisher
+from webtv_dagster.media.stream import (
+    default_publisher_ffmpeg,
+    remux_to_ts,
+    start_rtmp_publisher,
+)
 
 TIMELINE_START = 10.0
 # The timestamps on the wire restart from 0 every FLV_FOLD_SECONDS of the timeline (24.30 days):
@@ -240,6 +244,7 @@ class Publisher:
         log_path: Path,
         stream_seconds: float = 0.0,
         on_progress: Callable[[float], None] | None = None,
+        ffmpeg: str | None = None,
     ):
         self.url = url
         self.on_progress = on_progress  # hears sent_through at each report that moved on
@@ -253,6 +258,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._progressed = threading.Condition()
         self.process = start_rtmp_publisher(
+            ffmpeg or default_publisher_ffmpeg(),
             url,
             stream_seconds - self.fold * FLV_FOLD_SECONDS,
             PROGRESS_PERIOD,

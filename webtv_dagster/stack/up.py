@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from pydantic import SecretStr
 
 from webtv_dagster.channels import ChannelsFile
+from webtv_dagster.media.stream import is_rtmp_publisher
 from webtv_dagster.playout.process import playout_status
 from webtv_dagster.public_site import WORKER_USER
 from webtv_dagster.secrets import write_private
@@ -157,7 +158,7 @@ def _on_air(command_line: str) -> bool:
     """Whether a process of the stack is on the air path: a playout or its FFmpeg publisher.
     Left running, they air on until the new supervisor's playouts take over (each asks the one
     it replaces to stop once it is ready: hold_playout_lock)."""
-    return command_line.startswith("ffmpeg") or " playout " in command_line
+    return " playout " in command_line or is_rtmp_publisher(command_line)
 
 
 @contextlib.contextmanager

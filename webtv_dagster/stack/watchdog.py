@@ -15,6 +15,14 @@ restarts it. Each kill is logged and alerted.
 | dagster-code-server | gRPC health of DagsterApi on its socket | 2 failures in a row |
 | dagster-daemon | its process state (it offers nothing to ask) | stopped (SIGSTOP) on 2 looks |
 
+Memory is bounded too: a program of the stack's Python (Dagster's webserver, daemon and code
+server, the playouts, the viewer service, the chat bots) whose resident memory passes
+WEBTV_MEMORY_CEILING_MB is asked to stop (SIGTERM to its process group, SIGKILL if it has not
+stopped RECYCLE_STOP_SECONDS later), and supervisord starts it afresh; it is alerted. A slow
+leak (the Dagster daemon grows a few MB an hour) then costs a restart every few days instead of
+the OOM killer's choice. nginx and SeaweedFS (whose memory follows what it holds) are left to
+their own bounds.
+
 The watchdog also watches the free space of the data folder's disk: below WEBTV_DISK_LOW_MB
 it alerts once (clips are not made there, the channels air what their caches hold), and once
 more when twice that is free again. And it alerts when the operator token is being guessed:
@@ -27,6 +35,7 @@ only while supervisord says it runs: an operator's stop is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -75,6 +84,11 @@ PROBE_EVERY_SECONDS = 1.0
 AIR_PROBE_TIMEOUT_SECONDS = 1.0
 AIR_PROBE_EVERY_SECONDS = 0.5
 DISK_EVERY_SECONDS = 5.0  # how often the data folder's free space is looked at
+MEMORY_EVERY_SECONDS = 30.0  # how often each program's resident memory is looked at
+RECYCLE_STOP_SECONDS = 60.0  # a program asked to stop at its ceiling is killed after this
+# Programs not restarted at the memory ceiling: nginx's memory is its workers', SeaweedFS's
+# follows what it stores (Go's collector), and the watchdog is the one that looks.
+NOT_RECYCLED = {"rtmp", "s3", "watchdog"}
 # Wrong operator tokens (from all clients) within the window that make an alert, once a window:
 # each client is held to 5 a minute, so this many come from guessers, not a mistyping operator.
 GUESSES_ALERTED = 20
@@ -156,6 +170,17 @@ def _grpc_health(socket_path: Path) -> str | None:
     return None if serving else f"its gRPC health is {status}"
 
 
+def _resident_mb(pid: int) -> float | None:
+    """The process's resident memory (VmRSS), or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _stopped(pid: int) -> str | None:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -195,6 +220,9 @@ class Watchdog:
         self._disk_looked = 0.0
         self._guess_counts: list[tuple[float, int]] = []  # (when, total) over the window
         self._guesses_alerted_until = 0.0
+        self._memory_looked = 0.0
+        # The pids asked to stop at the memory ceiling, and when each is killed if still there.
+        self._recycling: dict[int, float] = {}
         # What the metrics report of the programs: supervisord's last answer, and the starts
         # of each program after the first one seen (a pid seen anew).
         self.processes: list[dict] = []
@@ -324,10 +352,47 @@ class Watchdog:
                     del watched[program]
                 for program, known in watched.items():
                     self._look(program, known, pool)
+                if time.monotonic() - self._memory_looked >= MEMORY_EVERY_SECONDS:
+                    self._memory_looked = time.monotonic()
+                    self.look_at_memory(running)
                 if time.monotonic() - self._disk_looked >= DISK_EVERY_SECONDS:
                     self._disk_looked = time.monotonic()
                     self.look_at_disk()
                     self.look_at_token_guesses()
+
+    def look_at_memory(self, running: dict[str, dict]) -> None:
+        """Asks each program of `running` (supervisord's infos by program) that holds more than
+        the memory ceiling to stop, for supervisord to start it afresh; kills one that has not
+        stopped RECYCLE_STOP_SECONDS later."""
+        now = time.monotonic()
+        for pid, deadline in list(self._recycling.items()):
+            if _resident_mb(pid) is None:
+                del self._recycling[pid]
+            elif now >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                self._recycling[pid] = float("inf")  # forgotten once gone, not asked again
+        ceiling = self.settings.memory_ceiling_mb
+        for program, info in running.items():
+            pid = info["pid"]
+            if info["name"] in NOT_RECYCLED or pid in self._recycling:
+                continue
+            resident = _resident_mb(pid)
+            if resident is None or resident <= ceiling:
+                continue
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            self._recycling[pid] = now + RECYCLE_STOP_SECONDS
+            self._notify(
+                f"{program} restarted at its memory ceiling",
+                f"{program} (pid {pid}) held {resident:.0f} MB resident, over "
+                f"WEBTV_MEMORY_CEILING_MB ({ceiling}): asked to stop for supervisord to start "
+                "it afresh. If that comes often, it leaks: `benchmarks/memory_soak.py` measures "
+                "each program's growth.",
+                "warning",
+            )
 
     def look_at_disk(self) -> None:
         """Alerts when the data folder's disk runs short of space, and when it has room again
