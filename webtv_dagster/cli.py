@@ -54,7 +54,19 @@ def _check_channels(settings: Settings) -> dict[str, str]:
     channels = _load_channels(settings)
     _check_local_presets(channels)
     _check_titles_and_bug_images(channels)
+    _check_alert_receivers(settings)
     return {channel.slug: channel.title for channel in channels.channels}
+
+
+def _check_alert_receivers(settings: Settings) -> None:
+    """Exits if an alert URL is one no alert could reach (an Apprise URL it does not know)."""
+    from webtv_dagster.stack.alerts import check_notifiers, notifiers
+
+    receivers = notifiers(
+        settings.alert_webhook_url.get_secret_value(), settings.alert_urls.get_secret_value()
+    )
+    if problems := check_notifiers(receivers):
+        sys.exit("webtv: " + "; ".join(problems))
 
 
 def _check_titles_and_bug_images(channels: ChannelsFile) -> None:
@@ -102,6 +114,7 @@ def command_up(args: argparse.Namespace, settings: Settings) -> int:
             "(`webtv caddyfile`, docs/going-public.md)"
         )
     channels = _load_channels(settings)
+    _check_alert_receivers(settings)
     if args.local_spaces:
         _require_gradio()
         from webtv_dagster.spaces.apps import channels_on_local_spaces, launch_local_spaces
@@ -447,16 +460,23 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_alert(args: argparse.Namespace, settings: Settings) -> int:
-    """Sends an alert to WEBTV_ALERT_WEBHOOK_URL (systemd's OnFailure= unit calls this)."""
-    from webtv_dagster.stack.alerts import AlertError, notifier
+    """Sends an alert to WEBTV_ALERT_WEBHOOK_URL and each of WEBTV_ALERT_URLS (systemd's
+    OnFailure= unit calls this); fails naming each receiver that did not take it."""
+    from webtv_dagster.stack.alerts import AlertError, notifiers
 
-    webhook = notifier(settings.alert_webhook_url.get_secret_value())
-    if webhook is None:
-        sys.exit(f"webtv: no WEBTV_ALERT_WEBHOOK_URL: alert not sent: {args.title}")
-    try:
-        webhook.send(args.title, args.details)
-    except AlertError as error:
-        sys.exit(f"webtv: {error}")
+    receivers = notifiers(
+        settings.alert_webhook_url.get_secret_value(), settings.alert_urls.get_secret_value()
+    )
+    if not receivers:
+        sys.exit(f"webtv: no WEBTV_ALERT_WEBHOOK_URL or WEBTV_ALERT_URLS: not sent: {args.title}")
+    refused = []
+    for receiver in receivers:
+        try:
+            receiver.send(args.title, args.details)
+        except AlertError as error:
+            refused.append(str(error))
+    if refused:
+        sys.exit("webtv: " + "; ".join(refused))
     return 0
 
 
@@ -612,7 +632,9 @@ def parser() -> argparse.ArgumentParser:
     units.add_argument("--ui-port", type=int, default=3000)
     units.add_argument("--code-server-port", type=int, default=4266)
     units.set_defaults(run=command_systemd_units)
-    alert = commands.add_parser("alert", help="send an alert to WEBTV_ALERT_WEBHOOK_URL")
+    alert = commands.add_parser(
+        "alert", help="send an alert to WEBTV_ALERT_WEBHOOK_URL and WEBTV_ALERT_URLS"
+    )
     alert.add_argument("title")
     alert.add_argument("--details", default="")
     alert.set_defaults(run=command_alert)

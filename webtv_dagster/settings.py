@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     public_url: str = ""
     # Secrets: never shown (SecretStr), never written to a record.
     alert_webhook_url: SecretStr = SecretStr("")
+    alert_urls: SecretStr = SecretStr("")  # Apprise URLs, comma- or space-separated
     operator_token: SecretStr = SecretStr("")
     # The Dagster UI's password behind the public front (`webtv caddyfile`).
     ui_password: SecretStr = SecretStr("")

@@ -301,9 +301,9 @@ def receiver():
 
 
 @contextlib.contextmanager
-def webhook_receiver(refuse_first: int = 0):
-    """A webhook receiver on a free loopback port that answers 503 to its first
-    `refuse_first` posts; yields (url, the JSON bodies it took, the attempts it got)."""
+def webhook_receiver(refuse_first: int = 0, port: int = 0):
+    """A webhook receiver on a loopback port (`port`, or a free one) that answers 503 to its
+    first `refuse_first` posts; yields (url, the JSON bodies it took, the attempts it got)."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -326,7 +326,7 @@ def webhook_receiver(refuse_first: int = 0):
         def log_message(self, *_):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port_block(1)), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port or free_port_block(1)), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -138,12 +138,12 @@ def test_the_watchdog_alerts_a_program_that_gives_up_or_loops_and_retries_refuse
     """Without the Dagster daemon (the program that gives up may be the daemon itself): a
     program entering FATAL, running again, and starting 3 times within 10 minutes; a receiver
     that refuses the first attempts gets each alert once it takes them."""
-    from webtv_dagster.stack import watchdog as watchdog_module
+    from webtv_dagster.stack import alerts as alerts_module
     from webtv_dagster.stack.watchdog import Watchdog
 
     from .conftest import settings_for_tests, webhook_receiver
 
-    monkeypatch.setattr(watchdog_module, "ALERT_FIRST_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(alerts_module, "ALERT_FIRST_RETRY_SECONDS", 0.2)
     with webhook_receiver(refuse_first=2) as (url, received, attempts):
         settings = settings_for_tests(data_dir=tmp_path, alert_webhook_url=url)
         supervisord = _Supervisord()
@@ -254,3 +254,85 @@ def test_a_program_past_its_memory_ceiling_is_stopped_for_a_fresh_start_and_aler
         for process in programs.values():
             process.kill()
             process.wait()
+
+
+def test_alerts_wait_on_disk_until_every_receiver_took_them_even_across_a_watchdog_restart(
+    tmp_path, monkeypatch
+):
+    """A webhook that is down and an Apprise URL (json://) whose receiver refuses twice: the
+    alert waits in the outbox on disk; the Apprise receiver gets it on the third try; the
+    watchdog stops (as when it is killed and restarted) with the webhook still down; a new
+    watchdog on the same data folder delivers it to the webhook once it is up. Each receiver
+    gets it once, and the outbox is empty after."""
+    from webtv_dagster.stack import alerts as alerts_module
+    from webtv_dagster.stack.alerts import alerts_folder
+    from webtv_dagster.stack.watchdog import Watchdog
+
+    from .conftest import settings_for_tests, webhook_receiver
+
+    monkeypatch.setattr(alerts_module, "ALERT_FIRST_RETRY_SECONDS", 0.2)
+    webhook_port = free_port_block(1)
+    outbox = alerts_folder(tmp_path)
+    with webhook_receiver(refuse_first=2) as (url, by_apprise, apprise_attempts):
+        settings = settings_for_tests(
+            data_dir=tmp_path,
+            alert_webhook_url=f"http://127.0.0.1:{webhook_port}{SECRET_PATH}",
+            alert_urls=url.replace("http://", "json://"),
+        )
+        first = Watchdog(settings, _Supervisord(), "127.0.0.1:1", tmp_path)
+        first._notify("dagster-daemon gave up", "supervisord stopped restarting it", "error")
+        wait_for_alerts(by_apprise, 1)
+        assert len(apprise_attempts) == 3
+        assert by_apprise[0]["title"] == "[webtv error] dagster-daemon gave up"
+        assert by_apprise[0]["message"] == "supervisord stopped restarting it"
+        assert by_apprise[0]["type"] == "failure" and by_apprise[0]["path"] == SECRET_PATH
+        first.stop.set()
+        (waiting,) = outbox.glob("*.json")
+        assert SECRET_PATH not in waiting.read_text()  # receivers are named without secrets
+        with webhook_receiver(port=webhook_port) as (_, by_webhook, _):
+            second = Watchdog(settings, _Supervisord(), "127.0.0.1:1", tmp_path)
+            try:
+                wait_for_alerts(by_webhook, 1)
+                assert by_webhook[0]["title"] == "dagster-daemon gave up"
+                deadline = time.monotonic() + 5
+                while list(outbox.glob("*.json")) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert list(outbox.glob("*.json")) == []
+                time.sleep(0.5)
+                assert len(by_webhook) == 1 and len(by_apprise) == 1
+            finally:
+                second.stop.set()
+
+
+def test_webtv_alert_reaches_apprise_urls_and_names_a_refusal_without_its_secret(tmp_path):
+    """`webtv alert` (what systemd's OnFailure= unit runs) sends to every receiver; one that
+    refuses makes it fail, named by its scheme only; an Apprise URL nobody knows is refused by
+    `webtv check` before anything runs."""
+    import os
+
+    from .conftest import webhook_receiver
+
+    webtv = [sys.executable, "-m", "webtv_dagster.cli"]
+    with webhook_receiver(refuse_first=1) as (url, received, _):
+        environment = {**os.environ, "WEBTV_ALERT_URLS": url.replace("http://", "json://")}
+        refused = subprocess.run(
+            [*webtv, "alert", "a title", "--details", "some details"],
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0
+        assert "json://<secret> (Apprise) did not take the alert" in refused.stderr
+        assert SECRET_PATH not in refused.stderr + refused.stdout
+        taken = subprocess.run(
+            [*webtv, "alert", "a title", "--details", "some details"],
+            env=environment,
+            capture_output=True,
+        )
+        assert taken.returncode == 0, taken.stderr
+        assert [alert["title"] for alert in received] == ["[webtv error] a title"]
+    unknown = {**os.environ, "WEBTV_ALERT_URLS": "nosuchservice://token/chat"}
+    checked = subprocess.run([*webtv, "check"], env=unknown, capture_output=True, text=True)
+    assert checked.returncode != 0
+    assert "nosuchservice://<secret> (Apprise) is not a URL Apprise knows" in checked.stderr
+    assert "token/chat" not in checked.stderr

@@ -48,7 +48,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             secret_access_key=_secret(settings.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY"),
         ),
         "alert_webhook": AlertWebhook(
-            url=_secret(settings.alert_webhook_url, "WEBTV_ALERT_WEBHOOK_URL") or ""
+            url=_secret(settings.alert_webhook_url, "WEBTV_ALERT_WEBHOOK_URL") or "",
+            apprise_urls=_secret(settings.alert_urls, "WEBTV_ALERT_URLS") or "",
         ),
         "studio": Studio.from_settings(settings),
     }

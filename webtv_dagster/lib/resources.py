@@ -21,7 +21,7 @@ from webtv_dagster.production.request_counts import queue_path
 from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.production.stages import ClipProduction
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.alerts import AlertError, WebhookNotifier
+from webtv_dagster.stack.alerts import AlertError, notifiers
 
 
 class S3MediaStorage(dg.ConfigurableResource):
@@ -110,22 +110,27 @@ class Studio(dg.ConfigurableResource):
 
 
 class AlertWebhook(dg.ConfigurableResource):
-    """Where alerts go: a webhook URL (Slack, Discord, Mattermost, ...); empty: nowhere. The
-    URL is a secret: only its host is ever shown."""
+    """Where alerts go: a webhook URL (Slack, Discord, Mattermost, ...) and Apprise URLs (any
+    notification service); empty: nowhere. The URLs are secrets: never shown."""
 
     url: str = ""
+    apprise_urls: str = ""
 
     def send(self, log, title: str, details: str, severity: str = "error") -> bool:
-        """Posts the alert; a webhook that fails is logged (host only), never raised."""
-        if not self.url:
-            log.info(f"alert (no webhook configured): {title}")
+        """Sends the alert to each receiver; one that fails is logged (without its secret),
+        never raised. True when every receiver took it."""
+        receivers = notifiers(self.url, self.apprise_urls)
+        if not receivers:
+            log.info(f"alert (no receiver configured): {title}")
             return False
-        try:
-            WebhookNotifier(self.url).send(title, details, severity)
-        except AlertError as error:
-            log.warning(f"alert not delivered: {error}")
-            return False
-        return True
+        delivered = True
+        for receiver in receivers:
+            try:
+                receiver.send(title, details, severity)
+            except AlertError as error:
+                log.warning(f"alert not delivered: {error}")
+                delivered = False
+        return delivered
 
 
 class DagsterHistory(dg.ConfigurableResource):

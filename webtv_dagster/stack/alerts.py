@@ -1,16 +1,48 @@
-"""Telling a person when the system cannot fix something itself: a JSON POST to a webhook
-(Slack and Mattermost read `text`, Discord reads `content`; most chat tools take one or the
-other). The webhook URL is a secret (Slack's and Discord's carry their token in the path): it
-never appears in a log, an error or a record; only its scheme and host do."""
+"""Telling a person when the system cannot fix something itself.
+
+Two kinds of receiver, any number of each:
+- a webhook: a JSON POST (Slack and Mattermost read `text`, Discord reads `content`; most chat
+  tools take one or the other), WEBTV_ALERT_WEBHOOK_URL;
+- any notification service Apprise reaches by URL (mail, ntfy, Telegram, Matrix, PagerDuty,
+  Slack, ...), WEBTV_ALERT_URLS.
+
+Every URL is a secret (Slack's and Discord's webhooks carry their token in the path, Telegram's
+URLs in the host): none appears in a log, an error or a record; a webhook is named by its
+scheme and host, an Apprise URL by its scheme alone.
+
+The stack's watchdog does not send an alert at once: it puts it in an outbox on disk
+(`AlertOutbox`, one file an alert), from which it is delivered to each receiver, again and again
+with a growing delay while a receiver refuses it, and removed only once every receiver took it
+(or after ALERT_RETRY_SECONDS). An alert outlives a receiver that is down and a watchdog that
+restarts meanwhile.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import secrets
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
 
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.secrets import mask_url
+
+log = logging.getLogger(__name__)
+
+# An alert a receiver refused is sent to it again after 1, 2, 4... s (at most a minute apart),
+# for up to an hour after it was raised.
+ALERT_FIRST_RETRY_SECONDS = 1.0
+ALERT_MAX_RETRY_SECONDS = 60.0
+ALERT_RETRY_SECONDS = 3600.0
+OUTBOX_LIMIT = 1000  # alerts kept undelivered at most: the oldest go first
 
 
 def webhook_host(url: str) -> str:
@@ -19,13 +51,27 @@ def webhook_host(url: str) -> str:
 
 
 class AlertError(RuntimeError):
-    """The webhook did not take the alert; the message names its host only."""
+    """A receiver did not take the alert; the message names it without its secret."""
+
+
+class Notifier(Protocol):
+    """One receiver of alerts; `name` is what may be shown of it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send(self, title: str, details: str, severity: str = "error") -> None:
+        """Delivers the alert, or raises AlertError."""
 
 
 @dataclass(frozen=True)
 class WebhookNotifier:
     url: str
     timeout_seconds: float = 10.0
+
+    @property
+    def name(self) -> str:
+        return f"the webhook at {webhook_host(self.url)}"
 
     def send(self, title: str, details: str, severity: str = "error") -> None:
         text = f"[webtv {severity}] {title}\n{details}".strip()
@@ -55,5 +101,162 @@ class WebhookNotifier:
             ) from None
 
 
-def notifier(url: str) -> WebhookNotifier | None:
-    return WebhookNotifier(url) if url else None
+# Apprise's notification types, by this project's severities.
+_APPRISE_TYPES = {"info": "info", "warning": "warning", "error": "failure"}
+
+
+_SILENCED = logging.Filter("no record's name starts with this")
+
+
+def _apprise():
+    """The apprise module, its own log silenced: it writes the URLs it cannot parse, secrets
+    and all (this module says what failed, without them)."""
+    import apprise  # only where alerts are sent: the playouts never pay for it
+
+    # A filter, not a level: Apprise sets its logger's level itself as it works.
+    logger = logging.getLogger("apprise")
+    if _SILENCED not in logger.filters:
+        logger.addFilter(_SILENCED)
+    return apprise
+
+
+@dataclass(frozen=True)
+class AppriseNotifier:
+    """A notification service reached through Apprise by its URL (`ntfys://host/topic`,
+    `mailtos://user:password@host`, `tgram://token/chat`, `json://host/path`...)."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return f"{urlsplit(self.url).scheme or '?'}://<secret> (Apprise)"
+
+    def send(self, title: str, details: str, severity: str = "error") -> None:
+        service = _apprise().Apprise()
+        if not service.add(self.url):
+            raise AlertError(f"{self.name} is not a URL Apprise knows")
+        if not service.notify(
+            body=details or title,
+            title=f"[webtv {severity}] {title}",
+            notify_type=_APPRISE_TYPES.get(severity, "info"),
+        ):
+            raise AlertError(f"{self.name} did not take the alert")
+
+
+def notifiers(webhook_url: str, apprise_urls: str = "") -> list[Notifier]:
+    """The receivers the settings name: the webhook, then each of the comma- or
+    space-separated Apprise URLs."""
+    found: list[Notifier] = [WebhookNotifier(webhook_url)] if webhook_url else []
+    found += [AppriseNotifier(url) for url in apprise_urls.replace(",", " ").split()]
+    return found
+
+
+def check_notifiers(receivers: Sequence[Notifier]) -> list[str]:
+    """What is wrong with the receivers' URLs, one line each (none: they can be used)."""
+    apprise = _apprise()
+    problems = []
+    for receiver in receivers:
+        if (
+            isinstance(receiver, AppriseNotifier)
+            and apprise.Apprise.instantiate(receiver.url) is None
+        ):
+            problems.append(f"WEBTV_ALERT_URLS: {receiver.name} is not a URL Apprise knows")
+    return problems
+
+
+def alerts_folder(data_dir: Path) -> Path:
+    return data_dir / "alerts"
+
+
+class AlertOutbox:
+    """Alerts on their way to `receivers`, one JSON file each in `folder`: written whole
+    before `put` returns, delivered by `deliver_due` to each receiver that has not taken it
+    yet, and removed once all have (or ALERT_RETRY_SECONDS after it was raised, logged).
+    Thread-safe: `put` from any thread, `deliver_due` from one."""
+
+    def __init__(self, folder: Path, receivers: Sequence[Notifier]):
+        self.folder = folder
+        self.receivers = list(receivers)
+        self.arrived = threading.Event()  # set by put: the deliverer need not wait out its delay
+
+    def put(self, title: str, details: str, severity: str) -> None:
+        record = {
+            "title": title,
+            "details": details,
+            "severity": severity,
+            "raised": time.time(),
+            "attempts": 0,
+            "next_try": 0.0,
+            "taken_by": [],
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Named by when it was raised: delivered oldest first.
+        path = self.folder / f"{time.time_ns():020d}-{secrets.token_hex(4)}.json"
+        try:
+            write_atomically(path, json.dumps(record).encode())
+        except OSError as error:  # a full disk: the alert is in the log only
+            log.error("alert %r not kept for delivery (%s)", title, error)
+            return
+        for old in self._waiting()[:-OUTBOX_LIMIT]:
+            log.error("alert outbox over %d: dropped %s", OUTBOX_LIMIT, old.name)
+            old.unlink(missing_ok=True)
+        self.arrived.set()
+
+    def _waiting(self) -> list[Path]:
+        return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+
+    def deliver_due(self) -> float | None:
+        """Tries each alert that is due, oldest first; returns the seconds until the next try
+        (None: nothing waits)."""
+        next_try = None
+        for path in self._waiting():
+            try:
+                record = json.loads(path.read_bytes())
+            except (OSError, ValueError) as error:
+                log.error("alert %s cannot be read (%s): dropped", path.name, error)
+                path.unlink(missing_ok=True)
+                continue
+            now = time.time()
+            if record["next_try"] > now:
+                next_try = min(next_try or record["next_try"], record["next_try"])
+                continue
+            refusals = []
+            for receiver in self.receivers:
+                if receiver.name in record["taken_by"]:
+                    continue
+                try:
+                    receiver.send(record["title"], record["details"], record["severity"])
+                    record["taken_by"].append(receiver.name)
+                except AlertError as error:
+                    refusals.append(str(error))
+            if not refusals:
+                path.unlink(missing_ok=True)
+                continue
+            if now - record["raised"] > ALERT_RETRY_SECONDS:
+                log.error("alert %r not delivered, given up: %s", record["title"], refusals)
+                path.unlink(missing_ok=True)
+                continue
+            record["attempts"] += 1
+            delay = min(
+                ALERT_FIRST_RETRY_SECONDS * 2 ** (record["attempts"] - 1), ALERT_MAX_RETRY_SECONDS
+            )
+            record["next_try"] = now + delay
+            log.warning(
+                "alert %r not delivered (%s): again in %.0f s",
+                record["title"],
+                "; ".join(refusals),
+                delay,
+            )
+            try:
+                write_atomically(path, json.dumps(record).encode())
+            except OSError as error:
+                log.error("alert %r: its delivery state not kept (%s)", record["title"], error)
+            next_try = min(next_try or record["next_try"], record["next_try"])
+        return None if next_try is None else max(0.0, next_try - time.time())
+
+    def deliver_until(self, stop: threading.Event) -> None:
+        """Delivers what is due until `stop` is set, waking when an alert is put."""
+        while not stop.is_set():
+            wait = self.deliver_due()
+            self.arrived.wait(timeout=1.0 if wait is None else min(wait, 1.0))
+            self.arrived.clear()

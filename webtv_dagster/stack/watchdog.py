@@ -58,7 +58,7 @@ from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.alerts import AlertError, notifier
+from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers
 from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
 from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 from webtv_dagster.storage import StorageError
@@ -69,11 +69,6 @@ LOOK_SECONDS = 0.25  # how often each program is checked
 # A program that starts RESTART_LOOP_STARTS times within RESTART_LOOP_SECONDS is alerted.
 RESTART_LOOP_STARTS = 3
 RESTART_LOOP_SECONDS = 600.0
-# An alert the receiver refused is sent again after 1, 2, 4... s (at most a minute apart),
-# for up to an hour.
-ALERT_FIRST_RETRY_SECONDS = 1.0
-ALERT_MAX_RETRY_SECONDS = 60.0
-ALERT_RETRY_SECONDS = 3600.0
 ALIVE_SECONDS = 5.0  # /healthz fails once supervisord has not answered for this long
 PLAYOUT_HANG_SECONDS = 2.0  # its feeder beats every 0.5 s as it works and as it waits
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -214,8 +209,20 @@ class Watchdog:
         self.store = MediaStore.from_settings(settings, timeout_seconds=PROBE_TIMEOUT_SECONDS)
         # The channel whose guide the viewer service is asked for.
         self.first_slug = load_channels(settings.channels_file).channels[0].slug
-        self.alerts = notifier(settings.alert_webhook_url.get_secret_value())
         self.stop = threading.Event()
+        receivers = notifiers(
+            settings.alert_webhook_url.get_secret_value(),
+            settings.alert_urls.get_secret_value(),
+        )
+        for problem in check_notifiers(receivers):
+            log.error("%s: its alerts are not delivered", problem)
+        # Alerts wait on disk until taken, delivered by a thread of their own (a slow or
+        # refusing receiver delays no check); what a dead watchdog left is delivered too.
+        self.outbox = AlertOutbox(alerts_folder(settings.data_dir), receivers)
+        if receivers:
+            threading.Thread(
+                target=self.outbox.deliver_until, args=(self.stop,), daemon=True
+            ).start()
         self.disk_low = False
         self._disk_looked = 0.0
         self._guess_counts: list[tuple[float, int]] = []  # (when, total) over the window
@@ -473,24 +480,7 @@ class Watchdog:
         self._notify(f"{program} hung and was restarted", message, "warning")
 
     def _notify(self, title: str, message: str, severity: str) -> None:
-        """Logs, and alerts (in a thread of its own: a slow receiver delays no check)."""
+        """Logs, and puts the alert in the outbox for delivery."""
         log.log(logging.INFO if severity == "info" else logging.WARNING, "%s: %s", title, message)
-        if self.alerts is not None:
-            threading.Thread(
-                target=self._alert, args=(title, message, severity), daemon=True
-            ).start()
-
-    def _alert(self, title: str, message: str, severity: str) -> None:
-        """Delivers the alert, trying again with a growing delay until the receiver takes it
-        or ALERT_RETRY_SECONDS passed (a receiver down for a while still gets it)."""
-        delay, deadline = ALERT_FIRST_RETRY_SECONDS, time.monotonic() + ALERT_RETRY_SECONDS
-        while True:
-            try:
-                self.alerts.send(title, message, severity=severity)
-                return
-            except AlertError as error:
-                if time.monotonic() + delay > deadline or self.stop.wait(delay):
-                    log.error("alert %r not delivered, given up: %s", title, error)
-                    return
-                log.warning("alert %r not delivered (%s): again in %.0f s", title, error, delay)
-                delay = min(delay * 2, ALERT_MAX_RETRY_SECONDS)
+        if self.outbox.receivers:
+            self.outbox.put(title, message, severity)
