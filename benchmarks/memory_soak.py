@@ -3,7 +3,8 @@ memory of every long-running process sampled each minute, and the growth per hou
 warm-up printed per process (and plotted), with a channel's footprint (its playout and its
 publisher): resident (RSS) and proportional (PSS: each shared page divided among the processes
 that map it, the memory one more channel costs; Debian's FFmpeg maps 40 MB of libraries that
-its publishers share, the slim publisher of scripts/build-publisher-ffmpeg none). Publishers are killed now and then, so that restarts happen as over days.
+its publishers share, the slim publisher of scripts/build-publisher-ffmpeg none). Publishers
+are killed now and then, so that restarts happen as over days.
 
 The footprint of an earlier commit, side by side: from a checkout of that commit (`git worktree
 add /tmp/before <commit>`), in its folder and with PYTHONPATH set to it (the stack's programs
