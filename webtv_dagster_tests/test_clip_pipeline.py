@@ -225,11 +225,12 @@ def test_a_retry_redoes_only_the_clip_that_failed(instance, resources, monkeypat
 
 
 def test_a_failed_clip_leaves_its_batch_mates_to_finish(
-    instance, resources, media_store, llama_channel, monkeypatch
+    instance, resources, media_store, llama_channel, monkeypatch, tmp_path
 ):
     """One clip of five cannot be rendered: the run fails naming it, the buffer sensor books
     the other four for the stages they still need (the take is not made twice), they reach the
-    playlist, and only the failed clip counts as failed."""
+    playlist, and only the failed clip counts as failed: in the clip statuses, and in the
+    production counts the stack's metrics serve (read on from tick to tick)."""
     from webtv_dagster.backends.text_to_video import ProceduralTextToVideo
     from webtv_dagster.defs.clip_production.assets import clip_job
     from webtv_dagster.defs.clip_production.sensor import clip_production_sensor
@@ -299,3 +300,22 @@ def test_a_failed_clip_leaves_its_batch_mates_to_finish(
         dg.build_sensor_context(instance=instance, cursor=tick.cursor, resources=planner)
     )
     assert not [r for r in again.run_requests if REBOOK_OF in r.tags]
+
+    from webtv_dagster.defs.clip_production.counts import production_counts_sensor
+    from webtv_dagster.stack.metrics import read_production_counts
+
+    counter = {"studio": studio_for_tests(data_dir=tmp_path)}
+    cursor = None
+    for _ in range(2):  # a second tick reads nothing new: the counts stay
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=counter)
+        production_counts_sensor(context)
+        cursor = context.cursor
+        counted = read_production_counts(tmp_path)["test-llamas"]
+        made = {stage: outcomes["made"] for stage, outcomes in counted.items()}
+        failed = {stage: outcomes["failed"] for stage, outcomes in counted.items()}
+        # The music needs only the prompt: every clip has its track.
+        assert made == {stage.key.path[-1]: 4 for stage in CLIP_ASSETS} | {
+            "shot_prompt": 5,
+            "music_track": 5,
+        }
+        assert failed == {stage.key.path[-1]: 0 for stage in CLIP_ASSETS} | {"raw_take": 1}

@@ -188,6 +188,9 @@ def monitored_by_prometheus(stack, supervisor) -> None:
         wait_for(lambda: value(viewers) == 0, 30, "the viewer gone")
         assert value(f"webtv_channel_seconds_since_last_frame{{{channel}}}") < 3
         assert value(f"webtv_channel_unplayed_seconds{{{channel}}}") > 0
+        # The production counts, from the code location's sensor (30 s between ticks).
+        made = f'webtv_clips_made_total{{{channel},stage="shot_prompt"}}'
+        wait_for(lambda: value(made) is not None, 90, "Prometheus reading the production counts")
         # Every query of the Grafana dashboard is one Prometheus runs and finds series for.
         dashboard = json.loads(DASHBOARD.read_text())
         for panel in dashboard["panels"]:

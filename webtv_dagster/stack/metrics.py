@@ -16,8 +16,13 @@ since its playout began: Prometheus' `increase()` handles the reset of a restart
 statistics), and `webtv_channel_requests` (label `status`: pending and approved are the
 queue, scheduled and refused its decisions of the last 24 hours). Per supervised program (label
 `program`): `webtv_process_up`, `webtv_process_state` (label `state`, 1 for the current one) and
-`webtv_process_restarts_total` (starts the watchdog saw after the first). Every scrape reads
-the files and the request database afresh: its cost grows with the channels, not with history.
+`webtv_process_restarts_total` (starts the watchdog saw after the first). Per channel and
+clip stage (labels `channel`, `stage`): `webtv_clips_made_total` and `webtv_clips_failed_total`
+(a stage that failed for the clip itself, not one left undone after an earlier stage failed),
+counted from Dagster's event log by the code location's production_counts_sensor into the data
+folder (the watchdog runs no Dagster); the production rate is Prometheus' `rate()` of them.
+Every scrape reads the files and the request database afresh: its cost grows with the channels,
+not with history.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.production.request_counts import (
     DECIDED,
@@ -55,7 +61,26 @@ log = logging.getLogger(__name__)
 STATISTICS_TIMEOUT = 1.0  # nginx answers at once, or it is hung (the watchdog's business)
 ON_AIR_SECONDS = 3.0  # a publisher reports progress several times a second while it sends
 DECISIONS_WINDOW_SECONDS = 86_400
+PRODUCTION_COUNTS_FILE = "production-counts.json"
+PRODUCTION_OUTCOMES = ("made", "failed")
 PROCESS_STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL")
+
+
+# {channel: {stage: {outcome: count}}}
+ProductionCounts = dict[str, dict[str, dict[str, int]]]
+
+
+def read_production_counts(data_dir: Path) -> ProductionCounts:
+    """The clips made and failed per channel and stage, as the production_counts_sensor last
+    wrote them ({} before its first tick, or if the file cannot be read)."""
+    try:
+        return json.loads((data_dir / PRODUCTION_COUNTS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_production_counts(data_dir: Path, counts: ProductionCounts) -> None:
+    write_atomically(data_dir / PRODUCTION_COUNTS_FILE, json.dumps(counts).encode())
 
 
 class ChannelAir:
@@ -123,6 +148,7 @@ class StackMetrics(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield from self._channel_metrics(self.air())
+        yield from self._production_metrics()
         yield from self._request_metrics()
         yield from self._viewer_metrics()
         yield from self._process_metrics()
@@ -165,6 +191,24 @@ class StackMetrics(Collector):
                 skipped.add_metric([slug], state.clips_skipped)
                 taken_down.add_metric([slug], state.clips_taken_down)
         yield from (on_air, stopped, since, unplayed, restarts, skipped, taken_down)
+
+    def _production_metrics(self) -> Iterator[CounterMetricFamily]:
+        counts = read_production_counts(self.data_dir)
+        helps = {
+            "made": "clip stages made, per channel and stage",
+            "failed": "clip stages that failed (the stage itself), per channel and stage",
+        }
+        families = {
+            outcome: CounterMetricFamily(
+                f"webtv_clips_{outcome}", helps[outcome], labels=["channel", "stage"]
+            )
+            for outcome in PRODUCTION_OUTCOMES
+        }
+        for slug in self.slugs:
+            for stage, outcomes in sorted(counts.get(slug, {}).items()):
+                for outcome, family in families.items():
+                    family.add_metric([slug, stage], outcomes.get(outcome, 0))
+        yield from families.values()
 
     def _request_metrics(self) -> Iterator[GaugeMetricFamily]:
         requests = GaugeMetricFamily(
