@@ -11,8 +11,6 @@ Usage: .venv/bin/python benchmarks/metrics_latency.py [--channels 20] [--scrapes
 from __future__ import annotations
 
 import argparse
-import http.client
-import socket
 import sqlite3
 import statistics
 import tempfile
@@ -33,6 +31,7 @@ from webtv_dagster.production.shot_requests import (
     HISTORY_SECONDS,
     RequestQueue,
 )
+from webtv_dagster.public_site import UnixHTTPConnection
 from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
 
 
@@ -92,16 +91,6 @@ def fill(data_dir: Path, slugs: list[str]) -> None:
     db.close()
 
 
-class _Connection(http.client.HTTPConnection):
-    def __init__(self, path: Path):
-        super().__init__("localhost", timeout=10)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(self.socket_path))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, default=20)
@@ -123,7 +112,7 @@ def main() -> None:
         try:
             for _ in range(args.scrapes):
                 started = time.perf_counter()
-                connection = _Connection(path)
+                connection = UnixHTTPConnection(path)
                 connection.request("GET", "/metrics", headers={"X-Real-IP": "127.0.0.1"})
                 body = connection.getresponse().read()
                 timings.append((time.perf_counter() - started) * 1000)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import json
-import socket
 import statistics
 import tempfile
 import threading
@@ -30,21 +28,12 @@ from webtv_dagster.audience.viewer_service import ViewerService, ViewerSite
 from webtv_dagster.channels import DEFAULT_CHANNELS_FILE, load_channels
 from webtv_dagster.production.request_counts import queue_path
 from webtv_dagster.production.shot_requests import HISTORY_PER_CHANNEL, RequestQueue
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path):
-        super().__init__("localhost", timeout=30)
-        self.path_ = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(self.path_))
+from webtv_dagster.public_site import UnixHTTPConnection
 
 
 def timed(socket_path: Path, method: str, path: str, body: dict | None, client: str) -> float:
     started = time.perf_counter()
-    connection = UnixConnection(socket_path)
+    connection = UnixHTTPConnection(socket_path, timeout=30)
     connection.request(
         method,
         path,

@@ -54,7 +54,6 @@ def _check_channels(settings: Settings) -> dict[str, str]:
     channels = _load_channels(settings)
     _check_local_presets(channels)
     _check_titles_and_bug_images(channels)
-    _check_alert_receivers(settings)
     return {channel.slug: channel.title for channel in channels.channels}
 
 
@@ -489,6 +488,7 @@ def command_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.file:
         settings = settings.model_copy(update={"channels_file": Path(args.file)})
     _check_channels(settings)
+    _check_alert_receivers(settings)
     return 0
 
 

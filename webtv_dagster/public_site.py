@@ -10,7 +10,9 @@ its own in /var/tmp instead.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import socket
 from pathlib import Path
 
 PREVIEWS_PATH = "/previews/"  # proxied to the viewer service (audience/viewer_service.py)
@@ -70,6 +72,20 @@ def share_with_nginx(socket_path: Path) -> None:
     else:
         os.chown(socket_path, -1, group)
         socket_path.chmod(0o660)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP to a server on a Unix socket (the viewer service's, the monitoring one), as nginx
+    reaches them: for the watchdog's probes, the tests and the benchmarks."""
+
+    def __init__(self, socket_path: Path, timeout: float = 10.0):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.socket_path))
 
 
 def viewer_service_socket(data_dir: Path) -> Path:

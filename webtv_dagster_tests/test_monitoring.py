@@ -2,15 +2,14 @@
 who may read /metrics, and what /readyz says of channels on air, off air and stopped. The whole
 stack scraped by a real Prometheus is in test_whole_stack.py."""
 
-import http.client
 import json
 import os
-import socket
 import time
 
 import pytest
 
 from webtv_dagster.playout.state import PlayoutFolder
+from webtv_dagster.public_site import UnixHTTPConnection
 from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
 
 TOKEN = "an-operator-token-long-enough-1234"
@@ -20,18 +19,8 @@ PROCESSES = [
 ]
 
 
-class _Connection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=5)
-        self.socket_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(self.socket_path))
-
-
 def get(path, route: str, **headers: str) -> tuple[int, bytes]:
-    connection = _Connection(path)
+    connection = UnixHTTPConnection(path, timeout=5)
     connection.request("GET", route, headers=headers)
     answer = connection.getresponse()
     return answer.status, answer.read()

@@ -2,11 +2,9 @@
 other object, directly on its Unix socket and through the viewer's nginx; previews go with their
 clip."""
 
-import http.client
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import urllib.error
@@ -22,7 +20,7 @@ from webtv_dagster.media.ffmpeg import probe, run_ffmpeg
 from webtv_dagster.media.preview import contact_sheet_jpeg
 from webtv_dagster.production.previews import PublicUrlError, public_base_url
 from webtv_dagster.production.retention import remove_clip, stored_clips
-from webtv_dagster.public_site import viewer_service_socket
+from webtv_dagster.public_site import UnixHTTPConnection, viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.programs import webtv_command
@@ -32,16 +30,6 @@ from .conftest import ACCESS_KEY, SECRET_KEY, TEST_CHANNELS
 CLIP = ClipId(channel="test-llamas", number=1)
 PREVIEW = clips.preview_name(clips.BROADCAST_CLIP)
 PREVIEW_PATH = f"/previews/test-llamas/{CLIP.key}/{PREVIEW}"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path):
-        super().__init__("localhost", timeout=10)
-        self.socket_path = socket_path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(self.socket_path))
 
 
 @pytest.fixture(scope="module")

@@ -36,12 +36,10 @@ only while supervisord says it runs: an operator's stop is left alone.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -56,7 +54,7 @@ from webtv_dagster.audience.viewer_service import wrong_tokens_counted
 from webtv_dagster.channels import load_channels
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
-from webtv_dagster.public_site import viewer_service_socket
+from webtv_dagster.public_site import UnixHTTPConnection, viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers
 from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
@@ -125,19 +123,8 @@ def _http(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
     return None
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path):
-        super().__init__("localhost", timeout=PROBE_TIMEOUT_SECONDS)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(PROBE_TIMEOUT_SECONDS)
-        self.sock.connect(str(self.path))
-
-
 def _http_on_socket(socket_path: Path, path: str) -> str | None:
-    connection = _UnixHTTPConnection(socket_path)
+    connection = UnixHTTPConnection(socket_path, PROBE_TIMEOUT_SECONDS)
     try:
         connection.request("GET", path)
         status = connection.getresponse().status
