@@ -184,11 +184,15 @@ def wait_for_alerts(received: list, count: int, timeout: float = 10) -> None:
     assert len(received) >= count, received
 
 
-# A process holding `megabytes` of written memory (resident), ignoring SIGTERM if asked.
+# A process holding `megabytes` of written memory (resident), ignoring SIGTERM if asked, else
+# ended by it as a program under supervisord is. Said explicitly: a child inherits the signals
+# its parent ignores or blocks, and the test process's may not be the defaults (in one CI run
+# the hog outlived SIGTERM).
 MEMORY_HOG = """
 import signal, sys, time
-if sys.argv[1] == "ignore-term":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+on_term = signal.SIG_IGN if sys.argv[1] == "ignore-term" else signal.SIG_DFL
+signal.signal(signal.SIGTERM, on_term)
 held = b"x" * (int(sys.argv[2]) * 2**20)
 print("ready", flush=True)
 time.sleep(600)
