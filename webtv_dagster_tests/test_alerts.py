@@ -263,11 +263,11 @@ def test_a_program_past_its_memory_ceiling_is_stopped_for_a_fresh_start_and_aler
 def test_alerts_wait_on_disk_until_every_receiver_took_them_even_across_a_watchdog_restart(
     tmp_path, monkeypatch
 ):
-    """A webhook that is down and an Apprise URL (json://) whose receiver refuses twice: the
-    alert waits in the outbox on disk; the Apprise receiver gets it on the third try; the
-    watchdog stops (as when it is killed and restarted) with the webhook still down; a new
-    watchdog on the same data folder delivers it to the webhook once it is up. Each receiver
-    gets it once, and the outbox is empty after."""
+    """A webhook that is down, an Apprise URL (json://) whose receiver refuses twice and
+    another that takes it at once: the alert waits in the outbox on disk; the refusing Apprise
+    receiver gets it on the third try; the watchdog stops (as when it is killed and restarted)
+    with the webhook still down; a new watchdog on the same data folder delivers it to the
+    webhook once it is up. Each receiver gets it once, and the outbox is empty after."""
     from webtv_dagster.stack import alerts as alerts_module
     from webtv_dagster.stack.alerts import alerts_folder
     from webtv_dagster.stack.watchdog import Watchdog
@@ -277,11 +277,16 @@ def test_alerts_wait_on_disk_until_every_receiver_took_them_even_across_a_watchd
     monkeypatch.setattr(alerts_module, "ALERT_FIRST_RETRY_SECONDS", 0.2)
     webhook_port = free_port_block(1)
     outbox = alerts_folder(tmp_path)
-    with webhook_receiver(refuse_first=2) as (url, by_apprise, apprise_attempts):
+    with (
+        webhook_receiver(refuse_first=2) as (url, by_apprise, apprise_attempts),
+        webhook_receiver() as (other_url, by_other_apprise, _),
+    ):
+        # Two Apprise URLs of one scheme: shown alike, kept apart.
+        apprise_urls = [address.replace("http://", "json://") for address in (url, other_url)]
         settings = settings_for_tests(
             data_dir=tmp_path,
             alert_webhook_url=f"http://127.0.0.1:{webhook_port}{SECRET_PATH}",
-            alert_urls=url.replace("http://", "json://"),
+            alert_urls=", ".join(apprise_urls),
         )
         first = Watchdog(settings, _Supervisord(), "127.0.0.1:1", tmp_path)
         first._notify("dagster-daemon gave up", "supervisord stopped restarting it", "error")
@@ -303,7 +308,7 @@ def test_alerts_wait_on_disk_until_every_receiver_took_them_even_across_a_watchd
                     time.sleep(0.05)
                 assert list(outbox.glob("*.json")) == []
                 time.sleep(0.5)
-                assert len(by_webhook) == 1 and len(by_apprise) == 1
+                assert len(by_webhook) == len(by_apprise) == len(by_other_apprise) == 1
             finally:
                 second.stop.set()
 

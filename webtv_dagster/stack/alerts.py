@@ -19,6 +19,7 @@ restarts meanwhile.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -55,13 +56,21 @@ class AlertError(RuntimeError):
 
 
 class Notifier(Protocol):
-    """One receiver of alerts; `name` is what may be shown of it."""
+    """One receiver of alerts; `name` is what may be shown of it, `key` what tells it from
+    another (a digest of its URL: two receivers may show the same name)."""
 
     @property
     def name(self) -> str: ...
 
+    @property
+    def key(self) -> str: ...
+
     def send(self, title: str, details: str, severity: str = "error") -> None:
         """Delivers the alert, or raises AlertError."""
+
+
+def _key_of(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,10 @@ class WebhookNotifier:
     @property
     def name(self) -> str:
         return f"the webhook at {webhook_host(self.url)}"
+
+    @property
+    def key(self) -> str:
+        return _key_of(self.url)
 
     def send(self, title: str, details: str, severity: str = "error") -> None:
         text = f"[webtv {severity}] {title}\n{details}".strip()
@@ -130,6 +143,10 @@ class AppriseNotifier:
     @property
     def name(self) -> str:
         return f"{urlsplit(self.url).scheme or '?'}://<secret> (Apprise)"
+
+    @property
+    def key(self) -> str:
+        return _key_of(self.url)
 
     def send(self, title: str, details: str, severity: str = "error") -> None:
         service = _apprise().Apprise()
@@ -222,11 +239,11 @@ class AlertOutbox:
                 continue
             refusals = []
             for receiver in self.receivers:
-                if receiver.name in record["taken_by"]:
+                if receiver.key in record["taken_by"]:
                     continue
                 try:
                     receiver.send(record["title"], record["details"], record["severity"])
-                    record["taken_by"].append(receiver.name)
+                    record["taken_by"].append(receiver.key)
                 except AlertError as error:
                     refusals.append(str(error))
             if not refusals:
