@@ -170,15 +170,15 @@ def notifiers(webhook_url: str, apprise_urls: str = "") -> list[Notifier]:
 
 def check_notifiers(receivers: Sequence[Notifier]) -> list[str]:
     """What is wrong with the receivers' URLs, one line each (none: they can be used)."""
+    apprise_urls = [r for r in receivers if isinstance(r, AppriseNotifier)]
+    if not apprise_urls:
+        return []  # nothing to ask Apprise, and no need to load it
     apprise = _apprise()
-    problems = []
-    for receiver in receivers:
-        if (
-            isinstance(receiver, AppriseNotifier)
-            and apprise.Apprise.instantiate(receiver.url) is None
-        ):
-            problems.append(f"WEBTV_ALERT_URLS: {receiver.name} is not a URL Apprise knows")
-    return problems
+    return [
+        f"WEBTV_ALERT_URLS: {receiver.name} is not a URL Apprise knows"
+        for receiver in apprise_urls
+        if apprise.Apprise.instantiate(receiver.url) is None
+    ]
 
 
 def alerts_folder(data_dir: Path) -> Path:
