@@ -345,3 +345,24 @@ def test_webtv_alert_reaches_apprise_urls_and_names_a_refusal_without_its_secret
     assert checked.returncode != 0
     assert "nosuchservice://<secret> (Apprise) is not a URL Apprise knows" in checked.stderr
     assert "token/chat" not in checked.stderr
+
+
+def test_an_alert_the_disk_cannot_take_is_held_in_memory_and_delivered(tmp_path):
+    """The outbox's folder cannot be written (here a file stands where the folder goes; on a
+    full disk the write fails the same way, and the alert may be the one saying so): the
+    alert is held in memory and delivered all the same."""
+    from webtv_dagster.stack.alerts import AlertOutbox, WebhookNotifier
+
+    from .conftest import webhook_receiver
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    with webhook_receiver(refuse_first=1) as (url, received, attempts):
+        outbox = AlertOutbox(blocked / "alerts", [WebhookNotifier(url)])
+        outbox.put("the data folder's disk is full", "0 MB free", "error")
+        assert outbox.deliver_due() is not None  # refused once: it waits for its next try
+        deadline = time.monotonic() + 10
+        while outbox.deliver_due() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [alert["title"] for alert in received] == ["the data folder's disk is full"]
+        assert len(attempts) == 2

@@ -188,13 +188,17 @@ def alerts_folder(data_dir: Path) -> Path:
 class AlertOutbox:
     """Alerts on their way to `receivers`, one JSON file each in `folder`: written whole
     before `put` returns, delivered by `deliver_due` to each receiver that has not taken it
-    yet, and removed once all have (or ALERT_RETRY_SECONDS after it was raised, logged).
-    Thread-safe: `put` from any thread, `deliver_due` from one."""
+    yet, and removed once all have (or ALERT_RETRY_SECONDS after it was raised, logged). An
+    alert that cannot be written (the data folder's disk is full: the alert may say just that)
+    is held in memory instead, delivered the same way. Thread-safe: `put` from any thread,
+    `deliver_due` from one."""
 
     def __init__(self, folder: Path, receivers: Sequence[Notifier]):
         self.folder = folder
         self.receivers = list(receivers)
         self.arrived = threading.Event()  # set by put: the deliverer need not wait out its delay
+        self._held: list[dict] = []  # alerts the disk could not take
+        self._held_lock = threading.Lock()
 
     def put(self, title: str, details: str, severity: str) -> None:
         record = {
@@ -206,14 +210,15 @@ class AlertOutbox:
             "next_try": 0.0,
             "taken_by": [],
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
         # Named by when it was raised: delivered oldest first.
         path = self.folder / f"{time.time_ns():020d}-{secrets.token_hex(4)}.json"
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             write_atomically(path, json.dumps(record).encode())
-        except OSError as error:  # a full disk: the alert is in the log only
-            log.error("alert %r not kept for delivery (%s)", title, error)
-            return
+        except OSError as error:
+            log.error("alert %r held in memory, not on disk (%s)", title, error)
+            with self._held_lock:
+                self._held = [*self._held, record][-OUTBOX_LIMIT:]
         for old in self._waiting()[:-OUTBOX_LIMIT]:
             log.error("alert outbox over %d: dropped %s", OUTBOX_LIMIT, old.name)
             old.unlink(missing_ok=True)
@@ -225,7 +230,7 @@ class AlertOutbox:
     def deliver_due(self) -> float | None:
         """Tries each alert that is due, oldest first; returns the seconds until the next try
         (None: nothing waits)."""
-        next_try = None
+        next_tries = []
         for path in self._waiting():
             try:
                 record = json.loads(path.read_bytes())
@@ -233,43 +238,59 @@ class AlertOutbox:
                 log.error("alert %s cannot be read (%s): dropped", path.name, error)
                 path.unlink(missing_ok=True)
                 continue
-            now = time.time()
-            if record["next_try"] > now:
-                next_try = min(next_try or record["next_try"], record["next_try"])
-                continue
-            refusals = []
-            for receiver in self.receivers:
-                if receiver.key in record["taken_by"]:
-                    continue
+            tried = self._try(record)
+            if tried == "done":
+                path.unlink(missing_ok=True)
+            elif tried == "retry":
                 try:
-                    receiver.send(record["title"], record["details"], record["severity"])
-                    record["taken_by"].append(receiver.key)
-                except AlertError as error:
-                    refusals.append(str(error))
-            if not refusals:
-                path.unlink(missing_ok=True)
+                    write_atomically(path, json.dumps(record).encode())
+                except OSError as error:
+                    log.error("alert %r: its delivery state not kept (%s)", record["title"], error)
+            if tried != "done":
+                next_tries.append(record["next_try"])
+        with self._held_lock:
+            held = list(self._held)
+        for record in held:
+            if self._try(record) == "done":
+                with self._held_lock:
+                    self._held.remove(record)
+            else:
+                next_tries.append(record["next_try"])
+        return max(0.0, min(next_tries) - time.time()) if next_tries else None
+
+    def _try(self, record: dict) -> str:
+        """Sends the alert to each receiver that has not taken it, if it is due: "done" (all
+        took it, or it is given up), "retry" (tried, some refused: its next try is set) or
+        "waiting" (not due)."""
+        now = time.time()
+        if record["next_try"] > now:
+            return "waiting"
+        refusals = []
+        for receiver in self.receivers:
+            if receiver.key in record["taken_by"]:
                 continue
-            if now - record["raised"] > ALERT_RETRY_SECONDS:
-                log.error("alert %r not delivered, given up: %s", record["title"], refusals)
-                path.unlink(missing_ok=True)
-                continue
-            record["attempts"] += 1
-            delay = min(
-                ALERT_FIRST_RETRY_SECONDS * 2 ** (record["attempts"] - 1), ALERT_MAX_RETRY_SECONDS
-            )
-            record["next_try"] = now + delay
-            log.warning(
-                "alert %r not delivered (%s): again in %.0f s",
-                record["title"],
-                "; ".join(refusals),
-                delay,
-            )
             try:
-                write_atomically(path, json.dumps(record).encode())
-            except OSError as error:
-                log.error("alert %r: its delivery state not kept (%s)", record["title"], error)
-            next_try = min(next_try or record["next_try"], record["next_try"])
-        return None if next_try is None else max(0.0, next_try - time.time())
+                receiver.send(record["title"], record["details"], record["severity"])
+                record["taken_by"].append(receiver.key)
+            except AlertError as error:
+                refusals.append(str(error))
+        if not refusals:
+            return "done"
+        if now - record["raised"] > ALERT_RETRY_SECONDS:
+            log.error("alert %r not delivered, given up: %s", record["title"], refusals)
+            return "done"
+        record["attempts"] += 1
+        delay = min(
+            ALERT_FIRST_RETRY_SECONDS * 2 ** (record["attempts"] - 1), ALERT_MAX_RETRY_SECONDS
+        )
+        record["next_try"] = now + delay
+        log.warning(
+            "alert %r not delivered (%s): again in %.0f s",
+            record["title"],
+            "; ".join(refusals),
+            delay,
+        )
+        return "retry"
 
     def deliver_until(self, stop: threading.Event) -> None:
         """Delivers what is due until `stop` is set, waking when an alert is put."""
