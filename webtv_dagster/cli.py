@@ -59,12 +59,9 @@ def _check_channels(settings: Settings) -> dict[str, str]:
 
 def _check_alert_receivers(settings: Settings) -> None:
     """Exits if an alert URL is one no alert could reach (an Apprise URL it does not know)."""
-    from webtv_dagster.stack.alerts import check_notifiers, notifiers
+    from webtv_dagster.stack.alerts import check_notifiers, notifiers_of
 
-    receivers = notifiers(
-        settings.alert_webhook_url.get_secret_value(), settings.alert_urls.get_secret_value()
-    )
-    if problems := check_notifiers(receivers):
+    if problems := check_notifiers(notifiers_of(settings)):
         sys.exit("webtv: " + "; ".join(problems))
 
 
@@ -461,20 +458,12 @@ def command_systemd_units(args: argparse.Namespace, settings: Settings) -> int:
 def command_alert(args: argparse.Namespace, settings: Settings) -> int:
     """Sends an alert to WEBTV_ALERT_WEBHOOK_URL and each of WEBTV_ALERT_URLS (systemd's
     OnFailure= unit calls this); fails naming each receiver that did not take it."""
-    from webtv_dagster.stack.alerts import AlertError, notifiers
+    from webtv_dagster.stack.alerts import notifiers_of, send_to_all
 
-    receivers = notifiers(
-        settings.alert_webhook_url.get_secret_value(), settings.alert_urls.get_secret_value()
-    )
+    receivers = notifiers_of(settings)
     if not receivers:
         sys.exit(f"webtv: no WEBTV_ALERT_WEBHOOK_URL or WEBTV_ALERT_URLS: not sent: {args.title}")
-    refused = []
-    for receiver in receivers:
-        try:
-            receiver.send(args.title, args.details)
-        except AlertError as error:
-            refused.append(str(error))
-    if refused:
+    if refused := send_to_all(receivers, args.title, args.details):
         sys.exit("webtv: " + "; ".join(refused))
     return 0
 

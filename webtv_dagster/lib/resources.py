@@ -21,7 +21,7 @@ from webtv_dagster.production.request_counts import queue_path
 from webtv_dagster.production.shot_requests import RequestQueue
 from webtv_dagster.production.stages import ClipProduction
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.alerts import AlertError, notifiers
+from webtv_dagster.stack.alerts import notifiers, send_to_all
 
 
 class S3MediaStorage(dg.ConfigurableResource):
@@ -123,14 +123,10 @@ class AlertWebhook(dg.ConfigurableResource):
         if not receivers:
             log.info(f"alert (no receiver configured): {title}")
             return False
-        delivered = True
-        for receiver in receivers:
-            try:
-                receiver.send(title, details, severity)
-            except AlertError as error:
-                log.warning(f"alert not delivered: {error}")
-                delivered = False
-        return delivered
+        refusals = send_to_all(receivers, title, details, severity)
+        for refusal in refusals:
+            log.warning(f"alert not delivered: {refusal}")
+        return not refusals
 
 
 class DagsterHistory(dg.ConfigurableResource):

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.secrets import mask_url
+from webtv_dagster.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,10 @@ class WebhookNotifier:
             with urllib.request.urlopen(request, timeout=self.timeout_seconds) as answer:
                 answer.read()
         except urllib.error.HTTPError as error:
-            raise AlertError(
-                f"the webhook at {webhook_host(self.url)} answered {error.code}"
-            ) from None
+            raise AlertError(f"{self.name} answered {error.code}") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
-            raise AlertError(
-                f"the webhook at {webhook_host(self.url)} is unreachable: {reason}"
-            ) from None
+            raise AlertError(f"{self.name} is unreachable: {reason}") from None
 
 
 # Apprise's notification types, by this project's severities.
@@ -166,6 +163,27 @@ def notifiers(webhook_url: str, apprise_urls: str = "") -> list[Notifier]:
     found: list[Notifier] = [WebhookNotifier(webhook_url)] if webhook_url else []
     found += [AppriseNotifier(url) for url in apprise_urls.replace(",", " ").split()]
     return found
+
+
+def notifiers_of(settings: Settings) -> list[Notifier]:
+    """The receivers of the settings (WEBTV_ALERT_WEBHOOK_URL, WEBTV_ALERT_URLS)."""
+    return notifiers(
+        settings.alert_webhook_url.get_secret_value(), settings.alert_urls.get_secret_value()
+    )
+
+
+def send_to_all(
+    receivers: Sequence[Notifier], title: str, details: str, severity: str = "error"
+) -> list[str]:
+    """Sends the alert to every receiver, whichever refuses it; returns why each refusal
+    (without its secret): empty when all took it."""
+    refusals = []
+    for receiver in receivers:
+        try:
+            receiver.send(title, details, severity)
+        except AlertError as error:
+            refusals.append(str(error))
+    return refusals
 
 
 def check_notifiers(receivers: Sequence[Notifier]) -> list[str]:

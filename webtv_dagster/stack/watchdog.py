@@ -56,7 +56,7 @@ from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import UnixHTTPConnection, viewer_service_socket
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers
+from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers_of
 from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
 from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 from webtv_dagster.storage import StorageError
@@ -197,10 +197,7 @@ class Watchdog:
         # The channel whose guide the viewer service is asked for.
         self.first_slug = load_channels(settings.channels_file).channels[0].slug
         self.stop = threading.Event()
-        receivers = notifiers(
-            settings.alert_webhook_url.get_secret_value(),
-            settings.alert_urls.get_secret_value(),
-        )
+        receivers = notifiers_of(settings)
         for problem in check_notifiers(receivers):
             log.error("%s: its alerts are not delivered", problem)
         # Alerts wait on disk until taken, delivered by a thread of their own (a slow or

@@ -12,7 +12,11 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.defs.clip_production.assets import CLIP_STAGES
 from webtv_dagster.lib.clip_steps import FAILED_CLIPS
 from webtv_dagster.lib.resources import Studio
-from webtv_dagster.stack.metrics import ProductionCounts, write_production_counts
+from webtv_dagster.stack.metrics import (
+    PRODUCTION_OUTCOMES,
+    ProductionCounts,
+    write_production_counts,
+)
 
 # Materializations read per stage, and failed runs, a tick: a tick's cost stays the same
 # however long the history (a backlog is read over the next ticks).
@@ -51,7 +55,7 @@ def production_counts_sensor(context: dg.SensorEvaluationContext, studio: Studio
     stages = [stage.key.path[-1] for stage in CLIP_STAGES]
     for slug in studio.slugs():
         for stage in stages:
-            for outcome in ("made", "failed"):
+            for outcome in PRODUCTION_OUTCOMES:
                 counts.setdefault(slug, {}).setdefault(stage, {}).setdefault(outcome, 0)
     for stage in CLIP_STAGES:
         name = stage.key.path[-1]
