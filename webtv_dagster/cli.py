@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -231,6 +233,7 @@ def command_playout(args: argparse.Namespace, settings: Settings) -> int:
                 cache_bytes=settings.playout_cache_mb * 2**20,
                 notify_socket=settings.notify_socket,
                 publisher_ffmpeg=settings.publisher_ffmpeg,
+                as_run_days=settings.as_run_days,
             )
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: playout.shutdown())
@@ -271,6 +274,20 @@ def command_channel(args: argparse.Namespace, settings: Settings) -> int:
         sys.exit(f"webtv: {error}")
     status = playout_status(data_dir, args.channel)
     print(json.dumps(dataclasses.asdict(status), indent=2))
+    return 0
+
+
+def command_as_run(args: argparse.Namespace, settings: Settings) -> int:
+    """A channel's as-run log as CSV on stdout, for the days asked (today's by default)."""
+    from webtv_dagster.playout.as_run import AsRunLog, as_csv, day_of
+    from webtv_dagster.playout.state import PlayoutFolder
+
+    if args.channel not in _check_channels(settings):
+        sys.exit(f"webtv: no channel {args.channel!r} in {settings.channels_file}")
+    first = args.since or day_of(time.time())
+    last = args.until or max(first, day_of(time.time()))
+    folder = PlayoutFolder.of(settings.data_dir.resolve(), args.channel).as_run
+    sys.stdout.write(as_csv(AsRunLog(folder, settings.as_run_days).between(first, last)))
     return 0
 
 
@@ -492,6 +509,13 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
+def _iso_day(text: str) -> str:
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webtv", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -545,6 +569,13 @@ def parser() -> argparse.ArgumentParser:
     when.add_argument("socket")
     when.add_argument("command", nargs=argparse.REMAINDER)
     when.set_defaults(run=command_when_serving)
+    as_run = commands.add_parser(
+        "as-run", help="print a channel's as-run log (what went out, when) as CSV"
+    )
+    as_run.add_argument("channel")
+    as_run.add_argument("--since", type=_iso_day, help="first day, YYYY-MM-DD (default today)")
+    as_run.add_argument("--until", type=_iso_day, help="last day, YYYY-MM-DD (default today)")
+    as_run.set_defaults(run=command_as_run)
     add = commands.add_parser("add-clips", help="add new clips to a channel")
     add.add_argument("channel")
     add.add_argument("count", type=int)

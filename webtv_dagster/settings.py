@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # Resident memory past which the watchdog restarts a program of the stack's own Python (a
     # slow leak in a library, Dagster's daemon among them, bounded rather than left to grow).
     memory_ceiling_mb: int = Field(512, ge=64, le=1_048_576)
+    # Days of each channel's as-run log kept (playout/as_run.py), today included.
+    as_run_days: int = Field(31, ge=1, le=3660)
     playout_stale_seconds: float = Field(90, ge=10, le=86_400, allow_inf_nan=False)
     stop_grace_seconds: float = Field(5, ge=0, le=3600, allow_inf_nan=False)
     public_url: str = ""

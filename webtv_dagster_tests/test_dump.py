@@ -20,6 +20,7 @@ from webtv_dagster.clips import ClipId
 from webtv_dagster.media.broadcast import normalize_clip
 from webtv_dagster.media.ffmpeg import run_ffmpeg
 from webtv_dagster.media_store import MediaStore
+from webtv_dagster.playout.as_run import AsRunLog
 from webtv_dagster.playout.channel import FEED_LEAD_SECONDS
 from webtv_dagster.playout.playlist import Playlist, publish_playlist
 from webtv_dagster.playout.publisher import (
@@ -344,6 +345,60 @@ def test_a_clip_taken_down_on_air_is_cut_within_2_s_and_the_air_goes_on(
     # one publisher over one subscriber connection.
     assert set(viewer.timestamp_steps()) <= {41, 42}, sorted(set(viewer.timestamp_steps()))
     assert same_publisher and state.publisher_restarts == 0 and viewer.connections == 1
+    as_run_agrees_with_the_air(data_dir, state, viewer, watcher)
+
+
+def as_run_agrees_with_the_air(data_dir, state, viewer, watcher) -> None:
+    """The as-run log says what the subscribers received: each clip sent, where it was on the
+    timeline (every frame of it, by its timestamps), when (its frames' arrival), and what it
+    showed (its colour); the cut and the skip with their reasons; the guide the same clips."""
+    log = AsRunLog(PlayoutFolder.of(data_dir, SLUG).as_run, days_kept=2)
+    entries = [e for day in log.days() for e in log.entries(day)]
+    sent = [e for e in entries if e.event != "skipped"]
+    assert [(e.clip_id, e.event, e.origin) for e in sent[:4]] == [
+        (clip_key(1), "aired", "new"),
+        (clip_key(2), "cut", "new"),
+        (clip_key(3), "aired", "new"),
+        (clip_key(5), "aired", "new"),
+    ]
+    assert "a viewer complained" in sent[1].reason
+    assert {(e.clip_id, e.origin) for e in sent[4:]} <= {
+        (clip_key(3), "replay"),
+        (clip_key(5), "replay"),
+    }
+    (skipped,) = [e for e in entries if e.event == "skipped"]  # clip 1's was after it aired
+    assert skipped.clip_id == clip_key(4) and "not for this hour" in skipped.reason
+    assert sent[0].stream_start == 0
+    assert all(a.stream_end == b.stream_start for a, b in zip(sent, sent[1:], strict=False))
+    # The guide lists the same clips, at the same places, as long.
+    guide = {c.stream_seconds: c for c in state.schedule}
+    for entry in sent:
+        if entry.stream_start in guide:
+            clip = guide.pop(entry.stream_start)
+            assert (clip.clip_id, clip.duration_seconds) == pytest.approx(
+                (entry.clip_id, entry.stream_end - entry.stream_start)
+            )
+    assert all(clip.stream_seconds >= sent[-1].stream_end for clip in guide.values())
+    origin, unix = viewer.video()[0].dts_ms, time.time() - time.monotonic()
+    for entry in sent:
+        frames = round((entry.stream_end - entry.stream_start) * 24)
+        first, last = (
+            origin + t * 1000 - FRAME_MS / 2 for t in (entry.stream_start, entry.stream_end)
+        )
+        received = [p for p in viewer.video() if first <= p.dts_ms < last]
+        assert len(received) == frames, (entry, len(received))
+        # Sent in real time: its first and last frames arrived when the log says.
+        assert received[0].wall + unix == pytest.approx(entry.started_at, abs=0.5)
+        assert received[-1].wall + unix + 1 / 24 == pytest.approx(entry.ended_at, abs=0.5)
+        if watcher.frames[0][0] + unix > entry.started_at - 0.5:
+            continue  # the decoding subscriber was still starting
+        colour = NAMES[ClipId.parse(entry.clip_id).number - 1]
+        shown = [
+            name
+            for arrived, name in watcher.frames
+            if entry.started_at - 0.5 <= arrived + unix <= entry.ended_at + 0.5
+        ]
+        assert shown.count(colour) == pytest.approx(frames, abs=2), entry
 
 
 def test_a_publisher_killed_just_after_a_cut_goes_on_after_the_cut(

@@ -57,6 +57,7 @@ class Studio(dg.ConfigurableResource):
     stage_retries: int = 2
     stage_retry_delay_seconds: float = 30
     playout_stale_seconds: float = 90
+    as_run_days: int = 31
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Studio":
@@ -69,6 +70,7 @@ class Studio(dg.ConfigurableResource):
             stage_retries=settings.stage_retries,
             stage_retry_delay_seconds=settings.stage_retry_delay_seconds,
             playout_stale_seconds=settings.playout_stale_seconds,
+            as_run_days=settings.as_run_days,
         )
 
     @property

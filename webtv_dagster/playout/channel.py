@@ -26,12 +26,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.channels import Channel
 from webtv_dagster.clips import ClipId
 from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.playout.as_run import AsRunLog, AsRunRecorder
 from webtv_dagster.playout.files import DiskTrouble, write_atomically
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.playlist import PlaylistEntry, unaired_entries
@@ -105,6 +108,7 @@ class ChannelPlayout:
         recent_loop: int = 10,
         notify_socket: str = "",
         publisher_ffmpeg: str | None = None,
+        as_run_days: int = 31,
     ):
         self.channel = channel
         self.data_dir = data_dir
@@ -159,8 +163,10 @@ class ChannelPlayout:
         self.publisher_error: str | None = None  # why the last one died, until one sends
         self._publisher_origin = time.time()
         self._state_lock = threading.Lock()
-        # A full disk fails the writes of the state and progress files, never air.
-        self._disk = DiskTrouble(f"{channel.slug}: its state and progress files")
+        # A full disk fails the writes of the state, progress and as-run files, never air.
+        self._disk = DiskTrouble(f"{channel.slug}: its state, progress and as-run files")
+        self.as_run = AsRunRecorder(AsRunLog(self.folder.as_run, as_run_days), channel.slug)
+        self._write_as_run(lambda: self.as_run.resume(self._schedule, self._resume_at))
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
@@ -178,10 +184,18 @@ class ChannelPlayout:
     def _taken_down(self, clip_id: str) -> Takedown | None:
         return self.takedowns.clips.get(clip_id)
 
-    def _skip(self, clip_id: str, reason: str, taken_down: bool = False, why: str = "") -> None:
+    def _skip(
+        self,
+        clip_id: str,
+        reason: str,
+        taken_down: bool = False,
+        why: str = "",
+        aired: bool = False,
+    ) -> None:
         """Records why the clip does not air (once for a take-down: a clip left out as it is
         prepared, again as a replay, is one take-down). `reason` goes into the public state;
-        `why` (an operator's words) into the log only."""
+        `why` (an operator's words) into the log and the as-run log only. A clip that `aired`
+        (in part: cut on air) is in the as-run log as aired, not as skipped."""
         number = ClipId.parse(clip_id).number
         self._prepared_through = max(self._prepared_through, number)
         self.aired_through = max(self.aired_through, number)
@@ -195,6 +209,9 @@ class ChannelPlayout:
             self._skipped = [*self._skipped, skip][-SKIPS_KEPT:]
             self.clips_skipped += 1
             self.clips_taken_down += taken_down
+        if not aired:
+            as_run_reason = f"{reason} ({why})" if why else reason
+            self._write_as_run(lambda: self.as_run.skipped(clip_id, as_run_reason, skip.at))
 
     def _takedown_recorded(self, clip_id: str) -> bool:
         """Whether the clip's take-down, as this playout knows it, is recorded already."""
@@ -213,6 +230,11 @@ class ChannelPlayout:
                     pick.prompt,
                     start,
                     BROADCAST_PROFILE.fps,
+                )
+                segment = replace(
+                    segment,
+                    origin=pick.origin,
+                    requested_by=pick.entry.requested_by if pick.entry else None,
                 )
                 if pick.entry is not None:
                     expected = round(pick.entry.duration_seconds * BROADCAST_PROFILE.fps)
@@ -384,6 +406,11 @@ class ChannelPlayout:
         with self._timeline_lock:
             self._next_stream_seconds -= segment.end - cut.end
         if frames:
+            # Known to the as-run log before the schedule shortens the clip.
+            self.as_run.cut(
+                segment.stream_seconds,
+                f"taken down on air after {cut.duration:.1f} s ({takedown.reason})",
+            )
             # The schedule (the viewers' guide) shows what aired: the clip as long as it was.
             self._schedule = [
                 clip.model_copy(update={"duration_seconds": cut.duration})
@@ -395,7 +422,7 @@ class ChannelPlayout:
             log.warning("%s: cut on air after %.1f s", segment.clip_id, cut.duration)
         else:
             reason = "taken down"
-        self._skip(segment.clip_id, reason, taken_down=True, why=takedown.reason)
+        self._skip(segment.clip_id, reason, True, takedown.reason, aired=frames > 0)
         self._write_state()
         return cut
 
@@ -409,7 +436,9 @@ class ChannelPlayout:
                 and takedown
                 and not self._takedown_recorded(clip.clip_id)
             ):
-                self._skip(clip.clip_id, "taken down after it aired", True, takedown.reason)
+                self._skip(
+                    clip.clip_id, "taken down after it aired", True, takedown.reason, aired=True
+                )
                 self._write_state()
 
     def _watch_takedowns(self) -> None:
@@ -479,6 +508,8 @@ class ChannelPlayout:
             duration_seconds=segment.duration,
             starts_at=self.publisher.wall_time_of(segment.stream_seconds),
             stream_seconds=segment.stream_seconds,
+            origin=segment.origin,
+            requested_by=segment.requested_by,
         )
         earlier = [c for c in self._schedule if c.stream_seconds < segment.stream_seconds]
         self._schedule = [*earlier, scheduled][-SCHEDULE_LENGTH:]
@@ -505,6 +536,15 @@ class ChannelPlayout:
         progress = {"sent_through": round(sent_through, 3), "written_through": round(written, 3)}
         try:
             write_atomically(self.folder.progress, json.dumps(progress).encode())
+        except OSError as error:
+            self._disk.failed(error)
+        self._write_as_run(lambda: self.as_run.sent(self._schedule, sent_through, time.time()))
+
+    def _write_as_run(self, write: Callable[[], None]) -> None:
+        """An as-run write; one the disk cannot take waits (what aired is written at the next
+        report) and never stops air."""
+        try:
+            write()
         except OSError as error:
             self._disk.failed(error)
 
@@ -534,8 +574,12 @@ class ChannelPlayout:
         else:
             path = self.library.cache.path(clip.clip_id)
         try:
-            segment = remux_segment(
-                path, clip.clip_id, clip.prompt, clip.stream_seconds, BROADCAST_PROFILE.fps
+            segment = replace(
+                remux_segment(
+                    path, clip.clip_id, clip.prompt, clip.stream_seconds, BROADCAST_PROFILE.fps
+                ),
+                origin=clip.origin,
+                requested_by=clip.requested_by,
             )
         except MediaToolError as error:
             log.warning("%s: not resumed (%s); air goes on after it", clip.clip_id, error)

@@ -118,6 +118,8 @@ class Segment:
     data: bytes
     source: Path | None = None  # the clip file, to place it elsewhere on the timeline
     cuts: tuple[tuple[int, int], ...] = ()  # (byte offset, frames before): its keyframes
+    origin: str = ""  # what the as-run log says of it (sources.Pick.origin)
+    requested_by: str | None = None
 
     @property
     def duration(self) -> float:
@@ -198,9 +200,10 @@ def placed_at(segment: Segment, stream_seconds: float) -> Segment:
         return segment
     if segment.source is None:
         raise MediaToolError(f"{segment.clip_id} cannot be placed again: its file is not known")
-    return remux_segment(
+    placed = remux_segment(
         segment.source, segment.clip_id, segment.prompt, stream_seconds, segment.fps
     )
+    return replace(placed, origin=segment.origin, requested_by=segment.requested_by)
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: a forked child only calls it

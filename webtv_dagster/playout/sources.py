@@ -38,11 +38,12 @@ class Pick:
     clip_id: str
     prompt: str
     path: Path
+    origin: str  # new, replay, ident or test card (the as-run log's)
     entry: PlaylistEntry | None = None
 
     @classmethod
-    def of(cls, entry: PlaylistEntry, path: Path) -> Pick:
-        return cls(entry.clip_id, entry.prompt, path, entry)
+    def of(cls, entry: PlaylistEntry, path: Path, origin: str) -> Pick:
+        return cls(entry.clip_id, entry.prompt, path, origin, entry)
 
 
 class Source(Protocol):
@@ -82,7 +83,7 @@ class UnairedClips:
                 continue  # before it was fetched, or after (the playlist rebuild comes later)
             problem = self.library.unairable(entry)
             if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
-                return Pick.of(entry, path), later
+                return Pick.of(entry, path, "new"), later
             if problem is None:
                 break  # not fetched yet (S3 slow or away): a replay covers meanwhile
             self.skip(entry.clip_id, problem)
@@ -118,7 +119,7 @@ class Replays:
             self._replays += 1
             entry = recent[self._replays % len(recent)]
             if path := self.library.ready(entry):
-                return Pick.of(entry, path), unaired
+                return Pick.of(entry, path, "replay"), unaired
         return None, unaired
 
 
@@ -135,15 +136,15 @@ class Filler:
     def pick(
         self, playlist: Playlist | None, unaired: list[PlaylistEntry]
     ) -> tuple[Pick | None, list[PlaylistEntry]]:
-        path = self.library.ident()
+        path, origin = self.library.ident(), "ident"
         self._slate_just_made = False
         if path is None:
-            path = self.folder.slate
+            path, origin = self.folder.slate, "test card"
             if not path.exists():
                 log.warning("%s: no ident yet: airing the test card", self.folder.path.name)
                 render_slate(path, SLATE_FRAMES, BROADCAST_PROFILE)
                 self._slate_just_made = True
-        return Pick(IDENT, self.prompt, path), unaired
+        return Pick(IDENT, self.prompt, path, origin), unaired
 
     def refused(self, pick: Pick, reason: str) -> None:
         """The filler did not remux: the ident is dropped (the test card airs until a new one

@@ -34,6 +34,8 @@ class ScheduledClip(GuideEntry):
         description="where the clip starts on the stream's timeline (RTMP and HLS timestamps, "
         "0 at the channel's first frame; it goes on across publisher and playout restarts)"
     )
+    origin: str = Field("", description="new (its first airing), replay, ident or test card")
+    requested_by: str | None = Field(None, description="the viewer whose request it was made of")
 
 
 class SkippedClip(BaseModel):
@@ -131,6 +133,11 @@ class PlayoutFolder:
         few times a second; its mtime says when): where a restarted playout resumes, and the
         playout's sign of life for the stack's watchdog."""
         return self.path / "progress"
+
+    @property
+    def as_run(self) -> Path:
+        """The as-run log (as_run.AsRunLog): what went out, one file a day."""
+        return self.path / "as-run"
 
     @property
     def playout_log(self) -> Path:
