@@ -282,11 +282,17 @@ def command_as_run(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.playout.as_run import AsRunLog, as_csv, day_of
     from webtv_dagster.playout.state import PlayoutFolder
 
-    if args.channel not in _check_channels(settings):
-        sys.exit(f"webtv: no channel {args.channel!r} in {settings.channels_file}")
+    data_dir = settings.data_dir.resolve()
+    folder = PlayoutFolder.of(data_dir, args.channel).as_run
+    if not folder.is_dir():  # a channel since removed from the file keeps its log
+        playouts = PlayoutFolder.of(data_dir, args.channel).path.parent
+        logged = [p.name for p in sorted(playouts.glob("*")) if PlayoutFolder(p).as_run.is_dir()]
+        sys.exit(
+            f"webtv: no as-run log of {args.channel!r} in {data_dir} "
+            f"(there are: {', '.join(logged) or 'none'})"
+        )
     first = args.since or day_of(time.time())
     last = args.until or max(first, day_of(time.time()))
-    folder = PlayoutFolder.of(settings.data_dir.resolve(), args.channel).as_run
     sys.stdout.write(as_csv(AsRunLog(folder, settings.as_run_days).between(first, last)))
     return 0
 
