@@ -5,6 +5,9 @@ answers in its chat. A test of one part can pass while the whole fails: once, a 
 playout and chat bot got the same supervisord program, and only the bot ran."""
 
 import contextlib
+import csv
+import io
+import itertools
 import json
 import os
 import re
@@ -132,6 +135,24 @@ def test_webtv_up_with_every_option_on_runs_every_program_and_airs(
             ann.wait_for(ann.bot_is_here, "the chat bot", timeout=90)
             assert "in the queue" in ann.ask("!add a llama rowing a tiny boat")
         monitored_by_prometheus(stack, supervisor)
+
+        # What went out is in the as-run log, clip after clip on the timeline, a publisher
+        # killed (above) and all.
+        def sent_as_run() -> list[dict]:
+            printed = subprocess.run(
+                [stack.webtv, "as-run", SLUG],
+                env=stack.environment,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            rows = csv.DictReader(io.StringIO(printed))
+            return [row for row in rows if row["event"] != "skipped"]
+
+        sent = wait_for(lambda: len(rows := sent_as_run()) >= 3 and rows, 60, "3 clips sent")
+        assert {row["event"] for row in sent} == {"aired"}, sent
+        assert all(a["stream_end"] == b["stream_start"] for a, b in itertools.pairwise(sent))
     finally:
         left = stop_webtv_up(stack)
     assert left == [], "processes of the stack left running after `webtv down`"
