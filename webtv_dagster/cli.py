@@ -23,11 +23,15 @@ import yaml
 from webtv_dagster import hide_dagster_maturity_warnings
 from webtv_dagster.channels import ChannelConfigError, ChannelsFile, find_channel, load_channels
 from webtv_dagster.playout.process import PlayoutStartError, hold_playout_lock, playout_status
-from webtv_dagster.public_site import PublicFolderError, monitoring_socket, viewer_service_socket
+from webtv_dagster.public_site import (
+    PublicFolderError,
+    monitoring_socket,
+    rtmp_statistics_url,
+    viewer_service_socket,
+)
 from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack.instance import dagster_home, instance_config, open_instance
 from webtv_dagster.stack.nginx import (
-    RTMP_STATISTICS,
     RtmpServerError,
     become_nginx,
     publish_url,
@@ -174,18 +178,27 @@ def command_viewer_service(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised viewer service: answers what nginx proxies to it (stage previews from the
     bucket, shot requests, the guide, XMLTV, the dump button)."""
     from webtv_dagster.audience.viewer_service import ViewerServiceError, ViewerSite, serve_viewer
+    from webtv_dagster.audience.watching import WatchingCount
 
     socket_path = Path(args.socket) if args.socket else viewer_service_socket(settings.data_dir)
+    channels = load_channels(settings.channels_file)
     site = ViewerSite(
         store=_media_store(settings),
-        channels=load_channels(settings.channels_file),
+        channels=channels,
         data_dir=settings.data_dir,
         operator_token=settings.operator_token.get_secret_value(),
     )
+    watching = WatchingCount(
+        settings.data_dir,
+        [channel.slug for channel in channels.channels],
+        rtmp_statistics_url(settings.hls_port),
+    ).start()
     try:
         serve_viewer(socket_path, site)
     except ViewerServiceError as error:
         sys.exit(f"webtv: {error}")
+    finally:
+        watching.close()
     return 0
 
 
@@ -334,7 +347,7 @@ def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
         slugs,
         lambda: watchdog.processes,
         lambda: dict(watchdog.restarts),
-        f"http://127.0.0.1:{settings.hls_port}{RTMP_STATISTICS}",
+        rtmp_statistics_url(settings.hls_port),
     )
     monitoring = serve_monitoring(
         monitoring_socket(settings.data_dir),

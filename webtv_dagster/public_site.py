@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import socket
 from pathlib import Path
 
 PREVIEWS_PATH = "/previews/"  # proxied to the viewer service (audience/viewer_service.py)
+RTMP_STATISTICS = "/rtmp/statistics"  # nginx-rtmp's clients per stream, to loopback only
+WATCHING_PATH = "/watching.json"  # how many watch each channel (audience/watching.py)
+# A count in watching.json older than this is not believed (its writer is gone).
+WATCHING_FRESH_SECONDS = 30.0
 WORKER_USER = "nobody"  # the account nginx's workers drop root to (stack/nginx.worker_account)
 
 
@@ -101,3 +106,31 @@ def monitoring_socket(data_dir: Path) -> Path:
 def viewer_state_path(data_dir: Path, slug: str) -> Path:
     """The copy of a channel's playout state the viewer reads (/state/<slug>.json)."""
     return public_folder(data_dir) / "state" / f"{slug}.json"
+
+
+def rtmp_statistics_url(http_port: int) -> str:
+    """nginx-rtmp's statistics, as a process of this machine asks for them."""
+    return f"http://127.0.0.1:{http_port}{RTMP_STATISTICS}"
+
+
+def hls_fetch_socket(data_dir: Path) -> Path:
+    """Where nginx logs each fetch of an HLS playlist (syslog datagrams) for the viewer
+    service's count of who watches."""
+    return public_folder(data_dir) / "hls-fetches.sock"
+
+
+def watching_file(data_dir: Path) -> Path:
+    """Who watches each channel (WATCHING_PATH), written by the viewer service."""
+    return public_folder(data_dir) / "watching.json"
+
+
+def read_watching(data_dir: Path, now: float) -> dict[str, dict[str, int]]:
+    """Each channel's viewers, {slug: {"hls": n, "rtmp": n}}, as the viewer service last
+    counted them; empty when it has not for WATCHING_FRESH_SECONDS (or never did)."""
+    try:
+        watching = json.loads(watching_file(data_dir).read_text())
+        if now - watching["updated_at"] <= WATCHING_FRESH_SECONDS:
+            return watching["channels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return {}

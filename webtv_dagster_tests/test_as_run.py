@@ -178,7 +178,7 @@ def test_the_as_run_asset_puts_each_channels_day_in_the_bucket(tmp_path, seaweed
     metadata = materialization.metadata
     assert metadata["channels"].value == 1 and metadata[f"{SLUG}_entries"].value == 4
     summary = metadata["summary"].value
-    assert f"| {SLUG} | 2 | 0 | 0 | 1 | 1 | 0.00 | 4 |" in summary
+    assert f"| {SLUG} | 2 | 0 | 0 | 1 | 1 | 0.00 | 4 | - |" in summary
     rows = as_run_rows(media_store.get_bytes(as_run_key(SLUG, "2026-12-04")).decode())
     assert [r["clip_id"] for r in rows] == [
         f"{SLUG}-000001",

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from webtv_dagster.audience.watching import WatchingCount
+from webtv_dagster.playout.as_run import AsRunLog
 from webtv_dagster.playout.channel import ChannelPlayout, read_state
+from webtv_dagster.playout.state import PlayoutFolder
+from webtv_dagster.public_site import rtmp_statistics_url
 from webtv_dagster.stack.programs import playout_program
 
+from .air_monitor import AirMonitor
 from .conftest import CLIP_COLOURS, upload_playlist, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,6 +104,17 @@ def samples(page, count: int) -> list[dict]:
 def test_the_prompt_on_screen_belongs_to_the_clip_in_the_picture(
     browser, rtmp_server, channels_on_air
 ):
+    # The viewer service's count of who watches (`webtv viewer-service` runs it).
+    slugs = ["test-llamas", "test-ocean"]
+    statistics = rtmp_statistics_url(rtmp_server.http_port)
+    watching = WatchingCount(channels_on_air, slugs, statistics).start()
+    try:
+        watched_and_counted(browser, rtmp_server, channels_on_air)
+    finally:
+        watching.close()
+
+
+def watched_and_counted(browser, rtmp_server, channels_on_air) -> None:
     page = open_viewer(browser, rtmp_server, "", "test-llamas")
     taken = samples(page, 25)
     assert {s["player"] for s in taken} == {"hls.js"}
@@ -118,6 +134,18 @@ def test_the_prompt_on_screen_belongs_to_the_clip_in_the_picture(
     # The guide lists what follows the clip on screen, in order.
     guide = taken[-1]["guide"]
     assert guide and guide == sorted(guide) and guide[0] > taken[-1]["clipId"]
+    # The page says who watches: itself, an HLS player; an RTMP subscriber counts too.
+    wait_for(lambda: page.inner_text("#watching") == "1 watching", 30, "1 watching")
+    with AirMonitor(rtmp_server.publish_url("test-llamas")) as subscriber:
+        subscriber.wait_for_frames(24)
+        wait_for(lambda: page.inner_text("#watching") == "2 watching", 30, "2 watching")
+        # Each clip that ends now says so in the as-run log.
+        as_run = AsRunLog(PlayoutFolder.of(channels_on_air, "test-llamas").as_run, 31)
+        wait_for(
+            lambda: any(e.viewers == 2 for e in as_run.entries(as_run.days()[-1])),
+            30,
+            "a clip's end watched by 2 in the as-run log",
+        )
 
     page.click("text=Deep Blue Test")
     wait_for(

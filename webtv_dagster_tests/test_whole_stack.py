@@ -207,6 +207,12 @@ def monitored_by_prometheus(stack, supervisor) -> None:
             watcher.wait_for_frames(24, timeout=60)
             wait_for(lambda: value(viewers) == 1, 30, "Prometheus counting the RTMP viewer")
         wait_for(lambda: value(viewers) == 0, 30, "the viewer gone")
+        # An HLS player is counted by the viewer service, one player however often it asks.
+        players = f"webtv_channel_hls_viewers{{{channel}}}"
+        assert value(players) == 0
+        for _ in range(3):
+            assert fetch(f"{site}/hls/{SLUG}/live.m3u8")[0] == 200
+        wait_for(lambda: value(players) == 1, 30, "Prometheus counting the HLS player")
         assert value(f"webtv_channel_seconds_since_last_frame{{{channel}}}") < 3
         assert value(f"webtv_channel_unplayed_seconds{{{channel}}}") > 0
         # The production counts, from the code location's sensor (30 s between ticks).

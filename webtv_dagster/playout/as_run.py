@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -64,6 +64,11 @@ class AsRunEntry(BaseModel):
     stream_start: float | None = Field(None, description="its place on the stream's timeline")
     stream_end: float | None = None
     reason: str = ""
+    viewers: int | None = Field(
+        None,
+        description="HLS players and RTMP subscribers as its last frame went out (none: not "
+        "counted)",
+    )
 
     @property
     def day(self) -> str:
@@ -82,6 +87,7 @@ CSV_COLUMNS = (
     "stream_start",
     "stream_end",
     "reason",
+    "viewers",
     "prompt",
 )
 
@@ -115,6 +121,7 @@ def as_csv(entries: Iterable[AsRunEntry]) -> str:
                 "" if e.stream_start is None else f"{e.stream_start:.3f}",
                 "" if e.stream_end is None else f"{e.stream_end:.3f}",
                 e.reason,
+                "" if e.viewers is None else e.viewers,
                 e.prompt,
             ]
         )
@@ -132,6 +139,7 @@ class AsRunSummary:
     seconds_on_air: float  # wall-clock seconds of everything sent (fillers too)
     filler_seconds: float
     requested: int  # clips aired that viewers asked for
+    peak_viewers: int | None  # the most that watched a clip's end (None: not counted)
 
     @classmethod
     def of(cls, entries: list[AsRunEntry]) -> AsRunSummary:
@@ -146,6 +154,7 @@ class AsRunSummary:
                 sum(e.ended_at - e.started_at for e in sent if e.clip_id == IDENT), 3
             ),
             requested=sum(e.requested_by is not None for e in sent),
+            peak_viewers=max((e.viewers for e in sent if e.viewers is not None), default=None),
         )
 
 
@@ -246,9 +255,12 @@ class AsRunRecorder:
     placed on the timeline, a cut clip as long as it aired) and its publisher's reports of how
     far it sent; entries go out in timeline order, each once, across playout restarts."""
 
-    def __init__(self, log_: AsRunLog, channel: str):
+    def __init__(
+        self, log_: AsRunLog, channel: str, watching: Callable[[], int | None] = lambda: None
+    ):
         self.log = log_
         self.channel = channel
+        self.watching = watching  # how many watch now (audience/watching.py), None: unknown
         last = log_.last_stream_end()
         self.logged_through = -math.inf if last is None else last
         self._started: dict[float, float] = {}  # a clip's place -> when its first frame went
@@ -314,6 +326,7 @@ class AsRunRecorder:
                 stream_start=round(clip.stream_seconds, 3),
                 stream_end=round(_end(clip), 3),
                 reason=reason,
+                viewers=self.watching(),
             )
         )
         self.logged_through = _end(clip)

@@ -71,6 +71,7 @@ from webtv_dagster.playout.state import (
     write_state,
 )
 from webtv_dagster.playout.takedowns import Takedown, TakedownWatch
+from webtv_dagster.public_site import read_watching
 from webtv_dagster.storage import ObjectReader
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,9 @@ class ChannelPlayout:
         self._state_lock = threading.Lock()
         # A full disk fails the writes of the state, progress and as-run files, never air.
         self._disk = DiskTrouble(f"{channel.slug}: its state, progress and as-run files")
-        self.as_run = AsRunRecorder(AsRunLog(self.folder.as_run, as_run_days), channel.slug)
+        self.as_run = AsRunRecorder(
+            AsRunLog(self.folder.as_run, as_run_days), channel.slug, self._watching
+        )
         self._write_as_run(lambda: self.as_run.resume(self._schedule, self._resume_at))
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
@@ -539,6 +542,10 @@ class ChannelPlayout:
         except OSError as error:
             self._disk.failed(error)
         self._write_as_run(lambda: self.as_run.sent(self._schedule, sent_through, time.time()))
+
+    def _watching(self) -> int | None:
+        counted = read_watching(self.data_dir, time.time()).get(self.channel.slug)
+        return counted["hls"] + counted["rtmp"] if counted else None
 
     def _write_as_run(self, write: Callable[[], None]) -> None:
         """An as-run write; one the disk cannot take waits (what aired is written at the next

@@ -13,10 +13,12 @@ Per channel (label `channel`): `webtv_channel_on_air`, `webtv_channel_seconds_si
 `webtv_channel_clips_skipped_total`, `webtv_channel_clips_taken_down_total` (the last three
 since its playout began: Prometheus' `increase()` handles the reset of a restart),
 `webtv_channel_stopped`, `webtv_channel_rtmp_viewers` (RTMP subscribers, from nginx-rtmp's
-statistics), and `webtv_channel_requests` (label `status`: pending and approved are the
-queue, scheduled and refused its decisions of the last 24 hours). Per supervised program (label
-`program`): `webtv_process_up`, `webtv_process_state` (label `state`, 1 for the current one) and
-`webtv_process_restarts_total` (starts the watchdog saw after the first). Per channel and
+statistics), `webtv_channel_hls_viewers` (distinct HLS players of the last 30 s, counted by
+the viewer service: audience/watching.py), and `webtv_channel_requests` (label `status`:
+pending and approved are the queue, scheduled and refused its decisions of the last 24 hours).
+Per supervised program (label `program`): `webtv_process_up`, `webtv_process_state` (label
+`state`, 1 for the current one) and `webtv_process_restarts_total` (starts the watchdog saw
+after the first). Per channel and
 clip stage (labels `channel`, `stage`): `webtv_clips_made_total` and `webtv_clips_failed_total`
 (a stage that failed for the clip itself, not one left undone after an earlier stage failed),
 counted from Dagster's event log by the code location's production_counts_sensor into the data
@@ -35,16 +37,15 @@ import socketserver
 import sqlite3
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from xml.etree import ElementTree
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from webtv_dagster.audience.watching import WINDOW_SECONDS, rtmp_viewers
 from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.production.request_counts import (
@@ -53,12 +54,11 @@ from webtv_dagster.production.request_counts import (
     queue_path,
     request_counts,
 )
-from webtv_dagster.public_site import share_with_nginx
+from webtv_dagster.public_site import read_watching, share_with_nginx
 from webtv_dagster.stack.supervisord import supervised_name
 
 log = logging.getLogger(__name__)
 
-STATISTICS_TIMEOUT = 1.0  # nginx answers at once, or it is hung (the watchdog's business)
 ON_AIR_SECONDS = 3.0  # a publisher reports progress several times a second while it sends
 DECISIONS_WINDOW_SECONDS = 86_400
 PRODUCTION_COUNTS_FILE = "production-counts.json"
@@ -102,27 +102,6 @@ class ChannelAir:
                 for clip in self.state.schedule
             )
             self.unplayed_seconds = queued + self.state.unplayed_seconds
-
-
-def rtmp_viewers(statistics_url: str) -> dict[str, int]:
-    """Each channel's RTMP subscribers (application: clients playing), from nginx-rtmp's
-    statistics: the publisher and nginx's own relays are not viewers. Empty when nginx does
-    not answer."""
-    try:
-        with urllib.request.urlopen(statistics_url, timeout=STATISTICS_TIMEOUT) as answer:
-            root = ElementTree.fromstring(answer.read())
-    except (OSError, ElementTree.ParseError) as error:
-        log.debug("metrics: no RTMP statistics (%s)", error)
-        return {}
-    viewers = {}
-    for application in root.iter("application"):
-        clients = application.iter("client")
-        viewers[application.findtext("name", "")] = sum(
-            client.find("publishing") is None
-            and not client.findtext("flashver", "").startswith("ngx-")
-            for client in clients
-        )
-    return viewers
 
 
 class StackMetrics(Collector):
@@ -241,6 +220,17 @@ class StackMetrics(Collector):
             if slug in counted:
                 viewers.add_metric([slug], counted[slug])
         yield viewers
+        players = GaugeMetricFamily(
+            "webtv_channel_hls_viewers",
+            f"distinct HLS players that fetched the channel's playlist in the last "
+            f"{WINDOW_SECONDS:.0f} s (absent while the viewer service does not count)",
+            labels=["channel"],
+        )
+        watching = read_watching(self.data_dir, time.time())
+        for slug in self.slugs:
+            if slug in watching:
+                players.add_metric([slug], watching[slug]["hls"])
+        yield players
 
     def _process_metrics(self) -> Iterator:
         up = GaugeMetricFamily(

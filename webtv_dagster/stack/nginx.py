@@ -23,12 +23,16 @@ from pathlib import Path
 from webtv_dagster import audience
 from webtv_dagster.public_site import (
     PREVIEWS_PATH,
+    RTMP_STATISTICS,
+    WATCHING_PATH,
     WORKER_USER,
+    hls_fetch_socket,
     make_public_folder,
     monitoring_socket,
     public_folder,
     reachable_by_others,
     viewer_service_socket,
+    watching_file,
 )
 from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings
@@ -40,7 +44,6 @@ VIEWER = Path(audience.__file__).with_name("viewer")  # the web viewer's page
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
-RTMP_STATISTICS = "/rtmp/statistics"
 
 
 class RtmpServerError(RuntimeError):
@@ -214,6 +217,14 @@ http {{
         ~\\.m3u8$ "public, max-age=1";
         default no-cache;
     }}
+    # Each fetch of a channel's HLS playlist (a player asks every fragment, 2 s) is told to the
+    # viewer service, which counts distinct players (audience/watching.py).
+    map $uri $webtv_playlist_fetch {{
+        ~^/hls/[a-z0-9-]+/[a-z0-9]+\\.m3u8$ 1;
+        default 0;
+    }}
+    log_format webtv_hls escape=json
+        '{{"uri":"$uri","status":$status,"client":"$remote_addr","agent":"$http_user_agent"}}';
     server {{
         listen {http_listen}:{http_port};
         location = / {{
@@ -256,6 +267,13 @@ http {{
         location /hls/ {{
             alias {root}/hls/;
             add_header Cache-Control $webtv_hls_cache;
+            add_header Access-Control-Allow-Origin *;
+            access_log syslog:server=unix:{hls_fetch_socket(data_dir)},nohostname,tag=webtv
+                webtv_hls if=$webtv_playlist_fetch;
+        }}
+        location = {WATCHING_PATH} {{
+            alias {watching_file(data_dir)};
+            add_header Cache-Control no-cache;
             add_header Access-Control-Allow-Origin *;
         }}
         # Stage previews, from the bucket through the viewer service (nginx cannot sign S3

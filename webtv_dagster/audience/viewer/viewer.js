@@ -13,6 +13,7 @@
 const FRAGMENT_SECONDS = 2; // hls_fragment in the nginx configuration
 const STATE_POLL_MS = 1000;
 const GUIDE_POLL_MS = 3000;
+const WATCHING_POLL_MS = 5000; // the viewer service counts every 2 s
 const RETRY_MS = 3000;
 const operator = new URLSearchParams(location.search).has("operator");
 
@@ -302,6 +303,26 @@ async function pollState() {
   }
 }
 
+// "N watching": HLS players and RTMP subscribers, as the viewer service counts them (hidden
+// while it does not).
+async function pollWatching() {
+  const slug = viewer.slug;
+  const shown = document.getElementById("watching");
+  try {
+    const response = await fetch("/watching.json", { cache: "no-store" });
+    const watching = response.ok ? await response.json() : null;
+    const counted = watching && watching.channels[slug];
+    // By the server's clock (its Date header): the viewer's own may be off.
+    const now = Date.parse(response.headers.get("Date")) / 1000;
+    const fresh = watching && now - watching.updated_at < 30;
+    if (slug !== viewer.slug) return;
+    shown.hidden = !(counted && fresh);
+    if (!shown.hidden) shown.textContent = `${counted.hls + counted.rtmp} watching`;
+  } catch (error) {
+    shown.hidden = true;
+  }
+}
+
 function tuneTo(channel) {
   viewer.slug = channel.slug;
   viewer.state = null;
@@ -320,6 +341,7 @@ function tuneTo(channel) {
   guide.replaceChildren();
   pollState();
   pollGuide();
+  pollWatching();
   startPlayer();
 }
 
@@ -347,6 +369,7 @@ async function main() {
   document.getElementById("dump").addEventListener("click", dumpClip);
   setInterval(pollState, STATE_POLL_MS);
   setInterval(pollGuide, GUIDE_POLL_MS);
+  setInterval(pollWatching, WATCHING_POLL_MS);
   setInterval(() => {
     showOnAir();
     showGuide();

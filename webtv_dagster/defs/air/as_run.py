@@ -22,8 +22,8 @@ def as_run_log(
     store = media_storage.store()
     rows = [
         "| channel | new clips | replays | cut | skipped | requested | on air (h) | filler (s) "
-        "| CSV |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| most watching | CSV |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     metadata: dict = {}
     for slug in studio.slugs():
@@ -32,11 +32,12 @@ def as_run_log(
         if not entries:
             continue
         summary = AsRunSummary.of(entries)
+        most_watching = "-" if summary.peak_viewers is None else summary.peak_viewers
         stored = publish_as_run(store, slug, day, entries, studio.as_run_days)
         rows.append(
             f"| {slug} | {summary.clips_aired} | {summary.replays} | {summary.cut} "
             f"| {summary.skipped} | {summary.requested} | {summary.seconds_on_air / 3600:.2f} "
-            f"| {summary.filler_seconds:.0f} | {stored.uri} |"
+            f"| {summary.filler_seconds:.0f} | {most_watching} | {stored.uri} |"
         )
         metadata[f"{slug}_entries"] = len(entries)
         metadata[f"{slug}_csv"] = dg.MetadataValue.path(stored.uri)
