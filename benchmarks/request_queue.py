@@ -78,7 +78,7 @@ def measure(data_dir: Path, channels, count: int) -> dict[str, list[float]]:
     channel = channels.channels[0]
     socket_path = data_dir / "viewer-service.sock"
     server = ViewerService(socket_path, ViewerSite(None, channels, data_dir))
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     latencies: dict[str, list[float]] = {"request": [], "guide": []}
     try:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:

@@ -49,6 +49,10 @@ def air_until(clip_id, store, channel, rtmp_server, data_dir) -> tuple[AirMonito
     return viewer, viewer.longest_gap(started, viewer.video()[-1].wall)
 
 
+def clip_key(number: int) -> str:
+    return ClipId(channel=SLUG, number=number).key
+
+
 def aired_clips(data_dir) -> list[str]:
     state = read_state(data_dir, SLUG)
     return [clip.clip_id for clip in state.schedule] if state else []
@@ -348,3 +352,38 @@ def test_a_restart_finds_the_clip_airing_by_the_publishers_last_report(
     assert playout.aired_through == 2  # the third clip airs again
     assert playout._schedule == schedule[:2]
     assert playout._next_stream_seconds == pytest.approx(2 * CLIP_SECONDS)
+
+
+def test_a_cued_clip_airs_next_and_the_playlist_goes_on_where_it_was(
+    rtmp_server, media_store, llama_channel, broadcast_clips, tmp_path
+):
+    """An operator's play-next (sources.cue_clip): a replay, and a clip ahead of its turn, each
+    airs after the clip being prepared; neither moves the channel's place in its playlist."""
+    from webtv_dagster.playout.as_run import AsRunLog
+    from webtv_dagster.playout.sources import cue_clip
+
+    upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
+    data_dir = tmp_path / "data"
+    with AirMonitor(rtmp_server.publish_url(SLUG)) as viewer:
+        with on_air(media_store, llama_channel, rtmp_server, data_dir):
+            wait_for(lambda: clip_key(3) in aired_clips(data_dir), 60, "clip 3 on air")
+            cue_clip(data_dir, SLUG, clip_key(1))
+            wait_for(lambda: aired_clips(data_dir).count(clip_key(1)) == 2, 30, "clip 1 again")
+            cue_clip(data_dir, SLUG, clip_key(11))
+            wait_for(lambda: clip_key(11) in aired_clips(data_dir), 30, "clip 11 cued")
+            after = aired_clips(data_dir).index(clip_key(11))
+            wait_for(lambda: len(aired_clips(data_dir)) > after + 1, 30, "the clip after it")
+            state = read_state(data_dir, SLUG)
+    aired = [clip.clip_id for clip in state.schedule]
+    numbers = [ClipId.parse(c).number for c in aired]
+    # In playlist order, but for the two cued clips, each right where it was asked.
+    cued = [n for n, clip in zip(numbers, state.schedule, strict=True) if clip.origin == "cued"]
+    assert cued == [1, 11], aired
+    in_order = [n for n, clip in zip(numbers, state.schedule, strict=True) if clip.origin == "new"]
+    assert in_order == list(range(in_order[0], in_order[0] + len(in_order))), aired
+    assert numbers[numbers.index(11) + 1] < 11 and state.aired_through < 11
+    assert not PlayoutFolder.of(data_dir, SLUG).cue.exists()  # each cue done once
+    log = AsRunLog(PlayoutFolder.of(data_dir, SLUG).as_run, 2)
+    origins = {(e.clip_id, e.origin) for day in log.days() for e in log.entries(day)}
+    assert (clip_key(1), "cued") in origins
+    assert min(viewer.timestamp_steps()) > 0 and viewer.connections == 1

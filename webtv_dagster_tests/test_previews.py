@@ -69,7 +69,7 @@ def serving(socket_path, store):
     """Starts a viewer service on `socket_path` in a thread; returns it (shut it down after)."""
     site = ViewerSite(store, load_channels(TEST_CHANNELS), socket_path.parent / "data")
     server = ViewerService(socket_path, site)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 

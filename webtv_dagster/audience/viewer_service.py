@@ -1,6 +1,8 @@
-"""The viewer service: what the viewer's nginx cannot answer from files, on a Unix socket in the
-data folder behind nginx.
+"""The viewer service: what the viewer's nginx cannot answer from files, an ASGI application
+(FastAPI on uvicorn) on a Unix socket in the public folder behind nginx, readable by nginx's
+workers and the service's account alone. Its OpenAPI document is `/api/openapi.json`.
 
+For viewers' pages:
 - `GET /previews/<slug>/<clip>/<name>`: a clip's stage preview, from the bucket
   (production/previews.py).
 - `POST /api/<slug>/requests` (JSON `{"idea", "name"}`): a viewer's shot request, moderated and
@@ -9,12 +11,20 @@ data folder behind nginx.
 - `GET /api/<slug>/guide.json`: the clips ahead with planned times, who requested which, and
   the queued requests with their expected air time.
 - `GET /xmltv/<slug>.xml`: the channel's programme guide as XMLTV.
-- `POST /api/<slug>/dump` (operator token; JSON `{"clip_id", "reason"}`): takes the clip off air
-  now; the playout cuts it at its next keyframe.
 
-Everything from outside is bounded (body size, idea and name length, per-client rate in the
-queue, and nginx's `limit_req` in front). Neither answers nor logs name an object key, a
-viewer's address or a credential.
+For operators (the operator token as a Bearer token):
+- `POST /api/<slug>/dump` (`{"clip_id", "reason"}`): takes the clip off air now; the playout
+  cuts it at its next keyframe.
+- `POST /api/<slug>/requests/<id>/approve` and `.../refuse` (`{"reason"}`): decides a request.
+- `POST /api/<slug>/play-next` (`{"clip_id"}`): airs a clip of the playlist next.
+- `POST /api/<slug>/restart` (`{}`): restarts the channel's playout.
+
+Bodies are JSON objects from our own pages only (a form, `text/plain` or another site's Origin
+is refused), validated by the pydantic models below; a body or parameter the route cannot take
+is answered 400, every refusal `{"error": ...}`. Everything from outside is bounded (body size,
+idea and name length, per-client rate in the queue, wrong operator tokens per client, and
+nginx's `limit_req` in front). Neither answers nor logs name an object key, a viewer's address
+or a credential.
 """
 
 from __future__ import annotations
@@ -23,18 +33,26 @@ import contextlib
 import hmac
 import json
 import logging
-import re
 import signal
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webtv_dagster import clips
 from webtv_dagster.audience.xmltv import CONTENT_TYPE as XMLTV_CONTENT_TYPE
@@ -48,6 +66,8 @@ from webtv_dagster.playout.air_plan import planned_air
 from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.playlist import Playlist
+from webtv_dagster.playout.process import restart_playout
+from webtv_dagster.playout.sources import cue_clip
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.playout.takedowns import take_down
 from webtv_dagster.production.previews import preview_object_key
@@ -58,7 +78,7 @@ from webtv_dagster.production.shot_requests import (
     ShotRequest,
     request_slots,
 )
-from webtv_dagster.public_site import share_with_nginx
+from webtv_dagster.public_site import PREVIEWS_PATH, share_with_nginx
 from webtv_dagster.storage import StorageError
 
 # A rerun replaces a clip's previews: browsers keep one a minute, then ask again (ETag).
@@ -67,11 +87,20 @@ MAX_BODY_BYTES = 4_096
 GUIDE_SECONDS = 2.0  # a channel's guide is worked out at most this often
 GUIDE_CLIPS = 20
 GUIDE_REQUESTS = 20
-_API = re.compile(
-    r"^/api/(?P<slug>[a-z0-9-]{1,40})/(?P<what>requests|guide\.json|dump)"
-    r"(?:/(?P<id>[0-9a-f]{12}))?$"
-)
-_XMLTV = re.compile(r"^/xmltv/(?P<slug>[a-z0-9-]{1,40})\.xml$")
+SLUG_PATTERN = r"^[a-z0-9-]{1,40}$"
+REQUEST_ID_PATTERN = r"^[0-9a-f]{12}$"
+OPENAPI_PATH = "/api/openapi.json"  # under /api/: nginx passes it with the routes it describes
+IDLE_SECONDS = 10  # a connection that sends nothing this long is closed
+BACKLOG = 256  # a burst of nginx's limit_req and the viewers' guide polls fit in it
+# The status of an answer to a shot request, by what became of it.
+SUBMIT_STATUS = {
+    "approved": 202,
+    "pending": 202,
+    "refused": 422,
+    "closed": 403,
+    "rate_limited": 429,
+    "queue_full": 429,
+}
 log = logging.getLogger(__name__)
 
 
@@ -246,13 +275,11 @@ class ViewerSite:
             except OSError as error:
                 log.warning("wrong operator tokens not counted: %s", error)
 
-    def dump(
-        self, channel: Channel, token: str, body: dict[str, Any], client: str = "local"
-    ) -> dict[str, Any]:
-        """Takes a clip off air at once, for an operator with the operator token. Wrong tokens
-        are logged, and a client that sent WRONG_TOKENS_ALLOWED in a minute waits."""
+    def authorize(self, channel: Channel, token: str, client: str) -> None:
+        """Lets an operator with the operator token through. Wrong tokens are logged, and a
+        client that sent WRONG_TOKENS_ALLOWED in a minute waits (the right one too)."""
         if not self.operator_token:
-            raise BadRequest(403, "the dump button is off: set WEBTV_OPERATOR_TOKEN")
+            raise BadRequest(403, "operator routes are off: set WEBTV_OPERATOR_TOKEN")
         if self._wrong_tokens_of(client) >= WRONG_TOKENS_ALLOWED:
             raise BadRequest(429, "too many wrong operator tokens; wait a minute")
         if not hmac.compare_digest(token.encode(), self.operator_token.encode()):
@@ -265,13 +292,20 @@ class ViewerSite:
                 count,
             )
             raise BadRequest(401, "wrong operator token")
+
+    def clip_of(self, channel: Channel, clip_id: str) -> ClipId:
         try:
-            clip = ClipId.parse(str(body.get("clip_id", "")))
+            clip = ClipId.parse(clip_id)
         except ValueError as error:
             raise BadRequest(400, str(error)) from None
         if clip.channel != channel.slug:
             raise BadRequest(400, f"{clip.key} is not a clip of {channel.slug}")
-        reason = clean_text(str(body.get("reason") or ""), 300)
+        return clip
+
+    def dump(self, channel: Channel, clip_id: str, reason: str) -> dict[str, Any]:
+        """Takes a clip off air at once; the playout cuts it at its next keyframe."""
+        clip = self.clip_of(channel, clip_id)
+        reason = clean_text(reason, 300)
         takedown = take_down(
             store=self.store,
             clip=clip,
@@ -280,202 +314,382 @@ class ViewerSite:
         log.warning("%s: taken off air from the viewer (%s)", clip.key, takedown.reason)
         return {"taken_down": clip.key, "reason": takedown.reason}
 
-
-class ViewerServiceHandler(BaseHTTPRequestHandler):
-    server: ViewerService
-    server_version = "webtv-viewer-service"
-    # A connection that sends nothing for this long is closed: 300 stalled clients once held
-    # 300 threads for good.
-    timeout = 10
-
-    def do_GET(self) -> None:
-        self._route(with_body=True)
-
-    def do_HEAD(self) -> None:
-        self._route(with_body=False)
-
-    def do_POST(self) -> None:
-        self._route(with_body=True)
-
-    def _route(self, with_body: bool) -> None:
-        path = urlsplit(self.path).path
-        site = self.server.site
+    def decide(
+        self, channel: Channel, request_id: str, approve: bool, reason: str
+    ) -> dict[str, Any]:
+        """An operator approves a pending request, or refuses one not yet made."""
+        request = self.queue.get(request_id)
+        if request is None or request.channel != channel.slug:
+            raise BadRequest(404, "no such request")
         try:
-            if self.command != "POST" and (key := preview_object_key(path)) is not None:
-                self._preview(key, path, with_body)
-            elif self.command != "POST" and (match := _XMLTV.match(path)):
-                body = site.xmltv(site.channel(match["slug"]))
-                self._send(200, body, XMLTV_CONTENT_TYPE, "max-age=10")
-            elif match := _API.match(path):
-                self._api(site, site.channel(match["slug"]), match["what"], match["id"])
-            else:
-                self._plain(404, "not found\n")
-        except BadRequest as error:
-            self._json(error.status, {"error": str(error)})
-        except StorageError as error:
-            log.error("the media store did not answer: %s", type(error).__name__)
-            self._json(502, {"error": "the media store did not answer; try again"})
-        except RequestQueueUnavailable as error:
-            log.error("%s", error)
-            self._json(503, {"error": "requests cannot be taken right now; try again later"})
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away (a probe reads no body)
-        except Exception:  # a fault of ours: logged, answered, and the service goes on
-            log.exception("%s %s failed", self.command, path)
-            self._json(500, {"error": "the viewer service failed; try again"})
+            decided = self.queue.decide(request_id, approve, reason, "operator (web)")
+        except ValueError as error:
+            raise BadRequest(409, str(error)) from None
+        log.info("%s: request %s %s by an operator", channel.slug, request_id, decided.status)
+        return request_view(decided)
 
-    def _api(self, site: ViewerSite, channel: Channel, what: str, request_id: str | None) -> None:
-        if what == "guide.json" and self.command == "GET" and request_id is None:
-            self._json(200, site.guide(channel), cache="max-age=2")
-        elif what == "requests" and self.command == "GET" and request_id:
-            request = site.queue.get(request_id)
-            if request is None or request.channel != channel.slug:
-                raise BadRequest(404, "no such request")
-            self._json(200, request_view(request))
-        elif what == "requests" and self.command == "POST" and request_id is None:
-            body = self._body()
-            idea, name = body.get("idea"), body.get("name") or ""
-            if not isinstance(idea, str) or not isinstance(name, str):
-                raise BadRequest(400, 'send JSON {"idea": "...", "name": "..."}')
-            client = self.headers.get("X-Real-IP") or "local"
-            answer = site.queue.submit(
-                channel, idea, name, "web", f"web:{client}", site.moderators(channel)
+    def cue(self, channel: Channel, clip_id: str) -> dict[str, Any]:
+        """Has the playout air the clip next (after the clip being prepared)."""
+        clip = self.clip_of(channel, clip_id)
+        playlist = self.playlist(channel.slug)
+        if playlist is None or clip.key not in {e.clip_id for e in playlist.entries}:
+            raise BadRequest(
+                404, f"{clip.key} is not in the playlist (not made, taken down, or past retention)"
             )
-            status = {
-                "approved": 202,
-                "pending": 202,
-                "refused": 422,
-                "closed": 403,
-                "rate_limited": 429,
-                "queue_full": 429,
-            }[answer.status]
-            if answer.request_id:
-                log.info("%s: request %s %s", channel.slug, answer.request_id, answer.status)
-            self._json(status, answer.model_dump())
-        elif what == "dump" and self.command == "POST" and request_id is None:
-            token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            client = self.headers.get("X-Real-IP") or "local"
-            self._json(200, site.dump(channel, token, self._body(), client))
-        else:
-            raise BadRequest(405, "not allowed")
+        cue_clip(self.data_dir, channel.slug, clip.key)
+        log.info("%s: cued by an operator", clip.key)
+        return {"cued": clip.key}
 
-    def _body(self) -> dict[str, Any]:
-        """A POST's JSON object. Only JSON from our own pages: a form or `text/plain` post, which
-        a page of another site can make a visitor's browser send without asking, is refused, and
-        so is any request whose Origin is another site (nginx passes the Host the browser used)."""
-        media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise BadRequest(415, "send the body as application/json")
-        origin = self.headers.get("Origin")
-        if origin and urlsplit(origin).netloc.lower() != self.headers.get("Host", "").lower():
-            raise BadRequest(403, "requests from pages of other sites are refused")
+    def restart(self, channel: Channel) -> dict[str, Any]:
+        """Restarts the channel's playout: it stops, its supervisor starts it again, and it
+        resumes where it left off."""
+        restarting = restart_playout(self.data_dir, channel.slug)
+        if not restarting:
+            raise BadRequest(409, f"{channel.slug}'s playout is not running")
+        log.warning("%s: playout restarted by an operator", channel.slug)
+        return {"restarting": channel.slug}
+
+
+class ShotRequestBody(BaseModel):
+    idea: StrictStr = Field(description="the shot a viewer suggests (moderated)")
+    name: StrictStr | None = Field("", description="the name to credit (optional)")
+
+
+class ClipBody(BaseModel):
+    clip_id: StrictStr = Field(description="a clip of the channel, `<channel>-<number>`")
+
+
+class DumpBody(ClipBody):
+    reason: StrictStr | None = Field("", description="why (kept with the take-down)")
+
+
+class DecisionBody(BaseModel):
+    reason: StrictStr | None = Field("", description="why (shown to the viewer if refused)")
+
+
+class ErrorAnswer(BaseModel):
+    """Every refusal and failure: what went wrong, in words (never a key or an address)."""
+
+    error: str
+
+
+OPERATOR_ERRORS = {
+    401: {"description": "no operator token, or a wrong one", "model": ErrorAnswer},
+    403: {"description": "operator routes are off (no WEBTV_OPERATOR_TOKEN)"},
+    429: {"description": "too many wrong tokens from this client in a minute"},
+}
+
+
+class RequestAnswer(BaseModel):
+    """What became of a shot request, in words for the viewer."""
+
+    model_config = {"extra": "allow"}
+    status: str
+    message: str
+
+
+def _client(request: Request) -> str:
+    """The viewer as nginx saw it (X-Real-IP), the only address the service believes."""
+    return request.headers.get("X-Real-IP") or "local"
+
+
+async def from_our_pages(request: Request) -> None:
+    """A POST's body: JSON only, from our own pages. A form or `text/plain` post, which a page
+    of another site can make a visitor's browser send without asking, is refused, and so is
+    any request whose Origin is another site (nginx passes the Host the browser used)."""
+    media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest(415, "send the body as application/json")
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower():
+        raise BadRequest(403, "requests from pages of other sites are refused")
+    if len(await request.body()) > MAX_BODY_BYTES:
+        raise BadRequest(413, f"a request body has at most {MAX_BODY_BYTES} bytes")
+
+
+def _site(request: Request) -> ViewerSite:
+    return request.app.state.site
+
+
+Site = Annotated[ViewerSite, Depends(_site)]
+
+
+def _channel(site: Site, slug: Annotated[str, PathParam(pattern=SLUG_PATTERN)]) -> Channel:
+    return site.channel(slug)
+
+
+ChannelOf = Annotated[Channel, Depends(_channel)]
+RequestId = Annotated[str, PathParam(pattern=REQUEST_ID_PATTERN)]
+BEARER = HTTPBearer(auto_error=False, description="the operator token (WEBTV_OPERATOR_TOKEN)")
+
+
+def _operator(
+    request: Request,
+    site: Site,
+    channel: ChannelOf,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Channel:
+    site.authorize(channel, credentials.credentials if credentials else "", _client(request))
+    return channel
+
+
+Operator = Annotated[Channel, Depends(_operator)]
+POSTED = [Depends(from_our_pages)]
+routes = APIRouter()
+operator_routes = APIRouter(tags=["operator"], dependencies=POSTED, responses=OPERATOR_ERRORS)
+
+
+@routes.get("/api/{slug}/guide.json", tags=["viewers"])
+def guide(site: Site, channel: ChannelOf) -> JSONResponse:
+    """The clips ahead with planned times and credits, and the queued requests with their
+    expected air time."""
+    return JSONResponse(site.guide(channel), headers={"Cache-Control": "max-age=2"})
+
+
+@routes.post(
+    "/api/{slug}/requests",
+    tags=["viewers"],
+    dependencies=POSTED,
+    response_model=RequestAnswer,
+    status_code=202,
+    responses={
+        422: {"description": "refused (the message says why)", "model": RequestAnswer},
+        429: {"description": "too many from this viewer, or the queue is full"},
+    },
+)
+def request_shot(
+    request: Request, site: Site, channel: ChannelOf, body: ShotRequestBody
+) -> JSONResponse:
+    """A viewer's shot request, moderated and queued: the answer says what happened."""
+    answer = site.queue.submit(
+        channel,
+        body.idea,
+        body.name or "",
+        "web",
+        f"web:{_client(request)}",
+        site.moderators(channel),
+    )
+    if answer.request_id:
+        log.info("%s: request %s %s", channel.slug, answer.request_id, answer.status)
+    return JSONResponse(answer.model_dump(), SUBMIT_STATUS[answer.status])
+
+
+@routes.get("/api/{slug}/requests/{request_id}", tags=["viewers"])
+def shot_request(site: Site, channel: ChannelOf, request_id: RequestId) -> dict[str, Any]:
+    """Where a shot request stands."""
+    request = site.queue.get(request_id)
+    if request is None or request.channel != channel.slug:
+        raise BadRequest(404, "no such request")
+    return request_view(request)
+
+
+@routes.head("/xmltv/{slug}.xml", include_in_schema=False)
+@routes.get(
+    "/xmltv/{slug}.xml",
+    tags=["viewers"],
+    response_class=Response,
+    responses={200: {"content": {XMLTV_CONTENT_TYPE: {}}}},
+)
+def xmltv(site: Site, channel: ChannelOf) -> Response:
+    """The channel's programme guide as XMLTV."""
+    return Response(
+        site.xmltv(channel),
+        media_type=XMLTV_CONTENT_TYPE,
+        headers={"Cache-Control": "max-age=10"},
+    )
+
+
+@routes.head(PREVIEWS_PATH + "{slug}/{clip_id}/{name}", include_in_schema=False)
+@routes.get(
+    PREVIEWS_PATH + "{slug}/{clip_id}/{name}",
+    tags=["viewers"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 304: {}},
+)
+def preview(request: Request, site: Site, slug: str, clip_id: str, name: str) -> Response:
+    """A clip's stage preview, from the bucket (with its ETag)."""
+    # The path as sent, not percent-decoded: an encoded name is no preview's.
+    key = preview_object_key(request.scope["raw_path"].decode("latin-1").split("?", 1)[0])
+    if key is None:
+        raise BadRequest(404, "no such preview")
+    return _preview(site.store, key, request)
+
+
+@operator_routes.post("/api/{slug}/dump")
+def dump(site: Site, channel: Operator, body: DumpBody) -> dict[str, Any]:
+    """Takes a clip off air now: the playout cuts it at its next keyframe."""
+    return site.dump(channel, body.clip_id, body.reason or "")
+
+
+@operator_routes.post("/api/{slug}/requests/{request_id}/approve")
+def approve(
+    site: Site, channel: Operator, request_id: RequestId, body: DecisionBody
+) -> dict[str, Any]:
+    """Approves a request waiting for a moderator: it joins the queue."""
+    return site.decide(channel, request_id, True, body.reason or "")
+
+
+@operator_routes.post("/api/{slug}/requests/{request_id}/refuse")
+def refuse(
+    site: Site, channel: Operator, request_id: RequestId, body: DecisionBody
+) -> dict[str, Any]:
+    """Refuses a request not yet made into a clip (its viewer is told the reason)."""
+    return site.decide(channel, request_id, False, body.reason or "")
+
+
+@operator_routes.post("/api/{slug}/play-next")
+def play_next(site: Site, channel: Operator, body: ClipBody) -> dict[str, Any]:
+    """Airs a clip of the playlist next, after the clip being prepared: a replay, or one ahead
+    of its turn (which airs again in its turn)."""
+    return site.cue(channel, body.clip_id)
+
+
+@operator_routes.post("/api/{slug}/restart")
+def restart(site: Site, channel: Operator) -> dict[str, Any]:
+    """Restarts the channel's playout: its supervisor starts it again, and it resumes where
+    it left off."""
+    return site.restart(channel)
+
+
+def viewer_app(site: ViewerSite) -> FastAPI:
+    """The service: what viewers' pages ask through nginx, and the operator's routes (the
+    operator token as a Bearer token), each described in the OpenAPI document."""
+    app = FastAPI(
+        title="webtv viewer service",
+        summary="Shot requests, the guide, XMLTV, previews and operator actions per channel",
+        version="1",
+        openapi_url=OPENAPI_PATH,
+        redirect_slashes=False,  # a path is what it names, or nothing
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.site = site
+    app.include_router(routes)
+    app.include_router(operator_routes)
+    app.openapi = lambda: _openapi(app)
+
+    @app.exception_handler(BadRequest)
+    def bad_request(_request: Request, error: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, error.status)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}"
+            for e in error.errors()[:3]
+        )
+        return JSONResponse({"error": f"not what this route takes: {problems}"[:300]}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    def refused(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail).lower()}, error.status_code)
+
+    @app.exception_handler(StorageError)
+    def store_away(_request: Request, error: StorageError) -> JSONResponse:
+        log.error("the media store did not answer: %s", type(error).__name__)
+        return JSONResponse({"error": "the media store did not answer; try again"}, 502)
+
+    @app.exception_handler(RequestQueueUnavailable)
+    def queue_away(_request: Request, error: RequestQueueUnavailable) -> JSONResponse:
+        log.error("%s", error)
+        return JSONResponse({"error": "requests cannot be taken right now; try again later"}, 503)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise BadRequest(400, "bad Content-Length") from None
-        if length > MAX_BODY_BYTES or length < 0:
-            self.close_connection = True
-            raise BadRequest(413, f"a request body has at most {MAX_BODY_BYTES} bytes")
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except (ValueError, RecursionError):
-            raise BadRequest(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest(400, "the body is not a JSON object")
-        return body
+            response = await call_next(request)
+        except Exception:  # a fault of ours: logged, answered, and the service goes on
+            log.exception("%s %s failed", request.method, request.url.path)
+            response = JSONResponse({"error": "the viewer service failed; try again"}, 500)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
-    def _preview(self, key: str, path: str, with_body: bool) -> None:
-        try:
-            with self.server.site.store.open_object(key) as stored:
-                if stored.etag and self.headers.get("If-None-Match") == stored.etag:
-                    self.send_response(304)
-                    self._preview_headers(stored.etag)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", clips.preview_content_type(key))
-                self.send_header("Content-Length", str(stored.size_bytes))
-                self._preview_headers(stored.etag)
-                self.end_headers()
-                if with_body:
-                    self._stream(key, path, stored.chunks)
-        except FileNotFoundError:
-            self._plain(404, "no such preview\n")
-        except StorageError as error:
-            self._log_storage_error(key, path, error)
-            self._plain(502, "the media store did not answer\n")
-
-    def _stream(self, key: str, path: str, chunks: Iterator[bytes]) -> None:
-        """Sends the body; a failure half-way can only close the connection (the status is
-        sent), which tells the client the image is incomplete."""
-        try:
-            for chunk in chunks:
-                self.wfile.write(chunk)
-        except StorageError as error:
-            self._log_storage_error(key, path, error)
-            self.close_connection = True
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the browser went away
-
-    def _log_storage_error(self, key: str, path: str, error: StorageError) -> None:
-        # Its message says what to check, naming the object: the log names its URL path.
-        log.error("%s", str(error).replace(self.server.site.store.uri(key), path))
-
-    def _preview_headers(self, etag: str) -> None:
-        self.send_header("Cache-Control", PREVIEW_CACHE_CONTROL)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        if etag:
-            self.send_header("ETag", etag)
-
-    def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", cache)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, value: dict[str, Any], cache: str = "no-store") -> None:
-        self._send(status, json.dumps(value).encode(), "application/json", cache)
-
-    def _plain(self, status: int, text: str) -> None:
-        self._send(status, text.encode(), "text/plain; charset=utf-8")
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def address_string(self) -> str:
-        return "nginx"  # a Unix socket's peer has no address
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # one line per request is noise; failures are logged where they happen
-
-    def log_message(self, format: str, *args) -> None:
-        log.warning("%s", format % args)
+    return app
 
 
-class ViewerService(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Answers the viewer's nginx on a Unix socket, a thread per connection."""
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what the service answers to a body it cannot take (400 with
+    an ErrorAnswer, not FastAPI's 422, which a shot request's refusal means here)."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        error = {"$ref": "#/components/schemas/ErrorAnswer"}
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                answers = operation["responses"]
+                validation = answers.get("422", {}).get("content", {}).get("application/json")
+                if validation and validation["schema"].get("$ref", "").endswith(
+                    "/HTTPValidationError"
+                ):
+                    del answers["422"]
+                if "parameters" in operation or "requestBody" in operation:
+                    answers["400"] = {
+                        "description": "a body or parameter it cannot take",
+                        "content": {"application/json": {"schema": error}},
+                    }
+        schemas = document["components"]["schemas"]
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["ErrorAnswer"] = ErrorAnswer.model_json_schema()
+        app.openapi_schema = document
+    return app.openapi_schema
 
-    daemon_threads = True
-    # socketserver's default backlog of 5 refuses connections in a burst (nginx then answers
-    # 502): a burst of nginx's limit_req and the viewers' guide polls fit in this one.
-    request_queue_size = 256
 
-    def __init__(self, socket_path: Path, site: ViewerSite):
-        self.site = site
-        self.socket_path = socket_path
-        socket_path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_socket(socket_path)
-        super().__init__(str(socket_path), ViewerServiceHandler)
-        share_with_nginx(socket_path)
+def _preview(store: MediaStore, key: str, request: Request) -> Response:
+    """The preview streamed from the bucket (never whole in memory), or 304 when the browser's
+    copy is current; a failure half-way can only close the connection (the status is sent),
+    which tells the browser the image is incomplete."""
+    opened = contextlib.ExitStack()
+    try:
+        stored = opened.enter_context(store.open_object(key))
+    except FileNotFoundError:
+        raise BadRequest(404, "no such preview") from None
+    except StorageError as error:
+        _log_storage_error(store, key, request.url.path, error)
+        raise BadRequest(502, "the media store did not answer") from None
+    headers = {
+        "Cache-Control": PREVIEW_CACHE_CONTROL,
+        **({"ETag": stored.etag} if stored.etag else {}),
+    }
+    if stored.etag and request.headers.get("If-None-Match") == stored.etag:
+        opened.close()
+        return Response(status_code=304, headers=headers)
+    if request.method == "HEAD":
+        opened.close()
+        headers["Content-Length"] = str(stored.size_bytes)
+        return Response(headers=headers, media_type=clips.preview_content_type(key))
 
-    def server_close(self) -> None:
-        super().server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+    def chunks() -> Iterator[bytes]:
+        with opened:
+            try:
+                yield from stored.chunks
+            except StorageError as error:
+                _log_storage_error(store, key, request.url.path, error)
+                raise
+
+    headers["Content-Length"] = str(stored.size_bytes)
+    return StreamingResponse(chunks(), media_type=clips.preview_content_type(key), headers=headers)
+
+
+def _log_storage_error(store: MediaStore, key: str, path: str, error: StorageError) -> None:
+    # Its message says what to check, naming the object: the log names its URL path.
+    log.error("%s", str(error).replace(store.uri(key), path))
+
+
+class _IdleClosingH11(H11Protocol):
+    """uvicorn's HTTP/1.1, which closes a connection idle between requests, closing one that
+    sends nothing from the start as well (stalled clients once held the service's threads)."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
 
 def _remove_stale_socket(socket_path: Path) -> None:
@@ -491,11 +705,66 @@ def _remove_stale_socket(socket_path: Path) -> None:
     socket_path.unlink()
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # serve_viewer's handlers stop it; uvicorn's would raise the signal again once it
+        # stopped, killing the process before it removes its socket.
+        yield
+
+
+class ViewerService:
+    """The service on its Unix socket, shared with nginx's workers alone (uvicorn, given a path,
+    would make it 0666: it is given the socket), served by uvicorn until shut down."""
+
+    def __init__(self, socket_path: Path, site: ViewerSite):
+        self.site = site
+        self.socket_path = socket_path
+        socket_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_socket(socket_path)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.bind(str(socket_path))
+        share_with_nginx(socket_path)
+        self._socket.listen(BACKLOG)  # connections wait for uvicorn's start, never refused
+        self._server = _Server(
+            uvicorn.Config(
+                viewer_app(site),
+                http=_IdleClosingH11,
+                timeout_keep_alive=IDLE_SECONDS,
+                timeout_graceful_shutdown=5,
+                backlog=BACKLOG,
+                access_log=False,
+                log_config=None,
+                lifespan="off",
+            )
+        )
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        """Serves until shut down."""
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._stopped.set()
+
+    def stop_serving(self) -> None:
+        """Asks the server to stop (from a signal handler too)."""
+        self._server.should_exit = True
+
+    def shutdown(self) -> None:
+        self.stop_serving()
+        self._stopped.wait(10)
+
+    def server_close(self) -> None:
+        self._socket.close()
+        self.socket_path.unlink(missing_ok=True)
+
+
 def serve_viewer(socket_path: Path, site: ViewerSite) -> None:
     """Serves on `socket_path` until SIGINT or SIGTERM, then removes the socket."""
     server = ViewerService(socket_path, site)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown).start())
+        signal.signal(signum, lambda *_: server.stop_serving())
     log.info("viewer service for bucket %r on %s", site.store.bucket, socket_path)
     try:
         server.serve_forever()

@@ -24,7 +24,12 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from webtv_dagster.playout.files import write_atomically
-from webtv_dagster.public_site import hls_fetch_socket, share_with_nginx, watching_file
+from webtv_dagster.public_site import (
+    hls_fetch_socket,
+    make_public_folder,
+    share_with_nginx,
+    watching_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,7 @@ class WatchingCount:
         self.players = HlsPlayers(slugs)
         self.stop = threading.Event()
         self.socket_path = hls_fetch_socket(data_dir)
+        make_public_folder(self.socket_path.parent)
         self.socket_path.unlink(missing_ok=True)  # a datagram socket: one reader at a time
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(str(self.socket_path))

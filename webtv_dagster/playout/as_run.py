@@ -56,7 +56,9 @@ class AsRunEntry(BaseModel):
         "skipped: refused at air time, never sent"
     )
     origin: str = Field(
-        "", description="new (its first airing), replay, ident or test card; empty if skipped"
+        "",
+        description="new (its first airing), replay, cued (an operator's pick), ident or test "
+        "card; empty if skipped",
     )
     requested_by: str | None = Field(None, description="the viewer whose request it was made of")
     started_at: float = Field(description="Unix time its first frame went out (or the refusal)")

@@ -50,8 +50,10 @@ from webtv_dagster.playout.publisher import (
     remux_segment,
 )
 from webtv_dagster.playout.sources import (
+    CUED,
     FETCH_WAIT_SECONDS,
     IDENT,
+    CuedClip,
     Filler,
     Pick,
     Replays,
@@ -126,6 +128,7 @@ class ChannelPlayout:
         self._filler = Filler(self.library, self.folder, channel.title)
         # What airs next: the first of these with something to air.
         self.sources: tuple[Source, ...] = (
+            CuedClip(self.library, self.folder, self._taken_down),
             UnairedClips(self.library, self._taken_down, self._skip),
             Replays(self.library, self._taken_down, recent_loop),
             self._filler,
@@ -251,10 +254,11 @@ class ChannelPlayout:
                     self._filler.refused(pick, str(error))
                     continue
                 self.library.mark_unairable(pick.entry, str(error))
-                if ClipId.parse(pick.clip_id).number > self._prepared_through:
+                number = ClipId.parse(pick.clip_id).number
+                if pick.origin != CUED and number > self._prepared_through:
                     self._skip(pick.clip_id, str(error))
                 continue
-            if pick.entry is not None:
+            if pick.entry is not None and pick.origin != CUED:
                 number = ClipId.parse(pick.clip_id).number
                 self._prepared_through = max(self._prepared_through, number)
             return segment
@@ -503,7 +507,7 @@ class ChannelPlayout:
             self._publisher_origin = self.publisher.wall_time_of(0.0)
             self._write_state()
             return
-        if segment.clip_id != IDENT:
+        if segment.clip_id != IDENT and segment.origin != CUED:
             self.aired_through = max(self.aired_through, ClipId.parse(segment.clip_id).number)
         scheduled = ScheduledClip(
             clip_id=segment.clip_id,

@@ -154,6 +154,20 @@ def playout_pid(data_dir: Path, slug: str) -> int | None:
     return int(pid) if pid else None
 
 
+def restart_playout(data_dir: Path, slug: str) -> bool:
+    """Asks the channel's running playout to stop (SIGTERM) for its supervisor to start it
+    again, resuming where it stopped; False if none runs. The lock says it runs: a pid file
+    a dead one left names nobody to signal."""
+    pid = playout_pid(data_dir, slug)
+    if pid is None or not playout_lock_is_held(data_dir, slug):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def playout_status(data_dir: Path, slug: str, now: float | None = None) -> PlayoutStatus:
     now = time.time() if now is None else now
     running = playout_lock_is_held(data_dir, slug)

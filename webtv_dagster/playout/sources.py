@@ -1,6 +1,7 @@
 """The sources of what a playout airs next, tried in order behind one small interface
-(`Source.pick`): UnairedClips, the playlist's next unaired clip; Replays, a recent clip again;
-Filler, the channel's ident or a test card, so that there is always something to air.
+(`Source.pick`): CuedClip, a clip an operator asked for; UnairedClips, the playlist's next
+unaired clip; Replays, a recent clip again; Filler, the channel's ident or a test card, so
+that there is always something to air.
 
 Each source only picks: the channel checks a pick against its record and remuxes it
 (channel.py), and tells the filler when its pick did not remux (`Filler.refused`).
@@ -8,7 +9,9 @@ Each source only picks: the channel checks a pick against its record and remuxes
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Protocol
 from webtv_dagster.broadcast_profile import BROADCAST_PROFILE
 from webtv_dagster.media.broadcast import render_slate
 from webtv_dagster.media.ffmpeg import MediaToolError
+from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.library import ClipLibrary
 from webtv_dagster.playout.playlist import Playlist, PlaylistEntry
 from webtv_dagster.playout.state import PlayoutFolder
@@ -25,6 +29,7 @@ from webtv_dagster.playout.takedowns import Takedown
 log = logging.getLogger(__name__)
 
 IDENT = "ident"  # the clip id under which a filler airs (the ident, or the test card)
+CUED = "cued"  # the origin of a clip an operator asked for: it does not move the air's place
 SLATE_FRAMES = 128  # 5.333 s: two gapless units, like the ident
 FETCH_AHEAD = 3  # unaired clips kept ready in the cache
 FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
@@ -53,6 +58,55 @@ class Source(Protocol):
         """What this source offers to air next (None: nothing), and the unaired entries left
         after it (a source may skip some, the reason recorded)."""
         ...
+
+
+def cue_clip(data_dir: Path, slug: str, clip_id: str) -> None:
+    """Asks the channel's playout to air the clip next (CuedClip); a later cue replaces it."""
+    folder = PlayoutFolder.of(data_dir, slug)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_atomically(folder.cue, json.dumps({"clip_id": clip_id, "at": time.time()}).encode())
+
+
+class CuedClip:
+    """The clip an operator asked to air next (cue_clip), once its verified copy is ready
+    (fetched first; the other sources cover meanwhile), then the cue is done. A cue of a clip
+    not in the playlist, taken down or not airable is dropped, the reason logged. A cued clip
+    does not move the channel's place in its playlist: one ahead of its turn airs again then."""
+
+    def __init__(
+        self,
+        library: ClipLibrary,
+        folder: PlayoutFolder,
+        taken_down: Callable[[str], Takedown | None],
+    ):
+        self.library = library
+        self.folder = folder
+        self.taken_down = taken_down
+
+    def pick(
+        self, playlist: Playlist | None, unaired: list[PlaylistEntry]
+    ) -> tuple[Pick | None, list[PlaylistEntry]]:
+        try:
+            clip_id = json.loads(self.folder.cue.read_text())["clip_id"]
+        except FileNotFoundError:
+            return None, unaired
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return self._drop(f"the cue is unreadable ({error})"), unaired
+        entries = {e.clip_id: e for e in playlist.entries} if playlist else {}
+        entry = entries.get(clip_id)
+        if entry is None or self.taken_down(clip_id) or self.library.unairable(entry):
+            return self._drop(f"{clip_id} cannot air (not in the playlist, or taken down)"), unaired
+        self.library.want([entry, *unaired[: FETCH_AHEAD - 1]])
+        path = self.library.wait_ready(entry, FETCH_WAIT_SECONDS)
+        if path is None:
+            return None, unaired  # not fetched yet: asked again at the next clip
+        self.folder.cue.unlink(missing_ok=True)
+        log.info("%s: airs next, as an operator asked", clip_id)
+        return Pick.of(entry, path, CUED), unaired
+
+    def _drop(self, why: str) -> None:
+        log.warning("%s: cue dropped: %s", self.folder.path.name, why)
+        self.folder.cue.unlink(missing_ok=True)
 
 
 class UnairedClips:

@@ -34,7 +34,9 @@ class ScheduledClip(GuideEntry):
         description="where the clip starts on the stream's timeline (RTMP and HLS timestamps, "
         "0 at the channel's first frame; it goes on across publisher and playout restarts)"
     )
-    origin: str = Field("", description="new (its first airing), replay, ident or test card")
+    origin: str = Field(
+        "", description="new (its first airing), replay, cued (an operator's), ident or test card"
+    )
     requested_by: str | None = Field(None, description="the viewer whose request it was made of")
 
 
@@ -133,6 +135,12 @@ class PlayoutFolder:
         few times a second; its mtime says when): where a restarted playout resumes, and the
         playout's sign of life for the stack's watchdog."""
         return self.path / "progress"
+
+    @property
+    def cue(self) -> Path:
+        """The clip an operator asked to air next (sources.cue_clip), until the playout takes
+        it."""
+        return self.path / "cue.json"
 
     @property
     def as_run(self) -> Path:
