@@ -32,7 +32,7 @@ IGNORED = shutil.ignore_patterns(
 )
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Libraries only an extra brings (gradio and what it pulls in, the model code, the test tools).
-EXTRAS_ONLY = ["gradio", "fastapi", "pandas", "torch", "diffusers", "pytest", "dagster_dg_cli"]
+EXTRAS_ONLY = ["gradio", "pandas", "torch", "diffusers", "pytest", "dagster_dg_cli"]
 
 
 def status_of(url: str) -> int:
