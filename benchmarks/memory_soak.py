@@ -145,7 +145,7 @@ def main() -> None:
                 next_kill += args.kill_publisher_every
                 for name in samples[-1][1]:
                     if name.startswith("playout_"):
-                        info = supervisor.process(f"playouts:{name}") or {}
+                        info = supervisor.process(name) or {}
                         for publisher in publishers(info.get("pid", 0)):
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(publisher, signal.SIGKILL)

@@ -142,6 +142,19 @@ def command_down(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def command_reload(args: argparse.Namespace, settings: Settings) -> int:
+    """Applies the channels file to the running stack; a broken file changes nothing."""
+    from webtv_dagster.stack.up import reload_stack
+
+    _check_channels(settings)  # exits with the file's problems, before anything changes
+    try:
+        done = reload_stack(settings, load_channels(settings.channels_file))
+    except StackError as error:
+        sys.exit(f"webtv: {error}")
+    print(f"webtv: reloaded {settings.channels_file}: {'; '.join(done) or 'nothing changed'}")
+    return 0
+
+
 def command_status(args: argparse.Namespace, settings: Settings) -> int:
     """Every supervised process with its state, and each channel's playout."""
     try:
@@ -557,6 +570,10 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(run=command_up)
     down = commands.add_parser("down", help="stop a stack `webtv up` runs, in order")
     down.set_defaults(run=command_down)
+    reload = commands.add_parser(
+        "reload", help="apply the channels file to the running stack (channels added live)"
+    )
+    reload.set_defaults(run=command_reload)
     status = commands.add_parser("status", help="every supervised process and channel")
     status.set_defaults(run=command_status)
     rtmp = commands.add_parser(

@@ -594,7 +594,7 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     import yaml
 
     from webtv_dagster.public_site import public_folder
-    from webtv_dagster.stack.programs import CHAT_GROUP, chat_program, media_programs
+    from webtv_dagster.stack.programs import chat_channel, chat_program, media_programs
     from webtv_dagster.stack.supervisord import (
         StackSupervisor,
         supervisord_binary,
@@ -610,7 +610,7 @@ def test_the_supervised_bot_killed_is_restarted_and_answers_again(
     data_dir = (tmp_path / "data").resolve()
     slug = llama_channel.slug
     programs = media_programs(data_dir, [], public_folder(data_dir), None, [slug])
-    conf = write_supervisord_conf(data_dir, [p for p in programs if p.name.startswith(CHAT_GROUP)])
+    conf = write_supervisord_conf(data_dir, [p for p in programs if chat_channel(p.name)])
     environment = {
         **os.environ,
         "WEBTV_TWITCH_TOKEN": TOKEN,

@@ -50,7 +50,7 @@ def test_metrics_are_for_loopback_clients_or_the_operator_token(served):
     assert status == 200
     text = body.decode()
     assert 'webtv_process_up{program="rtmp"} 1.0' in text
-    assert 'webtv_process_state{program="playouts:playout_a",state="BACKOFF"} 1.0' in text
+    assert 'webtv_process_state{program="playout_a",state="BACKOFF"} 1.0' in text
     assert 'webtv_process_restarts_total{program="rtmp"} 2.0' in text
     assert 'webtv_channel_on_air{channel="a"} 0.0' in text
     assert 'webtv_channel_requests{channel="b",status="pending"} 0.0' in text

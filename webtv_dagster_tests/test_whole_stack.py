@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -497,3 +498,79 @@ def test_a_full_disk_fails_production_with_an_alert_keeps_air_and_recovers_by_it
     assert "closing channel" not in (tmp_path / "logs" / "supervisord.log").read_text()
     assert off_air <= 5.0
     assert steps == []
+
+
+def five_channels(path: Path, slugs: list[str]) -> Path:
+    """The test channel under each of `slugs`, making nothing ahead (the test cards air)."""
+    document = yaml.safe_load(TEST_CHANNELS.read_text())
+    template = {**document["channels"][0], "ahead_seconds": 0}
+    document["channels"] = [
+        {**template, "slug": slug, "title": f"Channel {slug}"} for slug in slugs
+    ]
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_channels_are_added_and_removed_live_and_the_others_air_on_untouched(tmp_path):
+    """5 channels on air; one added and one removed by `webtv reload`, another added by editing
+    the file alone: the three untouched show no reconnect and no timestamp step, the new ones
+    air within 60 s; a broken file changes nothing and says why."""
+    channels_file = five_channels(tmp_path / "channels.yaml", [f"ch-{n}" for n in range(1, 6)])
+    stack = start_webtv_up(tmp_path, channels_file, ACCESS_KEY, SECRET_KEY)
+
+    def webtv(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [stack.webtv, *arguments],
+            env=stack.environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def url(slug: str) -> str:
+        return f"rtmp://127.0.0.1:{stack.rtmp_port}/{slug}/live"
+
+    try:
+        supervisor = wait_for(lambda: StackSupervisor.connect(stack.data_dir), 60, "supervisord")
+        untouched = ["ch-1", "ch-2", "ch-3"]
+        with contextlib.ExitStack() as watching:
+            viewers = {slug: watching.enter_context(AirMonitor(url(slug))) for slug in untouched}
+            for viewer in viewers.values():
+                viewer.wait_for_frames(48, timeout=180)
+            # (before air began, a subscriber tries again until the stream exists)
+            connected = {slug: viewer.connections for slug, viewer in viewers.items()}
+            since = time.monotonic()
+            pids = running(supervisor)
+            # One added, one removed, by the command.
+            five_channels(channels_file, [*untouched, "ch-4", "ch-6"])
+            reloaded_at = time.monotonic()
+            said = webtv("reload")
+            assert said.returncode == 0, said.stderr
+            assert "nginx reloaded" in said.stdout and "playout_ch-6" in said.stdout, said.stdout
+            with AirMonitor(url("ch-6")) as added:
+                added.wait_for_frames(24, timeout=60 - (time.monotonic() - reloaded_at))
+            assert supervisor.process(playout_program("ch-5")) is None
+            # A broken file: nothing changes, and the reason is said.
+            channels_file.write_text("channels: [{slug: ch-1}]\n")
+            said = webtv("reload")
+            assert said.returncode != 0 and "title" in said.stderr, said.stderr
+            # Another channel, by editing the file alone: the stack notices within 30 s.
+            five_channels(channels_file, [*untouched, "ch-4", "ch-6", "ch-7"])
+            edited_at = time.monotonic()
+            wait_for(lambda: supervisor.process(playout_program("ch-7")), 40, "the file noticed")
+            with AirMonitor(url("ch-7")) as added:
+                added.wait_for_frames(24, timeout=90 - (time.monotonic() - edited_at))
+            after = running(supervisor)
+            time.sleep(3)
+        # The untouched channels' programs ran on; their viewers saw nothing happen.
+        for slug in untouched:
+            assert after[playout_program(slug)] == pids[playout_program(slug)]
+            viewer = viewers[slug]
+            assert viewer.connections == connected[slug], slug
+            steps = viewer.steps_over_one_frame(since)
+            assert steps == [], (slug, steps)
+            assert viewer.longest_gap(since) < 1.0, slug
+        assert after["rtmp"] == pids["rtmp"]  # nginx reloaded, not restarted
+    finally:
+        left = stop_webtv_up(stack)
+    assert left == []

@@ -55,6 +55,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from webtv_dagster import clips
+from webtv_dagster.audience.wrong_tokens import wrong_tokens_counted, wrong_tokens_path
 from webtv_dagster.audience.xmltv import CONTENT_TYPE as XMLTV_CONTENT_TYPE
 from webtv_dagster.audience.xmltv import channel_xmltv
 from webtv_dagster.backends.moderator import Moderator, clean_text
@@ -111,20 +112,6 @@ class ViewerServiceError(RuntimeError):
 # Wrong operator tokens a client may send in a minute: an operator mistypes, a guesser at 1,700
 # a second (what the socket took) is held to this.
 WRONG_TOKENS_ALLOWED = 5
-
-
-def wrong_tokens_path(data_dir: Path) -> Path:
-    """How many wrong operator tokens the service was sent, from all clients: what the stack's
-    watchdog alerts on when it climbs fast (stack/watchdog.py)."""
-    return data_dir / "viewer-service" / "wrong-operator-tokens.json"
-
-
-def wrong_tokens_counted(data_dir: Path) -> int:
-    """The count in wrong_tokens_path (0: none yet, or unreadable)."""
-    try:
-        return int(json.loads(wrong_tokens_path(data_dir).read_text())["total"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 class BadRequest(ValueError):

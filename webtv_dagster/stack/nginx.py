@@ -17,6 +17,7 @@ import pwd
 import re
 import shutil
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -375,6 +376,23 @@ def write_stack_rtmp_config(
         [str(network) for network in settings.trusted_proxies],
     )
     return root
+
+
+def reload_nginx(root: Path) -> None:
+    """Has the running nginx of `root` take its configuration as written now, without a
+    restart: its master checks it and starts new workers for new connections, while the old
+    ones keep theirs (the channels on air stay connected). Raises RtmpServerError, the
+    configuration refused, when `nginx -t` finds it wrong (the running one goes on)."""
+    checked = subprocess.run(
+        [*nginx_command(root), "-t", "-q"], capture_output=True, text=True, timeout=30
+    )
+    if checked.returncode != 0:
+        raise RtmpServerError(f"nginx refuses its new configuration: {checked.stderr.strip()}")
+    try:
+        master = int((root / "nginx.pid").read_text())
+        os.kill(master, signal.SIGHUP)
+    except (OSError, ValueError) as error:
+        raise RtmpServerError(f"no nginx runs on {root} to reload ({error})") from None
 
 
 def become_nginx(root: Path) -> None:

@@ -19,34 +19,36 @@ from webtv_dagster.public_site import viewer_service_socket
 from webtv_dagster.stack.nginx import nginx_command
 from webtv_dagster.stack.supervisord import Program
 
-PLAYOUT_GROUP = "playouts"
 # Dagster's processes and the runs they start (clip production: the heavy work) give way to the
 # air path on a busy machine: at a stack's start (every process importing at once) and while
 # clips are made, a playout never waits for a core.
 NICE = [shutil.which("nice") or "/usr/bin/nice", "-n", "10"]
-CHAT_GROUP = "chat"
-
-
-# supervisord names a program by its section, [program:<name>], across groups: a playout and a
-# chat bot of one channel need names of their own, which no channel slug (no "_") nor fixed
-# program (s3, rtmp...) can take.
-PROGRAM_PREFIXES = {PLAYOUT_GROUP: "playout_", CHAT_GROUP: "chat_"}
+# A channel's playout and chat bot are programs of their own (each its own supervisord group),
+# so that `webtv reload` adds, changes or removes one channel's without touching another's:
+# supervisord updates whole groups. Their names, which no channel slug (no "_") nor fixed
+# program (s3, rtmp...) can take:
+PLAYOUT_PREFIX = "playout_"
+CHAT_PREFIX = "chat_"
 
 
 def playout_program(slug: str) -> str:
-    """The supervisord name (group:program) of a channel's playout."""
-    return f"{PLAYOUT_GROUP}:{PROGRAM_PREFIXES[PLAYOUT_GROUP]}{slug}"
+    """The supervisord name of a channel's playout."""
+    return f"{PLAYOUT_PREFIX}{slug}"
 
 
 def chat_program(slug: str) -> str:
-    """The supervisord name (group:program) of a channel's chat bot."""
-    return f"{CHAT_GROUP}:{PROGRAM_PREFIXES[CHAT_GROUP]}{slug}"
+    """The supervisord name of a channel's chat bot."""
+    return f"{CHAT_PREFIX}{slug}"
 
 
-def channel_of_program(group: str, name: str) -> str | None:
-    """The channel a playout or chat bot program is of (None: another program)."""
-    prefix = PROGRAM_PREFIXES.get(group)
-    return name.removeprefix(prefix) if prefix and name.startswith(prefix) else None
+def playout_channel(program: str) -> str | None:
+    """The channel whose playout the program is (None: another program)."""
+    return program.removeprefix(PLAYOUT_PREFIX) if program.startswith(PLAYOUT_PREFIX) else None
+
+
+def chat_channel(program: str) -> str | None:
+    """The channel whose chat bot the program is (None: another program)."""
+    return program.removeprefix(CHAT_PREFIX) if program.startswith(CHAT_PREFIX) else None
 
 
 def watchdog_program(ui_host: str, ui_port: int) -> Program:

@@ -171,13 +171,15 @@ class StackSupervisor:
         with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING
             self._rpc.supervisor.stopProcess(name, True)
 
+    def restart(self, name: str) -> None:
+        """Stops the program (waiting for it) and starts it again."""
+        self.stop(name)
+        self.start(name)
+
     def stop_soon(self, name: str) -> None:
-        """Asks the program (or group, as `name:*`) to stop without waiting for it."""
+        """Asks the program to stop without waiting for it."""
         with contextlib.suppress(xmlrpc.client.Fault):
-            if name.endswith(":*"):
-                self._rpc.supervisor.stopProcessGroup(name[:-2], False)
-            else:
-                self._rpc.supervisor.stopProcess(name, False)
+            self._rpc.supervisor.stopProcess(name, False)
 
     def wait_stopped(self, name: str, timeout: float) -> bool:
         """Waits until the program is no longer running or stopping; returns whether it is."""

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +24,7 @@ from pydantic import SecretStr
 from webtv_dagster.channels import ChannelsFile
 from webtv_dagster.media.stream import is_rtmp_publisher
 from webtv_dagster.playout.process import playout_status
-from webtv_dagster.public_site import WORKER_USER
+from webtv_dagster.public_site import WORKER_USER, public_folder
 from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings, child_environment, named_secret
 from webtv_dagster.stack.embedded_s3 import (
@@ -38,6 +39,7 @@ from webtv_dagster.stack.nginx import (
     HLS_JS,
     nginx_of,
     publish_url,
+    reload_nginx,
     worker_account,
     write_stack_rtmp_config,
 )
@@ -48,12 +50,15 @@ from webtv_dagster.stack.processes import (
     stacks_listening_on,
 )
 from webtv_dagster.stack.programs import (
-    PLAYOUT_GROUP,
+    chat_program,
     dagster_programs,
     media_programs,
+    playout_channel,
+    playout_program,
     watchdog_program,
 )
 from webtv_dagster.stack.supervisord import (
+    Program,
     StackSupervisor,
     supervisor_folder,
     supervisord_binary,
@@ -219,23 +224,10 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
     # nginx serves goes to a public folder of its own (public_site.public_folder).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _managing(data_dir):
-        home = dagster_home(
-            settings.model_copy(update={"dagster_home": None, "data_dir": data_dir})
-        )
-        settings = settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
-        s3_port = embedded_s3_port(settings)
-        s3_command = None
-        if s3_port is not None:
-            settings = _with_embedded_keys(settings)
-            s3_command = weed_command(data_dir / "seaweedfs", s3_port, settings.s3_bucket)
-        rtmp_root = write_stack_rtmp_config(settings, titles)
-        chat_slugs = chat_bot_channels(channels)
-        programs = [
-            *media_programs(data_dir, list(titles), rtmp_root, s3_command, chat_slugs),
-            *dagster_programs(home, host, port),
-            watchdog_program(host, port),
-        ]
-        conf = write_supervisord_conf(data_dir, programs)
+        plan = StackPlan.of(settings, channels, host, port)
+        settings, home, s3_port, rtmp_root = plan.settings, plan.home, plan.s3_port, plan.rtmp_root
+        conf = write_supervisord_conf(data_dir, plan.programs)
+        plan.record()
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())
@@ -286,6 +278,132 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
         if s3_port is not None and not supervised():
             remove_own_sockets(s3_port)
         return code
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """What the stack of a channels file runs: its settings as its programs get them, its
+    programs, and where nginx's configuration is (written by `of`)."""
+
+    settings: Settings
+    channels: ChannelsFile
+    host: str
+    port: int
+    home: Path
+    s3_port: int | None
+    rtmp_root: Path
+    programs: list[Program]
+
+    @classmethod
+    def of(cls, settings: Settings, channels: ChannelsFile, host: str, port: int) -> StackPlan:
+        data_dir = settings.data_dir.resolve()
+        home = dagster_home(
+            settings.model_copy(update={"dagster_home": None, "data_dir": data_dir})
+        )
+        settings = settings.model_copy(update={"data_dir": data_dir, "dagster_home": home})
+        s3_port = embedded_s3_port(settings)
+        s3_command = None
+        if s3_port is not None:
+            settings = _with_embedded_keys(settings)
+            s3_command = weed_command(data_dir / "seaweedfs", s3_port, settings.s3_bucket)
+        slugs = [channel.slug for channel in channels.channels]
+        rtmp_root = write_stack_rtmp_config(settings, {c.slug: c.title for c in channels.channels})
+        chat_slugs = chat_bot_channels(channels)
+        programs = [
+            *media_programs(data_dir, slugs, rtmp_root, s3_command, chat_slugs),
+            *dagster_programs(home, host, port),
+            watchdog_program(host, port),
+        ]
+        return cls(settings, channels, host, port, home, s3_port, rtmp_root, programs)
+
+    def record(self) -> None:
+        """Keeps what `webtv reload` compares a new channels file with, and where the UI is."""
+        applied = {
+            "host": self.host,
+            "port": self.port,
+            "channels": _channel_records(self.channels),
+        }
+        write_private(_applied_path(self.settings.data_dir), json.dumps(applied, indent=2))
+
+
+def _applied_path(data_dir: Path) -> Path:
+    return supervisor_folder(data_dir) / "applied.json"
+
+
+def _channel_records(channels: ChannelsFile) -> dict[str, dict]:
+    return {c.slug: c.model_dump(mode="json") for c in channels.channels}
+
+
+def channels_differ(data_dir: Path, channels: ChannelsFile) -> bool:
+    """Whether `channels` differ from those the stack on `data_dir` last applied (True when
+    that is not known)."""
+    try:
+        return json.loads(_applied_path(data_dir).read_text())["channels"] != _channel_records(
+            channels
+        )
+    except (OSError, ValueError, KeyError):
+        return True
+
+
+def reload_log(data_dir: Path) -> Path:
+    """What the reloads the watchdog starts say."""
+    return supervisor_folder(data_dir) / "logs" / "reload.log"
+
+
+def reload_stack(settings: Settings, channels: ChannelsFile) -> list[str]:
+    """Applies a channels file to the stack running on the settings' data folder, touching
+    only what changed: nginx takes its new configuration without a restart (a reload, when
+    channels or mirrors came or went), supervisord starts the programs of new channels and
+    stops those of channels gone, the playout and chat bot of a changed channel start again,
+    and the programs that read the whole file (viewer service, watchdog; the code server when
+    a schedule changed) start again. Channels unchanged air on untouched. Returns what it did,
+    in words. Raises StackError (nothing changed) when no stack runs there."""
+    data_dir = settings.data_dir.resolve()
+    supervisor = StackSupervisor.connect(data_dir)
+    if supervisor is None or not _applied_path(data_dir).exists():
+        raise StackError(
+            f"no stack of `webtv up` runs on {data_dir} to reload (webtv up starts one)"
+        )
+    with (supervisor_folder(data_dir) / "reload.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one reload at a time (an operator's, the watchdog's)
+        return _reload(settings, channels, supervisor)
+
+
+def _reload(settings: Settings, channels: ChannelsFile, supervisor: StackSupervisor) -> list[str]:
+    data_dir = settings.data_dir.resolve()
+    applied = json.loads(_applied_path(data_dir).read_text())
+    before = applied["channels"]
+    conf_before = (public_folder(data_dir) / "nginx.conf").read_text()
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    plan = StackPlan.of(settings, channels, applied["host"], applied["port"])
+    done = []
+    if (plan.rtmp_root / "nginx.conf").read_text() != conf_before:
+        reload_nginx(plan.rtmp_root)
+        done.append("nginx reloaded")
+    write_supervisord_conf(data_dir, plan.programs)
+    if groups := supervisor.apply_configuration():
+        done.append(f"programs added or removed: {', '.join(groups)}")
+    after = _channel_records(channels)
+    changed = [slug for slug in after if slug in before and before[slug] != after[slug]]
+    restart = [
+        program
+        for slug in changed
+        for program in (playout_program(slug), chat_program(slug))
+        if program not in groups and supervisor.process(program) is not None
+    ]
+    schedules = [(s, c.get("schedule")) for s, c in sorted(after.items())]
+    if schedules != [(s, c.get("schedule")) for s, c in sorted(before.items())]:
+        restart.append("dagster-code-server")
+    if before != after:
+        # The watchdog last: it may be the one that runs this reload's command.
+        restart += ["viewer-service", "watchdog"]
+    # Recorded first: a watchdog started again finds the file applied.
+    plan.record()
+    for program in restart:
+        supervisor.restart(program)
+    if restart:
+        done.append(f"restarted: {', '.join(restart)}")
+    return done
 
 
 def _announce(
@@ -361,7 +479,9 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     # The watchdog first: a program being stopped must not look hung to it.
     supervisor.stop("watchdog")
     # What serves viewers and operators goes at once, beside the daemon.
-    supervisor.stop_soon(f"{PLAYOUT_GROUP}:*")
+    for info in supervisor.processes():  # all at once
+        if playout_channel(info["name"]):
+            supervisor.stop_soon(info["name"])
     supervisor.stop_soon("dagster-webserver")
     try:
         if supervisor.process("dagster-daemon") is not None:

@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -50,15 +51,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
-from webtv_dagster.audience.viewer_service import wrong_tokens_counted
-from webtv_dagster.channels import load_channels
+from webtv_dagster.audience.wrong_tokens import wrong_tokens_counted
+from webtv_dagster.channels import ChannelConfigError, load_channels
 from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import UnixHTTPConnection, viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers_of
-from webtv_dagster.stack.programs import CHAT_GROUP, PLAYOUT_GROUP, channel_of_program
+from webtv_dagster.stack.programs import chat_channel, playout_channel, webtv_command
 from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
+from webtv_dagster.stack.up import channels_differ, reload_log
 from webtv_dagster.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,8 @@ class Watchdog:
         self._starts: dict[str, list[float]] = {}  # of each program, within the loop window
         self._loop_alerted: dict[str, float] = {}  # until when a loop is not alerted again
         self._answered_at = time.monotonic()  # alive from the start, until supervisord is not
+        self._channels_version: tuple[int, int, int] | None = None  # the file as last looked at
+        self._reload: subprocess.Popen | None = None
 
     def alive(self) -> bool:
         """Whether the stack is alive: supervisord answered the watchdog's last looks."""
@@ -273,13 +277,12 @@ class Watchdog:
     def check_of(self, info: dict) -> Check | None:
         """How the program of supervisord's process `info` is checked (None: it is not: the
         watchdog itself)."""
-        group, name, pid, started = info["group"], info["name"], info["pid"], info["start"]
+        name, pid, started = info["name"], info["pid"], info["start"]
         data_dir = self.settings.data_dir
-        slug = channel_of_program(group, name)
-        if group == PLAYOUT_GROUP and slug:
+        if slug := playout_channel(name):
             beat = PlayoutFolder.of(data_dir, slug).heartbeat
             return Check(lambda: _heartbeat(beat, started, PLAYOUT_HANG_SECONDS), grace=20)
-        if group == CHAT_GROUP and slug:
+        if slug := chat_channel(name):
             beat = chat_bot_heartbeat(data_dir, slug)
             return Check(lambda: _heartbeat(beat, started, CHAT_BOT_HANG_SECONDS), grace=20)
         if name == "rtmp":
@@ -350,6 +353,7 @@ class Watchdog:
                     self._disk_looked = time.monotonic()
                     self.look_at_disk()
                     self.look_at_token_guesses()
+                    self.look_at_channels_file()
 
     def look_at_memory(self, running: dict[str, dict]) -> None:
         """Asks each program of `running` (supervisord's infos by program) that holds more than
@@ -411,6 +415,41 @@ class Watchdog:
                 "the data folder's disk has room again",
                 f"{free / 2**20:.0f} MB free on the disk of {where}: production resumes.",
                 "info",
+            )
+
+    def look_at_channels_file(self) -> None:
+        """Applies the channels file once it differs from what the stack runs: `webtv reload`
+        runs on its own (it restarts this watchdog), its output in the supervisor's logs. A
+        file that does not load changes nothing and is alerted, once for each version of it."""
+        path = self.settings.channels_file
+        try:
+            info = path.stat()
+        except OSError as error:
+            log.warning("the channels file cannot be read: %s", error)
+            return
+        version = (info.st_ino, info.st_mtime_ns, info.st_size)
+        reloading = self._reload is not None and self._reload.poll() is None
+        if version == self._channels_version or reloading:
+            return
+        self._channels_version = version
+        try:
+            channels = load_channels(path)
+        except ChannelConfigError as error:
+            self._notify(
+                "the channels file is broken: nothing changed",
+                f"{path} does not load, so the stack goes on with the channels it has: {error}",
+                "error",
+            )
+            return
+        if not channels_differ(self.settings.data_dir, channels):
+            return
+        log.info("%s changed: reloading the stack's channels", path)
+        with reload_log(self.settings.data_dir).open("ab") as output:
+            self._reload = subprocess.Popen(
+                webtv_command("reload"),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # not stopped with this watchdog, which it restarts
             )
 
     def look_at_token_guesses(self) -> None:
