@@ -15,7 +15,7 @@ from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
 TOKEN = "an-operator-token-long-enough-1234"
 PROCESSES = [
     {"group": "rtmp", "name": "rtmp", "statename": "RUNNING", "pid": 10},
-    {"group": "playouts", "name": "playout_a", "statename": "BACKOFF", "pid": 0},
+    {"group": "playout_a", "name": "playout_a", "statename": "BACKOFF", "pid": 0},
 ]
 
 
