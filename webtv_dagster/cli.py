@@ -343,6 +343,35 @@ def command_add_clips(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def command_monitoring(args: argparse.Namespace, settings: Settings) -> int:
+    """/metrics, /healthz and /readyz where no watchdog of `webtv up` serves them (systemd
+    units, a Kubernetes pod): the channels' metrics, and with --systemd each unit's state."""
+    from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
+    from webtv_dagster.stack.systemd_units import systemd_units
+
+    units = systemd_units if args.systemd else list
+    metrics = StackMetrics(
+        settings.data_dir,
+        [channel.slug for channel in load_channels(settings.channels_file).channels],
+        units,
+        lambda: {unit["name"]: unit["restarts"] for unit in units()},
+        rtmp_statistics_url(settings.hls_port),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server = serve_monitoring(
+        monitoring_socket(settings.data_dir),
+        metrics,
+        lambda: True,  # it answers: what is alive here is systemd's or the kubelet's to say
+        settings.operator_token.get_secret_value(),
+    )
+    print(f"webtv: monitoring on {monitoring_socket(settings.data_dir)}", flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
 def command_watchdog(args: argparse.Namespace, settings: Settings) -> int:
     """The supervised watchdog of `webtv up`: kills hung programs for supervisord to restart."""
     from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
@@ -623,6 +652,13 @@ def parser() -> argparse.ArgumentParser:
     control.add_argument("action", choices=["status", "start", "stop", "restart"])
     control.add_argument("channel")
     control.set_defaults(run=command_channel)
+    monitoring = commands.add_parser(
+        "monitoring", help="serve /metrics, /healthz and /readyz without webtv up's watchdog"
+    )
+    monitoring.add_argument(
+        "--systemd", action="store_true", help="with each webtv unit's state from systemd"
+    )
+    monitoring.set_defaults(run=command_monitoring)
     watchdog = commands.add_parser(
         "watchdog", help="kill hung programs of a running stack for supervisord to restart"
     )

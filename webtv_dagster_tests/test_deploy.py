@@ -89,7 +89,12 @@ def test_the_air_pod_holds_nginx_and_every_playout_and_its_manifests_validate():
     pod = deployment["spec"]["template"]["spec"]
     names = [container["name"] for container in pod["containers"]]
     slugs = [channel.slug for channel in load_channels(TEST_CHANNELS).channels]
-    assert names == ["rtmp-server", "viewer-service", *(f"playout-{slug}" for slug in slugs)]
+    assert names == [
+        "rtmp-server",
+        "viewer-service",
+        "monitoring",
+        *(f"playout-{slug}" for slug in slugs),
+    ]
     for container in pod["containers"]:
         mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
         assert mounts["data"] == "/data"

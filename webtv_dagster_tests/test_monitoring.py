@@ -84,3 +84,45 @@ def test_readiness_names_the_channels_off_air_and_leaves_stopped_ones_out(served
     PlayoutFolder.of(data_dir, "b").stopped_marker.write_text("")
     status, body = get(path, "/readyz")
     assert (status, json.loads(body)) == (200, {"ready": True, "off_air": []})
+
+
+def test_webtv_monitoring_serves_without_webtv_up_behind_nginx(rtmp_server, tmp_path):
+    """Under systemd units or in a Kubernetes pod no watchdog of `webtv up` runs: `webtv
+    monitoring` serves the same routes through the viewer's nginx."""
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from webtv_dagster.stack.programs import webtv_command
+
+    from .conftest import TEST_CHANNELS, wait_for
+
+    data_dir = rtmp_server.root.parent / "data"  # what the fixture's nginx proxies to
+    environment = {
+        **os.environ,
+        "WEBTV_DATA_DIR": str(data_dir),
+        "WEBTV_CHANNELS_FILE": str(TEST_CHANNELS),
+        "WEBTV_HLS_PORT": str(rtmp_server.http_port),
+    }
+    monitoring = subprocess.Popen(webtv_command("monitoring"), env=environment)
+    site = f"http://127.0.0.1:{rtmp_server.http_port}"
+
+    def fetch(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(site + path, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    try:
+        assert wait_for(lambda: fetch("/healthz")[0] == 200, 30, "/healthz answering")
+        status, body = fetch("/readyz")  # nothing airs here
+        assert status == 503 and "test-llamas" in body
+        status, text = fetch("/metrics")
+        assert status == 200 and 'webtv_channel_on_air{channel="test-llamas"} 0.0' in text
+        assert "webtv_process_up{" not in text  # no supervisor, nor --systemd
+    finally:
+        monitoring.terminate()
+        assert monitoring.wait(timeout=10) == 0

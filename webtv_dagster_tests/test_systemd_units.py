@@ -41,3 +41,60 @@ def test_the_units_verify_and_restart_every_service(tmp_path):
         assert f"\nEnvironment=WEBTV_DATA_DIR={data_dir}\n" in unit.read_text(), unit.name
     workspace = (tmp_path / "data" / "dagster" / "workspace.yaml").read_text()
     assert "port: 4266" in workspace
+
+
+# What `systemctl show -p Id,ActiveState,SubState,MainPID,NRestarts 'webtv-*'` prints (systemd
+# 252): a block a unit, the target among them.
+SHOWN = """Id=webtv-rtmp.service
+ActiveState=active
+SubState=running
+MainPID=812
+NRestarts=2
+
+Id=webtv-playout@llama-jobs.service
+ActiveState=activating
+SubState=auto-restart
+MainPID=0
+NRestarts=7
+
+Id=webtv-dagster-daemon.service
+ActiveState=failed
+SubState=failed
+MainPID=0
+NRestarts=20
+
+Id=webtv.target
+ActiveState=active
+SubState=active
+MainPID=
+NRestarts=
+"""
+
+
+def test_systemd_states_read_as_the_metrics_name_them():
+    from webtv_dagster.stack.systemd_units import units_of_show
+
+    assert units_of_show(SHOWN) == [
+        {
+            "name": "webtv-rtmp",
+            "group": "webtv-rtmp",
+            "statename": "RUNNING",
+            "pid": 812,
+            "restarts": 2,
+        },
+        {
+            "name": "webtv-playout@llama-jobs",
+            "group": "webtv-playout@llama-jobs",
+            "statename": "BACKOFF",
+            "pid": 0,
+            "restarts": 7,
+        },
+        {
+            "name": "webtv-dagster-daemon",
+            "group": "webtv-dagster-daemon",
+            "statename": "FATAL",
+            "pid": 0,
+            "restarts": 20,
+        },
+    ]
+    assert units_of_show("") == []

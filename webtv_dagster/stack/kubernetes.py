@@ -60,6 +60,8 @@ def air_manifests(slugs: list[str], image: str, settings: Settings) -> list[dict
     containers = [
         rtmp,
         _container("viewer-service", image, ["viewer-service"], settings),
+        # /metrics, /healthz and /readyz behind nginx (no watchdog of `webtv up` here).
+        _container("monitoring", image, ["monitoring"], settings),
         *(_container(f"playout-{slug}", image, ["playout", slug], settings) for slug in slugs),
     ]
     deployment = {

@@ -10,12 +10,23 @@ never from a command line.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 from webtv_dagster.stack.instance import write_instance_yaml
 
 TEMPLATES = Path(__file__).with_name("systemd")
+UNITS = "webtv-*"  # every unit of the stack, templates' instances included
+# A unit's systemd states as the supervisord state names the metrics use (stack/metrics.py).
+SUPERVISOR_STATE = {
+    "active": "RUNNING",
+    "reloading": "RUNNING",
+    "activating": "STARTING",  # its ExecStart, or waiting to be restarted (auto-restart)
+    "deactivating": "STOPPING",
+    "failed": "FATAL",  # systemd gave up (StartLimitBurst) or it failed to start
+    "inactive": "STOPPED",
+}
 
 
 def render_units(
@@ -53,3 +64,50 @@ def render_units(
         unit.write_text(template.read_text().format(**values))
         written.append(unit)
     return written
+
+
+def units_of_show(output: str) -> list[dict]:
+    """The units of `systemctl show -p Id,ActiveState,SubState,MainPID,NRestarts` (blocks of
+    key=value lines, one block a unit) as supervisord reports processes: name (the unit, less
+    `.service`), statename, pid, restarts."""
+    units = []
+    for block in output.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if not fields.get("Id", "").endswith(".service"):
+            continue
+        name = fields["Id"].removesuffix(".service")
+        state = SUPERVISOR_STATE.get(fields.get("ActiveState", ""), "STOPPED")
+        if state == "STARTING" and fields.get("SubState") == "auto-restart":
+            state = "BACKOFF"  # dead, to be started again
+        units.append(
+            {
+                "name": name,
+                "group": name,
+                "statename": state,
+                "pid": int(fields.get("MainPID") or 0),
+                "restarts": int(fields.get("NRestarts") or 0),
+            }
+        )
+    return units
+
+
+def systemd_units() -> list[dict]:
+    """This host's webtv units as systemd knows them now (units_of_show); none when systemd
+    does not answer."""
+    try:
+        shown = subprocess.run(
+            [
+                "systemctl",
+                "show",
+                "--all",
+                "-p",
+                "Id,ActiveState,SubState,MainPID,NRestarts",
+                UNITS,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return units_of_show(shown.stdout) if shown.returncode == 0 else []
