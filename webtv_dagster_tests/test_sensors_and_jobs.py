@@ -42,7 +42,9 @@ def test_definitions_load():
         "clip_job",
         "playlist_job",
         "add_clips_job",
+        "as_run_job",
     }
+    assert "as_run_job_schedule" in {schedule.name for schedule in defs.schedules}
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
         "shot_prompt",
@@ -55,6 +57,7 @@ def test_definitions_load():
         "on_air_stream",
         "shot_requests",
         "channel_ident",
+        "as_run_log",
     }
     assert defs.resolve_job_def("clip_job").executor_def.name == "in_process"
 

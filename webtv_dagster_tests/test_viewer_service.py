@@ -553,7 +553,10 @@ def test_an_operator_cues_a_clip_and_restarts_a_playout_through_the_api(
         [
             sys.executable,
             "-c",
+            # As a playout: SIGTERM's default action, whatever its parent blocked or ignored.
             "import signal, sys; from pathlib import Path; "
+            "signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM]); "
             "from webtv_dagster.playout.process import hold_playout_lock; "
             f"lock = hold_playout_lock(Path({str(service.data_dir)!r}), {SLUG!r}); "
             "lock.__enter__(); print('held', flush=True); signal.pause()",
