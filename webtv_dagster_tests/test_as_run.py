@@ -106,7 +106,7 @@ def test_a_full_disk_leaves_no_half_line_and_the_entry_is_written_later(tmp_path
 def test_days_past_the_retention_are_removed_as_a_new_day_begins(tmp_path):
     folder = tmp_path / "as-run"
     folder.mkdir()
-    for day in ("2026-11-01", "2026-12-02", "2026-12-03", "2026-12-04"):
+    for day in ("2026-11-01", "2026-12-02", "2026-12-03", "2026-12-04", "notes"):
         (folder / f"{day}.jsonl").write_text("")
     log = AsRunLog(folder, days_kept=3)
     log.append(

@@ -98,6 +98,18 @@ def day_of(unix_time: float) -> str:
     return datetime.datetime.fromtimestamp(unix_time, datetime.UTC).date().isoformat()
 
 
+def oldest_kept(today: str, days_kept: int) -> str:
+    """The first day the retention keeps, counting `today` as one."""
+    return (datetime.date.fromisoformat(today) - datetime.timedelta(days=days_kept - 1)).isoformat()
+
+
+def _is_day(name: str) -> bool:
+    try:
+        return datetime.date.fromisoformat(name).isoformat() == name
+    except ValueError:
+        return False
+
+
 def _utc(unix_time: float) -> str:
     return datetime.datetime.fromtimestamp(unix_time, datetime.UTC).isoformat(
         timespec="milliseconds"
@@ -171,7 +183,7 @@ def publish_as_run(
     """Puts the day's log into the bucket as CSV and removes the copies past the retention
     (at most the retention's days are listed). Returns the stored object."""
     stored = store.put_bytes(as_run_key(slug, day), as_csv(entries).encode(), "text/csv")
-    oldest = (datetime.date.fromisoformat(day) - datetime.timedelta(days=days_kept - 1)).isoformat()
+    oldest = oldest_kept(day, days_kept)
     for listed in store.list_objects(f"{channel_prefix(slug)}{AS_RUN_FOLDER}/"):
         if Path(listed.key).stem < oldest:
             store.delete(listed.key)
@@ -191,8 +203,8 @@ class AsRunLog:
         return self.folder / f"{day}.jsonl"
 
     def days(self) -> list[str]:
-        """The days with a file, oldest first."""
-        return sorted(p.stem for p in self.folder.glob("*.jsonl"))
+        """The days with a file, oldest first (other files are not the log's)."""
+        return sorted(p.stem for p in self.folder.glob("*.jsonl") if _is_day(p.stem))
 
     def entries(self, day: str) -> list[AsRunEntry]:
         """The day's entries in the order written; none if it has no file."""
@@ -245,9 +257,9 @@ class AsRunLog:
 
     def prune(self, today: str) -> None:
         """Removes the days older than the retention."""
-        oldest = datetime.date.fromisoformat(today) - datetime.timedelta(days=self.days_kept - 1)
+        oldest = oldest_kept(today, self.days_kept)
         for day in self.days():
-            if datetime.date.fromisoformat(day) < oldest:
+            if day < oldest:
                 self.path(day).unlink(missing_ok=True)
                 log.info("%s: as-run log of %s past its retention: removed", self.folder, day)
 
