@@ -550,6 +550,13 @@ def test_channels_are_added_and_removed_live_and_the_others_air_on_untouched(tmp
             with AirMonitor(url("ch-6")) as added:
                 added.wait_for_frames(24, timeout=60 - (time.monotonic() - reloaded_at))
             assert supervisor.process(playout_program("ch-5")) is None
+            # Run with other settings than the stack's (a shell without its environment):
+            # refused, before anything changes.
+            other_port = {**stack.environment, "WEBTV_HLS_PORT": str(stack.rtmp_port + 7)}
+            said = subprocess.run(
+                [stack.webtv, "reload"], env=other_port, capture_output=True, text=True
+            )
+            assert said.returncode != 0 and "WEBTV_HLS_PORT" in said.stderr, said.stderr
             # A broken file: nothing changes, and the reason is said.
             channels_file.write_text("channels: [{slug: ch-1}]\n")
             said = webtv("reload")

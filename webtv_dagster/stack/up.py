@@ -50,6 +50,7 @@ from webtv_dagster.stack.processes import (
     stacks_listening_on,
 )
 from webtv_dagster.stack.programs import (
+    chat_channel,
     chat_program,
     dagster_programs,
     media_programs,
@@ -225,6 +226,7 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _managing(data_dir):
         plan = StackPlan.of(settings, channels, host, port)
+        plan.write_rtmp_config()
         settings, home, s3_port, rtmp_root = plan.settings, plan.home, plan.s3_port, plan.rtmp_root
         conf = write_supervisord_conf(data_dir, plan.programs)
         plan.record()
@@ -307,7 +309,7 @@ class StackPlan:
             settings = _with_embedded_keys(settings)
             s3_command = weed_command(data_dir / "seaweedfs", s3_port, settings.s3_bucket)
         slugs = [channel.slug for channel in channels.channels]
-        rtmp_root = write_stack_rtmp_config(settings, {c.slug: c.title for c in channels.channels})
+        rtmp_root = public_folder(data_dir)  # write_stack_rtmp_config's
         chat_slugs = chat_bot_channels(channels)
         programs = [
             *media_programs(data_dir, slugs, rtmp_root, s3_command, chat_slugs),
@@ -316,11 +318,35 @@ class StackPlan:
         ]
         return cls(settings, channels, host, port, home, s3_port, rtmp_root, programs)
 
+    def write_rtmp_config(self) -> None:
+        titles = {channel.slug: channel.title for channel in self.channels.channels}
+        write_stack_rtmp_config(self.settings, titles, self.rtmp_root)
+
+    def stack_settings(self) -> dict[str, object]:
+        """What of the settings shapes the stack beyond its channels (the channels file, the
+        ports nginx listens on, every program but the channels' own), by variable name: no
+        secret (a program's command line names none)."""
+        settings = self.settings
+        return {
+            "WEBTV_CHANNELS_FILE": str(settings.channels_file.resolve()),
+            "WEBTV_RTMP_PORT": settings.rtmp_port,
+            "WEBTV_HLS_PORT": settings.hls_port,
+            "WEBTV_HTTP_LISTEN": str(settings.http_listen),
+            "WEBTV_TRUSTED_PROXIES": [str(network) for network in settings.trusted_proxies],
+            "programs": {
+                p.name: p.command
+                for p in self.programs
+                if not (playout_channel(p.name) or chat_channel(p.name))
+            },
+        }
+
     def record(self) -> None:
-        """Keeps what `webtv reload` compares a new channels file with, and where the UI is."""
+        """Keeps what `webtv reload` compares a new channels file and its own settings with,
+        and where the UI is."""
         applied = {
             "host": self.host,
             "port": self.port,
+            "settings": self.stack_settings(),
             "channels": _channel_records(self.channels),
         }
         write_private(_applied_path(self.settings.data_dir), json.dumps(applied, indent=2))
@@ -376,6 +402,16 @@ def _reload(settings: Settings, channels: ChannelsFile, supervisor: StackSupervi
     conf_before = (public_folder(data_dir) / "nginx.conf").read_text()
     settings = settings.model_copy(update={"data_dir": data_dir})
     plan = StackPlan.of(settings, channels, applied["host"], applied["port"])
+    ours, theirs = plan.stack_settings(), applied["settings"]
+    if differing := [
+        name for name in theirs if json.dumps(ours.get(name)) != json.dumps(theirs[name])
+    ]:
+        raise StackError(
+            "`webtv reload` runs with other settings than the stack it would change "
+            f"({', '.join(differing)} differ): run it with the environment `webtv up` was "
+            "given, or start the stack again with `webtv up`"
+        )
+    plan.write_rtmp_config()
     done = []
     if (plan.rtmp_root / "nginx.conf").read_text() != conf_before:
         reload_nginx(plan.rtmp_root)
