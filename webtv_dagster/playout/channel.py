@@ -173,6 +173,11 @@ class ChannelPlayout:
             AsRunLog(self.folder.as_run, as_run_days), channel.slug, self._watching
         )
         self._write_as_run(lambda: self.as_run.resume(self._schedule, self._resume_at))
+        # The as-run log is written (and synced) by a thread of its own: a slow disk never
+        # holds the publisher's reports, which say whether it is alive, nor the feeder.
+        self._as_run_jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._latest_report: tuple[float, float] | None = None  # (sent_through, when)
+        self._as_run_due = threading.Event()
 
     # --- the preparer: what airs next, checked and remuxed ahead of air ---
 
@@ -217,7 +222,8 @@ class ChannelPlayout:
             self.clips_taken_down += taken_down
         if not aired:
             as_run_reason = f"{reason} ({why})" if why else reason
-            self._write_as_run(lambda: self.as_run.skipped(clip_id, as_run_reason, skip.at))
+            self._as_run_jobs.put(lambda: self.as_run.skipped(clip_id, as_run_reason, skip.at))
+            self._as_run_due.set()
 
     def _takedown_recorded(self, clip_id: str) -> bool:
         """Whether the clip's take-down, as this playout knows it, is recorded already."""
@@ -294,6 +300,8 @@ class ChannelPlayout:
         self.library.start()
         for watch in (self._watch_takedowns, self._watch_publisher):
             threading.Thread(target=watch, daemon=True).start()
+        as_run = threading.Thread(target=self._keep_as_run, daemon=True)
+        as_run.start()
         preparer = threading.Thread(target=self._keep_prepared, daemon=True)
         preparer.start()
         to_send: list[Segment] = [rest] if (rest := self._rest_of_interrupted()) else []
@@ -340,6 +348,8 @@ class ChannelPlayout:
             if self.publisher is not None:
                 self.publisher.kill()
             preparer.join(timeout=5)
+            as_run.join(timeout=5)
+            self._write_due_as_run()  # what was sent before the stop
 
     def _fold_timestamps(self) -> None:
         """The timeline passed a fold (FLV_FOLD_SECONDS): the publisher sends all it was given
@@ -545,7 +555,24 @@ class ChannelPlayout:
             write_atomically(self.folder.progress, json.dumps(progress).encode())
         except OSError as error:
             self._disk.failed(error)
-        self._write_as_run(lambda: self.as_run.sent(self._schedule, sent_through, time.time()))
+        self._latest_report = (sent_through, time.time())
+        self._as_run_due.set()
+
+    def _keep_as_run(self) -> None:
+        """Writes the as-run log as the playout goes: the refusals, then what the latest
+        report says was sent (reports that came meanwhile say less)."""
+        while not self.stop.is_set():
+            self._as_run_due.wait(0.5)
+            self._as_run_due.clear()
+            self._write_due_as_run()
+
+    def _write_due_as_run(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._write_as_run(self._as_run_jobs.get_nowait())
+        if report := self._latest_report:
+            self._latest_report = None
+            self._write_as_run(lambda: self.as_run.sent(self._schedule, *report))
 
     def _watching(self) -> int | None:
         counted = read_watching(self.data_dir, time.time()).get(self.channel.slug)
