@@ -349,12 +349,17 @@ def command_monitoring(args: argparse.Namespace, settings: Settings) -> int:
     from webtv_dagster.stack.metrics import StackMetrics, serve_monitoring
     from webtv_dagster.stack.systemd_units import systemd_units
 
-    units = systemd_units if args.systemd else list
+    looked: list[dict] = []  # systemd's last answer: one `systemctl show` a scrape
+
+    def units() -> list[dict]:
+        looked[:] = systemd_units() if args.systemd else []
+        return looked
+
     metrics = StackMetrics(
         settings.data_dir,
         [channel.slug for channel in load_channels(settings.channels_file).channels],
         units,
-        lambda: {unit["name"]: unit["restarts"] for unit in units()},
+        lambda: {unit["name"]: unit["restarts"] for unit in looked},
         rtmp_statistics_url(settings.hls_port),
     )
     stop = threading.Event()

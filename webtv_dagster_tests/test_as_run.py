@@ -189,3 +189,23 @@ def test_the_as_run_asset_puts_each_channels_day_in_the_bucket(tmp_path, seaweed
     assert [o.key for o in media_store.list_objects(f"channels/{SLUG}/as-run/")] == [
         as_run_key(SLUG, "2026-12-04")
     ]
+
+
+def test_a_restart_finds_where_the_log_ended_from_the_files_end(tmp_path):
+    """The last clip aired is found reading back from the file's end, however many refusals
+    were written after it (more than the first piece read), and in an earlier day's file."""
+    from webtv_dagster.playout.as_run import TAIL_BYTES
+
+    folder = tmp_path / "as-run"
+    log = AsRunLog(folder, 31)
+    recorder = AsRunRecorder(log, SLUG)
+    recorder.sent([scheduled(1, 0.0), scheduled(2, 4.0)], 8.0, NOON - 86400 + 8.0)
+    assert AsRunLog(folder, 31).last_stream_end() == 8.0  # yesterday's file
+    refusal = "its copy does not match its record " * 20
+    for n in range(TAIL_BYTES // len(refusal) * 2):
+        recorder.skipped(f"{SLUG}-{n + 3:06d}", refusal, NOON + n)
+    assert log.path("2026-12-05").stat().st_size > 2 * TAIL_BYTES
+    recorder.sent([scheduled(9, 8.0)], 12.0, NOON - 86400 + 12.0)
+    for n in range(TAIL_BYTES // len(refusal) * 2):
+        recorder.skipped(f"{SLUG}-{n + 10:06d}", refusal, NOON - 86400 + 20 + n)
+    assert AsRunRecorder(AsRunLog(folder, 31), SLUG).logged_through == 12.0

@@ -68,7 +68,7 @@ from webtv_dagster.playout.files import write_atomically
 from webtv_dagster.playout.library import saved_playlist
 from webtv_dagster.playout.playlist import Playlist
 from webtv_dagster.playout.process import restart_playout
-from webtv_dagster.playout.sources import cue_clip
+from webtv_dagster.playout.sources import IDENT, cue_clip
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.playout.takedowns import take_down
 from webtv_dagster.production.previews import preview_object_key
@@ -215,7 +215,7 @@ class ViewerSite:
             for r in self.queue.listed(channel.slug, ["scheduled"], GUIDE_REQUESTS, newest=True)
             if r.clip_id and ClipId.parse(r.clip_id).number > aired_through
         ][::-1]
-        numbers = [ClipId.parse(clip.clip_id).number for clip in plan if clip.clip_id != "ident"]
+        numbers = [ClipId.parse(clip.clip_id).number for clip in plan if clip.clip_id != IDENT]
         last = max([aired_through, *numbers, *(ClipId.parse(r.clip_id).number for r in made)])
         plan_end = plan[-1].stops_at if plan else now
         last_planned = max([aired_through, *numbers])

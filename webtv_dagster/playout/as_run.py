@@ -16,6 +16,7 @@ the one RTMP and HLS timestamps carry). A clip refused at air time is written wh
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from webtv_dagster.clips import channel_prefix
-from webtv_dagster.playout.sources import IDENT
+from webtv_dagster.playout.sources import IDENT, NEW, REPLAY
 from webtv_dagster.playout.state import ScheduledClip
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 AS_RUN_FOLDER = "as-run"
 # Two entries are contiguous on the timeline within this (timeline floats, rounded to 1 ms).
 TIMELINE_TOLERANCE = 1e-3
+TAIL_BYTES = 65_536  # read first from a file's end for its last entry (a few hundred entries)
 
 AsRunEvent = Literal["aired", "cut", "skipped"]
 
@@ -159,8 +161,8 @@ class AsRunSummary:
     def of(cls, entries: list[AsRunEntry]) -> AsRunSummary:
         sent = [e for e in entries if e.event != "skipped"]
         return cls(
-            clips_aired=sum(e.event == "aired" and e.origin == "new" for e in entries),
-            replays=sum(e.origin == "replay" for e in sent),
+            clips_aired=sum(e.event == "aired" and e.origin == NEW for e in entries),
+            replays=sum(e.origin == REPLAY for e in sent),
             cut=sum(e.event == "cut" for e in entries),
             skipped=sum(e.event == "skipped" for e in entries),
             seconds_on_air=round(sum(e.ended_at - e.started_at for e in sent), 3),
@@ -196,7 +198,8 @@ class AsRunLog:
     def __init__(self, folder: Path, days_kept: int):
         self.folder = folder
         self.days_kept = days_kept
-        self._lock = threading.Lock()  # the feeder, the preparer and the publisher's reports
+        # The playout's as-run thread appends, and its start and stop (a resume, a last drain).
+        self._lock = threading.Lock()
         self._day = ""
 
     def path(self, day: str) -> Path:
@@ -225,11 +228,12 @@ class AsRunLog:
         return [e for day in self.days() if first <= day <= last for e in self.entries(day)]
 
     def last_stream_end(self) -> float | None:
-        """Where the last entry that aired ended on the timeline (None: nothing aired yet)."""
+        """Where the last entry that aired ended on the timeline (None: nothing aired yet),
+        read from the end of the latest file that has one: entries that aired are appended in
+        timeline order, so a playout's start does not parse a whole day."""
         for day in reversed(self.days()):
-            ends = [e.stream_end for e in self.entries(day) if e.stream_end is not None]
-            if ends:
-                return max(ends)
+            if (end := _last_stream_end_in(self.path(day))) is not None:
+                return end
         return None
 
     def append(self, entry: AsRunEntry) -> None:
@@ -350,6 +354,23 @@ class AsRunRecorder:
         for places in (self._started, self._cuts):
             for place in [p for p in places if p < self.logged_through]:
                 del places[place]
+
+
+def _last_stream_end_in(path: Path) -> float | None:
+    """The stream_end of the file's last entry that has one, reading back from its end."""
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        tail = TAIL_BYTES
+        while True:
+            file.seek(max(0, size - tail))
+            lines = file.read().splitlines()[0 if tail >= size else 1 :]  # the first: a part
+            for line in reversed(lines):
+                with contextlib.suppress(ValidationError):
+                    if (end := AsRunEntry.model_validate_json(line).stream_end) is not None:
+                        return end
+            if tail >= size:
+                return None
+            tail *= 4
 
 
 def _end(clip: ScheduledClip) -> float:

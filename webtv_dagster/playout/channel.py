@@ -222,8 +222,7 @@ class ChannelPlayout:
             self.clips_taken_down += taken_down
         if not aired:
             as_run_reason = f"{reason} ({why})" if why else reason
-            self._as_run_jobs.put(lambda: self.as_run.skipped(clip_id, as_run_reason, skip.at))
-            self._as_run_due.set()
+            self._for_as_run(lambda: self.as_run.skipped(clip_id, as_run_reason, skip.at))
 
     def _takedown_recorded(self, clip_id: str) -> bool:
         """Whether the clip's take-down, as this playout knows it, is recorded already."""
@@ -423,11 +422,10 @@ class ChannelPlayout:
         with self._timeline_lock:
             self._next_stream_seconds -= segment.end - cut.end
         if frames:
-            # Known to the as-run log before the schedule shortens the clip.
-            self.as_run.cut(
-                segment.stream_seconds,
-                f"taken down on air after {cut.duration:.1f} s ({takedown.reason})",
-            )
+            # Known to the as-run log before the schedule shortens the clip (its thread does
+            # what it is given before it reads the schedule).
+            why = f"taken down on air after {cut.duration:.1f} s ({takedown.reason})"
+            self._for_as_run(lambda: self.as_run.cut(segment.stream_seconds, why))
             # The schedule (the viewers' guide) shows what aired: the clip as long as it was.
             self._schedule = [
                 clip.model_copy(update={"duration_seconds": cut.duration})
@@ -558,9 +556,14 @@ class ChannelPlayout:
         self._latest_report = (sent_through, time.time())
         self._as_run_due.set()
 
+    def _for_as_run(self, job: Callable[[], None]) -> None:
+        """Gives the as-run thread something to record: the recorder is its alone."""
+        self._as_run_jobs.put(job)
+        self._as_run_due.set()
+
     def _keep_as_run(self) -> None:
-        """Writes the as-run log as the playout goes: the refusals, then what the latest
-        report says was sent (reports that came meanwhile say less)."""
+        """Writes the as-run log as the playout goes: what it was given (refusals, cuts), then
+        what the latest report says was sent (reports that came meanwhile say less)."""
         while not self.stop.is_set():
             self._as_run_due.wait(0.5)
             self._as_run_due.clear()

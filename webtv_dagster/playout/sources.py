@@ -29,7 +29,10 @@ from webtv_dagster.playout.takedowns import Takedown
 log = logging.getLogger(__name__)
 
 IDENT = "ident"  # the clip id under which a filler airs (the ident, or the test card)
-CUED = "cued"  # the origin of a clip an operator asked for: it does not move the air's place
+# Where a pick comes from (the schedule's and the as-run log's `origin`): a playlist clip's first
+# airing, a replay, an operator's cue (which does not move the air's place in the playlist),
+# or a filler: the ident or the test card.
+NEW, REPLAY, CUED, IDENT_FILLER, TEST_CARD = "new", "replay", "cued", "ident", "test card"
 SLATE_FRAMES = 128  # 5.333 s: two gapless units, like the ident
 FETCH_AHEAD = 3  # unaired clips kept ready in the cache
 FETCH_WAIT_SECONDS = 2.0  # how long the preparer waits for the next clip before airing a replay
@@ -43,7 +46,7 @@ class Pick:
     clip_id: str
     prompt: str
     path: Path
-    origin: str  # new, replay, ident or test card (the as-run log's)
+    origin: str  # NEW, REPLAY, CUED, IDENT_FILLER or TEST_CARD
     entry: PlaylistEntry | None = None
 
     @classmethod
@@ -137,7 +140,7 @@ class UnairedClips:
                 continue  # before it was fetched, or after (the playlist rebuild comes later)
             problem = self.library.unairable(entry)
             if problem is None and (path := self.library.wait_ready(entry, FETCH_WAIT_SECONDS)):
-                return Pick.of(entry, path, "new"), later
+                return Pick.of(entry, path, NEW), later
             if problem is None:
                 break  # not fetched yet (S3 slow or away): a replay covers meanwhile
             self.skip(entry.clip_id, problem)
@@ -173,7 +176,7 @@ class Replays:
             self._replays += 1
             entry = recent[self._replays % len(recent)]
             if path := self.library.ready(entry):
-                return Pick.of(entry, path, "replay"), unaired
+                return Pick.of(entry, path, REPLAY), unaired
         return None, unaired
 
 
@@ -190,10 +193,10 @@ class Filler:
     def pick(
         self, playlist: Playlist | None, unaired: list[PlaylistEntry]
     ) -> tuple[Pick | None, list[PlaylistEntry]]:
-        path, origin = self.library.ident(), "ident"
+        path, origin = self.library.ident(), IDENT_FILLER
         self._slate_just_made = False
         if path is None:
-            path, origin = self.folder.slate, "test card"
+            path, origin = self.folder.slate, TEST_CARD
             if not path.exists():
                 log.warning("%s: no ident yet: airing the test card", self.folder.path.name)
                 render_slate(path, SLATE_FRAMES, BROADCAST_PROFILE)

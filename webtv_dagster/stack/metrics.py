@@ -246,8 +246,9 @@ class StackMetrics(Collector):
             "starts of the program after its first, as the watchdog saw them",
             labels=["program"],
         )
-        counted = self.restarts()
-        for info in self.processes():
+        processes = self.processes()
+        counted = self.restarts()  # after: a source may count them from the same look
+        for info in processes:
             program = supervised_name(info)
             up.add_metric([program], float(info["statename"] == "RUNNING"))
             for state in PROCESS_STATES:
