@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from webtv_dagster.clips import ClipId
+from webtv_dagster.playout.as_run import AsRunLog
 from webtv_dagster.playout.channel import ChannelPlayout
 from webtv_dagster.playout.playlist import Playlist, PlaylistEntry, publish_playlist
 from webtv_dagster.playout.publisher import PROGRESS_PERIOD
@@ -291,7 +292,7 @@ def test_a_restarted_playout_resumes_in_the_clip_the_killed_one_was_airing(
             wait_for(air_a_moment_into_a_clip, 30, "air a moment into a clip")
             first.kill()  # SIGKILL: its publisher dies with it
             first.wait()
-            killed_at = time.monotonic()
+            killed_at, killed_unix = time.monotonic(), time.time()
             second = launch_playout(data_dir, SLUG)  # what supervisord does
             wait_for(lambda: len(viewer.video(killed_at)) > 24 * 4, 60, "frames after it")
         finally:
@@ -303,6 +304,13 @@ def test_a_restarted_playout_resumes_in_the_clip_the_killed_one_was_airing(
     assert min(viewer.timestamp_steps()) > 0  # nothing sent twice
     (jump,) = viewer.steps_over_one_frame()
     assert jump <= MOST_LOST_MS, f"{jump} ms of the stream skipped"
+    # The as-run log both playouts wrote: each clip once, one after the other on the timeline,
+    # the one the kill interrupted among them (written by the second, the time off air in it).
+    log = AsRunLog(folder.as_run, 2)
+    sent = [entry for day in log.days() for entry in log.entries(day)]
+    assert sent[0].stream_start == 0
+    assert all(a.stream_end == b.stream_start for a, b in zip(sent, sent[1:], strict=False))
+    assert any(e.started_at < killed_unix < e.ended_at for e in sent), sent
 
 
 def test_a_restart_finds_the_clip_airing_by_the_publishers_last_report(
@@ -359,7 +367,6 @@ def test_a_cued_clip_airs_next_and_the_playlist_goes_on_where_it_was(
 ):
     """An operator's play-next (sources.cue_clip): a replay, and a clip ahead of its turn, each
     airs after the clip being prepared; neither moves the channel's place in its playlist."""
-    from webtv_dagster.playout.as_run import AsRunLog
     from webtv_dagster.playout.sources import cue_clip
 
     upload_playlist(media_store, llama_channel, {n: broadcast_clips[n % 4] for n in range(1, 13)})
