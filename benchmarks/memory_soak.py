@@ -64,14 +64,16 @@ def channels_file(folder: Path, channels: int) -> Path:
     return path
 
 
-def memory_mb(pid: int) -> tuple[float, float] | None:
-    """The process's resident and proportional set sizes, in MB."""
+def memory_mb(pid: int) -> tuple[float, float, float] | None:
+    """The process's resident and proportional set sizes, and its resident anonymous memory
+    (its heaps and stacks: what a leak grows, where the rest of RSS is pages of files it maps,
+    its libraries' code, which grows as new code paths are first run and then stops), in MB."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         sizes = dict(
             line.split()[:2]
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
         )
-        return int(sizes["Rss:"]) / 1024, int(sizes["Pss:"]) / 1024
+        return tuple(int(sizes[field]) / 1024 for field in ("Rss:", "Pss:", "Anonymous:"))
     return None
 
 
@@ -82,10 +84,10 @@ def publishers(playout: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
-def sample(supervisor: StackSupervisor) -> dict[str, tuple[float, float]]:
-    """The resident and proportional MB of each long-running process, by name: each
+def sample(supervisor: StackSupervisor) -> dict[str, tuple[float, float, float]]:
+    """The resident, proportional and anonymous MB of each long-running process, by name: each
     supervisord program, and each playout's publisher."""
-    sizes: dict[str, tuple[float, float]] = {}
+    sizes: dict[str, tuple[float, float, float]] = {}
     for info in supervisor.processes():
         if info["statename"] != "RUNNING":
             continue
@@ -131,7 +133,7 @@ def main() -> None:
         folder, channels_file(folder, args.channels), ACCESS_KEY, SECRET_KEY, **extra
     )
     print(f"memory soak in {folder}, with {extra or 'nothing more'} in the stack's environment")
-    samples: list[tuple[float, dict[str, tuple[float, float]]]] = []
+    samples: list[tuple[float, dict[str, tuple[float, float, float]]]] = []
     started = time.monotonic()
     next_kill = args.kill_publisher_every
     try:
@@ -149,7 +151,7 @@ def main() -> None:
                         for publisher in publishers(info.get("pid", 0)):
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(publisher, signal.SIGKILL)
-            resident = {name: round(rss, 1) for name, (rss, _) in samples[-1][1].items()}
+            resident = {name: round(sizes[0], 1) for name, sizes in samples[-1][1].items()}
             print(f"{minute:6.1f} min: {resident}", flush=True)
             time.sleep(60)
     finally:
@@ -162,20 +164,28 @@ def main() -> None:
             continue
         minutes = [t for t, _ in kept]
         resident, proportional = [s[0] for _, s in kept], [s[1] for _, s in kept]
+        anonymous = [s[2] for _, s in kept]
         rows.append(
             (
                 name,
                 sum(resident) / len(resident),
                 sum(proportional) / len(proportional),
                 max(resident),
+                growth_per_hour(minutes, anonymous),
                 growth_per_hour(minutes, resident),
             )
         )
     print(f"\n{args.channels} channels, {args.minutes:g} min, warm-up {args.warm_up:g} min")
-    print("| process | mean RSS MB | mean PSS MB | peak RSS MB | RSS growth MB/h |")
-    print("|---|---|---|---|---|")
-    for name, rss, pss, peak, growth in rows:
-        print(f"| {name} | {rss:.1f} | {pss:.1f} | {peak:.1f} | {growth:+.2f} |")
+    print(
+        "| process | mean RSS MB | mean PSS MB | peak RSS MB | anonymous growth MB/h "
+        "| RSS growth MB/h |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, rss, pss, peak, anonymous_growth, growth in rows:
+        print(
+            f"| {name} | {rss:.1f} | {pss:.1f} | {peak:.1f} | {anonymous_growth:+.2f} "
+            f"| {growth:+.2f} |"
+        )
 
     def mean_of(prefix: str, column: int) -> float:
         values = [row[column] for row in rows if row[0].startswith(prefix)]
@@ -198,7 +208,7 @@ def main() -> None:
                     "line",
                     [round(t, 1) for t, _ in samples],
                     {
-                        name: [sizes.get(name, (0.0, 0.0))[0] for _, sizes in samples]
+                        name: [sizes.get(name, (0.0, 0.0, 0.0))[0] for _, sizes in samples]
                         for name in names
                     },
                     xlabel="minutes",
