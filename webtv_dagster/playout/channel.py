@@ -46,6 +46,7 @@ from webtv_dagster.playout.publisher import (
     PublisherDied,
     Segment,
     fold_of,
+    give_free_pages_back,
     placed_at,
     remux_segment,
 )
@@ -288,6 +289,7 @@ class ChannelPlayout:
                     with contextlib.suppress(queue.Full):
                         self._segments.put(segment, timeout=0.5)
                         break
+                give_free_pages_back()  # what the clips before this one held
         except Exception:
             log.exception("the preparer of %s failed", self.channel.slug)
             self.stop.set()
