@@ -8,7 +8,7 @@ restarts it. Each kill is logged and alerted.
 |---|---|---|
 | a playout | its feeder's heartbeat (its hung publisher it replaces itself) | no beat for 2 s |
 | a chat bot | its reader's heartbeat | no beat for 6.5 s |
-| rtmp (nginx) | GET /channels.json on its HTTP port | 2 failures in a row (1 s each) |
+| rtmp (nginx) | GET /channels.json on its HTTP port, every 0.5 s | 2 failures in a row (1 s each) |
 | viewer-service | GET a channel's guide on its socket | 2 failures in a row |
 | s3 | HEAD of the bucket | 2 failures in a row |
 | dagster-webserver | GET /server_info | 2 failures in a row |
@@ -28,6 +28,10 @@ it alerts once (clips are not made there, the channels air what their caches hol
 more when twice that is free again. And it alerts when the operator token is being guessed:
 GUESSES_ALERTED wrong tokens at the dump button within GUESS_WINDOW_SECONDS.
 
+Looks overlap: one goes out every period even while the one before waits for its timeout, so a
+frozen nginx is known 1.5 s after its first unanswered look (two 1 s timeouts one after the
+other took 2.4 s).
+
 A program is held to its check once it passed it (a program still starting is not hung), or
 at the latest once its start-up allowance ran out (one that never comes up is hung too), and
 only while supervisord says it runs: an operator's stop is left alone.
@@ -45,9 +49,10 @@ import threading
 import time
 import urllib.request
 import xmlrpc.client
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from webtv_dagster.audience.chat_bot import CHAT_BOT_HANG_SECONDS, chat_bot_heartbeat
@@ -184,7 +189,10 @@ class _Watched:
     passed: bool = False  # its check once: from then on it is held to it
     failures: int = 0
     next_look: float = 0.0
-    probe: Future | None = None
+    # The looks under way, oldest first: a look goes out every `every` seconds even while the
+    # one before waits for its timeout, so that a hang is known `failures` looks after it began
+    # rather than `failures` timeouts one after the other.
+    probes: deque[Future] = field(default_factory=deque)
 
 
 class Watchdog:
@@ -323,7 +331,8 @@ class Watchdog:
         checks that are due, each in a worker of its own (a slow probe delays no other check);
         a program whose check fails as often as it may is killed."""
         watched: dict[str, _Watched] = {}
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="check") as pool:
+        # Threads are started as needed: 16 leave room for every probed program hung at once.
+        with ThreadPoolExecutor(max_workers=16, thread_name_prefix="check") as pool:
             while not self.stop.wait(LOOK_SECONDS):
                 try:
                     processes = self.supervisor.processes()
@@ -476,21 +485,20 @@ class Watchdog:
         check, now = known.check, time.time()
         if check is None:
             return
-        if known.probe is not None:
-            if not known.probe.done():
-                return  # still asking
-            why = known.probe.result()
-            known.probe = None
+        in_a_row = max(check.failures, 1)
+        while known.probes and known.probes[0].done():  # answers are taken in the looks' order
+            why = known.probes.popleft().result()
             known.passed = known.passed or why is None
             if not known.passed and now - known.started < check.grace:
                 why = None  # still starting
             known.failures = known.failures + 1 if why else 0
-            if why and known.failures >= max(check.failures, 1):
+            if why and known.failures >= in_a_row:
                 self._kill(program, known.pid, why)
                 known.failures = 0
-        if now >= known.next_look:
+        # At most `in_a_row` looks at once: a hung program holds no more of the pool's workers.
+        if now >= known.next_look and len(known.probes) < in_a_row:
             known.next_look = now + check.every
-            known.probe = pool.submit(check.failing)
+            known.probes.append(pool.submit(check.failing))
 
     def _kill(self, program: str, pid: int, why: str) -> None:
         """Kills the hung program's process group (its children, nginx's workers and a
