@@ -49,7 +49,8 @@ from webtv_dagster.media_store import MediaStore
 from webtv_dagster.playout.state import PlayoutFolder, read_state
 from webtv_dagster.public_site import public_folder
 from webtv_dagster.spaces.apps import Behaviour, Workshop, launch
-from webtv_dagster.stack.nginx import nginx_of, publish_url
+from webtv_dagster.stack.nginx import publish_url
+from webtv_dagster.stack.nginx_process import nginx_of
 from webtv_dagster.stack.processes import stack_processes
 from webtv_dagster.stack.programs import playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor

@@ -31,12 +31,8 @@ from webtv_dagster.public_site import (
 )
 from webtv_dagster.settings import Settings, SettingsError
 from webtv_dagster.stack.instance import dagster_home, instance_config, open_instance
-from webtv_dagster.stack.nginx import (
-    RtmpServerError,
-    become_nginx,
-    publish_url,
-    write_stack_rtmp_config,
-)
+from webtv_dagster.stack.nginx import publish_url, write_stack_rtmp_config
+from webtv_dagster.stack.nginx_process import RtmpServerError, become_nginx
 from webtv_dagster.stack.playouts import ensure_playout, stop_playout
 from webtv_dagster.stack.processes import wait_until_serving
 from webtv_dagster.stack.supervisord import StackSupervisor

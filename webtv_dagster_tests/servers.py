@@ -32,11 +32,10 @@ from webtv_dagster.stack.embedded_s3 import (
 )
 from webtv_dagster.stack.nginx import (
     STREAM_NAME,
-    RtmpServerError,
-    nginx_command,
     publish_url,
     write_rtmp_config,
 )
+from webtv_dagster.stack.nginx_process import RtmpServerError, nginx_command
 from webtv_dagster.stack.processes import end_processes, port_is_free, stack_processes
 
 

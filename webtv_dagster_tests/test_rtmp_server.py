@@ -14,7 +14,8 @@ import pytest
 
 from webtv_dagster.media.ffmpeg import probe
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.nginx import RtmpServerError, mirrors_of
+from webtv_dagster.stack.nginx import mirrors_of
+from webtv_dagster.stack.nginx_process import RtmpServerError
 from webtv_dagster_tests.servers import free_port_block, start_rtmp_server
 
 from .conftest import command_lines

@@ -37,19 +37,13 @@ from webtv_dagster.public_site import (
 )
 from webtv_dagster.secrets import write_private
 from webtv_dagster.settings import Settings
-from webtv_dagster.stack.processes import end_processes
+from webtv_dagster.stack.nginx_process import RTMP_MODULE, RtmpServerError, nginx_command
 
-RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 STREAM_NAME = "live"
 VIEWER = Path(audience.__file__).with_name("viewer")  # the web viewer's page
 HLS_JS = VIEWER / "node_modules" / "hls.js" / "dist" / "hls.min.js"  # npm ci, by scripts/setup
 VIEWER_FILES = ("index.html", "viewer.js", "viewer.css")
 PUBLISH_CHECK = "/rtmp/may-publish"  # nginx-rtmp asks it before it takes a publisher
-
-
-class RtmpServerError(RuntimeError):
-    """nginx or its RTMP module is missing, the server did not come up, or its configuration
-    is wrong."""
 
 
 def worker_account(root: Path, data_dir: Path) -> pwd.struct_passwd | None:
@@ -393,46 +387,3 @@ def reload_nginx(root: Path) -> None:
         os.kill(master, signal.SIGHUP)
     except (OSError, ValueError) as error:
         raise RtmpServerError(f"no nginx runs on {root} to reload ({error})") from None
-
-
-def become_nginx(root: Path) -> None:
-    """Ends the nginx of `root` a killed predecessor or a dead supervisor left running (at the
-    last moment: it served until now), then becomes nginx on the configuration under `root`
-    (same pid, so supervisord or systemd signals nginx itself)."""
-    command = nginx_command(root)
-    if left := nginx_of(root):
-        end_processes(left, signal.SIGKILL, wait_seconds=2)  # gone, its ports free
-        print(f"webtv: ended nginx processes {left} left running on {root}", flush=True)
-    os.execv(command[0], command)
-
-
-def nginx_command(root: Path) -> list[str]:
-    """nginx in the foreground on the configuration written under `root`."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists() or not RTMP_MODULE.exists():
-        raise RtmpServerError(
-            "nginx with the RTMP module is missing: apt-get install nginx libnginx-mod-rtmp"
-        )
-    root = root.resolve()
-    return [nginx, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
-
-
-def nginx_of(root: Path) -> list[int]:
-    """The nginx processes of `root` (an nginx writes its title over its environment: they are
-    found as `nginx` processes in the process group of the master its pid file names): what a
-    killed master left behind, or an nginx a dead supervisor left running."""
-    try:
-        master = int((root / "nginx.pid").read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return []
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)
-            name = fields[0].split("(", 1)[1]
-            process_group = int(fields[1].split()[2])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if name == "nginx" and process_group == master:
-            found.append(int(stat.parent.name))
-    return found

@@ -94,13 +94,25 @@ def command_line(pid: int) -> str:
     return ""
 
 
+def is_running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie: one that exited and holds nothing (no
+    port, no file) while it waits for its parent, or init for an orphan, to reap it. Some
+    inits reap orphans a second or more late (seen here: an nginx worker whose master was
+    killed)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
 def end_processes(pids: list[int], sig: int, wait_seconds: float) -> None:
     """Sends `sig` to each process, then waits until they are gone (at most `wait_seconds`)."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
     deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+    while time.monotonic() < deadline and any(is_running(pid) for pid in pids):
         time.sleep(0.05)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import viewer_service_socket
-from webtv_dagster.stack.nginx import nginx_command
+from webtv_dagster.stack import nginx_process
+from webtv_dagster.stack.nginx_process import nginx_command
 from webtv_dagster.stack.supervisord import Program
 
 # Dagster's processes and the runs they start (clip production: the heavy work) give way to the
@@ -159,7 +160,8 @@ def media_programs(
     programs.append(
         Program(
             "rtmp",
-            webtv_command("rtmp-server", str(rtmp_root)),
+            # Not `webtv rtmp-server`: its start is time off air (nginx_process.py).
+            [sys.executable, "-m", nginx_process.__name__, str(rtmp_root)],
             priority=20,
             log=rtmp_root / "nginx.out",
         )

@@ -37,12 +37,12 @@ from webtv_dagster.stack.embedded_s3 import (
 from webtv_dagster.stack.instance import dagster_home, drain_runs
 from webtv_dagster.stack.nginx import (
     HLS_JS,
-    nginx_of,
     publish_url,
     reload_nginx,
     worker_account,
     write_stack_rtmp_config,
 )
+from webtv_dagster.stack.nginx_process import nginx_of
 from webtv_dagster.stack.processes import (
     STACK_MARKER,
     end_leftovers,
@@ -250,8 +250,8 @@ def run_stack(settings: Settings, channels: ChannelsFile, host: str, port: int) 
                     "left running when its supervisor died",
                     flush=True,
                 )
-            # A left nginx runs on until the new one takes its place (`webtv rtmp-server` ends
-            # it first): its ports are ours.
+            # A left nginx runs on until the new one takes its place (nginx_process.py ends it
+            # first): its ports are ours.
             ours = [settings.rtmp_port, settings.hls_port] if nginx_of(rtmp_root) else []
             _refuse_busy_ports(settings, s3_port, port, ours)
             supervisord = subprocess.Popen(
