@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from webtv_dagster.channels import Channel
 from webtv_dagster.playout.air_plan import PlannedClip, planned_air
 from webtv_dagster.playout.playlist import Playlist
+from webtv_dagster.playout.sources import IDENT
 from webtv_dagster.playout.state import PlayoutState
 
 CONTENT_TYPE = "application/xml; charset=utf-8"
@@ -52,7 +53,7 @@ def xml_text(text: str, limit: int) -> str:
 def programme_title(clip: PlannedClip, channel: Channel) -> str:
     """A short title a guide reader can scan: the shot's first clauses (who does what, where),
     without the details every prompt of the channel repeats."""
-    if clip.clip_id == "ident":
+    if clip.clip_id == IDENT:
         return f"{channel.title} ident"
     text = clip.prompt
     for detail in channel.recurring_details:
