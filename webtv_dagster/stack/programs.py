@@ -20,9 +20,9 @@ from webtv_dagster.stack import nginx_process
 from webtv_dagster.stack.nginx_process import nginx_command
 from webtv_dagster.stack.supervisord import Program
 
-# Dagster's processes and the runs they start (clip production: the heavy work) give way to the
-# air path on a busy machine: at a stack's start (every process importing at once) and while
-# clips are made, a playout never waits for a core.
+# Dagster's processes (their start wrappers too) and the runs they start (clip production: the
+# heavy work) give way to the air path on a busy machine: at a stack's start (every process
+# importing at once) and while clips are made, a playout never waits for a core.
 NICE = [shutil.which("nice") or "/usr/bin/nice", "-n", "10"]
 # A channel's playout and chat bot are programs of their own (each its own supervisord group),
 # so that `webtv reload` adds, changes or removes one channel's without touching another's:
@@ -105,35 +105,39 @@ def dagster_programs(home: Path, host: str, port: int) -> list[Program]:
         # runs it tries to launch.
         Program(
             "dagster-webserver",
-            webtv_command(
-                "when-serving",
-                str(code_socket),
-                "--",
+            [
                 *NICE,
-                str(bin_dir / "dagster-webserver"),
-                "-w",
-                workspace,
-                "-h",
-                host,
-                "-p",
-                str(port),
-            ),
+                *webtv_command(
+                    "when-serving",
+                    str(code_socket),
+                    "--",
+                    str(bin_dir / "dagster-webserver"),
+                    "-w",
+                    workspace,
+                    "-h",
+                    host,
+                    "-p",
+                    str(port),
+                ),
+            ],
             priority=50,
             directory=home,
             environment=environment,
         ),
         Program(
             "dagster-daemon",
-            webtv_command(
-                "when-serving",
-                str(code_socket),
-                "--",
+            [
                 *NICE,
-                str(bin_dir / "dagster-daemon"),
-                "run",
-                "-w",
-                workspace,
-            ),
+                *webtv_command(
+                    "when-serving",
+                    str(code_socket),
+                    "--",
+                    str(bin_dir / "dagster-daemon"),
+                    "run",
+                    "-w",
+                    workspace,
+                ),
+            ],
             priority=60,
             directory=home,
             environment=environment,
