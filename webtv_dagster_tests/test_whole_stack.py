@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from webtv_dagster.stack.embedded_s3 import grpc_sockets
-from webtv_dagster.stack.programs import chat_program, playout_program
+from webtv_dagster.stack.processes import is_running
+from webtv_dagster.stack.programs import chat_program, playout_channel, playout_program
 from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 
 from .air_monitor import AirMonitor
@@ -377,6 +378,9 @@ def test_a_stack_outlives_its_manager_and_the_next_webtv_up_takes_it_over(tmp_pa
             )
             wait_for(lambda: set(running(supervisor)) >= set(before), 30, "every program")
             supervising_after = time.monotonic() - again_at
+            # The orphaned playouts handed over to the new ones, and ended.
+            orphans = [pid for name, pid in before.items() if playout_channel(name)]
+            wait_for(lambda: not any(map(is_running, orphans)), 30, "the orphans' hand-over")
             viewer.wait_for_frames(len(viewer.video()) + 48, timeout=60)
             off_air = viewer.longest_gap(again_at)
         print(f"supervising again after {supervising_after:.1f} s, {off_air:.1f} s off air")

@@ -58,9 +58,8 @@ def stack_processes() -> Iterator[tuple[int, str]]:
                 yield int(entry.name), folder
 
 
-def stacks_listening_on(ports: list[int]) -> set[str]:
-    """The data folders of the stacks whose processes listen on any of `ports` (TCP): what to
-    name when they are taken, rather than every stack of the machine."""
+def listening_on(ports: list[int]) -> set[int]:
+    """The processes that hold a listening TCP socket on any of `ports`."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
@@ -68,23 +67,24 @@ def stacks_listening_on(ports: list[int]) -> set[str]:
                 fields = line.split()
                 if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # LISTEN
                     inodes.add(f"socket:[{fields[9]}]")
-    folders = set()
+    holders = set()
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError):
             if entry.name.isdigit() and any(
                 os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()
             ):
-                folders.add(_stack_of(int(entry.name)))
-    return folders - {None}
+                holders.add(int(entry.name))
+    return holders
 
 
-def _stack_of(pid: int) -> str | None:
+def stack_of(pid: int) -> str | None:
     """The stack of the process or of its nearest marked ancestor (nginx writes its title over
-    its environment: its master's parent, supervisord, carries the marker)."""
-    while pid > 1:
-        if (folder := _marked(pid)) is not None:
-            return folder
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    its environment: its master's parent, supervisord, carries the marker while it lives)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        while pid > 1:
+            if (folder := _marked(pid)) is not None:
+                return folder
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     return None
 
 

@@ -46,8 +46,10 @@ from webtv_dagster.stack.nginx_process import nginx_of
 from webtv_dagster.stack.processes import (
     STACK_MARKER,
     end_leftovers,
+    listening_on,
     port_is_free,
-    stacks_listening_on,
+    stack_of,
+    stack_processes,
 )
 from webtv_dagster.stack.programs import (
     chat_channel,
@@ -188,6 +190,19 @@ def _managing(data_dir: Path) -> Iterator[None]:
         yield
 
 
+def _stacks_holding(ports: list[int]) -> set[str]:
+    """The data folders of the stacks whose processes listen on any of `ports`: what to name
+    when they are taken, rather than every stack of the machine. An nginx whose supervisord
+    died carries no marker (its title is written over its environment) and no marked ancestor:
+    it is known by the pid file in the public folder of a stack whose other processes run."""
+    holders = listening_on(ports)
+    folders = {folder for pid in holders if (folder := stack_of(pid)) is not None}
+    for folder in {folder for _, folder in stack_processes()} - folders:
+        if holders & set(nginx_of(public_folder(Path(folder)))):
+            folders.add(folder)
+    return folders
+
+
 def _refuse_busy_ports(
     settings: Settings, s3_port: int | None, ui_port: int, ours: list[int]
 ) -> None:
@@ -200,7 +215,7 @@ def _refuse_busy_ports(
     busy = [port for port in ports if not port_is_free(port)]
     if not busy:
         return
-    others = sorted(stacks_listening_on(busy) - {str(settings.data_dir)})
+    others = sorted(_stacks_holding(busy) - {str(settings.data_dir)})
     held_by = f"the stack of {', '.join(others)}" if others else "another program"
     raise StackError(
         f"ports {busy} are in use by {held_by}: set WEBTV_RTMP_PORT, WEBTV_HLS_PORT, "
@@ -541,4 +556,8 @@ def stop_stack(data_dir: Path, supervisor: StackSupervisor, grace_seconds: float
     supervisor.shutdown()
     while pid_file.exists():  # supervisord removes it as it exits
         time.sleep(0.1)
+    # A playout a dead supervisor left airing hands over to its successor once that one is
+    # ready: one stopped before that leaves it unsupervised, and nothing else would end it.
+    if left := end_leftovers(data_dir.resolve(), keep=lambda _: False):
+        print(f"webtv: ended {len(left)} process(es) a dead supervisor left running", flush=True)
     print(f"webtv: stopped in {time.monotonic() - started:.1f} s", flush=True)
