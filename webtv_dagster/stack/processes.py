@@ -94,16 +94,20 @@ def command_line(pid: int) -> str:
     return ""
 
 
+def process_state(pid: int) -> str | None:
+    """The process's state letter (R, S, T for stopped, Z for a zombie...), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def is_running(pid: int) -> bool:
     """Whether the process exists and is not a zombie: one that exited and holds nothing (no
     port, no file) while it waits for its parent, or init for an orphan, to reap it. Some
     inits reap orphans a second or more late (seen here: an nginx worker whose master was
     killed)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in {"Z", "X"}
+    return process_state(pid) not in {None, "Z", "X"}
 
 
 def end_processes(pids: list[int], sig: int, wait_seconds: float) -> None:

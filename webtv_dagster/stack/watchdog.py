@@ -63,6 +63,7 @@ from webtv_dagster.playout.state import PlayoutFolder
 from webtv_dagster.public_site import UnixHTTPConnection, viewer_service_socket
 from webtv_dagster.settings import Settings
 from webtv_dagster.stack.alerts import AlertOutbox, alerts_folder, check_notifiers, notifiers_of
+from webtv_dagster.stack.processes import process_state
 from webtv_dagster.stack.programs import chat_channel, playout_channel, webtv_command
 from webtv_dagster.stack.supervisord import StackSupervisor, supervised_name
 from webtv_dagster.stack.up import channels_differ, reload_log
@@ -171,11 +172,8 @@ def _resident_mb(pid: int) -> float | None:
 
 
 def _stopped(pid: int) -> str | None:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None  # gone: supervisord sees to that
-    return "its process is stopped" if state in {"T", "t"} else None
+    # Gone (None): supervisord sees to that.
+    return "its process is stopped" if process_state(pid) in {"T", "t"} else None
 
 
 @dataclass
