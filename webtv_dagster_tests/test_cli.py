@@ -233,3 +233,25 @@ def test_a_playout_process_loads_none_of_the_heavy_libraries():
         check=True,
     ).stdout.strip()
     assert loaded == "[]", f"the playout imports {loaded}"
+
+
+def test_the_rtmp_program_starts_nginx_on_the_standard_library_alone():
+    """supervisord's start of nginx after a crash or a hang's kill is time off air: its module
+    imports nothing outside the standard library and the project (the `webtv` command's
+    imports took 1.4-3.4 s on a loaded machine)."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; before = set(sys.modules); import webtv_dagster.stack.nginx_process; "
+            "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} "
+            "- set(sys.stdlib_module_names) - {'webtv_dagster'}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "[]", f"nginx's start imports {loaded}"
